@@ -1,0 +1,36 @@
+//! Outpost's public API: value types and their wire forms, records and tables, replication types,
+//! the split traits every backend and transport implements, and the one error type.
+//!
+//! This crate does no I/O. `outpost-engine` gives the traits their meaning on local storage;
+//! `outpost-client` implements them over HTTP, so code written against them works on either.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod names;
+mod record;
+mod replica;
+mod rev;
+mod scalar;
+mod table;
+mod traits;
+mod value;
+
+pub use error::{Error, ErrorKind, Result};
+pub use names::Limits;
+pub use record::{
+    BatchResult, Change, ChangesPage, ChangesRequest, GetOptions, ListOptions, PutRecord, Record, RecordPage,
+    WriteOp, WriteOpKind, WriteResult, PENDING_EXACT_UP_TO,
+};
+pub use replica::{
+    DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
+};
+pub use rev::{ChainHash, RevId};
+pub use scalar::{format_float, Decimal, Timestamp};
+pub use table::{FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
+pub use traits::{
+    ChangeReader, Database, Databases, InfoReader, RecordReader, RecordWriter, ReplicaSource, ReplicaTarget,
+    TableReader, TableWriter,
+};
+pub use uuid::Uuid;
+pub use value::{Attributes, Value, ValueType};

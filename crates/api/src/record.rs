@@ -1,0 +1,219 @@
+//! Records, writes and reads, changes: the request and response types of the record traits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Attributes, Error, RevId};
+
+/// A record as read: its reconciled state (SPEC §4.4).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Record {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The winning revision.
+    pub rev: RevId,
+    /// Whether the winner is a tombstone.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The reconciled attributes.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// Non-deleted leaves other than the winner (asked for with `conflicts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<RevId>>,
+    /// Fields that a `merge-fields` merge could not settle (asked for with `conflicts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_conflicts: Option<Vec<String>>,
+    /// The revision's ancestry, itself first, then parent to root (asked for with `revs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Vec<RevId>>,
+}
+
+/// Options of `get_record`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct GetOptions {
+    /// Read this revision's own body instead of the reconciled state (it may be any stored revision).
+    #[serde(default)]
+    pub rev: Option<RevId>,
+    /// Include conflicts and field conflicts.
+    #[serde(default)]
+    pub conflicts: bool,
+    /// Include the revision history.
+    #[serde(default)]
+    pub revs: bool,
+}
+
+/// A local write of a record body.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct PutRecord {
+    /// The record id; generated (UUID v7) when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The revision this write edits; must be a current leaf. `None` creates the record (or revives
+    /// it after a delete).
+    #[serde(default)]
+    pub rev: Option<RevId>,
+    /// The new attributes.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// Conflicting leaves this write resolves: each gets a tombstone in the same transaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolves: Vec<RevId>,
+}
+
+/// The outcome of a write.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// The table.
+    pub table: String,
+    /// The record id (generated ones included).
+    pub id: String,
+    /// The revision now current for this write (new, or the existing one for a retry or no-op).
+    pub rev: RevId,
+}
+
+/// What a batch operation does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOpKind {
+    /// Create or update.
+    Put,
+    /// Delete (write a tombstone).
+    Delete,
+}
+
+/// One operation of a batch.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct WriteOp {
+    /// Put or delete.
+    pub op: WriteOpKind,
+    /// The table.
+    pub table: String,
+    /// The record id (required for delete; generated for put when absent).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The edited revision (see [`PutRecord::rev`]).
+    #[serde(default)]
+    pub rev: Option<RevId>,
+    /// Attributes of a put.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// Leaves resolved by a put.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolves: Vec<RevId>,
+}
+
+impl WriteOp {
+    /// A put operation.
+    pub fn put(table: impl Into<String>, put: PutRecord) -> Self {
+        WriteOp {
+            op: WriteOpKind::Put,
+            table: table.into(),
+            id: put.id,
+            rev: put.rev,
+            attributes: put.attributes,
+            resolves: put.resolves,
+        }
+    }
+    /// A delete operation.
+    pub fn delete(table: impl Into<String>, id: impl Into<String>, rev: Option<RevId>) -> Self {
+        WriteOp {
+            op: WriteOpKind::Delete,
+            table: table.into(),
+            id: Some(id.into()),
+            rev,
+            attributes: Attributes::new(),
+            resolves: Vec::new(),
+        }
+    }
+}
+
+/// Per-operation results of a batch, in request order.
+pub type BatchResult = Vec<Result<WriteResult, Error>>;
+
+/// Options of `list_records`: pages by id.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ListOptions {
+    /// Return records whose id sorts after this one (UTF-8 byte order).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Most records returned.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Include records whose winner is a tombstone.
+    #[serde(default)]
+    pub include_deleted: bool,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        ListOptions { after: None, limit: default_limit(), include_deleted: false }
+    }
+}
+
+/// A page of records in id order.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct RecordPage {
+    /// The records.
+    pub records: Vec<Record>,
+    /// The id to pass as `after` for the next page; `None` at the end.
+    pub next_after: Option<String>,
+}
+
+/// A request for a page of the changes feed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ChangesRequest {
+    /// Entries with seq greater than this.
+    #[serde(default)]
+    pub since: u64,
+    /// Most entries returned.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Only these tables (and their `_tables` definition records).
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+}
+
+impl Default for ChangesRequest {
+    fn default() -> Self {
+        ChangesRequest { since: 0, limit: default_limit(), tables: None }
+    }
+}
+
+/// One entry of the changes feed: a record at its latest seq.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Change {
+    /// The record's latest seq.
+    pub seq: u64,
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The winning revision.
+    pub rev: RevId,
+    /// Whether the winner is a tombstone.
+    pub deleted: bool,
+    /// Every leaf of the record's revision tree.
+    pub leaves: Vec<RevId>,
+}
+
+/// A page of the changes feed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ChangesPage {
+    /// Entries in seq order.
+    pub changes: Vec<Change>,
+    /// Pass as `since` for the next page. When `pending` is 0 it is the database's `update_seq` at the
+    /// time of the read, so a drained reader has seen everything up to it.
+    pub last_seq: u64,
+    /// Entries left after this page (exact up to [`PENDING_EXACT_UP_TO`], that figure beyond).
+    pub pending: u64,
+}
+
+/// `pending` is counted exactly up to this figure; past it, it says "at least this many", so that a
+/// page costs the same however far behind the reader is.
+pub const PENDING_EXACT_UP_TO: u64 = 100_000;

@@ -1,0 +1,119 @@
+//! Replication types: database identity, revisions with ancestry, resume points and knowledge
+//! (SPEC §5–§8).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Attributes, ChainHash, RevId};
+
+/// One epoch of a database's identity: `uuid` names the database's history from `start_seq` on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Epoch {
+    /// The epoch's uuid.
+    pub uuid: Uuid,
+    /// The first seq this uuid names.
+    pub start_seq: u64,
+}
+
+/// What `info()` reports about a database.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DbInfo {
+    /// The database name.
+    pub name: String,
+    /// The uuid of the current epoch.
+    pub uuid: Uuid,
+    /// Every epoch, oldest first.
+    pub epochs: Vec<Epoch>,
+    /// The seq of the latest revision event.
+    pub update_seq: u64,
+    /// The chain hash at `update_seq`.
+    pub chain: ChainHash,
+    /// Records whose winner is not a tombstone, in user tables.
+    pub record_count: u64,
+    /// The storage backend (`sqlite`, `postgres`, or `http` for a remote peer's view).
+    pub backend: String,
+}
+
+/// A revision as replicated: its identity, its body (absent for a stub or a compacted body) and its
+/// ancestry from parent to root (possibly truncated).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct RevisionData {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The revision id.
+    pub rev: RevId,
+    /// Whether it is a tombstone.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The body; `None` when this database holds only the revision's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Attributes>,
+    /// Ancestor revision ids, parent first.
+    #[serde(default)]
+    pub ancestry: Vec<RevId>,
+}
+
+/// The revisions of one record: a `revs_diff` question or answer, or a `get_revisions` request.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RecordRevs {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// Revision ids.
+    pub revs: Vec<RevId>,
+}
+
+/// Where a replication from one source stands in a target, stored in the target atomically with the
+/// revisions it covers (SPEC §7).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ResumePoint {
+    /// The source epoch's uuid.
+    pub source: Uuid,
+    /// The source seq copied up to.
+    pub source_seq: u64,
+    /// The source's chain hash at that seq.
+    pub source_chain: ChainHash,
+}
+
+/// "From local seq `local_seq` on, this database holds every revision that `peer` had stored at or
+/// before `peer_seq`" (SPEC §8).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct KnowledgeRow {
+    /// The peer epoch's uuid.
+    pub peer: Uuid,
+    /// The peer's seq.
+    pub peer_seq: u64,
+    /// The peer's chain hash at `peer_seq`.
+    pub peer_chain: ChainHash,
+    /// The local seq from which the knowledge holds.
+    pub local_seq: u64,
+    /// The database this row was learned through (`None` when learned directly).
+    #[serde(default)]
+    pub via: Option<Uuid>,
+}
+
+/// What a drained replication pass tells its target (SPEC §8).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct KnowledgeUpdate {
+    /// The source epoch's uuid.
+    pub source: Uuid,
+    /// The drained source seq.
+    pub source_seq: u64,
+    /// The source chain hash at `source_seq`.
+    pub source_chain: ChainHash,
+    /// The source's own knowledge rows with local seq ≤ `source_seq`, to import transitively.
+    #[serde(default)]
+    pub imported: Vec<KnowledgeRow>,
+}
+
+/// The outcome of `put_revisions`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PutRevisionsResult {
+    /// Revision events stored (revisions new to this database, or bodies filled into stubs).
+    pub written: u64,
+    /// The database's update_seq after the write.
+    pub update_seq: u64,
+}

@@ -1,0 +1,159 @@
+//! Revision ids and chain hashes: the two hash-derived names of the data model.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::Error;
+
+/// A revision id, `"{generation}-{hex}"`: the generation (1 for a first revision, parent + 1 after)
+/// and the first 16 bytes of the revision hash (SPEC §3).
+///
+/// Ordering is by generation, then hash bytes; within one generation that equals the order of the id
+/// strings, which is what the winner rule (§4.3) compares.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RevId {
+    /// 1 for a first revision, the parent's generation plus one after.
+    pub generation: u64,
+    /// The first 16 bytes of the revision hash.
+    pub hash: [u8; 16],
+}
+
+impl RevId {
+    /// A revision id from its parts.
+    pub fn new(generation: u64, hash: [u8; 16]) -> Self {
+        RevId { generation, hash }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut buf = [0u8; 64];
+    for (i, b) in bytes.iter().enumerate() {
+        buf[2 * i] = HEX[(b >> 4) as usize];
+        buf[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    f.write_str(std::str::from_utf8(&buf[..bytes.len() * 2]).expect("hex is ascii"))
+}
+
+fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Error> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 2 * N {
+        return Err(Error::invalid(format!("{what}: expected {} lowercase hex characters", 2 * N)));
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err(Error::invalid(format!("{what}: {:?} is not lowercase hex", c as char))),
+    };
+    let mut out = [0u8; N];
+    for i in 0..N {
+        out[i] = (nibble(bytes[2 * i])? << 4) | nibble(bytes[2 * i + 1])?;
+    }
+    Ok(out)
+}
+
+impl fmt::Display for RevId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-", self.generation)?;
+        write_hex(f, &self.hash)
+    }
+}
+
+impl fmt::Debug for RevId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for RevId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid(format!("invalid revision id {s:?}: expected \"<generation>-<32 hex>\""));
+        let (generation, hex) = s.split_once('-').ok_or_else(bad)?;
+        if generation.is_empty() || generation.starts_with('0') || !generation.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let generation: u64 = generation.parse().map_err(|_| bad())?;
+        let hash = parse_hex::<16>(hex, "revision id").map_err(|_| bad())?;
+        Ok(RevId { generation, hash })
+    }
+}
+
+impl Serialize for RevId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RevId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))
+    }
+}
+
+/// A 32-byte chain hash (SPEC §5): commits to every revision event up to a seq. Written as 64 hex
+/// characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainHash(pub [u8; 32]);
+
+impl fmt::Display for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for ChainHash {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse_hex::<32>(s, "chain hash").map(ChainHash)
+    }
+}
+
+impl Serialize for ChainHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChainHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rev_ids_parse_and_print() {
+        let s = "12-0123456789abcdef0123456789abcdef";
+        let r: RevId = s.parse().unwrap();
+        assert_eq!(r.generation, 12);
+        assert_eq!(r.to_string(), s);
+        for bad in ["", "1", "1-", "0-0123456789abcdef0123456789abcdef", "01-0123456789abcdef0123456789abcdef",
+            "1-0123456789ABCDEF0123456789abcdef", "1-0123", "x-0123456789abcdef0123456789abcdef",
+            "99999999999999999999999-0123456789abcdef0123456789abcdef"] {
+            assert!(bad.parse::<RevId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn same_generation_order_is_string_order() {
+        let a: RevId = "3-0f000000000000000000000000000000".parse().unwrap();
+        let b: RevId = "3-a0000000000000000000000000000000".parse().unwrap();
+        assert!(a < b);
+        assert!(a.to_string() < b.to_string());
+    }
+}

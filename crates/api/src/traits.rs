@@ -1,0 +1,133 @@
+//! The public traits, split by concern so backends and transports can be swapped (SPEC §1).
+//! Every method states what it guarantees; the conformance suite in `tests/` checks it on every
+//! backend and transport.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    BatchResult, ChainHash, ChangesPage, ChangesRequest, DbInfo, GetOptions, KnowledgeRow, KnowledgeUpdate,
+    ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordRevs, Result, ResumePoint,
+    RevId, RevisionData, TableDef, TableUpdate, WriteOp, WriteResult,
+};
+
+/// Reading table definitions.
+#[async_trait]
+pub trait TableReader: Send + Sync {
+    /// The definition of a live table. NotFound when it does not exist or was deleted.
+    async fn get_table(&self, name: &str) -> Result<TableDef>;
+    /// Every live table, by name.
+    async fn list_tables(&self) -> Result<Vec<TableDef>>;
+}
+
+/// Changing table definitions. Each change is a revision of the table's `_tables` record and takes a
+/// seq like any other revision event.
+#[async_trait]
+pub trait TableWriter: Send + Sync {
+    /// Create a table. AlreadyExists when a live table has the name; a deleted table's name may be
+    /// reused (its definition record is revived).
+    async fn create_table(&self, table: NewTable) -> Result<TableDef>;
+    /// Change a table's definition. Conflict when `update.rev` is not the current definition.
+    async fn update_table(&self, name: &str, update: TableUpdate) -> Result<TableDef>;
+    /// Delete a table: its definition becomes a tombstone; its records stay stored (and replicate) but
+    /// cannot be written or read until a table of that name is created again.
+    async fn delete_table(&self, name: &str) -> Result<()>;
+}
+
+/// Reading records.
+#[async_trait]
+pub trait RecordReader: Send + Sync {
+    /// The reconciled state of a record (or, with `options.rev`, that revision's own body).
+    /// NotFound when the record does not exist or its winner is a tombstone (unless a rev is named).
+    async fn get_record(&self, table: &str, id: &str, options: GetOptions) -> Result<Record>;
+    /// Records of a table in id order (UTF-8 bytes), `options.limit` at most per page.
+    async fn list_records(&self, table: &str, options: ListOptions) -> Result<RecordPage>;
+}
+
+/// Local writes (SPEC §4.1).
+#[async_trait]
+pub trait RecordWriter: Send + Sync {
+    /// Create or update a record. The named parent rev must be a current leaf, else Conflict carrying
+    /// the winning rev. Idempotent: retrying a write that already happened returns its revision; a
+    /// write that changes nothing returns the parent.
+    async fn put_record(&self, table: &str, put: PutRecord) -> Result<WriteResult>;
+    /// Delete a record by writing a tombstone on `rev` (the current winner when `None`).
+    async fn delete_record(&self, table: &str, id: &str, rev: Option<RevId>) -> Result<WriteResult>;
+    /// Many writes in one transaction; each has its own result, in request order. A failed operation
+    /// does not stop the others.
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<BatchResult>;
+}
+
+/// The changes feed (SPEC §5).
+#[async_trait]
+pub trait ChangeReader: Send + Sync {
+    /// One page of changes after `since`: each changed record once, at its latest seq, in seq order.
+    /// Cost is proportional to the page, not to the database.
+    async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage>;
+    /// Wait until `update_seq > since` or the timeout passes; returns the `update_seq` then.
+    async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64>;
+}
+
+/// Identity, shared by both replication roles.
+#[async_trait]
+pub trait InfoReader: Send + Sync {
+    /// Name, uuid, epochs, update_seq, chain hash at update_seq, record count, backend.
+    async fn info(&self) -> Result<DbInfo>;
+}
+
+/// What a replication source offers (SPEC §7, §8).
+#[async_trait]
+pub trait ReplicaSource: InfoReader {
+    /// The named revisions with their bodies (when stored) and full ancestry. Unknown revisions are
+    /// left out.
+    async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>>;
+    /// The chain hash after revision event `seq` (`seq` = 0 is the genesis hash). NotFound beyond
+    /// `update_seq`. O(log n).
+    async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash>;
+    /// Knowledge rows, those with local seq ≤ `upto` when given.
+    async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>>;
+}
+
+/// What a replication target offers (SPEC §7, §8).
+#[async_trait]
+pub trait ReplicaTarget: InfoReader {
+    /// For each record, the named revisions this database does not hold (as bodies or stubs).
+    /// Records with nothing missing are left out.
+    async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>>;
+    /// Store replicated revisions: each body is re-hashed and must match its rev id (else Corrupt,
+    /// and nothing is stored); missing ancestors become stubs; known revisions are no-ops. All of it,
+    /// and the resume point when given, commit in one transaction.
+    async fn put_revisions(&self, revisions: Vec<RevisionData>, resume: Option<ResumePoint>)
+        -> Result<PutRevisionsResult>;
+    /// Record what a drained pass learned: the source's position and its imported knowledge rows,
+    /// each at this database's current update_seq.
+    async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()>;
+    /// The resume point stored for a source epoch, if any.
+    async fn resume_point(&self, source: uuid::Uuid) -> Result<Option<ResumePoint>>;
+}
+
+/// Everything a database offers. Implemented automatically for any type with all the parts.
+pub trait Database:
+    TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget
+{
+}
+
+impl<T> Database for T where
+    T: TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget
+{
+}
+
+/// A set of named databases (what a server hosts).
+#[async_trait]
+pub trait Databases: Send + Sync {
+    /// Database names, sorted.
+    async fn list(&self) -> Result<Vec<String>>;
+    /// Open an existing database. NotFound when there is none of that name.
+    async fn open(&self, name: &str) -> Result<Arc<dyn Database>>;
+    /// Create a database. AlreadyExists when one of that name exists.
+    async fn create(&self, name: &str) -> Result<Arc<dyn Database>>;
+    /// Delete a database and everything in it. NotFound when there is none.
+    async fn delete(&self, name: &str) -> Result<()>;
+}

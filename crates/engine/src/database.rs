@@ -1,0 +1,623 @@
+//! [`Engine`]: the `Database` implementation, generic over a [`Storage`]. Every api call is decided
+//! here (validation, the write rules, winners, seqs and chain hashes, knowledge rules) and stored
+//! through the storage trait.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use outpost_api::{
+    names, Attributes, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Epoch, Error,
+    GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, Limits, ListOptions, NewTable, PutRecord,
+    PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReconcilePolicy, ReplicaSource,
+    ReplicaTarget, Result, ResumePoint, RevId, RevisionData, TableDef, TableReader, TableUpdate, TableWriter,
+    Timestamp, Uuid, WriteOp, WriteOpKind, WriteResult, PENDING_EXACT_UP_TO,
+};
+use tokio::sync::watch;
+
+use crate::canonical::encode_attributes;
+use crate::hash::genesis_chain;
+use crate::plan::{LocalWrite, Planner};
+use crate::reconcile::reconcile;
+use crate::storage::{Head, RecordKey, Storage, StoredState, WriteSet, WriteTxn};
+use crate::tree::RevisionTree;
+
+/// Largest page a read may ask for (records, changes, revisions).
+pub const MAX_PAGE: usize = 10_000;
+
+/// A database: the engine's semantics over one storage.
+pub struct Engine<S: Storage> {
+    storage: S,
+    limits: Limits,
+    /// The latest committed update_seq, for long-polls.
+    committed: watch::Sender<u64>,
+}
+
+fn parse_body(json: &str) -> Result<Attributes> {
+    serde_json::from_str(json).map_err(|e| Error::corrupt(format!("a stored body does not parse: {e}")))
+}
+
+fn table_def_of(name: &str, state: Option<&StoredState>) -> Result<TableDef> {
+    match state {
+        Some(s) if !s.deleted => TableDef::from_record(name, s.rev, &parse_body(&s.body)?),
+        _ => Err(Error::not_found(format!("table {name:?} does not exist"))),
+    }
+}
+
+fn check_page(limit: usize) -> Result<usize> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE}, not {limit}")));
+    }
+    Ok(limit)
+}
+
+impl<S: Storage> Engine<S> {
+    /// A database over `storage`, checking input against `limits`.
+    pub async fn new(storage: S, limits: Limits) -> Result<Self> {
+        let head = storage.head().await?;
+        let (committed, _) = watch::channel(head.update_seq);
+        Ok(Engine { storage, limits, committed })
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validate a body for a local or replicated write: nesting depth and encoded size.
+    fn check_body(&self, attributes: &Attributes) -> Result<()> {
+        if attributes.depth() > self.limits.max_depth {
+            return Err(Error::invalid(format!(
+                "attributes nest {} deep; the limit is {}",
+                attributes.depth(),
+                self.limits.max_depth
+            )));
+        }
+        let size = encode_attributes(attributes).len();
+        if size > self.limits.max_body_bytes {
+            return Err(Error::too_large(format!(
+                "record body is {size} bytes encoded; the limit is {}",
+                self.limits.max_body_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: &WriteSet) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        txn.apply(writes).await?;
+        txn.commit().await?;
+        if let Some((seq, _)) = writes.head {
+            self.committed.send_if_modified(|s| {
+                let newer = seq > *s;
+                if newer {
+                    *s = seq;
+                }
+                newer
+            });
+        }
+        Ok(())
+    }
+
+    /// Policies of `tables` at the end of a planned transaction: a definition written in the same
+    /// transaction counts, else the stored one, else the default.
+    async fn policies(&self, txn: &mut dyn WriteTxn, planner: &Planner) -> Result<HashMap<String, ReconcilePolicy>> {
+        let mut out = HashMap::new();
+        for table in planner.touched_tables() {
+            if table == names::TABLES_TABLE {
+                continue;
+            }
+            let policy = match planner.tree(names::TABLES_TABLE, &table) {
+                Some(tree) if !tree.is_empty() => {
+                    let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
+                    if r.deleted {
+                        None
+                    } else {
+                        TableDef::from_record(&table, r.winner, &r.body).ok().map(|d| d.policy)
+                    }
+                }
+                _ => {
+                    let state = txn.load_state(names::TABLES_TABLE, &table).await?;
+                    table_def_of(&table, state.as_ref()).ok().map(|d| d.policy)
+                }
+            };
+            out.insert(table, policy.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    /// Turn an operation into a validated local write (before any storage access).
+    fn prepare(&self, op: WriteOp) -> Result<LocalWrite> {
+        names::validate_table_name(&op.table)?;
+        let id = match (op.id, op.op) {
+            (Some(id), _) => id,
+            (None, WriteOpKind::Put) => Uuid::now_v7().to_string(),
+            (None, WriteOpKind::Delete) => return Err(Error::invalid("a delete names the record id")),
+        };
+        names::validate_record_id(&id, self.limits.max_id_bytes)?;
+        let deleted = op.op == WriteOpKind::Delete;
+        if deleted && (!op.attributes.is_empty() || !op.resolves.is_empty()) {
+            return Err(Error::invalid("a delete carries no attributes and resolves nothing"));
+        }
+        for name in op.attributes.keys() {
+            names::validate_attribute_name(name)?;
+        }
+        self.check_body(&op.attributes)?;
+        Ok(LocalWrite { table: op.table, id, parent: op.rev, deleted, attributes: op.attributes, resolves: op.resolves })
+    }
+
+    /// Run local writes in one transaction; per-operation results in order.
+    async fn write_local(&self, ops: Vec<Result<LocalWrite>>, check_fields: bool) -> Result<BatchResult> {
+        let mut txn = self.storage.begin_write().await?;
+        let head = txn.head().await?;
+        let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
+        let mut keys: Vec<RecordKey> = Vec::new();
+        let mut seen = HashSet::new();
+        for w in ops.iter().flatten() {
+            if w.table != names::TABLES_TABLE && !defs.contains_key(&w.table) {
+                let state = txn.load_state(names::TABLES_TABLE, &w.table).await?;
+                defs.insert(w.table.clone(), table_def_of(&w.table, state.as_ref()));
+            }
+            if seen.insert((w.table.as_str(), w.id.as_str())) {
+                keys.push((w.table.clone(), w.id.clone()));
+            }
+        }
+        let trees = txn.load_trees(&keys).await?;
+        let mut planner = Planner::new(&head, trees);
+        let mut results = Vec::with_capacity(ops.len());
+        for w in ops {
+            let outcome = w.and_then(|w| {
+                let policy = if w.table == names::TABLES_TABLE {
+                    ReconcilePolicy::KeepConflicts
+                } else {
+                    let def = defs[&w.table].as_ref().map_err(Clone::clone)?;
+                    if check_fields && !w.deleted {
+                        def.check_fields(&w.attributes)?;
+                    }
+                    def.policy
+                };
+                let rev = planner.local_write(&w, policy)?;
+                Ok(WriteResult { table: w.table, id: w.id, rev })
+            });
+            results.push(outcome);
+        }
+        let policies: HashMap<String, ReconcilePolicy> =
+            defs.into_iter().map(|(t, d)| (t, d.map(|d| d.policy).unwrap_or_default())).collect();
+        let writes = planner.finish(|t| policies.get(t).copied().unwrap_or_default())?;
+        self.commit(txn, &writes).await?;
+        Ok(results)
+    }
+
+    async fn write_one(&self, w: Result<LocalWrite>) -> Result<WriteResult> {
+        self.write_local(vec![w], true).await?.pop().expect("one result per operation")
+    }
+
+    async fn write_table(&self, name: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Result<RevId> {
+        let w = LocalWrite {
+            table: names::TABLES_TABLE.into(),
+            id: name.into(),
+            parent,
+            deleted,
+            attributes: body,
+            resolves: vec![],
+        };
+        Ok(self.write_one(Ok(w)).await?.rev)
+    }
+
+    /// Begin a new epoch (SPEC §6): a fresh uuid naming this database from `update_seq + 1` on. Used
+    /// after a copy or restore so that no two databases share a (uuid, seq) pair.
+    pub async fn reidentify(&self) -> Result<Epoch> {
+        let mut txn = self.storage.begin_write().await?;
+        let head = txn.head().await?;
+        let epoch = Epoch { uuid: Uuid::new_v4(), start_seq: head.update_seq + 1 };
+        let writes = WriteSet { epoch: Some(epoch), ..WriteSet::default() };
+        self.commit(txn, &writes).await?;
+        Ok(epoch)
+    }
+
+    /// Verify every revision event: seqs gap-free from 1, each body hashing to its rev id (where the
+    /// body and parent are stored), the chain folding to the head's hash.
+    pub async fn check(&self) -> Result<CheckReport> {
+        let head = self.storage.head().await?;
+        let mut report = CheckReport { update_seq: head.update_seq, ..CheckReport::default() };
+        let mut chain = genesis_chain(head.epochs[0].uuid);
+        let mut expect = 1;
+        loop {
+            let events = self.storage.events(expect - 1, 1000).await?;
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                let r = &e.revision;
+                if e.seq != expect {
+                    report.problems.push(format!("seq {expect} is missing (next event is {})", e.seq));
+                }
+                expect = e.seq + 1;
+                chain = crate::hash::next_chain(&chain, e.seq, &r.table, &r.id, &r.rev, r.deleted);
+                if chain != e.chain {
+                    report.problems.push(format!("chain hash at seq {} does not match its events", e.seq));
+                    chain = e.chain;
+                }
+                report.events += 1;
+                if let Some(body) = &r.body {
+                    match parse_body(body) {
+                        Ok(body) => {
+                            let actual = crate::hash::revision_id(&r.table, &r.id, r.parent.as_ref(), r.deleted, &body);
+                            if r.parent.is_some() || r.rev.generation == 1 {
+                                report.rehashed += 1;
+                                if actual != r.rev {
+                                    report.problems.push(format!(
+                                        "revision {} of {}/{} (seq {}) does not match its body",
+                                        r.rev, r.table, r.id, e.seq
+                                    ));
+                                }
+                            }
+                        }
+                        Err(err) => report.problems.push(format!("seq {}: {}", e.seq, err.message)),
+                    }
+                }
+            }
+        }
+        if expect - 1 != head.update_seq {
+            report.problems.push(format!("events end at seq {} but update_seq is {}", expect - 1, head.update_seq));
+        }
+        if chain != head.chain {
+            report.problems.push("the head's chain hash does not match the events".into());
+        }
+        Ok(report)
+    }
+}
+
+/// What `check` found.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CheckReport {
+    /// The database's update_seq.
+    pub update_seq: u64,
+    /// Revision events read.
+    pub events: u64,
+    /// Revisions whose body was re-hashed.
+    pub rehashed: u64,
+    /// Every problem found; empty for a sound database.
+    pub problems: Vec<String>,
+}
+
+#[async_trait]
+impl<S: Storage> TableReader for Engine<S> {
+    async fn get_table(&self, name: &str) -> Result<TableDef> {
+        names::validate_table_name(name)?;
+        let state = self.storage.load_state(names::TABLES_TABLE, name).await?;
+        table_def_of(name, state.as_ref())
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableDef>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.list_states(names::TABLES_TABLE, after.as_deref(), 1000, false).await?;
+            let done = page.len() < 1000;
+            for s in &page {
+                out.push(table_def_of(&s.id, Some(s))?);
+            }
+            after = page.last().map(|s| s.id.clone());
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Storage> TableWriter for Engine<S> {
+    async fn create_table(&self, table: NewTable) -> Result<TableDef> {
+        names::validate_table_name(&table.name)?;
+        for name in table.fields.keys().chain(table.metadata.keys()) {
+            names::validate_attribute_name(name)?;
+        }
+        self.check_body(&table.metadata)?;
+        if let Some(state) = self.storage.load_state(names::TABLES_TABLE, &table.name).await? {
+            if !state.deleted {
+                return Err(Error::already_exists(format!("table {:?} exists", table.name)));
+            }
+        }
+        let def = TableDef {
+            name: table.name.clone(),
+            rev: RevId::new(1, [0; 16]),
+            description: table.description,
+            created_at: Timestamp::now(),
+            created_by: table.created_by,
+            policy: table.policy,
+            fields: table.fields,
+            metadata: table.metadata,
+        };
+        self.write_table(&table.name, None, false, def.to_attributes()).await?;
+        self.get_table(&table.name).await
+    }
+
+    async fn update_table(&self, name: &str, update: TableUpdate) -> Result<TableDef> {
+        let mut def = self.get_table(name).await?;
+        let parent = update.rev.unwrap_or(def.rev);
+        if let Some(d) = update.description {
+            def.description = d;
+        }
+        if let Some(p) = update.policy {
+            def.policy = p;
+        }
+        if let Some(f) = update.fields {
+            for name in f.keys() {
+                names::validate_attribute_name(name)?;
+            }
+            def.fields = f;
+        }
+        if let Some(m) = update.metadata {
+            self.check_body(&m)?;
+            def.metadata = m;
+        }
+        self.write_table(name, Some(parent), false, def.to_attributes()).await?;
+        self.get_table(name).await
+    }
+
+    async fn delete_table(&self, name: &str) -> Result<()> {
+        let def = self.get_table(name).await?;
+        self.write_table(name, Some(def.rev), true, Attributes::new()).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: Storage> RecordReader for Engine<S> {
+    async fn get_record(&self, table: &str, id: &str, options: GetOptions) -> Result<Record> {
+        self.get_table(table).await?;
+        names::validate_record_id(id, self.limits.max_id_bytes)?;
+        let missing = || Error::not_found(format!("record {table}/{id} does not exist"));
+        let state = self.storage.load_state(table, id).await?.ok_or_else(missing)?;
+        let tree = if options.rev.is_some() || options.revs {
+            let key = (table.to_owned(), id.to_owned());
+            self.storage.load_trees(std::slice::from_ref(&key)).await?.remove(&key).unwrap_or_default()
+        } else {
+            RevisionTree::new()
+        };
+        let mut record = match options.rev {
+            Some(rev) => {
+                let node = tree.get(&rev).ok_or_else(|| Error::not_found(format!("{table}/{id} has no revision {rev}")))?;
+                let body = node
+                    .body
+                    .clone()
+                    .ok_or_else(|| Error::not_found(format!("the body of {table}/{id} revision {rev} is not stored")))?;
+                Record { table: table.into(), id: id.into(), rev, deleted: node.deleted, attributes: body,
+                    conflicts: None, field_conflicts: None, revisions: None }
+            }
+            None if state.deleted => return Err(Error::not_found(format!("record {table}/{id} was deleted"))),
+            None => Record { table: table.into(), id: id.into(), rev: state.rev, deleted: false,
+                attributes: parse_body(&state.body)?, conflicts: None, field_conflicts: None, revisions: None },
+        };
+        if options.conflicts {
+            record.conflicts = Some(state.conflicts.clone());
+            record.field_conflicts = Some(state.field_conflicts.clone());
+        }
+        if options.revs {
+            let mut revs = vec![record.rev];
+            revs.extend(tree.ancestry(&record.rev));
+            record.revisions = Some(revs);
+        }
+        Ok(record)
+    }
+
+    async fn list_records(&self, table: &str, options: ListOptions) -> Result<RecordPage> {
+        self.get_table(table).await?;
+        let limit = check_page(options.limit)?;
+        let mut states =
+            self.storage.list_states(table, options.after.as_deref(), limit + 1, options.include_deleted).await?;
+        let more = states.len() > limit;
+        states.truncate(limit);
+        let next_after = if more { states.last().map(|s| s.id.clone()) } else { None };
+        let records = states
+            .into_iter()
+            .map(|s| {
+                Ok(Record { attributes: parse_body(&s.body)?, table: s.table, id: s.id, rev: s.rev, deleted: s.deleted,
+                    conflicts: None, field_conflicts: None, revisions: None })
+            })
+            .collect::<Result<_>>()?;
+        Ok(RecordPage { records, next_after })
+    }
+}
+
+#[async_trait]
+impl<S: Storage> RecordWriter for Engine<S> {
+    async fn put_record(&self, table: &str, put: PutRecord) -> Result<WriteResult> {
+        let op = WriteOp::put(table, put);
+        self.write_one(self.prepare(op)).await
+    }
+
+    async fn delete_record(&self, table: &str, id: &str, rev: Option<RevId>) -> Result<WriteResult> {
+        self.write_one(self.prepare(WriteOp::delete(table, id, rev))).await
+    }
+
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<BatchResult> {
+        if ops.len() > self.limits.max_bulk_ops {
+            return Err(Error::too_large(format!(
+                "{} operations in one batch; the limit is {}",
+                ops.len(),
+                self.limits.max_bulk_ops
+            )));
+        }
+        let prepared = ops.into_iter().map(|op| self.prepare(op)).collect();
+        self.write_local(prepared, true).await
+    }
+}
+
+#[async_trait]
+impl<S: Storage> ChangeReader for Engine<S> {
+    async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage> {
+        let limit = check_page(request.limit)?;
+        if let Some(tables) = &request.tables {
+            for t in tables {
+                names::validate_any_table_name(t)?;
+            }
+        }
+        let read = self.storage.changes(request.since, limit, request.tables.as_deref(), PENDING_EXACT_UP_TO).await?;
+        // Drained, the reader has seen everything up to update_seq (the knowledge rule of §8 relies on it).
+        let last_seq = match (read.pending, read.changes.last()) {
+            (0, _) => read.update_seq.max(request.since),
+            (_, Some(last)) => last.seq,
+            (_, None) => request.since,
+        };
+        Ok(ChangesPage { changes: read.changes, last_seq, pending: read.pending })
+    }
+
+    async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {
+        let mut rx = self.committed.subscribe();
+        let current = self.storage.head().await?.update_seq;
+        if current > since {
+            return Ok(current);
+        }
+        let woken = match tokio::time::timeout(timeout, rx.wait_for(|s| *s > since)).await {
+            Ok(Ok(seq)) => Some(*seq),
+            _ => None,
+        };
+        match woken {
+            Some(seq) => Ok(seq),
+            None => Ok(self.storage.head().await?.update_seq),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Storage> InfoReader for Engine<S> {
+    async fn info(&self) -> Result<DbInfo> {
+        let head: Head = self.storage.head().await?;
+        Ok(DbInfo {
+            name: self.storage.name().to_owned(),
+            uuid: head.uuid(),
+            epochs: head.epochs.clone(),
+            update_seq: head.update_seq,
+            chain: head.chain,
+            record_count: self.storage.record_count().await?,
+            backend: self.storage.backend().to_owned(),
+        })
+    }
+}
+
+#[async_trait]
+impl<S: Storage> ReplicaSource for Engine<S> {
+    async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
+        let keys: Vec<RecordKey> = wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
+        let trees = self.storage.load_trees(&keys).await?;
+        let mut out = Vec::new();
+        for w in wanted {
+            let Some(tree) = trees.get(&(w.table.clone(), w.id.clone())) else { continue };
+            for rev in w.revs {
+                let Some(node) = tree.get(&rev) else { continue };
+                out.push(RevisionData {
+                    table: w.table.clone(),
+                    id: w.id.clone(),
+                    rev,
+                    deleted: node.deleted,
+                    attributes: node.body.clone(),
+                    ancestry: tree.ancestry(&rev),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash> {
+        let head = self.storage.head().await?;
+        if seq == 0 {
+            return Ok(genesis_chain(head.epochs[0].uuid));
+        }
+        if seq > head.update_seq {
+            return Err(Error::not_found(format!("seq {seq} is beyond update_seq {}", head.update_seq)));
+        }
+        self.storage.chain_at(seq).await?.ok_or_else(|| Error::corrupt(format!("no chain hash is stored at seq {seq}")))
+    }
+
+    async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
+        self.storage.knowledge(upto).await
+    }
+}
+
+#[async_trait]
+impl<S: Storage> ReplicaTarget for Engine<S> {
+    async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
+        let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
+        let trees = self.storage.load_trees(&keys).await?;
+        let mut out = Vec::new();
+        for h in have {
+            let tree = trees.get(&(h.table.clone(), h.id.clone()));
+            let missing: Vec<RevId> = h.revs.into_iter().filter(|r| !tree.is_some_and(|t| t.contains(r))).collect();
+            if !missing.is_empty() {
+                out.push(RecordRevs { table: h.table, id: h.id, revs: missing });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_revisions(&self, revisions: Vec<RevisionData>, resume: Option<ResumePoint>) -> Result<PutRevisionsResult> {
+        if revisions.len() > self.limits.max_bulk_ops {
+            return Err(Error::too_large(format!(
+                "{} revisions in one batch; the limit is {}",
+                revisions.len(),
+                self.limits.max_bulk_ops
+            )));
+        }
+        for r in &revisions {
+            if let Some(a) = &r.attributes {
+                self.check_body(a).map_err(|e| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id)))?;
+            }
+        }
+        let mut txn = self.storage.begin_write().await?;
+        let head = txn.head().await?;
+        let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table.clone(), r.id.clone())).collect();
+        keys.sort();
+        keys.dedup();
+        let trees = txn.load_trees(&keys).await?;
+        let mut planner = Planner::new(&head, trees);
+        let mut written = 0;
+        for r in &revisions {
+            written += planner.replicated(r)? as u64;
+        }
+        let policies = self.policies(txn.as_mut(), &planner).await?;
+        let mut writes = planner.finish(|t| policies.get(t).copied().unwrap_or_default())?;
+        writes.resume = resume;
+        let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
+        self.commit(txn, &writes).await?;
+        Ok(PutRevisionsResult { written, update_seq })
+    }
+
+    async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()> {
+        let mut txn = self.storage.begin_write().await?;
+        let head = txn.head().await?;
+        let own: HashSet<Uuid> = head.epochs.iter().map(|e| e.uuid).collect();
+        let mut rows = vec![KnowledgeRow {
+            peer: update.source,
+            peer_seq: update.source_seq,
+            peer_chain: update.source_chain,
+            local_seq: head.update_seq,
+            via: None,
+        }];
+        for row in update.imported {
+            // Only knowledge the source held at the drained point may travel (SPEC §8).
+            if row.local_seq > update.source_seq {
+                return Err(Error::invalid(format!(
+                    "imported knowledge about {} holds from the source's seq {}, after the drained seq {}",
+                    row.peer, row.local_seq, update.source_seq
+                )));
+            }
+            rows.push(KnowledgeRow { local_seq: head.update_seq, via: Some(update.source), ..row });
+        }
+        rows.retain(|r| !own.contains(&r.peer));
+        let writes = WriteSet { knowledge: rows, ..WriteSet::default() };
+        self.commit(txn, &writes).await
+    }
+
+    async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {
+        self.storage.resume_point(source).await
+    }
+}

@@ -1,0 +1,17 @@
+//! Outpost's semantics in one place: canonical bytes and hashes, revision trees, the winner rule,
+//! reconcile policies, the local and replicated write rules, seqs and the chain hash, and [`Engine`],
+//! the `Database` implementation over the narrow [`storage::Storage`] trait.
+//!
+//! The engine does no I/O except through its storage trait, and no backend makes a decision the
+//! engine could make.
+#![forbid(unsafe_code)]
+
+pub mod canonical;
+mod database;
+pub mod hash;
+pub mod plan;
+pub mod reconcile;
+pub mod storage;
+pub mod tree;
+
+pub use database::{CheckReport, Engine, MAX_PAGE};

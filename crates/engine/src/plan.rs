@@ -1,0 +1,285 @@
+//! Planning a write transaction: what local writes (SPEC §4.1) and replicated writes (§4.2) add to
+//! the revision trees, which seqs and chain hashes the new revision events get (§5), and the new
+//! reconciled states. Pure: it works on trees the storage loaded and yields a [`WriteSet`].
+
+use std::collections::HashMap;
+
+use outpost_api::{
+    names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData,
+};
+
+use crate::hash::{next_chain, revision_id};
+use crate::reconcile::reconcile;
+use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
+use crate::tree::{RevisionNode, RevisionTree};
+
+/// A local write, already validated against limits and field declarations.
+#[derive(Clone, Debug)]
+pub struct LocalWrite {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The edited revision (`None`: create, revive after delete, or for a delete the winner).
+    pub parent: Option<RevId>,
+    /// Write a tombstone.
+    pub deleted: bool,
+    /// The new body (empty for a tombstone).
+    pub attributes: Attributes,
+    /// Leaves to close with tombstones.
+    pub resolves: Vec<RevId>,
+}
+
+/// A revision a write adds, before it gets its seq.
+struct NewRevision {
+    rev: RevId,
+    parent: Option<RevId>,
+    deleted: bool,
+    body: Attributes,
+}
+
+impl NewRevision {
+    fn on(table: &str, id: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Self {
+        let rev = revision_id(table, id, parent.as_ref(), deleted, &body);
+        NewRevision { rev, parent, deleted, body }
+    }
+}
+
+/// Accumulates the writes of one transaction.
+pub struct Planner {
+    update_seq: u64,
+    chain: ChainHash,
+    trees: HashMap<RecordKey, RevisionTree>,
+    touched: Vec<RecordKey>,
+    revisions: Vec<StoredRevision>,
+}
+
+impl Planner {
+    /// Start from the head and the trees of every record the transaction may touch.
+    pub fn new(head: &Head, trees: HashMap<RecordKey, RevisionTree>) -> Self {
+        Planner { update_seq: head.update_seq, chain: head.chain, trees, touched: Vec::new(), revisions: Vec::new() }
+    }
+
+    /// The tree of a record as planned so far.
+    pub fn tree(&self, table: &str, id: &str) -> Option<&RevisionTree> {
+        self.trees.get(&(table.to_owned(), id.to_owned()))
+    }
+
+    /// Revision events planned so far.
+    pub fn events(&self) -> usize {
+        self.revisions.iter().filter(|r| r.event.is_some()).count()
+    }
+
+    /// Plan a local write; returns the revision the caller gets back. On error nothing is planned.
+    pub fn local_write(&mut self, w: &LocalWrite, policy: ReconcilePolicy) -> Result<RevId> {
+        let key = (w.table.clone(), w.id.clone());
+        let tree = self.trees.entry(key.clone()).or_default();
+        let (result, new) = plan_local(tree, w, policy)?;
+        for n in new {
+            self.add_event(&key, n.rev, n.parent, n.deleted, &n.body)?;
+        }
+        Ok(result)
+    }
+
+    /// Plan one replicated revision (SPEC §4.2): verify its hash, add missing ancestors as stubs, add it
+    /// (or fill in its stub). Returns whether it was a new revision event; a known revision is a no-op.
+    pub fn replicated(&mut self, r: &RevisionData) -> Result<bool> {
+        names::validate_any_table_name(&r.table)?;
+        names::validate_record_id(&r.id, names::MAX_ID_BYTES)?;
+        let body = match (&r.attributes, r.deleted) {
+            (Some(a), _) => a.clone(),
+            (None, true) => Attributes::new(),
+            (None, false) => {
+                return Err(Error::invalid(format!("revision {} of {}/{} carries no body", r.rev, r.table, r.id)))
+            }
+        };
+        // The ancestry must be a chain of consecutive generations ending at the parent.
+        let mut expect = r.rev.generation;
+        for a in &r.ancestry {
+            if a.generation + 1 != expect {
+                return Err(Error::invalid(format!(
+                    "revision {} of {}/{}: ancestry is not a chain of consecutive generations",
+                    r.rev, r.table, r.id
+                )));
+            }
+            expect = a.generation;
+        }
+        let parent = r.ancestry.first().copied();
+        if parent.is_none() && r.rev.generation != 1 {
+            return Err(Error::invalid(format!(
+                "revision {} of {}/{} has no parent in its ancestry",
+                r.rev, r.table, r.id
+            )));
+        }
+        let actual = revision_id(&r.table, &r.id, parent.as_ref(), r.deleted, &body);
+        if actual != r.rev {
+            return Err(Error::corrupt(format!(
+                "revision {} of {}/{} does not match its body (it hashes to {actual})",
+                r.rev, r.table, r.id
+            )));
+        }
+        if r.table == names::TABLES_TABLE && !r.deleted {
+            names::validate_table_name(&r.id)?;
+            outpost_api::TableDef::from_record(&r.id, r.rev, &body)?;
+        }
+        let key = (r.table.clone(), r.id.clone());
+        let tree = self.trees.entry(key.clone()).or_default();
+        if tree.get(&r.rev).is_some_and(|n| !n.is_stub()) {
+            return Ok(false);
+        }
+        // Ancestors we lack become stubs, each linked to the next one up when the ancestry says.
+        let mut stubs = Vec::new();
+        for (i, a) in r.ancestry.iter().enumerate() {
+            if !tree.contains(a) {
+                let up = r.ancestry.get(i + 1).copied();
+                tree.insert(*a, RevisionNode { parent: up, deleted: false, body: None, seq: None });
+                stubs.push((*a, up));
+            }
+        }
+        for (rev, up) in stubs {
+            self.revisions.push(StoredRevision {
+                table: r.table.clone(),
+                id: r.id.clone(),
+                rev,
+                parent: up,
+                deleted: false,
+                body: None,
+                event: None,
+            });
+        }
+        self.add_event(&key, r.rev, parent, r.deleted, &body)?;
+        Ok(true)
+    }
+
+    fn add_event(&mut self, key: &RecordKey, rev: RevId, parent: Option<RevId>, deleted: bool, body: &Attributes)
+        -> Result<()> {
+        let seq = self.update_seq + 1;
+        let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
+        let json = serde_json::to_string(body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;
+        self.update_seq = seq;
+        self.chain = chain;
+        let tree = self.trees.entry(key.clone()).or_default();
+        tree.insert(rev, RevisionNode { parent, deleted, body: Some(body.clone()), seq: Some(seq) });
+        self.revisions.push(StoredRevision {
+            table: key.0.clone(),
+            id: key.1.clone(),
+            rev,
+            parent,
+            deleted,
+            body: Some(json),
+            event: Some((seq, chain)),
+        });
+        if !self.touched.contains(key) {
+            self.touched.push(key.clone());
+        }
+        Ok(())
+    }
+
+    /// The tables whose records this transaction touched.
+    pub fn touched_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = self.touched.iter().map(|k| k.0.clone()).collect();
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+
+    /// Finish: the write set with new reconciled states for every touched record. `policy` gives each
+    /// table's reconcile policy as of the end of the transaction.
+    pub fn finish(self, policy: impl Fn(&str) -> ReconcilePolicy) -> Result<WriteSet> {
+        let mut states = Vec::with_capacity(self.touched.len());
+        let mut views = Vec::new();
+        for key in &self.touched {
+            let tree = &self.trees[key];
+            let r = reconcile(tree, policy(&key.0))?;
+            let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
+            if key.0 == names::TABLES_TABLE && !r.deleted {
+                views.push(key.1.clone());
+            }
+            states.push(StoredState {
+                table: key.0.clone(),
+                id: key.1.clone(),
+                rev: r.winner,
+                deleted: r.deleted,
+                body: serde_json::to_string(&r.body).map_err(|e| Error::internal(e.to_string()))?,
+                leaves: r.leaves,
+                conflicts: r.conflicts,
+                field_conflicts: r.field_conflicts,
+                seq,
+            });
+        }
+        // States go in seq order so a backend writing them one by one keeps the feed ordered.
+        states.sort_by_key(|s| s.seq);
+        let head = (!self.revisions.iter().all(|r| r.event.is_none())).then_some((self.update_seq, self.chain));
+        Ok(WriteSet { revisions: self.revisions, states, head, views, ..WriteSet::default() })
+    }
+}
+
+/// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
+/// revisions to store (none for a retry or a no-op).
+fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> Result<(RevId, Vec<NewRevision>)> {
+    let winner = tree.winner();
+    let winner_deleted = winner.is_some_and(|r| tree.get(&r).is_some_and(|n| n.deleted));
+    let (table, id) = (w.table.as_str(), w.id.as_str());
+    let parent = match (w.parent, winner) {
+        (Some(p), _) => Some(p),
+        (None, None) if w.deleted => return Err(Error::not_found(format!("record {table}/{id} does not exist"))),
+        (None, None) => None,
+        // A delete without a rev deletes the current winner; a create on a deleted record extends the
+        // tombstone's branch; resolving without a rev writes on the winner's branch.
+        (None, Some(win)) if w.deleted || winner_deleted || !w.resolves.is_empty() => Some(win),
+        (None, Some(win)) => {
+            // A retried create is its own first revision.
+            let first = NewRevision::on(table, id, None, w.deleted, w.attributes.clone());
+            if tree.contains(&first.rev) {
+                return Ok((first.rev, vec![]));
+            }
+            return Err(Error::conflict(format!("record {table}/{id} exists: name the revision you edit"), Some(win)));
+        }
+    };
+    let main = NewRevision::on(table, id, parent, w.deleted, w.attributes.clone());
+    if tree.contains(&main.rev) && w.resolves.is_empty() {
+        return Ok((main.rev, vec![]));
+    }
+    let mut new = Vec::new();
+    let mut result = main.rev;
+    if let Some(p) = parent {
+        let Some(node) = tree.get(&p).filter(|_| tree.is_leaf(&p)) else {
+            return Err(Error::conflict(
+                format!("revision {p} is not a current leaf of {table}/{id}"),
+                winner,
+            ));
+        };
+        let unchanged = node.deleted == w.deleted && node.body.as_ref() == Some(&w.attributes);
+        if unchanged {
+            result = p;
+        } else if !tree.contains(&main.rev) {
+            new.push(main);
+        }
+    } else {
+        new.push(main);
+    }
+    // Branches to close: the ones named, and under merge-fields every other live leaf when the write
+    // is based on the winner (the write carries the merged body).
+    let mut close: Vec<RevId> = Vec::new();
+    for r in &w.resolves {
+        let live_leaf = tree.is_leaf(r) && tree.get(r).is_some_and(|n| !n.deleted);
+        if !live_leaf || Some(*r) == parent {
+            return Err(Error::conflict(
+                format!("revision {r} is not a conflicting leaf of {table}/{id} that this write can resolve"),
+                winner,
+            ));
+        }
+        close.push(*r);
+    }
+    if policy == ReconcilePolicy::MergeFields && parent.is_some() && parent == winner {
+        for r in tree.conflicts() {
+            if !close.contains(&r) {
+                close.push(r);
+            }
+        }
+    }
+    for leaf in close {
+        new.push(NewRevision::on(table, id, Some(leaf), true, Attributes::new()));
+    }
+    Ok((result, new))
+}

@@ -1,0 +1,92 @@
+//! The reconciled state of a record (SPEC §4.4): a pure function of its revision tree and the table's
+//! policy, never of arrival order.
+
+use std::collections::BTreeSet;
+
+use outpost_api::{Attributes, Error, ReconcilePolicy, RevId};
+
+use crate::tree::RevisionTree;
+
+/// What reads return for a record, computed from its revision tree.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reconciled {
+    /// The winning revision.
+    pub winner: RevId,
+    /// Whether the winner is a tombstone.
+    pub deleted: bool,
+    /// The reconciled body (empty for a deleted record).
+    pub body: Attributes,
+    /// Every leaf, in revision id order.
+    pub leaves: Vec<RevId>,
+    /// Non-deleted leaves other than the winner.
+    pub conflicts: Vec<RevId>,
+    /// Fields a `merge-fields` merge could not settle (took the winner's value).
+    pub field_conflicts: Vec<String>,
+}
+
+/// Compute the reconciled state of a non-empty tree.
+pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconciled, Error> {
+    let winner = tree.winner().ok_or_else(|| Error::internal("reconcile of an empty revision tree"))?;
+    let node = tree.get(&winner).expect("winner is in the tree");
+    let leaves = tree.leaves();
+    let conflicts = tree.conflicts();
+    if node.deleted {
+        return Ok(Reconciled { winner, deleted: true, body: Attributes::new(), leaves, conflicts, field_conflicts: vec![] });
+    }
+    let winner_body =
+        node.body.clone().ok_or_else(|| Error::corrupt(format!("winning revision {winner} has no body")))?;
+    let (body, field_conflicts) = match policy {
+        ReconcilePolicy::MergeFields if !conflicts.is_empty() => merge_fields(tree, winner, &winner_body, &conflicts),
+        _ => (winner_body, vec![]),
+    };
+    Ok(Reconciled { winner, deleted: false, body, leaves, conflicts, field_conflicts })
+}
+
+/// Three-way merge of the winner and the conflicting leaves against their lowest common ancestor:
+/// a field changed on one branch only takes that change; a field changed differently on several takes
+/// the winner's value and is reported. Without an ancestor body, the winner's body.
+fn merge_fields(
+    tree: &RevisionTree,
+    winner: RevId,
+    winner_body: &Attributes,
+    conflicts: &[RevId],
+) -> (Attributes, Vec<String>) {
+    let mut branches = vec![winner];
+    branches.extend_from_slice(conflicts);
+    let base = tree.common_ancestor(&branches).and_then(|a| tree.get(&a)).and_then(|n| n.body.clone());
+    let bodies: Option<Vec<&Attributes>> =
+        conflicts.iter().map(|r| tree.get(r).and_then(|n| n.body.as_ref())).collect();
+    let (Some(base), Some(others)) = (base, bodies) else {
+        return (winner_body.clone(), vec![]);
+    };
+    let mut names: BTreeSet<&String> = base.keys().collect();
+    names.extend(winner_body.keys());
+    for b in &others {
+        names.extend(b.keys());
+    }
+    let mut merged = Attributes::new();
+    let mut field_conflicts = Vec::new();
+    for name in names {
+        let base_value = base.get(name);
+        let winner_value = winner_body.get(name);
+        // Distinct changes across branches, winner first.
+        let mut changes = Vec::new();
+        for value in std::iter::once(winner_value).chain(others.iter().map(|b| b.get(name))) {
+            if value != base_value && !changes.contains(&value) {
+                changes.push(value);
+            }
+        }
+        let chosen = match changes.len() {
+            0 => base_value,
+            1 => changes[0],
+            _ => {
+                field_conflicts.push(name.clone());
+                winner_value
+            }
+        };
+        if let Some(v) = chosen {
+            merged.insert(name.clone(), v.clone());
+        }
+    }
+    (merged, field_conflicts)
+}

@@ -1,0 +1,174 @@
+//! The narrow storage trait the engine runs on. A backend stores rows and answers indexed queries; it
+//! makes no decision about what a write means (that is the engine's, in `plan` and `reconcile`).
+//!
+//! Writes go through a [`WriteTxn`]: the engine reads the head and the revision trees it needs,
+//! decides everything in pure functions, and hands the backend one [`WriteSet`] to store before
+//! committing. Backends must serialise write transactions per database (seqs are gap-free and
+//! visible in order).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use outpost_api::{ChainHash, Change, Epoch, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+
+use crate::tree::RevisionTree;
+
+/// A record's address.
+pub type RecordKey = (String, String);
+
+/// The database's position: its latest revision event, its chain hash there, and its epochs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Head {
+    /// The seq of the latest revision event (0 when none).
+    pub update_seq: u64,
+    /// The chain hash at `update_seq`.
+    pub chain: ChainHash,
+    /// Every epoch, oldest first (never empty).
+    pub epochs: Vec<Epoch>,
+}
+
+impl Head {
+    /// The uuid in force now.
+    pub fn uuid(&self) -> Uuid {
+        self.epochs.last().expect("a database has at least one epoch").uuid
+    }
+}
+
+/// A revision to store: new, or the body of a revision previously held as a stub.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRevision {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The revision id.
+    pub rev: RevId,
+    /// Its parent, when known.
+    pub parent: Option<RevId>,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+    /// The body in wire JSON; `None` for a stub.
+    pub body: Option<String>,
+    /// The revision event: its seq and the chain hash after it; `None` for a stub.
+    pub event: Option<(u64, ChainHash)>,
+}
+
+/// A record's reconciled state as stored (what reads and the changes feed return).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredState {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The winning revision.
+    pub rev: RevId,
+    /// Whether the winner is a tombstone.
+    pub deleted: bool,
+    /// The reconciled body in wire JSON.
+    pub body: String,
+    /// Every leaf.
+    pub leaves: Vec<RevId>,
+    /// Non-deleted leaves other than the winner.
+    pub conflicts: Vec<RevId>,
+    /// Fields a merge could not settle.
+    pub field_conflicts: Vec<String>,
+    /// The record's latest seq.
+    pub seq: u64,
+}
+
+/// Everything one write transaction stores, decided by the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteSet {
+    /// Revisions to insert; one whose rev is already stored as a stub fills it in.
+    pub revisions: Vec<StoredRevision>,
+    /// New reconciled states, replacing the old ones.
+    pub states: Vec<StoredState>,
+    /// The new head position (when any event was written).
+    pub head: Option<(u64, ChainHash)>,
+    /// A resume point to store (replacing the one for the same source).
+    pub resume: Option<ResumePoint>,
+    /// Knowledge rows to add (an existing row for the same peer and seq is kept).
+    pub knowledge: Vec<KnowledgeRow>,
+    /// A new epoch to append.
+    pub epoch: Option<Epoch>,
+    /// Tables whose SQL views should exist.
+    pub views: Vec<String>,
+}
+
+impl WriteSet {
+    /// Whether there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self == &WriteSet::default()
+    }
+}
+
+/// One revision event read back, for checks and full scans.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The event's seq.
+    pub seq: u64,
+    /// The chain hash after it.
+    pub chain: ChainHash,
+    /// The revision.
+    pub revision: StoredRevision,
+}
+
+/// A page of the changes feed as the backend reads it, in one consistent snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangesRead {
+    /// Entries in seq order.
+    pub changes: Vec<Change>,
+    /// Entries after the last one returned, counted up to the cap given.
+    pub pending: u64,
+    /// The database's update_seq in the same snapshot.
+    pub update_seq: u64,
+}
+
+/// An open write transaction. Dropped without `commit`, it rolls back.
+#[async_trait]
+pub trait WriteTxn: Send {
+    /// The head as of this transaction.
+    async fn head(&mut self) -> Result<Head>;
+    /// The revision trees of these records (empty trees for unknown ones), with bodies.
+    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
+    /// The reconciled state of one record, if any.
+    async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>>;
+    /// Store a write set (may be called more than once).
+    async fn apply(&mut self, writes: &WriteSet) -> Result<()>;
+    /// Make everything applied durable and visible, atomically.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A database's storage.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The backend's name (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// The database's name.
+    fn name(&self) -> &str;
+    /// Begin a write transaction; waits for any other writer of this database.
+    async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
+    /// The current head.
+    async fn head(&self) -> Result<Head>;
+    /// The revision trees of these records.
+    async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
+    /// The reconciled state of one record.
+    async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>>;
+    /// States of a table with id > `after`, in id order, at most `limit`.
+    async fn list_states(&self, table: &str, after: Option<&str>, limit: usize, include_deleted: bool)
+        -> Result<Vec<StoredState>>;
+    /// States with seq > `since` in seq order, at most `limit`, optionally only of `tables`; `pending`
+    /// counted up to `pending_cap`. Must use an index on seq: cost proportional to the page.
+    async fn changes(&self, since: u64, limit: usize, tables: Option<&[String]>, pending_cap: u64)
+        -> Result<ChangesRead>;
+    /// The chain hash after event `seq` (1 ≤ seq ≤ update_seq), by index lookup.
+    async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>>;
+    /// Revision events with seq > `after`, in seq order, at most `limit`.
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+    /// Knowledge rows, those with local seq ≤ `upto` when given.
+    async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>>;
+    /// The resume point stored for a source.
+    async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>>;
+    /// Records whose winner is not a tombstone, in user tables.
+    async fn record_count(&self) -> Result<u64>;
+}

@@ -1,0 +1,137 @@
+//! Outpost storage on SQLite (rusqlite with the bundled library): the embedded default.
+//!
+//! One database is one file (WAL mode). The file holds internal tables whose names start with `_`
+//! (`_revisions`, `_records`, `_meta`, ...) and, for each user table, two SQL views for direct reading:
+//! `<table>` (reconciled live records) and `<table>_history` (every stored revision).
+//!
+//! This crate translates the engine's storage trait to SQL; it decides nothing about what a write
+//! means.
+#![forbid(unsafe_code)]
+
+mod error;
+mod schema;
+mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use outpost_api::{names, Database, Databases, Error, Limits, Result};
+use tokio::sync::Mutex;
+
+pub use schema::FORMAT_VERSION;
+pub use store::SqliteStorage;
+
+/// A database on SQLite.
+pub type SqliteDatabase = outpost_engine::Engine<SqliteStorage>;
+
+/// The file extension of database files in a data directory.
+pub const FILE_EXTENSION: &str = "outpost";
+
+/// Create a new database file at `path` named `name`. AlreadyExists if the file exists.
+pub async fn create_file(path: &Path, name: &str, limits: Limits) -> Result<SqliteDatabase> {
+    let storage = SqliteStorage::create(path, name)?;
+    outpost_engine::Engine::new(storage, limits).await
+}
+
+/// Open an existing database file. NotFound when there is none.
+pub async fn open_file(path: &Path, limits: Limits) -> Result<SqliteDatabase> {
+    let storage = SqliteStorage::open(path)?;
+    outpost_engine::Engine::new(storage, limits).await
+}
+
+/// Databases in a directory, one `<name>.outpost` file each. Opened databases are kept open and shared,
+/// so every user of one name sees the same writer lock and change notifications.
+pub struct SqliteDatabases {
+    dir: PathBuf,
+    limits: Limits,
+    open: Mutex<HashMap<String, Arc<SqliteDatabase>>>,
+}
+
+impl SqliteDatabases {
+    /// Databases in `dir` (created if missing).
+    pub fn new(dir: impl Into<PathBuf>, limits: Limits) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
+        Ok(SqliteDatabases { dir, limits, open: Mutex::new(HashMap::new()) })
+    }
+
+    /// The file of a database name (validated, so no path tricks).
+    pub fn path_of(&self, name: &str) -> Result<PathBuf> {
+        names::validate_db_name(name)?;
+        Ok(self.dir.join(format!("{name}.{FILE_EXTENSION}")))
+    }
+
+    /// Open a database as its concrete type (for engine-level tools such as check).
+    pub async fn open_sqlite(&self, name: &str) -> Result<Arc<SqliteDatabase>> {
+        let path = self.path_of(name)?;
+        let mut open = self.open.lock().await;
+        if let Some(db) = open.get(name) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(open_file(&path, self.limits).await.map_err(|e| match e.kind {
+            outpost_api::ErrorKind::NotFound => Error::not_found(format!("database {name:?} does not exist")),
+            _ => e,
+        })?);
+        open.insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+}
+
+#[async_trait]
+impl Databases for SqliteDatabases {
+    async fn list(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::unavailable(format!("cannot read {}: {e}", self.dir.display())))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(FILE_EXTENSION) {
+                continue;
+            }
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                if names::validate_db_name(stem).is_ok() {
+                    out.push(stem.to_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn open(&self, name: &str) -> Result<Arc<dyn Database>> {
+        Ok(self.open_sqlite(name).await?)
+    }
+
+    async fn create(&self, name: &str) -> Result<Arc<dyn Database>> {
+        let path = self.path_of(name)?;
+        let mut open = self.open.lock().await;
+        if path.exists() {
+            return Err(Error::already_exists(format!("database {name:?} exists")));
+        }
+        let db = Arc::new(create_file(&path, name, self.limits).await?);
+        open.insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path_of(name)?;
+        let mut open = self.open.lock().await;
+        if !path.exists() {
+            return Err(Error::not_found(format!("database {name:?} does not exist")));
+        }
+        open.remove(name);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::unavailable(format!("cannot delete {}: {e}", path.display()))),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,84 @@
-fn main() {}
+//! `cargo xtask`: the project's automation. `cargo xtask ci` is the one command CI and developers
+//! run: if it passes locally, CI is green.
+
+mod tidy;
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, all tests
+  tidy    project conventions: dependency direction of SPEC §1, crate-root docs
+  help    this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy::check(&workspace_root()).map_err(|problems| problems.join("\n")),
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Run one step, echoing it and its duration; fail with its name.
+fn step(name: &str, mut cmd: Command) -> Result<(), String> {
+    println!("\n==> {name}");
+    let started = Instant::now();
+    let status = cmd.status().map_err(|e| format!("{name}: cannot start: {e}"))?;
+    println!("<== {name}: {} in {:.0?}", if status.success() { "ok" } else { "FAILED" }, started.elapsed());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed ({status})"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let started = Instant::now();
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    step("rustfmt", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    step("clippy", clippy)?;
+
+    println!("\n==> tidy");
+    tidy::check(&workspace_root()).map_err(|problems| format!("tidy:\n{}", problems.join("\n")))?;
+    println!("<== tidy: ok");
+
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets", "--locked"]);
+    step("tests", test)?;
+
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc", "--locked"]);
+    step("doc tests", doc)?;
+
+    println!("\nci: every check passed in {:.0?}", started.elapsed());
+    Ok(())
+}

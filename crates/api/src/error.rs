@@ -84,14 +84,11 @@ impl ErrorKind {
     pub fn from_http_status(status: u16) -> ErrorKind {
         match status {
             502 | 504 => ErrorKind::Unavailable,
-            s => ErrorKind::ALL
-                .into_iter()
-                .find(|k| k.http_status() == s)
-                .unwrap_or(if (400..500).contains(&s) {
-                    ErrorKind::InvalidInput
-                } else {
-                    ErrorKind::Internal
-                }),
+            s => ErrorKind::ALL.into_iter().find(|k| k.http_status() == s).unwrap_or(if (400..500).contains(&s) {
+                ErrorKind::InvalidInput
+            } else {
+                ErrorKind::Internal
+            }),
         }
     }
 }
@@ -173,8 +170,7 @@ mod tests {
         for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_http_status(kind.http_status()), kind, "{kind}");
         }
-        let statuses: std::collections::HashSet<u16> =
-            ErrorKind::ALL.iter().map(|k| k.http_status()).collect();
+        let statuses: std::collections::HashSet<u16> = ErrorKind::ALL.iter().map(|k| k.http_status()).collect();
         assert_eq!(statuses.len(), ErrorKind::ALL.len(), "statuses are distinct");
     }
 

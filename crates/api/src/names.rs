@@ -99,7 +99,9 @@ pub fn validate_attribute_name(name: &str) -> Result<(), Error> {
         )));
     }
     if name.starts_with('_') {
-        return Err(Error::invalid(format!("attribute name {name:?} is reserved: names beginning with '_' belong to the system")));
+        return Err(Error::invalid(format!(
+            "attribute name {name:?} is reserved: names beginning with '_' belong to the system"
+        )));
     }
     Ok(())
 }

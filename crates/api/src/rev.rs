@@ -142,9 +142,17 @@ mod tests {
         let r: RevId = s.parse().unwrap();
         assert_eq!(r.generation, 12);
         assert_eq!(r.to_string(), s);
-        for bad in ["", "1", "1-", "0-0123456789abcdef0123456789abcdef", "01-0123456789abcdef0123456789abcdef",
-            "1-0123456789ABCDEF0123456789abcdef", "1-0123", "x-0123456789abcdef0123456789abcdef",
-            "99999999999999999999999-0123456789abcdef0123456789abcdef"] {
+        for bad in [
+            "",
+            "1",
+            "1-",
+            "0-0123456789abcdef0123456789abcdef",
+            "01-0123456789abcdef0123456789abcdef",
+            "1-0123456789ABCDEF0123456789abcdef",
+            "1-0123",
+            "x-0123456789abcdef0123456789abcdef",
+            "99999999999999999999999-0123456789abcdef0123456789abcdef",
+        ] {
             assert!(bad.parse::<RevId>().is_err(), "{bad}");
         }
     }

@@ -35,7 +35,9 @@ impl std::str::FromStr for ReconcilePolicy {
         match s {
             "keep-conflicts" => Ok(ReconcilePolicy::KeepConflicts),
             "merge-fields" => Ok(ReconcilePolicy::MergeFields),
-            _ => Err(Error::invalid(format!("unknown reconcile policy {s:?}: expected keep-conflicts or merge-fields"))),
+            _ => {
+                Err(Error::invalid(format!("unknown reconcile policy {s:?}: expected keep-conflicts or merge-fields")))
+            }
         }
     }
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use crate::{
     BatchResult, ChainHash, ChangesPage, ChangesRequest, DbInfo, GetOptions, KnowledgeRow, KnowledgeUpdate,
-    ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordRevs, Result, ResumePoint,
-    RevId, RevisionData, TableDef, TableUpdate, WriteOp, WriteResult,
+    ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordRevs, Result, ResumePoint, RevId,
+    RevisionData, TableDef, TableUpdate, WriteOp, WriteResult,
 };
 
 /// Reading table definitions.
@@ -99,8 +99,11 @@ pub trait ReplicaTarget: InfoReader {
     /// Store replicated revisions: each body is re-hashed and must match its rev id (else Corrupt,
     /// and nothing is stored); missing ancestors become stubs; known revisions are no-ops. All of it,
     /// and the resume point when given, commit in one transaction.
-    async fn put_revisions(&self, revisions: Vec<RevisionData>, resume: Option<ResumePoint>)
-        -> Result<PutRevisionsResult>;
+    async fn put_revisions(
+        &self,
+        revisions: Vec<RevisionData>,
+        resume: Option<ResumePoint>,
+    ) -> Result<PutRevisionsResult>;
     /// Record what a drained pass learned: the source's position and its imported knowledge rows,
     /// each at this database's current update_seq.
     async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()>;

@@ -143,9 +143,7 @@ impl Value {
                     .map_err(|e| format!("invalid bytes: expected standard base64 with padding ({e})"))?,
             ),
             ValueType::Timestamp => Value::Timestamp(text.parse()?),
-            ValueType::List | ValueType::Map => {
-                serde_json::from_str::<Value>(text).map_err(|e| e.to_string())?
-            }
+            ValueType::List | ValueType::Map => serde_json::from_str::<Value>(text).map_err(|e| e.to_string())?,
         })
     }
 
@@ -405,9 +403,7 @@ impl Attributes {
 
     /// Attributes from plain JSON: an object whose values are converted by [`Value::from_plain`].
     pub fn from_plain(json: &serde_json::Value) -> Result<Self, Error> {
-        let obj = json
-            .as_object()
-            .ok_or_else(|| Error::invalid("attributes must be a JSON object"))?;
+        let obj = json.as_object().ok_or_else(|| Error::invalid("attributes must be a JSON object"))?;
         let mut out = BTreeMap::new();
         for (k, v) in obj {
             crate::names::validate_attribute_name(k)?;
@@ -529,7 +525,10 @@ mod tests {
         assert_eq!(a["price"], Value::decimal("12.5").unwrap());
         assert_eq!(a["big"], Value::decimal("123456789012345678901234567890").unwrap());
         assert_eq!(a["tags"], Value::List(vec![Value::string("a"), Value::Null]));
-        assert_eq!(a.to_plain().to_string(), r#"{"big":123456789012345678901234567890,"ok":true,"price":12.5,"size":4,"tags":["a",null]}"#);
+        assert_eq!(
+            a.to_plain().to_string(),
+            r#"{"big":123456789012345678901234567890,"ok":true,"price":12.5,"size":4,"tags":["a",null]}"#
+        );
         assert!(Attributes::from_plain(&json!([1])).is_err());
         assert!(Attributes::from_plain(&json!({"_x": 1})).is_err());
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use outpost_api::{
     names, Attributes, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Epoch, Error,
     GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, Limits, ListOptions, NewTable, PutRecord,
-    PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReconcilePolicy, ReplicaSource,
+    PutRevisionsResult, ReconcilePolicy, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource,
     ReplicaTarget, Result, ResumePoint, RevId, RevisionData, TableDef, TableReader, TableUpdate, TableWriter,
     Timestamp, Uuid, WriteOp, WriteOpKind, WriteResult, PENDING_EXACT_UP_TO,
 };
@@ -150,7 +150,14 @@ impl<S: Storage> Engine<S> {
             names::validate_attribute_name(name)?;
         }
         self.check_body(&op.attributes)?;
-        Ok(LocalWrite { table: op.table, id, parent: op.rev, deleted, attributes: op.attributes, resolves: op.resolves })
+        Ok(LocalWrite {
+            table: op.table,
+            id,
+            parent: op.rev,
+            deleted,
+            attributes: op.attributes,
+            resolves: op.resolves,
+        })
     }
 
     /// Run local writes in one transaction; per-operation results in order.
@@ -385,17 +392,33 @@ impl<S: Storage> RecordReader for Engine<S> {
         };
         let mut record = match options.rev {
             Some(rev) => {
-                let node = tree.get(&rev).ok_or_else(|| Error::not_found(format!("{table}/{id} has no revision {rev}")))?;
-                let body = node
-                    .body
-                    .clone()
-                    .ok_or_else(|| Error::not_found(format!("the body of {table}/{id} revision {rev} is not stored")))?;
-                Record { table: table.into(), id: id.into(), rev, deleted: node.deleted, attributes: body,
-                    conflicts: None, field_conflicts: None, revisions: None }
+                let node =
+                    tree.get(&rev).ok_or_else(|| Error::not_found(format!("{table}/{id} has no revision {rev}")))?;
+                let body = node.body.clone().ok_or_else(|| {
+                    Error::not_found(format!("the body of {table}/{id} revision {rev} is not stored"))
+                })?;
+                Record {
+                    table: table.into(),
+                    id: id.into(),
+                    rev,
+                    deleted: node.deleted,
+                    attributes: body,
+                    conflicts: None,
+                    field_conflicts: None,
+                    revisions: None,
+                }
             }
             None if state.deleted => return Err(Error::not_found(format!("record {table}/{id} was deleted"))),
-            None => Record { table: table.into(), id: id.into(), rev: state.rev, deleted: false,
-                attributes: parse_body(&state.body)?, conflicts: None, field_conflicts: None, revisions: None },
+            None => Record {
+                table: table.into(),
+                id: id.into(),
+                rev: state.rev,
+                deleted: false,
+                attributes: parse_body(&state.body)?,
+                conflicts: None,
+                field_conflicts: None,
+                revisions: None,
+            },
         };
         if options.conflicts {
             record.conflicts = Some(state.conflicts.clone());
@@ -420,8 +443,16 @@ impl<S: Storage> RecordReader for Engine<S> {
         let records = states
             .into_iter()
             .map(|s| {
-                Ok(Record { attributes: parse_body(&s.body)?, table: s.table, id: s.id, rev: s.rev, deleted: s.deleted,
-                    conflicts: None, field_conflicts: None, revisions: None })
+                Ok(Record {
+                    attributes: parse_body(&s.body)?,
+                    table: s.table,
+                    id: s.id,
+                    rev: s.rev,
+                    deleted: s.deleted,
+                    conflicts: None,
+                    field_conflicts: None,
+                    revisions: None,
+                })
             })
             .collect::<Result<_>>()?;
         Ok(RecordPage { records, next_after })
@@ -559,7 +590,11 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
         Ok(out)
     }
 
-    async fn put_revisions(&self, revisions: Vec<RevisionData>, resume: Option<ResumePoint>) -> Result<PutRevisionsResult> {
+    async fn put_revisions(
+        &self,
+        revisions: Vec<RevisionData>,
+        resume: Option<ResumePoint>,
+    ) -> Result<PutRevisionsResult> {
         if revisions.len() > self.limits.max_bulk_ops {
             return Err(Error::too_large(format!(
                 "{} revisions in one batch; the limit is {}",

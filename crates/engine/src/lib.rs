@@ -13,5 +13,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod storage;
 pub mod tree;
+#[cfg(test)]
+mod vectors;
 
 pub use database::{CheckReport, Engine, MAX_PAGE};

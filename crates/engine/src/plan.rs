@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use outpost_api::{
-    names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData,
-};
+use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData};
 
 use crate::hash::{next_chain, revision_id};
 use crate::reconcile::reconcile;
@@ -151,8 +149,14 @@ impl Planner {
         Ok(true)
     }
 
-    fn add_event(&mut self, key: &RecordKey, rev: RevId, parent: Option<RevId>, deleted: bool, body: &Attributes)
-        -> Result<()> {
+    fn add_event(
+        &mut self,
+        key: &RecordKey,
+        rev: RevId,
+        parent: Option<RevId>,
+        deleted: bool,
+        body: &Attributes,
+    ) -> Result<()> {
         let seq = self.update_seq + 1;
         let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
         let json = serde_json::to_string(body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;
@@ -244,10 +248,7 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
     let mut result = main.rev;
     if let Some(p) = parent {
         let Some(node) = tree.get(&p).filter(|_| tree.is_leaf(&p)) else {
-            return Err(Error::conflict(
-                format!("revision {p} is not a current leaf of {table}/{id}"),
-                winner,
-            ));
+            return Err(Error::conflict(format!("revision {p} is not a current leaf of {table}/{id}"), winner));
         };
         let unchanged = node.deleted == w.deleted && node.body.as_ref() == Some(&w.attributes);
         if unchanged {
@@ -282,4 +283,155 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
         new.push(NewRevision::on(table, id, Some(leaf), true, Attributes::new()));
     }
     Ok((result, new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::genesis_chain;
+    use outpost_api::{ErrorKind, Uuid, Value};
+
+    fn head() -> Head {
+        Head {
+            update_seq: 0,
+            chain: genesis_chain(Uuid::nil()),
+            epochs: vec![outpost_api::Epoch { uuid: Uuid::nil(), start_seq: 1 }],
+        }
+    }
+
+    fn body(n: i64) -> Attributes {
+        Attributes::new().with("n", Value::Int(n))
+    }
+
+    fn write(parent: Option<RevId>, deleted: bool, attributes: Attributes) -> LocalWrite {
+        LocalWrite { table: "t".into(), id: "x".into(), parent, deleted, attributes, resolves: vec![] }
+    }
+
+    struct Doc {
+        planner: Planner,
+    }
+
+    impl Doc {
+        fn new() -> Self {
+            Doc { planner: Planner::new(&head(), HashMap::new()) }
+        }
+        fn put(&mut self, parent: Option<RevId>, n: i64) -> Result<RevId> {
+            self.planner.local_write(&write(parent, false, body(n)), ReconcilePolicy::KeepConflicts)
+        }
+        fn tree(&self) -> &RevisionTree {
+            self.planner.tree("t", "x").unwrap()
+        }
+    }
+
+    #[test]
+    fn local_write_rules() {
+        let mut d = Doc::new();
+        let r1 = d.put(None, 1).unwrap();
+        assert_eq!(r1.generation, 1);
+        // Create on a live record: conflict carrying the winner; the identical create is a retry.
+        let e = d.put(None, 2).unwrap_err();
+        assert_eq!((e.kind, e.current_rev), (ErrorKind::Conflict, Some(r1)));
+        assert_eq!(d.put(None, 1).unwrap(), r1);
+        let r2 = d.put(Some(r1), 2).unwrap();
+        assert_eq!(r2.generation, 2);
+        // Retry of the same edit: same rev, no new event. Stale parent: conflict.
+        let events = d.planner.events();
+        assert_eq!(d.put(Some(r1), 2).unwrap(), r2);
+        assert_eq!(d.planner.events(), events);
+        assert_eq!(d.put(Some(r1), 3).unwrap_err().current_rev, Some(r2));
+        // No-op returns the parent.
+        assert_eq!(d.put(Some(r2), 2).unwrap(), r2);
+        assert_eq!(d.planner.events(), events);
+        // Delete without rev deletes the winner; a create then extends the tombstone's branch.
+        let del = d.planner.local_write(&write(None, true, Attributes::new()), ReconcilePolicy::KeepConflicts).unwrap();
+        assert_eq!(del.generation, 3);
+        assert!(d.tree().get(&del).unwrap().deleted);
+        let r4 = d.put(None, 4).unwrap();
+        assert_eq!(r4.generation, 4);
+        assert_eq!(d.tree().winner(), Some(r4));
+        assert_eq!(d.planner.events(), 4);
+    }
+
+    #[test]
+    fn resolves_and_merge_fields_close_branches() {
+        for (policy, resolves) in [(ReconcilePolicy::KeepConflicts, true), (ReconcilePolicy::MergeFields, false)] {
+            let mut d = Doc::new();
+            let r1 = d.put(None, 1).unwrap();
+            let a = d.put(Some(r1), 2).unwrap();
+            // A second branch from r1 arrives by replication.
+            let b_body = body(3);
+            let b = revision_id("t", "x", Some(&r1), false, &b_body);
+            d.planner
+                .replicated(&RevisionData {
+                    table: "t".into(),
+                    id: "x".into(),
+                    rev: b,
+                    deleted: false,
+                    attributes: Some(b_body),
+                    ancestry: vec![r1],
+                })
+                .unwrap();
+            assert_eq!(d.tree().conflicts().len(), 1);
+            let winner = d.tree().winner().unwrap();
+            let loser = if winner == a { b } else { a };
+            let mut w = write(Some(winner), false, body(9));
+            if resolves {
+                w.resolves = vec![loser];
+            }
+            d.planner.local_write(&w, policy).unwrap();
+            assert!(d.tree().conflicts().is_empty(), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn replicated_revisions_are_verified() {
+        let mut d = Doc::new();
+        let b = body(1);
+        let rev = revision_id("t", "x", None, false, &b);
+        let ok = RevisionData {
+            table: "t".into(),
+            id: "x".into(),
+            rev,
+            deleted: false,
+            attributes: Some(b),
+            ancestry: vec![],
+        };
+        assert!(d.planner.replicated(&ok).unwrap());
+        assert!(!d.planner.replicated(&ok).unwrap(), "replay is a no-op");
+        let bad = RevisionData { attributes: Some(body(2)), ..ok.clone() };
+        assert_eq!(d.planner.replicated(&bad).unwrap_err().kind, ErrorKind::Corrupt);
+        // Ancestors become stubs; a later body fills the stub in as a new event.
+        let b3 = body(3);
+        let p2 = RevId::new(2, [7; 16]);
+        let r3 = revision_id("t", "y", Some(&p2), false, &b3);
+        let deep = RevisionData {
+            table: "t".into(),
+            id: "y".into(),
+            rev: r3,
+            deleted: false,
+            attributes: Some(b3),
+            ancestry: vec![p2, RevId::new(1, [8; 16])],
+        };
+        assert!(d.planner.replicated(&deep).unwrap());
+        let tree = d.planner.tree("t", "y").unwrap();
+        assert!(tree.get(&p2).unwrap().is_stub());
+        assert_eq!(tree.ancestry(&r3).len(), 2);
+        let gap = RevisionData { ancestry: vec![RevId::new(1, [8; 16])], ..deep };
+        assert_eq!(d.planner.replicated(&gap).unwrap_err().kind, ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn events_get_consecutive_seqs_and_a_folded_chain() {
+        let mut d = Doc::new();
+        let r1 = d.put(None, 1).unwrap();
+        let r2 = d.put(Some(r1), 2).unwrap();
+        let ws = d.planner.finish(|_| ReconcilePolicy::KeepConflicts).unwrap();
+        let g = genesis_chain(Uuid::nil());
+        let c1 = next_chain(&g, 1, "t", "x", &r1, false);
+        let c2 = next_chain(&c1, 2, "t", "x", &r2, false);
+        assert_eq!(ws.revisions.iter().map(|r| r.event).collect::<Vec<_>>(), vec![Some((1, c1)), Some((2, c2))]);
+        assert_eq!(ws.head, Some((2, c2)));
+        assert_eq!(ws.states.len(), 1);
+        assert_eq!((ws.states[0].rev, ws.states[0].seq), (r2, 2));
+    }
 }

@@ -31,7 +31,14 @@ pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconci
     let leaves = tree.leaves();
     let conflicts = tree.conflicts();
     if node.deleted {
-        return Ok(Reconciled { winner, deleted: true, body: Attributes::new(), leaves, conflicts, field_conflicts: vec![] });
+        return Ok(Reconciled {
+            winner,
+            deleted: true,
+            body: Attributes::new(),
+            leaves,
+            conflicts,
+            field_conflicts: vec![],
+        });
     }
     let winner_body =
         node.body.clone().ok_or_else(|| Error::corrupt(format!("winning revision {winner} has no body")))?;
@@ -89,4 +96,92 @@ fn merge_fields(
         }
     }
     (merged, field_conflicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::revision_id;
+    use crate::tree::RevisionNode;
+    use outpost_api::Value;
+
+    /// A tree: base, then one branch per body given, each from base.
+    fn branches(base: &Attributes, leaves: &[Attributes]) -> (RevisionTree, Vec<RevId>) {
+        let mut tree = RevisionTree::new();
+        let root = revision_id("t", "x", None, false, base);
+        tree.insert(root, RevisionNode { parent: None, deleted: false, body: Some(base.clone()), seq: Some(1) });
+        let mut revs = vec![];
+        for (i, b) in leaves.iter().enumerate() {
+            let r = revision_id("t", "x", Some(&root), false, b);
+            tree.insert(
+                r,
+                RevisionNode { parent: Some(root), deleted: false, body: Some(b.clone()), seq: Some(2 + i as u64) },
+            );
+            revs.push(r);
+        }
+        (tree, revs)
+    }
+
+    fn attrs(pairs: &[(&str, i64)]) -> Attributes {
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::Int(*v))).collect()
+    }
+
+    #[test]
+    fn merge_fields_cases() {
+        // (base, branches, expected merge, expected field conflicts)
+        type Case = (Attributes, Vec<Attributes>, Option<Attributes>, Vec<&'static str>);
+        let cases: Vec<Case> = vec![
+            // Disjoint edits: both kept.
+            (
+                attrs(&[("a", 1), ("b", 1)]),
+                vec![attrs(&[("a", 2), ("b", 1)]), attrs(&[("a", 1), ("b", 3)])],
+                Some(attrs(&[("a", 2), ("b", 3)])),
+                vec![],
+            ),
+            // A removal on one branch merges.
+            (
+                attrs(&[("a", 1), ("b", 1)]),
+                vec![attrs(&[("a", 1)]), attrs(&[("a", 5), ("b", 1)])],
+                Some(attrs(&[("a", 5)])),
+                vec![],
+            ),
+            // Same change on both: no conflict.
+            (
+                attrs(&[("a", 1)]),
+                vec![attrs(&[("a", 2)]), attrs(&[("a", 2), ("c", 1)])],
+                Some(attrs(&[("a", 2), ("c", 1)])),
+                vec![],
+            ),
+            // Overlapping edits: the winner's value, reported. (None: the winner's value, decided below.)
+            (attrs(&[("a", 1)]), vec![attrs(&[("a", 2)]), attrs(&[("a", 3)])], None, vec!["a"]),
+        ];
+        for (base, leaves, expect, conflicts) in cases {
+            let (tree, _) = branches(&base, &leaves);
+            let r = reconcile(&tree, ReconcilePolicy::MergeFields).unwrap();
+            let winner_body = tree.get(&r.winner).unwrap().body.clone().unwrap();
+            assert_eq!(r.body, expect.unwrap_or(winner_body), "base {base:?} leaves {leaves:?}");
+            assert_eq!(r.field_conflicts, conflicts);
+            assert_eq!(r.conflicts.len(), 1);
+            // keep-conflicts keeps the winner's body.
+            let k = reconcile(&tree, ReconcilePolicy::KeepConflicts).unwrap();
+            assert_eq!(k.body, tree.get(&k.winner).unwrap().body.clone().unwrap());
+        }
+    }
+
+    #[test]
+    fn winner_rule() {
+        let (mut tree, revs) = branches(&attrs(&[("a", 1)]), &[attrs(&[("a", 2)]), attrs(&[("a", 3)])]);
+        let max = *revs.iter().max().unwrap();
+        assert_eq!(tree.winner(), Some(max));
+        // A tombstone on the greater branch hands the win to the other, whatever its id.
+        let tomb = revision_id("t", "x", Some(&max), true, &Attributes::new());
+        tree.insert(
+            tomb,
+            RevisionNode { parent: Some(max), deleted: true, body: Some(Attributes::new()), seq: Some(9) },
+        );
+        let other = *revs.iter().min().unwrap();
+        assert_eq!(tree.winner(), Some(other));
+        assert!(tree.conflicts().is_empty());
+        assert_eq!(tree.leaves().len(), 2);
+    }
 }

@@ -155,12 +155,22 @@ pub trait Storage: Send + Sync + 'static {
     /// The reconciled state of one record.
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>>;
     /// States of a table with id > `after`, in id order, at most `limit`.
-    async fn list_states(&self, table: &str, after: Option<&str>, limit: usize, include_deleted: bool)
-        -> Result<Vec<StoredState>>;
+    async fn list_states(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+        include_deleted: bool,
+    ) -> Result<Vec<StoredState>>;
     /// States with seq > `since` in seq order, at most `limit`, optionally only of `tables`; `pending`
     /// counted up to `pending_cap`. Must use an index on seq: cost proportional to the page.
-    async fn changes(&self, since: u64, limit: usize, tables: Option<&[String]>, pending_cap: u64)
-        -> Result<ChangesRead>;
+    async fn changes(
+        &self,
+        since: u64,
+        limit: usize,
+        tables: Option<&[String]>,
+        pending_cap: u64,
+    ) -> Result<ChangesRead>;
     /// The chain hash after event `seq` (1 ≤ seq ≤ update_seq), by index lookup.
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>>;
     /// Revision events with seq > `after`, in seq order, at most `limit`.

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outpost_api::{
-    Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid,
-};
+use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
 use outpost_engine::storage::{
     ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
 };
@@ -46,7 +44,9 @@ fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
 }
 
 fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
-    <[u8; 32]>::try_from(bytes.as_slice()).map(ChainHash).map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(ChainHash)
+        .map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
 }
 
 fn parse_rev(text: &str) -> Result<RevId> {
@@ -76,7 +76,8 @@ impl SqliteStorage {
         tx.execute("INSERT INTO _meta (key, value) VALUES ('name', ?1)", [name]).sql()?;
         tx.execute("INSERT INTO _meta (key, value) VALUES ('update_seq', 0)", []).sql()?;
         tx.execute("INSERT INTO _meta (key, value) VALUES ('chain', ?1)", [&genesis.0[..]]).sql()?;
-        tx.execute("INSERT INTO _epochs (position, uuid, start_seq) VALUES (0, ?1, 1)", [&uuid.as_bytes()[..]]).sql()?;
+        tx.execute("INSERT INTO _epochs (position, uuid, start_seq) VALUES (0, ?1, 1)", [&uuid.as_bytes()[..]])
+            .sql()?;
         tx.commit().sql()?;
         Ok(SqliteStorage { name: name.to_owned(), path: path.to_owned(), conn: Arc::new(Mutex::new(conn)) })
     }
@@ -133,8 +134,9 @@ fn read_head(conn: &Connection) -> Result<Head> {
 }
 
 fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT rev, parent, deleted, body, seq FROM _revisions WHERE tbl = ?1 AND id = ?2").sql()?;
+    let mut stmt = conn
+        .prepare_cached("SELECT rev, parent, deleted, body, seq FROM _revisions WHERE tbl = ?1 AND id = ?2")
+        .sql()?;
     let mut out = HashMap::with_capacity(keys.len());
     for key in keys {
         let mut tree = RevisionTree::new();
@@ -191,7 +193,8 @@ fn state_of(row: &Row<'_>) -> Result<StoredState> {
 }
 
 fn load_state(conn: &Connection, table: &str, id: &str) -> Result<Option<StoredState>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id = ?2")).sql()?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id = ?2")).sql()?;
     let mut rows = stmt.query(params![table, id]).sql()?;
     match rows.next().sql()? {
         Some(row) => Ok(Some(state_of(row)?)),
@@ -220,7 +223,16 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
             match r.event {
                 None => stub.execute(params![r.table, r.id, r.rev.to_string(), parent]).sql()?,
                 Some((seq, chain)) => event
-                    .execute(params![r.table, r.id, r.rev.to_string(), parent, r.deleted, r.body, seq as i64, &chain.0[..]])
+                    .execute(params![
+                        r.table,
+                        r.id,
+                        r.rev.to_string(),
+                        parent,
+                        r.deleted,
+                        r.body,
+                        seq as i64,
+                        &chain.0[..]
+                    ])
                     .sql()?,
             };
         }
@@ -235,7 +247,8 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
             ))
             .sql()?;
         for s in &writes.states {
-            let field_conflicts = serde_json::to_string(&s.field_conflicts).map_err(|e| Error::internal(e.to_string()))?;
+            let field_conflicts =
+                serde_json::to_string(&s.field_conflicts).map_err(|e| Error::internal(e.to_string()))?;
             upsert
                 .execute(params![
                     s.table,
@@ -353,8 +366,13 @@ impl Storage for SqliteStorage {
         load_state(&*self.conn.lock().await, table, id)
     }
 
-    async fn list_states(&self, table: &str, after: Option<&str>, limit: usize, include_deleted: bool)
-        -> Result<Vec<StoredState>> {
+    async fn list_states(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+        include_deleted: bool,
+    ) -> Result<Vec<StoredState>> {
         let conn = self.conn.lock().await;
         let mut stmt = conn
             .prepare_cached(&format!(
@@ -370,8 +388,13 @@ impl Storage for SqliteStorage {
         Ok(out)
     }
 
-    async fn changes(&self, since: u64, limit: usize, tables: Option<&[String]>, pending_cap: u64)
-        -> Result<ChangesRead> {
+    async fn changes(
+        &self,
+        since: u64,
+        limit: usize,
+        tables: Option<&[String]>,
+        pending_cap: u64,
+    ) -> Result<ChangesRead> {
         let conn = self.conn.lock().await;
         // With a filter: the named tables' records, and their definitions in `_tables`.
         let (filter, mut args): (String, Vec<rusqlite::types::Value>) = match tables {

@@ -1,1 +1,355 @@
-fn main() {}
+//! `outpost`, the command-line tool (SPEC §12): the command-line grammar (clap), dispatch to the
+//! command modules, and the mapping of error kinds onto exit codes.
+#![forbid(unsafe_code)]
+
+mod attrs;
+mod db;
+mod locator;
+mod output;
+mod records;
+mod tables;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use outpost_api::{Error, ErrorKind, FieldDecl, ReconcilePolicy, RevId};
+
+const ABOUT: &str = "Outpost: an offline-first, multi-master record database";
+
+const LONG_ABOUT: &str = "Outpost: an offline-first, multi-master record database.
+
+A database is named by a locator: a SQLite file path (./field.outpost). http(s)://host:port/dbs/NAME \
+and postgres:// locators arrive with the HTTP client and the PostgreSQL backend.";
+
+const EXIT_CODES: &str = "Exit codes:
+  0   success
+  1   other failure: an internal error, or `db check` found problems
+  2   usage: bad or missing arguments
+  3   not found
+  4   conflict: the named revision is not current (the message names the current one)
+  5   invalid input
+  6   already exists
+  7   too large
+  8   corrupt data
+  9   unauthorized
+  10  forbidden
+  11  unavailable: retrying may succeed
+
+Errors are printed to stderr as `error: <kind>: <message>`.
+Set OUTPOST_LOG (e.g. OUTPOST_LOG=debug) to log to stderr.";
+
+/// The `outpost` command line.
+#[derive(Parser, Debug)]
+#[command(name = "outpost", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// Print machine-readable JSON (records in typed wire form) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, inspect, list, check and reidentify databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Create, list and show tables.
+    #[command(subcommand)]
+    Table(TableCommand),
+    /// Create or update a record.
+    Put(PutArgs),
+    /// Read a record: its reconciled state, or one revision.
+    Get(GetArgs),
+    /// Delete a record (write a tombstone that replicates like any revision).
+    Delete(DeleteArgs),
+    /// List the records of a table in id order, a page at a time.
+    Ls(LsArgs),
+    /// Read a page of the changes feed: each changed record once, in seq order.
+    Changes(ChangesArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Create a database file.
+    Create {
+        /// The database file to create (a SQLite path; it must not exist).
+        path: String,
+        /// The database name (default: the file name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show a database's name, identity (uuid, epochs), update_seq, chain hash and record count.
+    Info {
+        /// The database locator (a SQLite file path).
+        db: String,
+    },
+    /// List the databases (`*.outpost` files) in a directory.
+    List {
+        /// The directory to look in.
+        dir: PathBuf,
+    },
+    /// Verify every revision hash and the chain hash; exit 1 and name each problem when any.
+    Check {
+        /// The database locator (a SQLite file path).
+        db: String,
+    },
+    /// Begin a new identity epoch (after copying a database file) and print it.
+    Reidentify {
+        /// The database locator (a SQLite file path).
+        db: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TableCommand {
+    /// Create a table.
+    Create(TableCreateArgs),
+    /// List the tables of a database.
+    List {
+        /// The database locator (a SQLite file path).
+        db: String,
+    },
+    /// Show a table's definition.
+    Show {
+        /// The database locator (a SQLite file path).
+        db: String,
+        /// The table name.
+        name: String,
+    },
+}
+
+/// How a table reconciles conflicting revisions.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PolicyArg {
+    /// The winning revision's body; conflicts are kept and can be listed.
+    KeepConflicts,
+    /// A field-level three-way merge of the conflicting revisions.
+    MergeFields,
+}
+
+impl From<PolicyArg> for ReconcilePolicy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::KeepConflicts => ReconcilePolicy::KeepConflicts,
+            PolicyArg::MergeFields => ReconcilePolicy::MergeFields,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct TableCreateArgs {
+    /// The database locator (a SQLite file path).
+    db: String,
+    /// The table name: a-z, 0-9 and '_', starting with a letter, at most 63 characters.
+    name: String,
+    /// What the table holds.
+    #[arg(long, default_value = "")]
+    description: String,
+    /// How conflicting revisions are reconciled.
+    #[arg(long, value_enum, default_value = "keep-conflicts")]
+    policy: PolicyArg,
+    /// A declared field, checked on local writes: name:type or name:type:required, where type is
+    /// null, bool, int, float, decimal, string, bytes, timestamp, list or map. Repeatable.
+    #[arg(long = "field", value_name = "NAME:TYPE[:required]", value_parser = attrs::parse_field)]
+    fields: Vec<(String, FieldDecl)>,
+    /// Free-form metadata as a plain JSON object.
+    #[arg(long, value_name = "JSON")]
+    metadata: Option<String>,
+    /// Who creates the table (default: $OUTPOST_USER).
+    #[arg(long, env = "OUTPOST_USER")]
+    created_by: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  outpost put field.outpost people ann name=Ann size=4 'tags=[\"a\"]'
+  outpost put field.outpost people ann --rev 1-… --plain '{\"name\": \"Ann\", \"size\": 5}'
+  outpost put field.outpost people --wire '{\"when\": {\"timestamp\": \"2026-01-01T00:00:00Z\"}}'")]
+struct PutArgs {
+    /// The database locator (a SQLite file path).
+    db: String,
+    /// The table.
+    table: String,
+    /// The record id (a UUID v7 is generated when absent). An id containing '=' needs --id.
+    id: Option<String>,
+    /// Attributes as KEY=VALUE: VALUE is plain JSON when it parses (size=4, ok=true, tags='["a"]',
+    /// note='"4"'), else text (name=Ann).
+    #[arg(value_name = "KEY=VALUE")]
+    attrs: Vec<String>,
+    /// The record id, for ids that contain '='.
+    #[arg(long = "id", value_name = "ID")]
+    id_flag: Option<String>,
+    /// The revision this write edits (required to update an existing record).
+    #[arg(long, value_parser = parse_rev)]
+    rev: Option<RevId>,
+    /// Attributes as a typed wire JSON object ({"size": {"int": "4"}}); `-` reads stdin, @FILE a file.
+    #[arg(long, value_name = "JSON")]
+    wire: Option<String>,
+    /// Attributes as a plain JSON object ({"size": 4}); `-` reads stdin, @FILE a file.
+    #[arg(long, value_name = "JSON")]
+    plain: Option<String>,
+    /// A conflicting revision this write resolves (it gets a tombstone). Repeatable.
+    #[arg(long, value_name = "REV", value_parser = parse_rev)]
+    resolves: Vec<RevId>,
+}
+
+#[derive(Args, Debug)]
+struct GetArgs {
+    /// The database locator (a SQLite file path).
+    db: String,
+    /// The table.
+    table: String,
+    /// The record id.
+    id: String,
+    /// Read this revision's own body instead of the reconciled state.
+    #[arg(long, value_parser = parse_rev)]
+    rev: Option<RevId>,
+    /// List conflicting revisions and fields a merge could not settle.
+    #[arg(long)]
+    conflicts: bool,
+    /// List the revision history, newest first.
+    #[arg(long)]
+    revs: bool,
+    /// Print JSON with the attributes as plain JSON (implies --json).
+    #[arg(long)]
+    plain: bool,
+}
+
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    /// The database locator (a SQLite file path).
+    db: String,
+    /// The table.
+    table: String,
+    /// The record id.
+    id: String,
+    /// The revision to delete (default: the current winner).
+    #[arg(long, value_parser = parse_rev)]
+    rev: Option<RevId>,
+}
+
+#[derive(Args, Debug)]
+struct LsArgs {
+    /// The database locator (a SQLite file path).
+    db: String,
+    /// The table.
+    table: String,
+    /// Start after this id (the `next_after` of the previous page).
+    #[arg(long, value_name = "ID")]
+    after: Option<String>,
+    /// Most records to list (1-10000).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Include deleted records.
+    #[arg(long)]
+    deleted: bool,
+    /// Print JSON with the attributes as plain JSON (implies --json).
+    #[arg(long)]
+    plain: bool,
+}
+
+#[derive(Args, Debug)]
+struct ChangesArgs {
+    /// The database locator (a SQLite file path).
+    db: String,
+    /// Changes after this seq (the `last_seq` of the previous page).
+    #[arg(long, default_value_t = 0)]
+    since: u64,
+    /// Most changes to list (1-10000).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Only these tables, comma-separated.
+    #[arg(long, value_name = "T1,T2", value_delimiter = ',')]
+    tables: Option<Vec<String>>,
+}
+
+/// A revision id argument; clap reports a bad one as a usage error.
+fn parse_rev(text: &str) -> Result<RevId, String> {
+    text.parse().map_err(|e: Error| e.message)
+}
+
+/// The exit code of an error kind (documented in EXIT_CODES).
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NotFound => 3,
+        ErrorKind::Conflict => 4,
+        ErrorKind::InvalidInput => 5,
+        ErrorKind::AlreadyExists => 6,
+        ErrorKind::TooLarge => 7,
+        ErrorKind::Corrupt => 8,
+        ErrorKind::Unauthorized => 9,
+        ErrorKind::Forbidden => 10,
+        ErrorKind::Unavailable => 11,
+        _ => 1,
+    }
+}
+
+/// Every command and subcommand documents the exit codes in its long help.
+fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+    cmd.after_long_help(EXIT_CODES).mut_subcommands(with_exit_codes)
+}
+
+async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
+    let json = cli.json;
+    match cli.command {
+        Command::Db(cmd) => return db::run(cmd, json).await,
+        Command::Table(cmd) => tables::run(cmd, json).await?,
+        Command::Put(args) => records::put(args, json).await?,
+        Command::Get(args) => records::get(args, json).await?,
+        Command::Delete(args) => records::delete(args, json).await?,
+        Command::Ls(args) => records::ls(args, json).await?,
+        Command::Changes(args) => records::changes(args, json).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let matches = with_exit_codes(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: internal: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let current = e.current_rev.map(|r| format!(" (current rev: {r})")).unwrap_or_default();
+            eprintln!("error: {}: {}{current}", e.kind, e.message);
+            ExitCode::from(exit_code(e.kind))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        with_exit_codes(Cli::command()).debug_assert();
+    }
+
+    #[test]
+    fn every_error_kind_has_its_own_exit_code() {
+        let codes: std::collections::HashSet<u8> = ErrorKind::ALL.iter().map(|k| exit_code(*k)).collect();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+        assert!(!codes.contains(&0) && !codes.contains(&2), "0 is success and 2 is clap's usage error");
+        for kind in ErrorKind::ALL {
+            let code = exit_code(kind).to_string();
+            assert!(EXIT_CODES.lines().any(|l| l.trim_start().starts_with(&format!("{code} "))), "{kind} documented");
+        }
+    }
+}

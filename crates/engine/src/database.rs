@@ -106,33 +106,6 @@ impl<S: Storage> Engine<S> {
         Ok(())
     }
 
-    /// Policies of `tables` at the end of a planned transaction: a definition written in the same
-    /// transaction counts, else the stored one, else the default.
-    async fn policies(&self, txn: &mut dyn WriteTxn, planner: &Planner) -> Result<HashMap<String, ReconcilePolicy>> {
-        let mut out = HashMap::new();
-        for table in planner.touched_tables() {
-            if table == names::TABLES_TABLE {
-                continue;
-            }
-            let policy = match planner.tree(names::TABLES_TABLE, &table) {
-                Some(tree) if !tree.is_empty() => {
-                    let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
-                    if r.deleted {
-                        None
-                    } else {
-                        TableDef::from_record(&table, r.winner, &r.body).ok().map(|d| d.policy)
-                    }
-                }
-                _ => {
-                    let state = txn.load_state(names::TABLES_TABLE, &table).await?;
-                    table_def_of(&table, state.as_ref()).ok().map(|d| d.policy)
-                }
-            };
-            out.insert(table, policy.unwrap_or_default());
-        }
-        Ok(out)
-    }
-
     /// Turn an operation into a validated local write (before any storage access).
     fn prepare(&self, op: WriteOp) -> Result<LocalWrite> {
         names::validate_table_name(&op.table)?;
@@ -141,7 +114,10 @@ impl<S: Storage> Engine<S> {
             (None, WriteOpKind::Put) => Uuid::now_v7().to_string(),
             (None, WriteOpKind::Delete) => return Err(Error::invalid("a delete names the record id")),
         };
-        names::validate_record_id(&id, self.limits.max_id_bytes)?;
+        // The configured id limit binds new records; ids already stored (perhaps replicated from a peer
+        // with a larger limit) stay reachable up to the protocol's maximum.
+        let creating = op.op == WriteOpKind::Put && op.rev.is_none();
+        names::validate_record_id(&id, if creating { self.limits.max_id_bytes } else { names::MAX_ID_BYTES })?;
         let deleted = op.op == WriteOpKind::Delete;
         if deleted && (!op.attributes.is_empty() || !op.resolves.is_empty()) {
             return Err(Error::invalid("a delete carries no attributes and resolves nothing"));
@@ -195,9 +171,7 @@ impl<S: Storage> Engine<S> {
             });
             results.push(outcome);
         }
-        let policies: HashMap<String, ReconcilePolicy> =
-            defs.into_iter().map(|(t, d)| (t, d.map(|d| d.policy).unwrap_or_default())).collect();
-        let writes = planner.finish(|t| policies.get(t).copied().unwrap_or_default())?;
+        let writes = planner.finish()?;
         self.commit(txn, &writes).await?;
         Ok(results)
     }
@@ -272,6 +246,7 @@ impl<S: Storage> Engine<S> {
                 }
             }
         }
+        self.check_states(&mut report).await?;
         if expect - 1 != head.update_seq {
             report.problems.push(format!("events end at seq {} but update_seq is {}", expect - 1, head.update_seq));
         }
@@ -279,6 +254,41 @@ impl<S: Storage> Engine<S> {
             report.problems.push("the head's chain hash does not match the events".into());
         }
         Ok(report)
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    /// Part of `check`: every stored state must equal the one its revision tree gives now.
+    async fn check_states(&self, report: &mut CheckReport) -> Result<()> {
+        let mut since = 0;
+        loop {
+            let read = self.storage.changes(since, 1000, None, 1).await?;
+            let Some(last) = read.changes.last() else { return Ok(()) };
+            since = last.seq;
+            let keys: Vec<RecordKey> = read.changes.iter().map(|c| (c.table.clone(), c.id.clone())).collect();
+            let trees = self.storage.load_trees(&keys).await?;
+            for key in keys {
+                let Some(stored) = self.storage.load_state(&key.0, &key.1).await? else { continue };
+                report.records += 1;
+                let expected =
+                    trees.get(&key).filter(|t| !t.is_empty()).map(|t| reconcile(t, ReconcilePolicy::KeepConflicts));
+                let matches = match expected {
+                    Some(Ok(r)) => {
+                        r.winner == stored.rev
+                            && r.deleted == stored.deleted
+                            && r.leaves == stored.leaves
+                            && r.conflicts == stored.conflicts
+                            && parse_body(&stored.body).is_ok_and(|b| b == r.body)
+                    }
+                    _ => false,
+                };
+                if !matches {
+                    report
+                        .problems
+                        .push(format!("record {}/{}: the stored state does not match its revision tree", key.0, key.1));
+                }
+            }
+        }
     }
 }
 
@@ -291,6 +301,8 @@ pub struct CheckReport {
     pub events: u64,
     /// Revisions whose body was re-hashed.
     pub rehashed: u64,
+    /// Records whose reconciled state was recomputed and compared.
+    pub records: u64,
     /// Every problem found; empty for a sound database.
     pub problems: Vec<String>,
 }
@@ -343,7 +355,11 @@ impl<S: Storage> TableWriter for Engine<S> {
             fields: table.fields,
             metadata: table.metadata,
         };
-        self.write_table(&table.name, None, false, def.to_attributes()).await?;
+        // A concurrent create of the same name wins the race inside the transaction: that is AlreadyExists.
+        self.write_table(&table.name, None, false, def.to_attributes()).await.map_err(|e| match e.kind {
+            outpost_api::ErrorKind::Conflict => Error::already_exists(format!("table {:?} exists", table.name)),
+            _ => e,
+        })?;
         self.get_table(&table.name).await
     }
 
@@ -380,11 +396,12 @@ impl<S: Storage> TableWriter for Engine<S> {
 #[async_trait]
 impl<S: Storage> RecordReader for Engine<S> {
     async fn get_record(&self, table: &str, id: &str, options: GetOptions) -> Result<Record> {
-        self.get_table(table).await?;
-        names::validate_record_id(id, self.limits.max_id_bytes)?;
+        let def = self.get_table(table).await?;
+        names::validate_record_id(id, names::MAX_ID_BYTES)?;
         let missing = || Error::not_found(format!("record {table}/{id} does not exist"));
         let state = self.storage.load_state(table, id).await?.ok_or_else(missing)?;
-        let tree = if options.rev.is_some() || options.revs {
+        let merges = merges_on_read(&def, &state);
+        let tree = if options.rev.is_some() || options.revs || merges {
             let key = (table.to_owned(), id.to_owned());
             self.storage.load_trees(std::slice::from_ref(&key)).await?.remove(&key).unwrap_or_default()
         } else {
@@ -409,20 +426,15 @@ impl<S: Storage> RecordReader for Engine<S> {
                 }
             }
             None if state.deleted => return Err(Error::not_found(format!("record {table}/{id} was deleted"))),
-            None => Record {
-                table: table.into(),
-                id: id.into(),
-                rev: state.rev,
-                deleted: false,
-                attributes: parse_body(&state.body)?,
-                conflicts: None,
-                field_conflicts: None,
-                revisions: None,
-            },
+            None => record_of(&def, state.clone(), merges.then_some(&tree))?,
         };
         if options.conflicts {
             record.conflicts = Some(state.conflicts.clone());
-            record.field_conflicts = Some(state.field_conflicts.clone());
+            if record.field_conflicts.is_none() {
+                record.field_conflicts = Some(vec![]);
+            }
+        } else {
+            record.field_conflicts = None;
         }
         if options.revs {
             let mut revs = vec![record.rev];
@@ -433,30 +445,51 @@ impl<S: Storage> RecordReader for Engine<S> {
     }
 
     async fn list_records(&self, table: &str, options: ListOptions) -> Result<RecordPage> {
-        self.get_table(table).await?;
+        let def = self.get_table(table).await?;
         let limit = check_page(options.limit)?;
         let mut states =
             self.storage.list_states(table, options.after.as_deref(), limit + 1, options.include_deleted).await?;
         let more = states.len() > limit;
         states.truncate(limit);
         let next_after = if more { states.last().map(|s| s.id.clone()) } else { None };
-        let records = states
-            .into_iter()
-            .map(|s| {
-                Ok(Record {
-                    attributes: parse_body(&s.body)?,
-                    table: s.table,
-                    id: s.id,
-                    rev: s.rev,
-                    deleted: s.deleted,
-                    conflicts: None,
-                    field_conflicts: None,
-                    revisions: None,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let merge_keys: Vec<RecordKey> =
+            states.iter().filter(|s| merges_on_read(&def, s)).map(|s| (s.table.clone(), s.id.clone())).collect();
+        let trees = if merge_keys.is_empty() { HashMap::new() } else { self.storage.load_trees(&merge_keys).await? };
+        let mut records = Vec::with_capacity(states.len());
+        for s in states {
+            let tree = trees.get(&(s.table.clone(), s.id.clone()));
+            let mut record = record_of(&def, s, tree)?;
+            record.field_conflicts = None;
+            records.push(record);
+        }
         Ok(RecordPage { records, next_after })
     }
+}
+
+/// Whether a record's read needs its tree: a `merge-fields` table merges live conflicts on read.
+fn merges_on_read(def: &TableDef, state: &StoredState) -> bool {
+    def.policy == ReconcilePolicy::MergeFields && !state.deleted && !state.conflicts.is_empty()
+}
+
+/// A record as read from its stored state, merged under `merge-fields` when its tree is given.
+fn record_of(def: &TableDef, state: StoredState, tree: Option<&RevisionTree>) -> Result<Record> {
+    let (attributes, field_conflicts) = match tree {
+        Some(tree) if merges_on_read(def, &state) => {
+            let r = reconcile(tree, def.policy)?;
+            (r.body, r.field_conflicts)
+        }
+        _ => (parse_body(&state.body)?, vec![]),
+    };
+    Ok(Record {
+        table: state.table,
+        id: state.id,
+        rev: state.rev,
+        deleted: state.deleted,
+        attributes,
+        conflicts: None,
+        field_conflicts: Some(field_conflicts),
+        revisions: None,
+    })
 }
 
 #[async_trait]
@@ -618,8 +651,7 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
         for r in &revisions {
             written += planner.replicated(r)? as u64;
         }
-        let policies = self.policies(txn.as_mut(), &planner).await?;
-        let mut writes = planner.finish(|t| policies.get(t).copied().unwrap_or_default())?;
+        let mut writes = planner.finish()?;
         writes.resume = resume;
         let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
         self.commit(txn, &writes).await?;

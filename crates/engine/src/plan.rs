@@ -187,14 +187,15 @@ impl Planner {
         tables
     }
 
-    /// Finish: the write set with new reconciled states for every touched record. `policy` gives each
-    /// table's reconcile policy as of the end of the transaction.
-    pub fn finish(self, policy: impl Fn(&str) -> ReconcilePolicy) -> Result<WriteSet> {
+    /// Finish: the write set with the new stored state of every touched record. The stored state is the
+    /// winner's (keep-conflicts); a `merge-fields` table merges on read, so that what a record reads as
+    /// never depends on when a policy change arrived relative to its revisions.
+    pub fn finish(self) -> Result<WriteSet> {
         let mut states = Vec::with_capacity(self.touched.len());
         let mut views = Vec::new();
         for key in &self.touched {
             let tree = &self.trees[key];
-            let r = reconcile(tree, policy(&key.0))?;
+            let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
             let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
             if key.0 == names::TABLES_TABLE && !r.deleted {
                 views.push(key.1.clone());
@@ -425,7 +426,7 @@ mod tests {
         let mut d = Doc::new();
         let r1 = d.put(None, 1).unwrap();
         let r2 = d.put(Some(r1), 2).unwrap();
-        let ws = d.planner.finish(|_| ReconcilePolicy::KeepConflicts).unwrap();
+        let ws = d.planner.finish().unwrap();
         let g = genesis_chain(Uuid::nil());
         let c1 = next_chain(&g, 1, "t", "x", &r1, false);
         let c2 = next_chain(&c1, 2, "t", "x", &r2, false);

@@ -68,6 +68,9 @@ impl SqliteStorage {
         if path.exists() {
             return Err(Error::already_exists(format!("{} exists", path.display())));
         }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
+        }
         let mut conn = open_connection(path, true)?;
         schema::migrate(&mut conn)?;
         let uuid = Uuid::new_v4();
@@ -85,6 +88,9 @@ impl SqliteStorage {
     /// Open an existing database file. NotFound when there is none; a clear error for a file that is
     /// not an Outpost database or has a newer format.
     pub fn open(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return Err(Error::invalid(format!("{} is a directory, not a database file", path.display())));
+        }
         if !path.is_file() {
             return Err(Error::not_found(format!("no database file at {}", path.display())));
         }

@@ -1,0 +1,138 @@
+//! `outpost db …`: create, info, list, check and reidentify databases.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use outpost_api::{names, Databases, Error, Limits, Result};
+use outpost_sqlite::SqliteDatabases;
+
+use crate::locator::Locator;
+use crate::output::{self, ListedDb};
+use crate::DbCommand;
+
+pub async fn run(cmd: DbCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        DbCommand::Create { path, name } => create(&path, name, json).await?,
+        DbCommand::Info { db } => info(&db, json).await?,
+        DbCommand::List { dir } => list(&dir, json).await?,
+        DbCommand::Check { db } => return check(&db, json).await,
+        DbCommand::Reidentify { db } => reidentify(&db, json).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create(path: &str, name: Option<String>, json: bool) -> Result<()> {
+    let locator: Locator = path.parse()?;
+    let name = match name {
+        Some(name) => {
+            names::validate_db_name(&name)?;
+            name
+        }
+        None => {
+            let name = locator.default_name()?;
+            names::validate_db_name(&name)
+                .map_err(|e| Error::invalid(format!("{} (taken from {path}); choose one with --name", e.message)))?;
+            name
+        }
+    };
+    if let Locator::File(file) = &locator {
+        // SQLite would only say "unable to open database file".
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent.filter(|p| !p.is_dir()) {
+            return Err(Error::not_found(format!("{path}: directory {} does not exist", dir.display())));
+        }
+    }
+    let db = locator.create(&name, Limits::default()).await?;
+    let info = db.database().info().await?;
+    if json {
+        output::emit_json(&info)
+    } else {
+        output::emit(&format!("created {} at {locator}\n{}", info.name, output::info_human(&info)))
+    }
+}
+
+async fn info(db: &str, json: bool) -> Result<()> {
+    let db = db.parse::<Locator>()?.open(Limits::default()).await?;
+    let info = db.database().info().await?;
+    if json {
+        output::emit_json(&info)
+    } else {
+        output::emit(&output::info_human(&info))
+    }
+}
+
+async fn list(dir: &Path, json: bool) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::not_found(format!("{}: no such directory", dir.display())));
+    }
+    let dbs = SqliteDatabases::new(dir, Limits::default())?;
+    let mut listed = Vec::new();
+    for name in dbs.list().await? {
+        let path = dir.join(format!("{name}.outpost")).display().to_string();
+        // One unreadable file does not hide the others: its row carries the error.
+        let (info, error) = match dbs.open(&name).await {
+            Ok(db) => match db.info().await {
+                Ok(info) => (Some(info), None),
+                Err(e) => (None, Some(e)),
+            },
+            Err(e) => (None, Some(e)),
+        };
+        listed.push(ListedDb { name, path, info, error });
+    }
+    if json {
+        output::emit_json(&listed)
+    } else if listed.is_empty() {
+        output::note(&format!("no databases in {}", dir.display()));
+        Ok(())
+    } else {
+        output::emit(&output::dbs_human(&listed))
+    }
+}
+
+/// A spinner on stderr while `what` runs, only when a person is watching.
+fn spinner(what: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+async fn check(db: &str, json: bool) -> Result<ExitCode> {
+    let locator: Locator = db.parse()?;
+    let db = locator.open(Limits::default()).await?;
+    let engine = db.engine("db check")?;
+    let bar = spinner(&format!("checking {locator}"));
+    let report = engine.check().await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    if json {
+        let mut value = serde_json::to_value(&report).map_err(|e| Error::internal(e.to_string()))?;
+        value["ok"] = report.problems.is_empty().into();
+        output::emit_json(&value)?;
+    } else {
+        output::emit(&output::check_human(&report))?;
+    }
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn reidentify(db: &str, json: bool) -> Result<()> {
+    let db = db.parse::<Locator>()?.open(Limits::default()).await?;
+    let epoch = db.engine("db reidentify")?.reidentify().await?;
+    if json {
+        output::emit_json(&epoch)
+    } else {
+        output::emit(&format!("new epoch {} from seq {}", epoch.uuid, epoch.start_seq))
+    }
+}

@@ -1,0 +1,186 @@
+//! Database locators: how a command names the database it works on (SPEC §12). Today a locator is a
+//! SQLite file path; `http(s)://host:port/dbs/NAME` and `postgres://…` URLs are recognised so that
+//! they fail with a clear message until their backends reach the CLI.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use outpost_api::{Database, Epoch, Error, Limits, Result};
+use outpost_engine::CheckReport;
+use outpost_sqlite::SqliteDatabase;
+
+/// Where a database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Locator {
+    /// A SQLite database file.
+    File(PathBuf),
+    /// A database hosted by an Outpost server.
+    Http(String),
+    /// A database in a PostgreSQL schema.
+    Postgres(String),
+}
+
+impl FromStr for Locator {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if s.is_empty() {
+            return Err(Error::invalid("the database locator is empty"));
+        }
+        let Some((scheme, _)) = s.split_once("://") else {
+            return Ok(Locator::File(PathBuf::from(s)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" | "https" => Ok(Locator::Http(s.to_owned())),
+            "postgres" | "postgresql" => Ok(Locator::Postgres(s.to_owned())),
+            // A relative path may contain "://" only in odd file names; say how to reach them.
+            _ => Err(Error::invalid(format!(
+                "unknown locator scheme {scheme:?} in {s:?}: expected a file path, http(s):// or postgres:// \
+                 (write ./{s} for a file of that name)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Locator::File(path) => write!(f, "{}", path.display()),
+            Locator::Http(url) | Locator::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+impl Locator {
+    /// The file of a local locator, or the error for a locator form this build cannot open yet.
+    fn file(&self) -> Result<&Path> {
+        match self {
+            Locator::File(path) => Ok(path),
+            Locator::Http(url) => Err(Error::invalid(format!(
+                "{url}: http locators arrive with the HTTP client; use a database file path for now"
+            ))),
+            Locator::Postgres(url) => Err(Error::invalid(format!(
+                "{url}: postgres locators arrive with the PostgreSQL backend; use a database file path for now"
+            ))),
+        }
+    }
+
+    /// Open an existing database. NotFound when there is none.
+    pub async fn open(&self, limits: Limits) -> Result<OpenDatabase> {
+        let path = self.file()?;
+        tracing::debug!(path = %path.display(), "opening database file");
+        let db = outpost_sqlite::open_file(path, limits).await.map_err(|e| in_file(e, path))?;
+        Ok(OpenDatabase::local(LocalEngine::Sqlite(Arc::new(db))))
+    }
+
+    /// Create a database named `name`. AlreadyExists when there is one.
+    pub async fn create(&self, name: &str, limits: Limits) -> Result<OpenDatabase> {
+        let path = self.file()?;
+        let db = outpost_sqlite::create_file(path, name, limits).await.map_err(|e| in_file(e, path))?;
+        Ok(OpenDatabase::local(LocalEngine::Sqlite(Arc::new(db))))
+    }
+
+    /// The name a new database gets when none is given: the file stem.
+    pub fn default_name(&self) -> Result<String> {
+        let path = self.file()?;
+        path.file_stem().and_then(|s| s.to_str()).map(str::to_owned).ok_or_else(|| {
+            Error::invalid(format!("{}: no database name in the file name; pass --name", path.display()))
+        })
+    }
+}
+
+/// Name the file in a storage error unless the message already does.
+fn in_file(e: Error, path: &Path) -> Error {
+    let shown = path.display().to_string();
+    if e.message.contains(&shown) {
+        e
+    } else {
+        e.context(shown)
+    }
+}
+
+/// A concrete local engine: what maintenance commands (check, reidentify) need beyond the api traits.
+pub enum LocalEngine {
+    /// A database in a SQLite file.
+    Sqlite(Arc<SqliteDatabase>),
+}
+
+impl LocalEngine {
+    /// Verify every revision hash and the chain.
+    pub async fn check(&self) -> Result<CheckReport> {
+        match self {
+            LocalEngine::Sqlite(db) => db.check().await,
+        }
+    }
+
+    /// Begin a new epoch.
+    pub async fn reidentify(&self) -> Result<Epoch> {
+        match self {
+            LocalEngine::Sqlite(db) => db.reidentify().await,
+        }
+    }
+}
+
+/// An opened database: the api traits, and the local engine when the database is local.
+pub struct OpenDatabase {
+    database: Arc<dyn Database>,
+    local: Option<LocalEngine>,
+}
+
+impl OpenDatabase {
+    fn local(engine: LocalEngine) -> Self {
+        let database: Arc<dyn Database> = match &engine {
+            LocalEngine::Sqlite(db) => db.clone(),
+        };
+        OpenDatabase { database, local: Some(engine) }
+    }
+
+    /// The database through the api traits.
+    pub fn database(&self) -> &dyn Database {
+        self.database.as_ref()
+    }
+
+    /// The local engine, for work only a local database can do (`what` names it in the error).
+    pub fn engine(&self, what: &str) -> Result<&LocalEngine> {
+        self.local
+            .as_ref()
+            .ok_or_else(|| Error::invalid(format!("{what} works on a local database only, not through a remote peer")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locators_are_recognised_by_form() {
+        let cases = [
+            ("field.outpost", Locator::File("field.outpost".into())),
+            ("./data/a.db", Locator::File("./data/a.db".into())),
+            ("/abs/path", Locator::File("/abs/path".into())),
+            ("http://localhost:7070/dbs/a", Locator::Http("http://localhost:7070/dbs/a".into())),
+            ("HTTPS://h/dbs/a", Locator::Http("HTTPS://h/dbs/a".into())),
+            ("postgres://u@h/db", Locator::Postgres("postgres://u@h/db".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<Locator>().unwrap(), want, "{text}");
+        }
+        assert!("ftp://x".parse::<Locator>().is_err());
+        assert!("".parse::<Locator>().is_err());
+    }
+
+    #[test]
+    fn remote_locators_fail_clearly_until_supported() {
+        let e = Locator::Http("http://h/dbs/a".into()).file().unwrap_err();
+        assert_eq!(e.kind, outpost_api::ErrorKind::InvalidInput);
+        assert!(e.message.contains("http locators arrive with the HTTP client"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_default_name_is_the_file_stem() {
+        assert_eq!(Locator::File("dir/field.outpost".into()).default_name().unwrap(), "field");
+        assert_eq!(Locator::File("plain".into()).default_name().unwrap(), "plain");
+    }
+}

@@ -1,0 +1,11 @@
+//! The conformance tests, one module per area of the spec. Each test takes a [`crate::Factory`] and
+//! panics on a violation; [`crate::conformance_suite!`] lists them all.
+
+pub mod bad_input;
+pub mod batch;
+pub mod feed;
+pub mod replication;
+pub mod revisions;
+pub mod tables;
+pub mod values;
+pub mod writes;

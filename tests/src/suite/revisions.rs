@@ -1,0 +1,130 @@
+//! SPEC §4.2: replicated writes. Replays are no-ops, bodies are re-hashed, ancestry becomes stubs.
+
+use outpost_api::{Attributes, ErrorKind, GetOptions, RecordRevs, RevId, RevisionData};
+use outpost_engine::hash::revision_id;
+use serde_json::json;
+
+use crate::support::{expect_err, get, ok, plain, put, replicate, update_seq};
+use crate::Factory;
+
+fn revs_of(table: &str, id: &str, revs: &[RevId]) -> Vec<RecordRevs> {
+    vec![RecordRevs { table: table.into(), id: id.into(), revs: revs.to_vec() }]
+}
+
+/// Putting revisions a database already holds writes nothing and takes no seq.
+pub async fn replaying_put_revisions_is_a_no_op(f: &dyn Factory) {
+    let (a, b) = (f.fresh().await, f.fresh().await);
+    crate::support::table(&*a, "t").await;
+    let r1 = put(&*a, "t", "x", None, plain(json!({"v": 1}))).await;
+    let r2 = put(&*a, "t", "x", Some(r1), plain(json!({"v": 2}))).await;
+    let y = put(&*a, "t", "y", None, plain(json!({"v": 1}))).await;
+    let table_rev = ok(a.get_table("t").await, "get_table").rev;
+    let mut wanted = revs_of("_tables", "t", &[table_rev]);
+    wanted.extend(revs_of("t", "x", &[r1, r2]));
+    wanted.extend(revs_of("t", "y", &[y]));
+    let batch = ok(a.get_revisions(wanted).await, "get_revisions");
+    assert_eq!(batch.len(), 4);
+    let first = ok(b.put_revisions(batch.clone(), None).await, "first put_revisions");
+    assert_eq!((first.written, first.update_seq), (4, 4));
+    for _ in 0..2 {
+        let again = ok(b.put_revisions(batch.clone(), None).await, "replayed put_revisions");
+        assert_eq!((again.written, again.update_seq), (0, 4), "a replay writes nothing");
+        assert_eq!(update_seq(&*b).await, 4);
+    }
+    assert_eq!(get(&*b, "t", "x").await.rev, r2);
+    assert_eq!(replicate(&*a, &*b).await, 0, "nothing is left to replicate");
+}
+
+/// A replicated revision whose body, deleted flag or parent does not hash to its rev is Corrupt, and
+/// nothing of its batch is stored.
+pub async fn a_body_that_does_not_hash_to_its_rev_is_corrupt(f: &dyn Factory) {
+    let (a, b) = (f.fresh().await, f.fresh().await);
+    crate::support::table(&*a, "t").await;
+    let r1 = put(&*a, "t", "x", None, plain(json!({"v": 1}))).await;
+    let r2 = put(&*a, "t", "x", Some(r1), plain(json!({"v": 2}))).await;
+    let y = put(&*a, "t", "y", None, plain(json!({"v": "fine"}))).await;
+    replicate(&*a, &*b).await;
+    let r3 = put(&*a, "t", "x", Some(r2), plain(json!({"v": 3}))).await;
+    let good_x = ok(a.get_revisions(revs_of("t", "x", &[r3])).await, "get_revisions").remove(0);
+    let z = put(&*a, "t", "z", None, plain(json!({"v": "innocent bystander"}))).await;
+    let good_z = ok(a.get_revisions(revs_of("t", "z", &[z])).await, "get_revisions").remove(0);
+    let other_parent = revision_id("t", "x", Some(&r1), false, &plain(json!({"v": "other"})));
+    let tampered: [(&str, RevisionData); 4] = [
+        ("changed body", RevisionData { attributes: Some(plain(json!({"v": 4}))), ..good_x.clone() }),
+        ("flipped deleted flag", RevisionData { deleted: true, attributes: Some(Attributes::new()), ..good_x.clone() }),
+        ("another parent", RevisionData { ancestry: vec![other_parent, r1], ..good_x.clone() }),
+        ("another record", RevisionData { id: "w".into(), ..good_z.clone() }),
+    ];
+    let seq = update_seq(&*b).await;
+    for (what, bad) in tampered {
+        // The good revision first in the batch: it must not be stored either.
+        let batch = vec![good_z.clone(), bad];
+        expect_err(b.put_revisions(batch, None).await, ErrorKind::Corrupt, what);
+        assert_eq!(update_seq(&*b).await, seq, "{what}: nothing stored");
+        let missing = ok(b.revs_diff(revs_of("t", "z", &[z])).await, "revs_diff");
+        assert_eq!(missing, revs_of("t", "z", &[z]), "{what}: the good revision of the batch was not stored");
+    }
+    assert_eq!(get(&*b, "t", "x").await.rev, r2);
+    assert_eq!(get(&*b, "t", "y").await.rev, y);
+    // The untampered revisions are accepted.
+    let done = ok(b.put_revisions(vec![good_z, good_x], None).await, "put_revisions");
+    assert_eq!(done.written, 2);
+}
+
+/// A revision arriving with ancestry the target lacks is stored with its ancestors as stubs: they
+/// take no seq, revs_diff no longer asks for them, their bodies are unknown until they arrive.
+pub async fn ancestry_is_stored_as_stubs(f: &dyn Factory) {
+    let (a, b) = (f.fresh().await, f.fresh().await);
+    crate::support::table(&*a, "t").await;
+    replicate(&*a, &*b).await;
+    let r1 = put(&*a, "t", "x", None, plain(json!({"v": 1}))).await;
+    let r2 = put(&*a, "t", "x", Some(r1), plain(json!({"v": 2}))).await;
+    let r3 = put(&*a, "t", "x", Some(r2), plain(json!({"v": 3}))).await;
+    let tip = ok(a.get_revisions(revs_of("t", "x", &[r3])).await, "get_revisions").remove(0);
+    assert_eq!(tip.ancestry, vec![r2, r1], "get_revisions gives the ancestry, parent first");
+    let seq = update_seq(&*b).await;
+    let result = ok(b.put_revisions(vec![tip], None).await, "put_revisions");
+    assert_eq!((result.written, result.update_seq), (1, seq + 1), "stubs are not revision events");
+    assert!(ok(b.revs_diff(revs_of("t", "x", &[r1, r2, r3])).await, "revs_diff").is_empty(), "stubs count as held");
+    let history = ok(b.get_record("t", "x", GetOptions { revs: true, ..GetOptions::default() }).await, "get revs");
+    assert_eq!((history.revisions, history.attributes), (Some(vec![r3, r2, r1]), plain(json!({"v": 3}))));
+    let stub = b.get_record("t", "x", GetOptions { rev: Some(r2), ..GetOptions::default() }).await;
+    expect_err(stub, ErrorKind::NotFound, "the body of a stub");
+    // The body filling a stub is a revision event; the stub's place in the tree does not change.
+    let middle = ok(a.get_revisions(revs_of("t", "x", &[r2])).await, "get_revisions").remove(0);
+    let filled = ok(b.put_revisions(vec![middle], None).await, "fill the stub");
+    assert_eq!((filled.written, filled.update_seq), (1, seq + 2));
+    let body =
+        ok(b.get_record("t", "x", GetOptions { rev: Some(r2), ..GetOptions::default() }).await, "get filled stub");
+    assert_eq!(body.attributes, plain(json!({"v": 2})));
+    assert_eq!(get(&*b, "t", "x").await.rev, r3);
+    // A truncated ancestry is accepted: the ancestors it names become stubs.
+    let r4 = put(&*a, "t", "y", None, plain(json!({"v": 1}))).await;
+    let r5 = put(&*a, "t", "y", Some(r4), plain(json!({"v": 2}))).await;
+    let r6 = put(&*a, "t", "y", Some(r5), plain(json!({"v": 3}))).await;
+    let mut truncated = ok(a.get_revisions(revs_of("t", "y", &[r6])).await, "get_revisions").remove(0);
+    truncated.ancestry.truncate(1);
+    assert_eq!(ok(b.put_revisions(vec![truncated], None).await, "truncated ancestry").written, 1);
+    let missing = ok(b.revs_diff(revs_of("t", "y", &[r4, r5, r6])).await, "revs_diff");
+    assert_eq!(missing, revs_of("t", "y", &[r4]), "only the ancestor beyond the truncation is missing");
+}
+
+/// get_revisions leaves out unknown revisions and records; revs_diff lists, per record, exactly the
+/// revisions not held.
+pub async fn get_revisions_and_revs_diff_answer_per_revision(f: &dyn Factory) {
+    let db = f.fresh().await;
+    crate::support::table(&*db, "t").await;
+    let r1 = put(&*db, "t", "x", None, plain(json!({"v": 1}))).await;
+    let unknown = revision_id("t", "x", Some(&r1), false, &plain(json!({"v": "elsewhere"})));
+    let elsewhere = revision_id("t", "nobody", None, false, &plain(json!({"v": 1})));
+    let mut wanted = revs_of("t", "x", &[r1, unknown]);
+    wanted.extend(revs_of("t", "nobody", &[elsewhere]));
+    let got = ok(db.get_revisions(wanted.clone()).await, "get_revisions");
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].rev, got[0].deleted, &got[0].ancestry), (r1, false, &vec![]));
+    assert_eq!(got[0].attributes, Some(plain(json!({"v": 1}))));
+    let mut expected = revs_of("t", "x", &[unknown]);
+    expected.extend(revs_of("t", "nobody", &[elsewhere]));
+    assert_eq!(ok(db.revs_diff(wanted).await, "revs_diff"), expected);
+    assert!(ok(db.revs_diff(revs_of("t", "x", &[r1])).await, "revs_diff").is_empty());
+}

@@ -1,0 +1,66 @@
+//! The SQLite file as other tools see it: SQL views per table, format versions, and opening errors.
+
+use outpost_api::{Attributes, ErrorKind, Limits, NewTable, PutRecord, RecordWriter, TableWriter, Value};
+
+fn put(id: &str, n: i64) -> PutRecord {
+    PutRecord { id: Some(id.into()), attributes: Attributes::new().with("n", Value::Int(n)), ..Default::default() }
+}
+
+#[tokio::test]
+async fn each_table_has_a_reconciled_view_and_a_history_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = outpost_sqlite::create_file(&dir.path().join("v.outpost"), "v", Limits::default()).await.unwrap();
+    db.create_table(NewTable { name: "orders".into(), ..Default::default() }).await.unwrap();
+    let first = db.put_record("orders", put("o-1", 1)).await.unwrap();
+    db.put_record("orders", PutRecord { rev: Some(first.rev), ..put("o-1", 2) }).await.unwrap();
+    db.put_record("orders", put("'; DROP TABLE _records; --", 3)).await.unwrap();
+    db.delete_record("orders", "'; DROP TABLE _records; --", None).await.unwrap();
+    let (live, history): (Vec<(String, String)>, i64) = db
+        .storage()
+        .with_connection(|c| {
+            let live = c
+                .prepare("SELECT id, json_extract(attributes, '$.n.int') FROM orders ORDER BY id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let history = c.query_row("SELECT count(*) FROM orders_history", [], |r| r.get(0)).unwrap();
+            (live, history)
+        })
+        .await;
+    assert_eq!(live, vec![("o-1".to_owned(), "2".to_owned())]);
+    assert_eq!(history, 4, "two revisions of o-1, a record and its tombstone");
+}
+
+#[tokio::test]
+async fn a_file_of_a_newer_format_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.outpost");
+    let db = outpost_sqlite::create_file(&path, "new", Limits::default()).await.unwrap();
+    db.storage().with_connection(|c| c.pragma_update(None, "user_version", 99)).await.unwrap();
+    drop(db);
+    let err = outpost_sqlite::open_file(&path, Limits::default()).await.err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("format version 99"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn opening_what_is_not_a_database_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let cases =
+        [(dir.path().join("missing.outpost"), ErrorKind::NotFound), (dir.path().to_owned(), ErrorKind::InvalidInput)];
+    for (path, kind) in cases {
+        let err = outpost_sqlite::open_file(&path, Limits::default()).await.err().expect("refused");
+        assert_eq!(err.kind, kind, "{}: {}", path.display(), err.message);
+    }
+    let err = outpost_sqlite::open_file(&text, Limits::default()).await.err().expect("refused");
+    assert!(matches!(err.kind, ErrorKind::InvalidInput | ErrorKind::Corrupt), "{err}");
+    let err = outpost_sqlite::create_file(&dir.path().join("no/such/dir.outpost"), "x", Limits::default())
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}

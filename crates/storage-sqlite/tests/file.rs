@@ -64,3 +64,26 @@ async fn opening_what_is_not_a_database_says_so() {
         .expect("refused");
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test]
+async fn a_data_directory_hosts_named_databases() {
+    use outpost_api::Databases;
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = outpost_sqlite::SqliteDatabases::new(dir.path().join("data"), Limits::default()).unwrap();
+    assert!(dbs.list().await.unwrap().is_empty());
+    dbs.create("field-b").await.unwrap();
+    dbs.create("field_a").await.unwrap();
+    assert_eq!(dbs.create("field_a").await.err().unwrap().kind, ErrorKind::AlreadyExists);
+    assert_eq!(dbs.list().await.unwrap(), vec!["field-b", "field_a"]);
+    let opened = dbs.open("field_a").await.unwrap();
+    assert_eq!(opened.info().await.unwrap().name, "field_a");
+    for bad in ["../x", "%2e%2e", "A", "a/b", "", "a.outpost"] {
+        assert_eq!(dbs.create(bad).await.err().unwrap().kind, ErrorKind::InvalidInput, "{bad}");
+        assert_eq!(dbs.open(bad).await.err().unwrap().kind, ErrorKind::InvalidInput, "{bad}");
+    }
+    assert_eq!(dbs.open("nope").await.err().unwrap().kind, ErrorKind::NotFound);
+    dbs.delete("field_a").await.unwrap();
+    assert_eq!(dbs.list().await.unwrap(), vec!["field-b"]);
+    assert_eq!(dbs.delete("field_a").await.err().unwrap().kind, ErrorKind::NotFound);
+    assert!(!dir.path().join("data/field_a.outpost").exists());
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use outpost_api::Database;
 
+pub mod http;
 mod sqlite;
 pub mod suite;
 pub mod support;

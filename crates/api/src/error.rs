@@ -7,6 +7,7 @@ use crate::RevId;
 /// The stable kind of an [`Error`]. Each kind maps to exactly one HTTP status and back, so a remote peer
 /// reports the same kind as a local one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -102,6 +103,7 @@ impl std::fmt::Display for ErrorKind {
 /// An Outpost error: a stable [`ErrorKind`], a human-readable message, and for conflicts the current
 /// winning revision. Serialises as the HTTP error body `{"error": kind, "message": ..., ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{kind}: {message}")]
 pub struct Error {
     /// What went wrong, in a stable form.

@@ -8,6 +8,8 @@
 
 mod error;
 pub mod names;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod record;
 mod replica;
 mod rev;

@@ -6,6 +6,7 @@ use crate::{Attributes, Error, RevId};
 
 /// A record as read: its reconciled state (SPEC §4.4).
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Record {
     /// The table.
     pub table: String,
@@ -32,6 +33,7 @@ pub struct Record {
 
 /// Options of `get_record`.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GetOptions {
     /// Read this revision's own body instead of the reconciled state (it may be any stored revision).
     #[serde(default)]
@@ -46,6 +48,7 @@ pub struct GetOptions {
 
 /// A local write of a record body.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutRecord {
     /// The record id; generated (UUID v7) when absent.
     #[serde(default)]
@@ -64,6 +67,7 @@ pub struct PutRecord {
 
 /// The outcome of a write.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteResult {
     /// The table.
     pub table: String,
@@ -75,6 +79,7 @@ pub struct WriteResult {
 
 /// What a batch operation does.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum WriteOpKind {
     /// Create or update.
@@ -85,6 +90,7 @@ pub enum WriteOpKind {
 
 /// One operation of a batch.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteOp {
     /// Put or delete.
     pub op: WriteOpKind,
@@ -134,6 +140,7 @@ pub type BatchResult = Vec<Result<WriteResult, Error>>;
 
 /// Options of `list_records`: pages by id.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListOptions {
     /// Return records whose id sorts after this one (UTF-8 byte order).
     #[serde(default)]
@@ -158,6 +165,7 @@ impl Default for ListOptions {
 
 /// A page of records in id order.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordPage {
     /// The records.
     pub records: Vec<Record>,
@@ -167,6 +175,7 @@ pub struct RecordPage {
 
 /// A request for a page of the changes feed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangesRequest {
     /// Entries with seq greater than this.
     #[serde(default)]
@@ -187,6 +196,7 @@ impl Default for ChangesRequest {
 
 /// One entry of the changes feed: a record at its latest seq.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     /// The record's latest seq.
     pub seq: u64,
@@ -204,6 +214,7 @@ pub struct Change {
 
 /// A page of the changes feed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangesPage {
     /// Entries in seq order.
     pub changes: Vec<Change>,

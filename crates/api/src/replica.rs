@@ -8,8 +8,10 @@ use crate::{Attributes, ChainHash, RevId};
 
 /// One epoch of a database's identity: `uuid` names the database's history from `start_seq` on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Epoch {
     /// The epoch's uuid.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub uuid: Uuid,
     /// The first seq this uuid names.
     pub start_seq: u64,
@@ -17,10 +19,12 @@ pub struct Epoch {
 
 /// What `info()` reports about a database.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DbInfo {
     /// The database name.
     pub name: String,
     /// The uuid of the current epoch.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub uuid: Uuid,
     /// Every epoch, oldest first.
     pub epochs: Vec<Epoch>,
@@ -37,6 +41,7 @@ pub struct DbInfo {
 /// A revision as replicated: its identity, its body (absent for a stub or a compacted body) and its
 /// ancestry from parent to root (possibly truncated).
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevisionData {
     /// The table.
     pub table: String,
@@ -57,6 +62,7 @@ pub struct RevisionData {
 
 /// The revisions of one record: a `revs_diff` question or answer, or a `get_revisions` request.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordRevs {
     /// The table.
     pub table: String,
@@ -69,8 +75,10 @@ pub struct RecordRevs {
 /// Where a replication from one source stands in a target, stored in the target atomically with the
 /// revisions it covers (SPEC §7).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResumePoint {
     /// The source epoch's uuid.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub source: Uuid,
     /// The source seq copied up to.
     pub source_seq: u64,
@@ -81,8 +89,10 @@ pub struct ResumePoint {
 /// "From local seq `local_seq` on, this database holds every revision that `peer` had stored at or
 /// before `peer_seq`" (SPEC §8).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KnowledgeRow {
     /// The peer epoch's uuid.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub peer: Uuid,
     /// The peer's seq.
     pub peer_seq: u64,
@@ -92,13 +102,16 @@ pub struct KnowledgeRow {
     pub local_seq: u64,
     /// The database this row was learned through (`None` when learned directly).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "uuid"))]
     pub via: Option<Uuid>,
 }
 
 /// What a drained replication pass tells its target (SPEC §8).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KnowledgeUpdate {
     /// The source epoch's uuid.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub source: Uuid,
     /// The drained source seq.
     pub source_seq: u64,
@@ -111,6 +124,7 @@ pub struct KnowledgeUpdate {
 
 /// The outcome of `put_revisions`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutRevisionsResult {
     /// Revision events stored (revisions new to this database, or bodies filled into stubs).
     pub written: u64,

@@ -10,6 +10,7 @@ use crate::{Attributes, Error, RevId, Timestamp, Value, ValueType};
 
 /// How the reconciled state of a record is computed from its revision tree (SPEC §4.4).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ReconcilePolicy {
     /// The winner's body; conflicts kept and queryable.
@@ -44,6 +45,7 @@ impl std::str::FromStr for ReconcilePolicy {
 
 /// A declared field: checked on local writes (not on replicated ones, which are history).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldDecl {
     /// The value type the field must have (null is always allowed for a field that is not required).
     #[serde(rename = "type")]
@@ -55,6 +57,7 @@ pub struct FieldDecl {
 
 /// A table definition as read back.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableDef {
     /// The table name.
     pub name: String,
@@ -81,6 +84,7 @@ pub struct TableDef {
 
 /// What to create a table with.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTable {
     /// The table name (`^[a-z][a-z0-9_]{0,62}$`).
@@ -104,6 +108,7 @@ pub struct NewTable {
 
 /// A change to a table definition; `None` keeps the current value.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TableUpdate {
     /// The definition revision the update is based on (stale → Conflict); `None` = the current one.

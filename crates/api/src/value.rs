@@ -43,6 +43,7 @@ pub enum Value {
 
 /// The type of a [`Value`], as named in the wire form and in field declarations.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 #[allow(missing_docs)]
 pub enum ValueType {

@@ -1,6 +1,6 @@
-//! Database locators: how a command names the database it works on (SPEC §12). Today a locator is a
-//! SQLite file path; `http(s)://host:port/dbs/NAME` and `postgres://…` URLs are recognised so that
-//! they fail with a clear message until their backends reach the CLI.
+//! Database locators: how a command names the database it works on (SPEC §12): a SQLite file path,
+//! or `http(s)://host:port/dbs/NAME` on an Outpost server. `postgres://…` URLs are recognised so
+//! that they fail with a clear message until the PostgreSQL backend reaches the CLI.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,9 +58,7 @@ impl Locator {
     fn file(&self) -> Result<&Path> {
         match self {
             Locator::File(path) => Ok(path),
-            Locator::Http(url) => Err(Error::invalid(format!(
-                "{url}: http locators arrive with the HTTP client; use a database file path for now"
-            ))),
+            Locator::Http(url) => Err(Error::invalid(format!("{url} is a database on a server, not a local file"))),
             Locator::Postgres(url) => Err(Error::invalid(format!(
                 "{url}: postgres locators arrive with the PostgreSQL backend; use a database file path for now"
             ))),
@@ -69,6 +67,12 @@ impl Locator {
 
     /// Open an existing database. NotFound when there is none.
     pub async fn open(&self, limits: Limits) -> Result<OpenDatabase> {
+        if let Locator::Http(url) = self {
+            let db = outpost_client::connect(url)?;
+            // Fail now, clearly, when the database or the server is not there.
+            outpost_api::InfoReader::info(&db).await?;
+            return Ok(OpenDatabase { database: Arc::new(db), local: None });
+        }
         let path = self.file()?;
         tracing::debug!(path = %path.display(), "opening database file");
         let db = outpost_sqlite::open_file(path, limits).await.map_err(|e| in_file(e, path))?;
@@ -77,13 +81,28 @@ impl Locator {
 
     /// Create a database named `name`. AlreadyExists when there is one.
     pub async fn create(&self, name: &str, limits: Limits) -> Result<OpenDatabase> {
+        if let Locator::Http(url) = self {
+            let (base, db_name) = url
+                .split_once("/dbs/")
+                .ok_or_else(|| Error::invalid(format!("{url}: expected http(s)://host:port/dbs/NAME")))?;
+            if db_name.trim_end_matches('/') != name {
+                return Err(Error::invalid(format!("{url} names database {db_name:?}, not {name:?}")));
+            }
+            let database = Arc::new(outpost_client::RemoteDatabases::new(base)?.create_remote(name).await?);
+            return Ok(OpenDatabase { database, local: None });
+        }
         let path = self.file()?;
         let db = outpost_sqlite::create_file(path, name, limits).await.map_err(|e| in_file(e, path))?;
         Ok(OpenDatabase::local(LocalEngine::Sqlite(Arc::new(db))))
     }
 
-    /// The name a new database gets when none is given: the file stem.
+    /// The name a new database gets when none is given: the file stem, or a URL's database name.
     pub fn default_name(&self) -> Result<String> {
+        if let Locator::Http(url) = self {
+            if let Some((_, name)) = url.split_once("/dbs/") {
+                return Ok(name.trim_end_matches('/').to_owned());
+            }
+        }
         let path = self.file()?;
         path.file_stem().and_then(|s| s.to_str()).map(str::to_owned).ok_or_else(|| {
             Error::invalid(format!("{}: no database name in the file name; pass --name", path.display()))
@@ -172,10 +191,11 @@ mod tests {
     }
 
     #[test]
-    fn remote_locators_fail_clearly_until_supported() {
+    fn remote_locators_are_not_files() {
         let e = Locator::Http("http://h/dbs/a".into()).file().unwrap_err();
         assert_eq!(e.kind, outpost_api::ErrorKind::InvalidInput);
-        assert!(e.message.contains("http locators arrive with the HTTP client"), "{}", e.message);
+        assert!(e.message.contains("not a local file"), "{}", e.message);
+        assert_eq!(Locator::Http("http://h:1/dbs/a".into()).default_name().unwrap(), "a");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod db;
 mod locator;
 mod output;
 mod records;
+mod serve;
 mod tables;
 
 use std::path::PathBuf;
@@ -19,8 +20,8 @@ const ABOUT: &str = "Outpost: an offline-first, multi-master record database";
 
 const LONG_ABOUT: &str = "Outpost: an offline-first, multi-master record database.
 
-A database is named by a locator: a SQLite file path (./field.outpost). http(s)://host:port/dbs/NAME \
-and postgres:// locators arrive with the HTTP client and the PostgreSQL backend.";
+A database is named by a locator: a SQLite file path (./field.outpost) or a database on an Outpost \
+server (http://127.0.0.1:7070/dbs/NAME). postgres:// locators arrive with the PostgreSQL backend.";
 
 const EXIT_CODES: &str = "Exit codes:
   0   success
@@ -53,6 +54,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the HTTP API over a data directory of databases (one `<name>.outpost` file each).
+    Serve(ServeArgs),
     /// Create, inspect, list, check and reidentify databases.
     #[command(subcommand)]
     Db(DbCommand),
@@ -69,6 +72,16 @@ enum Command {
     Ls(LsArgs),
     /// Read a page of the changes feed: each changed record once, in seq order.
     Changes(ChangesArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The data directory: one SQLite file per database (created if missing).
+    #[arg(long, env = "OUTPOST_DATA", default_value = "outpost-data")]
+    data: PathBuf,
+    /// The address to listen on. Without access tokens only loopback addresses are allowed.
+    #[arg(long, env = "OUTPOST_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,6 +308,7 @@ fn with_exit_codes(cmd: clap::Command) -> clap::Command {
 async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
     let json = cli.json;
     match cli.command {
+        Command::Serve(args) => serve::run(args.data, args.listen, outpost_api::Limits::default()).await?,
         Command::Db(cmd) => return db::run(cmd, json).await,
         Command::Table(cmd) => tables::run(cmd, json).await?,
         Command::Put(args) => records::put(args, json).await?,

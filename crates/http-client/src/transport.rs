@@ -1,0 +1,201 @@
+//! One HTTP call with its timeout and retries. A [`Transport`] owns the connection pool (one
+//! `reqwest::Client`) and is shared by a `RemoteDatabases` and every database it opens.
+
+use std::time::Duration;
+
+use outpost_api::{Error, Result};
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::ClientConfig;
+use crate::error::{bad_body, from_response, from_transport};
+
+/// A request to make: method, path below the server's base URL (segments already encoded), query,
+/// JSON body, and whether it may be sent again after it may have reached the server.
+pub(crate) struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    idempotent: bool,
+    timeout: Option<Duration>,
+}
+
+impl Call {
+    /// A call without a body. GET, PUT and DELETE are idempotent by HTTP's rules and ours; POST is not
+    /// unless [`Call::idempotent`] says so.
+    pub(crate) fn new(method: Method, path: String) -> Self {
+        let idempotent = method != Method::POST && method != Method::PATCH;
+        Call { method, path, query: Vec::new(), body: None, idempotent, timeout: None }
+    }
+
+    /// A GET.
+    pub(crate) fn get(path: String) -> Self {
+        Self::new(Method::GET, path)
+    }
+
+    /// Add a JSON body.
+    pub(crate) fn json(mut self, body: &impl Serialize) -> Result<Self> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::invalid(format!("cannot encode the request: {e}")))?;
+        self.body = Some(bytes);
+        Ok(self)
+    }
+
+    /// Add a query parameter.
+    pub(crate) fn query(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.query.push((name, value.to_string()));
+        self
+    }
+
+    /// Mark the call as safe to repeat (a POST whose effect does not depend on how often it runs).
+    pub(crate) fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Mark the call as not to be repeated once it may have reached the server.
+    pub(crate) fn once(mut self) -> Self {
+        self.idempotent = false;
+        self
+    }
+
+    /// Use this request timeout instead of the configured one.
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// The shared client: connection pool, base URL, configuration.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    client: reqwest::Client,
+    base: String,
+    config: ClientConfig,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// A 2xx with its body.
+    Done(Vec<u8>),
+    /// A failure that another attempt may cure, with the server's `Retry-After` if any.
+    Transient { error: Error, retry_after: Option<Duration>, sent: bool },
+    /// A failure that another attempt would repeat.
+    Final(Error),
+}
+
+impl Transport {
+    /// A transport to the server at `base` (already checked by `paths::base_url`).
+    pub(crate) fn new(base: String, config: ClientConfig) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .tcp_nodelay(true)
+            .user_agent(concat!("outpost-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Transport { client, base, config })
+    }
+
+    /// The server's base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The configuration in force.
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Make the call and parse its 2xx body as `T`.
+    pub(crate) async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let what = format!("{} {}{}", call.method, self.base, call.path);
+        let body = self.send(call).await?;
+        serde_json::from_slice(&body).map_err(|e| bad_body(&e, &what))
+    }
+
+    /// Make the call, retrying as the policy allows; the 2xx body, or the error.
+    pub(crate) async fn send(&self, call: Call) -> Result<Vec<u8>> {
+        let url = self.url(&call)?;
+        let what = format!("{} {url}", call.method);
+        let mut builder = self
+            .client
+            .request(call.method.clone(), url)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .timeout(call.timeout.unwrap_or(self.config.request_timeout));
+        if let Some(body) = call.body {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body);
+        }
+        let request = builder.build().map_err(|e| Error::invalid(format!("{what}: cannot build the request: {e}")))?;
+        let policy = self.config.retry;
+        let attempts = policy.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            // The body is in memory, so the request can always be cloned.
+            let this = request.try_clone().expect("a request with an in-memory body can be cloned");
+            let (error, retry_after, sent) = match self.attempt(this, &what).await {
+                Attempt::Done(body) => return Ok(body),
+                Attempt::Final(error) => return Err(error),
+                Attempt::Transient { error, retry_after, sent } => (error, retry_after, sent),
+            };
+            // A request that never reached the server may always be sent again.
+            let repeatable = call.idempotent || !sent;
+            if !repeatable || attempt >= attempts {
+                return Err(if attempt > 1 { gave_up(error, attempt) } else { error });
+            }
+            let delay = policy.delay(attempt, retry_after);
+            tracing::debug!(%error, attempt, ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// The full URL of a call.
+    fn url(&self, call: &Call) -> Result<Url> {
+        let text = format!("{}{}", self.base, call.path);
+        let mut url = Url::parse(&text).map_err(|e| Error::invalid(format!("invalid request URL {text:?}: {e}")))?;
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url)
+    }
+
+    /// One attempt: send, read the whole response, classify it.
+    async fn attempt(&self, request: reqwest::Request, what: &str) -> Attempt {
+        let response = match self.client.execute(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                return Attempt::Transient { error: from_transport(&e, what), retry_after: None, sent: !e.is_connect() }
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        let body = match response.bytes().await {
+            Ok(body) => body.to_vec(),
+            Err(e) => return Attempt::Transient { error: from_transport(&e, what), retry_after: None, sent: true },
+        };
+        if status.is_success() {
+            return Attempt::Done(body);
+        }
+        let error = from_response(status.as_u16(), &body, what);
+        if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT) {
+            Attempt::Transient { error, retry_after, sent: true }
+        } else {
+            Attempt::Final(error)
+        }
+    }
+}
+
+/// The last attempt's error, saying how many were made.
+fn gave_up(mut error: Error, attempts: u32) -> Error {
+    error.message = format!("{} (gave up after {attempts} attempts)", error.message);
+    error
+}
+
+/// A `Retry-After` in seconds (the HTTP-date form is ignored).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let text = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    text.trim().parse::<u64>().ok().map(Duration::from_secs)
+}

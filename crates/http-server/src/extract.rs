@@ -1,0 +1,243 @@
+//! Extractors that turn every way a request can be malformed into our error JSON (400 invalid_input,
+//! 413 too_large), and the path and query parameters shared by the routes. A database name is
+//! validated here, before anything touches storage.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use outpost_api::{names, Database, Error, ErrorKind, RevId};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// Most entries a page may hold (`limit`, docs/HTTP.md).
+pub const MAX_LIMIT: u64 = 10_000;
+/// The page size when `limit` is not given.
+pub const DEFAULT_LIMIT: u64 = 100;
+
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    ApiError(Error::new(ErrorKind::from_http_status(status.as_u16()), text))
+}
+
+/// Parse a JSON request body; an empty body, invalid JSON or JSON of the wrong shape is invalid_input.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError(Error::invalid("the request body is empty; this route expects JSON")));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON body: {e}"))))
+}
+
+async fn read_body(request: Request, state: &AppState) -> ApiResult<Bytes> {
+    Bytes::from_request(request, state).await.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(Error::too_large(format!(
+                "the request body exceeds the limit of {} bytes",
+                state.limits.max_request_bytes
+            )))
+        } else {
+            rejection(r.status(), r.body_text())
+        }
+    })
+}
+
+/// A JSON request body of type `T` (no content-type check: the route says what it expects).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
+        parse_json(&read_body(request, state).await?).map(JsonBody)
+    }
+}
+
+/// A JSON request body that may be left out (`None` for an empty body).
+pub struct MaybeJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for MaybeJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeJsonBody(None));
+        }
+        parse_json(&bytes).map(|t| MaybeJsonBody(Some(t)))
+    }
+}
+
+/// The raw request body, limited like the others (for routes that choose their parser at run time).
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
+        read_body(request, state).await.map(RawBody)
+    }
+}
+
+/// Query parameters; a bad one is invalid_input naming it.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|r| rejection(r.status(), r.body_text()))
+    }
+}
+
+/// Path parameters (percent-decoded); a bad one is invalid_input.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParams(p.0))
+            .map_err(|r| rejection(r.status(), r.body_text()))
+    }
+}
+
+/// `{db}` of the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DbPath {
+    /// The database name, `^[a-z][a-z0-9_-]{0,62}$`.
+    pub db: String,
+}
+
+/// `{table}` of the path (`{db}` is the [`Db`] extractor's).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TablePath {
+    /// The table name, `^[a-z][a-z0-9_]{0,62}$`.
+    pub table: String,
+}
+
+/// `{table}` and `{id}` of the path (`{db}` is the [`Db`] extractor's).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RecordPath {
+    /// The table name.
+    pub table: String,
+    /// The record id, percent-encoded (1-256 bytes of UTF-8 without control characters).
+    pub id: String,
+}
+
+/// A validated database name from the path; nothing has touched storage yet.
+pub struct DbName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for DbName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        let PathParams(DbPath { db }) = PathParams::from_request_parts(parts, state).await?;
+        names::validate_db_name(&db)?;
+        Ok(DbName(db))
+    }
+}
+
+/// The opened database named by the path (its name validated first).
+pub struct Db(pub Arc<dyn Database>);
+
+impl FromRequestParts<AppState> for Db {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let DbName(name) = DbName::from_request_parts(parts, state).await?;
+        Ok(Db(state.dbs.open(&name).await?))
+    }
+}
+
+/// How record attributes travel: the typed wire form, or plain JSON.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Format {
+    /// `{"qty": {"int": "4"}}` (PROTOCOL.md §1).
+    #[default]
+    Typed,
+    /// `{"qty": 4}`.
+    Plain,
+}
+
+/// `?format=` of the record routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FormatQuery {
+    /// `plain` for attributes in plain JSON (also `Accept: application/json; format=plain`); `typed`
+    /// (the default) for the typed wire form.
+    pub format: Option<String>,
+}
+
+fn accepts_plain(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case("application/json")
+            && parts.filter_map(|p| p.split_once('=')).any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("format") && v.trim().trim_matches('"').eq_ignore_ascii_case("plain")
+            })
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Format {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        let Query(FormatQuery { format }) = Query::from_request_parts(parts, state).await?;
+        match format.as_deref() {
+            Some("plain") => Ok(Format::Plain),
+            Some("typed") => Ok(Format::Typed),
+            Some(other) => Err(ApiError(Error::invalid(format!("unknown format {other:?}: expected plain or typed")))),
+            None if accepts_plain(&parts.headers) => Ok(Format::Plain),
+            None => Ok(Format::Typed),
+        }
+    }
+}
+
+/// The revision named by an `If-Match: "<rev>"` header, if any.
+pub struct IfMatch(pub Option<RevId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else { return Ok(IfMatch(None)) };
+        let text = value.to_str().map_err(|_| ApiError(Error::invalid("If-Match is not ASCII")))?.trim();
+        let text = text.strip_prefix("W/").unwrap_or(text);
+        let rev = text.trim_matches('"').parse::<RevId>().map_err(|e| ApiError(e.context("If-Match")))?;
+        Ok(IfMatch(Some(rev)))
+    }
+}
+
+impl IfMatch {
+    /// The revision a write names: the header's and the body's or query's, which must agree.
+    pub fn merge(self, other: Option<RevId>) -> ApiResult<Option<RevId>> {
+        match (self.0, other) {
+            (Some(a), Some(b)) if a != b => {
+                Err(ApiError(Error::invalid(format!("If-Match names revision {a} but the request names {b}"))))
+            }
+            (a, b) => Ok(a.or(b)),
+        }
+    }
+}
+
+/// A `limit` parameter checked against the contract's 1–10000.
+pub fn page_limit(limit: Option<u64>) -> ApiResult<usize> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        l @ 1..=MAX_LIMIT => Ok(l as usize),
+        l => Err(ApiError(Error::invalid(format!("limit must be between 1 and {MAX_LIMIT}, not {l}")))),
+    }
+}

@@ -1,0 +1,98 @@
+//! Outpost's HTTP API (docs/HTTP.md, SPEC §11) over any [`outpost_api::Databases`]: axum handlers
+//! that parse a request, call one trait method and map its error; the error JSON of every failure
+//! (bad JSON, bad query, unknown route, wrong method, oversize body); the changes feed as a page,
+//! a long-poll or server-sent events; and `GET /openapi.json`, generated from the handlers.
+//!
+//! Only this crate knows HTTP status codes. [`router`] builds the service (tests call it
+//! in-process), [`serve`] runs it on a listener with graceful shutdown.
+#![forbid(unsafe_code)]
+
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod shutdown;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::{middleware, Extension, Router};
+use outpost_api::{Databases, Limits};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, ApiResult};
+pub use openapi::{openapi, ApiDoc};
+pub use routes::changes::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
+pub use shutdown::shutdown_signal;
+
+/// How long a request may take, long-polls and event streams aside (503 `unavailable` past it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an event stream sends a `: heartbeat` comment.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// What every handler shares: the databases served and the input limits.
+#[derive(Clone)]
+pub struct AppState {
+    /// The databases this server hosts.
+    pub dbs: Arc<dyn Databases>,
+    /// Input limits; `max_request_bytes` bounds request bodies.
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// State serving `dbs` with `limits`.
+    pub fn new(dbs: Arc<dyn Databases>, limits: Limits) -> Self {
+        AppState { dbs, limits }
+    }
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+}
+
+/// Every route of docs/HTTP.md, with body limit, request timeout, request ids (`x-request-id`,
+/// generated when absent and echoed back) and tracing.
+pub fn router(state: AppState) -> Router {
+    // Long-polls bound themselves (at most MAX_TIMEOUT_MS); event streams are not cut by a
+    // timeout layer, which only bounds the time to the response head.
+    let feed_timeout = Duration::from_millis(MAX_TIMEOUT_MS) + REQUEST_TIMEOUT;
+    let bounded =
+        routes::bounded().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT));
+    let feeds =
+        routes::feeds().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
+    bounded
+        .merge(feeds)
+        .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serve [`router`] on `listener` until `shutdown` resolves, then shut down gracefully: stop
+/// accepting, end long-polls (with their current page) and event streams, and let in-flight
+/// requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopping = shutdown::Stopping::new();
+    let app = router(state).layer(Extension(stopping.clone()));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving the Outpost HTTP API");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.raise();
+        })
+        .await
+}

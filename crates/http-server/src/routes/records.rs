@@ -1,0 +1,354 @@
+//! Records: list, read, write, delete, and bulk writes. Record attributes travel in the typed wire
+//! form, or in plain JSON with `?format=plain` / `Accept: application/json; format=plain`.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use outpost_api::{
+    Attributes, Error, GetOptions, ListOptions, PutRecord, Record, RecordPage, RevId, WriteOp, WriteResult,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{public, ApiError, ApiResult};
+use crate::extract::{
+    page_limit, parse_json, Db, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody, RecordPath,
+    TablePath,
+};
+
+/// `GET .../records` parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Records whose id sorts after this one (UTF-8 byte order).
+    pub after: Option<String>,
+    /// Most records returned, 1-10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u64>,
+    /// Include records whose winner is a tombstone (default false).
+    pub include_deleted: Option<bool>,
+}
+
+/// `GET .../records/{id}` parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetQuery {
+    /// Read this revision's own body instead of the reconciled state.
+    pub rev: Option<RevId>,
+    /// Include conflicts and field conflicts (default false).
+    pub conflicts: Option<bool>,
+    /// Include the revision history (default false).
+    pub revs: Option<bool>,
+}
+
+/// `DELETE .../records/{id}` parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// The revision to delete (the current winner when absent); `If-Match` may carry it instead.
+    pub rev: Option<RevId>,
+}
+
+/// The body of a record write (`PUT`, `POST`).
+// `A` is the attributes' form: `Attributes` (typed) or `serde_json::Value` (plain JSON).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordWrite<A> {
+    /// The record id: for `PUT` the path's (if given, it must be the same); for `POST` generated
+    /// (UUID v7) when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The revision this write edits (a current leaf); absent to create. `If-Match` may carry it.
+    #[serde(default)]
+    pub rev: Option<RevId>,
+    /// The new attributes (empty when absent).
+    pub attributes: Option<A>,
+    /// Conflicting leaves this write resolves.
+    #[serde(default)]
+    pub resolves: Vec<RevId>,
+}
+
+/// `POST /dbs/{db}/bulk`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// The operations, applied in one transaction, each with its own result.
+    pub ops: Vec<WriteOp>,
+}
+
+/// One result of a bulk write: a `WriteResult`, or an error object (it has the key `error`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BulkItem {
+    /// The operation was applied.
+    Written(WriteResult),
+    /// The operation failed (the others were still applied).
+    Failed(Error),
+}
+
+/// The answer of `POST /dbs/{db}/bulk`, in request order.
+#[derive(Serialize, ToSchema)]
+pub struct BulkResponse {
+    /// One item per operation.
+    pub results: Vec<BulkItem>,
+}
+
+fn plain_record(record: Record) -> serde_json::Value {
+    let attributes = record.attributes.to_plain();
+    let mut json = serde_json::to_value(Record { attributes: Attributes::new(), ..record }).unwrap_or_default();
+    json["attributes"] = attributes;
+    json
+}
+
+/// A write's body in `format`, with its attributes in the typed form.
+fn parse_write(body: &[u8], format: Format) -> ApiResult<RecordWrite<Attributes>> {
+    match format {
+        Format::Typed => parse_json(body),
+        Format::Plain => {
+            let write: RecordWrite<serde_json::Value> = parse_json(body)?;
+            let attributes = write
+                .attributes
+                .map(|json| Attributes::from_plain(&json).map_err(|e| e.context("attributes")))
+                .transpose()?;
+            Ok(RecordWrite { id: write.id, rev: write.rev, attributes, resolves: write.resolves })
+        }
+    }
+}
+
+/// The write a request asks for: its body in `format`, the path's id and an `If-Match` merged in.
+fn put_of(body: &[u8], format: Format, path_id: Option<String>, if_match: IfMatch) -> ApiResult<PutRecord> {
+    let write = parse_write(body, format)?;
+    let id = match (path_id, write.id) {
+        (Some(path), Some(body)) if path != body => {
+            return Err(ApiError(Error::invalid(format!("the body names record {body:?} but the path names {path:?}"))))
+        }
+        (path, body) => path.or(body),
+    };
+    let rev = if_match.merge(write.rev)?;
+    Ok(PutRecord { id, rev, attributes: write.attributes.unwrap_or_default(), resolves: write.resolves })
+}
+
+/// Records of a table in id order, one page.
+#[utoipa::path(
+    get, path = "/dbs/{db}/tables/{table}/records", tag = "records", operation_id = "list_records",
+    params(DbPath, TablePath, ListQuery, FormatQuery),
+    responses(
+        (status = 200, body = RecordPage),
+        (status = 400, description = "Invalid parameter", body = Error),
+        (status = 404, description = "No such database or table", body = Error),
+    )
+)]
+pub async fn list(
+    Db(db): Db,
+    PathParams(path): PathParams<TablePath>,
+    Query(query): Query<ListQuery>,
+    format: Format,
+) -> ApiResult<Response> {
+    let options = ListOptions {
+        after: query.after,
+        limit: page_limit(query.limit)?,
+        include_deleted: query.include_deleted.unwrap_or(false),
+    };
+    let page = db.list_records(&path.table, options).await?;
+    Ok(match format {
+        Format::Typed => Json(page).into_response(),
+        Format::Plain => Json(serde_json::json!({
+            "records": page.records.into_iter().map(plain_record).collect::<Vec<_>>(),
+            "next_after": page.next_after,
+        }))
+        .into_response(),
+    })
+}
+
+/// A record's reconciled state, or one revision's body with `rev`.
+#[utoipa::path(
+    get, path = "/dbs/{db}/tables/{table}/records/{id}", tag = "records", operation_id = "get_record",
+    params(DbPath, RecordPath, GetQuery, FormatQuery),
+    responses(
+        (status = 200, body = Record),
+        (status = 400, description = "Invalid parameter", body = Error),
+        (status = 404, description = "No such database, table, record or revision", body = Error),
+    )
+)]
+pub async fn get(
+    Db(db): Db,
+    PathParams(path): PathParams<RecordPath>,
+    Query(query): Query<GetQuery>,
+    format: Format,
+) -> ApiResult<Response> {
+    let options =
+        GetOptions { rev: query.rev, conflicts: query.conflicts.unwrap_or(false), revs: query.revs.unwrap_or(false) };
+    let record = db.get_record(&path.table, &path.id, options).await?;
+    Ok(match format {
+        Format::Typed => Json(record).into_response(),
+        Format::Plain => Json(plain_record(record)).into_response(),
+    })
+}
+
+/// Create or update a record.
+#[utoipa::path(
+    put, path = "/dbs/{db}/tables/{table}/records/{id}", tag = "records", operation_id = "put_record",
+    params(DbPath, RecordPath, FormatQuery),
+    request_body = RecordWrite<Attributes>,
+    responses(
+        (status = 200, body = WriteResult),
+        (status = 400, description = "Invalid body, id or attributes", body = Error),
+        (status = 404, description = "No such database or table", body = Error),
+        (status = 409, description = "The named revision is not a current leaf", body = Error),
+        (status = 413, description = "Body over the limit", body = Error),
+    )
+)]
+pub async fn put(
+    Db(db): Db,
+    PathParams(path): PathParams<RecordPath>,
+    format: Format,
+    if_match: IfMatch,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<WriteResult>> {
+    let put = put_of(&body, format, Some(path.id), if_match)?;
+    Ok(Json(db.put_record(&path.table, put).await?))
+}
+
+/// Create a record with a generated id (UUID v7).
+#[utoipa::path(
+    post, path = "/dbs/{db}/tables/{table}/records", tag = "records", operation_id = "post_record",
+    params(DbPath, TablePath, FormatQuery),
+    request_body = RecordWrite<Attributes>,
+    responses(
+        (status = 200, body = WriteResult),
+        (status = 400, description = "Invalid body or attributes", body = Error),
+        (status = 404, description = "No such database or table", body = Error),
+        (status = 409, description = "The named revision is not a current leaf", body = Error),
+        (status = 413, description = "Body over the limit", body = Error),
+    )
+)]
+pub async fn post(
+    Db(db): Db,
+    PathParams(path): PathParams<TablePath>,
+    format: Format,
+    if_match: IfMatch,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<WriteResult>> {
+    let put = put_of(&body, format, None, if_match)?;
+    Ok(Json(db.put_record(&path.table, put).await?))
+}
+
+/// Delete a record: a tombstone on `rev` (the current winner when absent).
+#[utoipa::path(
+    delete, path = "/dbs/{db}/tables/{table}/records/{id}", tag = "records", operation_id = "delete_record",
+    params(DbPath, RecordPath, DeleteQuery),
+    responses(
+        (status = 200, body = WriteResult),
+        (status = 400, description = "Invalid parameter", body = Error),
+        (status = 404, description = "No such database, table or record", body = Error),
+        (status = 409, description = "The named revision is not a current leaf", body = Error),
+    )
+)]
+pub async fn delete(
+    Db(db): Db,
+    PathParams(path): PathParams<RecordPath>,
+    Query(query): Query<DeleteQuery>,
+    if_match: IfMatch,
+) -> ApiResult<Json<WriteResult>> {
+    let rev = if_match.merge(query.rev)?;
+    Ok(Json(db.delete_record(&path.table, &path.id, rev).await?))
+}
+
+/// Many writes in one transaction, each with its own result.
+#[utoipa::path(
+    post, path = "/dbs/{db}/bulk", tag = "records", operation_id = "write_batch", params(DbPath),
+    request_body = BulkRequest,
+    responses(
+        (status = 200, body = BulkResponse),
+        (status = 400, description = "Invalid body", body = Error),
+        (status = 404, description = "No such database", body = Error),
+        (status = 413, description = "Too many operations, or body over the limit", body = Error),
+    )
+)]
+pub async fn bulk(Db(db): Db, JsonBody(request): JsonBody<BulkRequest>) -> ApiResult<Json<BulkResponse>> {
+    let results = db.write_batch(request.ops).await?;
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(written) => BulkItem::Written(written),
+            Err(e) => BulkItem::Failed(public(e)),
+        })
+        .collect();
+    Ok(Json(BulkResponse { results }))
+}
+
+/// `?id=` of the `/record` routes: record ids that cannot be a path segment (`.`, `..`) travel here.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IdQuery {
+    /// The record id.
+    pub id: String,
+}
+
+fn addressed(table: TablePath, id: IdQuery) -> PathParams<RecordPath> {
+    PathParams(RecordPath { table: table.table, id: id.id })
+}
+
+/// `GET .../records/{id}` with the id in the query.
+#[utoipa::path(
+    get, path = "/dbs/{db}/tables/{table}/record", tag = "records", operation_id = "get_record_by_query",
+    params(DbPath, TablePath, IdQuery, GetQuery, FormatQuery),
+    responses(
+        (status = 200, body = Record),
+        (status = 400, description = "Invalid parameter", body = Error),
+        (status = 404, description = "No such database, table, record or revision", body = Error),
+    )
+)]
+pub async fn get_by_query(
+    db: Db,
+    PathParams(table): PathParams<TablePath>,
+    Query(id): Query<IdQuery>,
+    query: Query<GetQuery>,
+    format: Format,
+) -> ApiResult<Response> {
+    get(db, addressed(table, id), query, format).await
+}
+
+/// `PUT .../records/{id}` with the id in the query.
+#[utoipa::path(
+    put, path = "/dbs/{db}/tables/{table}/record", tag = "records", operation_id = "put_record_by_query",
+    params(DbPath, TablePath, IdQuery, FormatQuery),
+    request_body = RecordWrite<Attributes>,
+    responses(
+        (status = 200, body = WriteResult),
+        (status = 400, description = "Invalid body, id or attributes", body = Error),
+        (status = 404, description = "No such database or table", body = Error),
+        (status = 409, description = "The named revision is not a current leaf", body = Error),
+        (status = 413, description = "Body over the limit", body = Error),
+    )
+)]
+pub async fn put_by_query(
+    db: Db,
+    PathParams(table): PathParams<TablePath>,
+    Query(id): Query<IdQuery>,
+    format: Format,
+    if_match: IfMatch,
+    body: RawBody,
+) -> ApiResult<Json<WriteResult>> {
+    put(db, addressed(table, id), format, if_match, body).await
+}
+
+/// `DELETE .../records/{id}` with the id in the query.
+#[utoipa::path(
+    delete, path = "/dbs/{db}/tables/{table}/record", tag = "records", operation_id = "delete_record_by_query",
+    params(DbPath, TablePath, IdQuery, DeleteQuery),
+    responses(
+        (status = 200, body = WriteResult),
+        (status = 400, description = "Invalid parameter", body = Error),
+        (status = 404, description = "No such database, table or record", body = Error),
+        (status = 409, description = "The named revision is not a current leaf", body = Error),
+    )
+)]
+pub async fn delete_by_query(
+    db: Db,
+    PathParams(table): PathParams<TablePath>,
+    Query(id): Query<IdQuery>,
+    query: Query<DeleteQuery>,
+    if_match: IfMatch,
+) -> ApiResult<Json<WriteResult>> {
+    delete(db, addressed(table, id), query, if_match).await
+}

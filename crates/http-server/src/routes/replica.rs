@@ -1,0 +1,165 @@
+//! Replication: revs-diff, revisions out and in, chain hashes, knowledge and resume points.
+
+use axum::Json;
+use outpost_api::{
+    ChainHash, Error, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{OkResponse, OK};
+use crate::error::ApiResult;
+use crate::extract::{Db, DbPath, JsonBody, PathParams, Query};
+
+/// `POST /dbs/{db}/revs/put`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRevisionsRequest {
+    /// Replicated revisions; each body is re-hashed and must match its rev id.
+    pub revisions: Vec<RevisionData>,
+    /// Where the replication stands, committed with the revisions.
+    #[serde(default)]
+    pub resume: Option<ResumePoint>,
+}
+
+/// `{seq}` of the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SeqPath {
+    /// A seq (0 is the genesis hash).
+    pub seq: u64,
+}
+
+/// `{source_uuid}` of the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SourcePath {
+    /// The source epoch's uuid.
+    #[param(value_type = String, format = "uuid")]
+    pub source_uuid: uuid::Uuid,
+}
+
+/// `GET /dbs/{db}/knowledge` parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KnowledgeQuery {
+    /// Only rows with local seq at or below this.
+    pub upto: Option<u64>,
+}
+
+/// The chain hash after a seq.
+#[derive(Serialize, ToSchema)]
+pub struct ChainAt {
+    /// The seq.
+    pub seq: u64,
+    /// The chain hash after revision event `seq`.
+    pub chain: ChainHash,
+}
+
+/// For each record, the named revisions this database does not hold.
+#[utoipa::path(
+    post, path = "/dbs/{db}/revs-diff", tag = "replication", operation_id = "revs_diff", params(DbPath),
+    request_body = Vec<RecordRevs>,
+    responses(
+        (status = 200, description = "The missing revisions", body = Vec<RecordRevs>),
+        (status = 400, description = "Invalid body", body = Error),
+        (status = 404, description = "No such database", body = Error),
+    )
+)]
+pub async fn revs_diff(Db(db): Db, JsonBody(have): JsonBody<Vec<RecordRevs>>) -> ApiResult<Json<Vec<RecordRevs>>> {
+    Ok(Json(db.revs_diff(have).await?))
+}
+
+/// The named revisions with their bodies and ancestry (unknown ones left out).
+#[utoipa::path(
+    post, path = "/dbs/{db}/revs/get", tag = "replication", operation_id = "get_revisions", params(DbPath),
+    request_body = Vec<RecordRevs>,
+    responses(
+        (status = 200, body = Vec<RevisionData>),
+        (status = 400, description = "Invalid body", body = Error),
+        (status = 404, description = "No such database", body = Error),
+    )
+)]
+pub async fn get_revisions(
+    Db(db): Db,
+    JsonBody(wanted): JsonBody<Vec<RecordRevs>>,
+) -> ApiResult<Json<Vec<RevisionData>>> {
+    Ok(Json(db.get_revisions(wanted).await?))
+}
+
+/// Store replicated revisions (and the resume point) in one transaction.
+#[utoipa::path(
+    post, path = "/dbs/{db}/revs/put", tag = "replication", operation_id = "put_revisions", params(DbPath),
+    request_body = PutRevisionsRequest,
+    responses(
+        (status = 200, body = PutRevisionsResult),
+        (status = 400, description = "Invalid body", body = Error),
+        (status = 404, description = "No such database", body = Error),
+        (status = 413, description = "Too many revisions, or body over the limit", body = Error),
+        (status = 422, description = "A body does not hash to its rev id; nothing was stored", body = Error),
+    )
+)]
+pub async fn put_revisions(
+    Db(db): Db,
+    JsonBody(request): JsonBody<PutRevisionsRequest>,
+) -> ApiResult<Json<PutRevisionsResult>> {
+    Ok(Json(db.put_revisions(request.revisions, request.resume).await?))
+}
+
+/// The chain hash after revision event `seq`.
+#[utoipa::path(
+    get, path = "/dbs/{db}/chain/{seq}", tag = "replication", operation_id = "chain_hash_at", params(DbPath, SeqPath),
+    responses(
+        (status = 200, body = ChainAt),
+        (status = 400, description = "`seq` is not an unsigned integer", body = Error),
+        (status = 404, description = "No such database, or `seq` beyond update_seq", body = Error),
+    )
+)]
+pub async fn chain(Db(db): Db, PathParams(path): PathParams<SeqPath>) -> ApiResult<Json<ChainAt>> {
+    Ok(Json(ChainAt { seq: path.seq, chain: db.chain_hash_at(path.seq).await? }))
+}
+
+/// Knowledge rows, those with local seq ≤ `upto` when given.
+#[utoipa::path(
+    get, path = "/dbs/{db}/knowledge", tag = "replication", operation_id = "knowledge", params(DbPath, KnowledgeQuery),
+    responses(
+        (status = 200, body = Vec<KnowledgeRow>),
+        (status = 400, description = "`upto` is not an unsigned integer", body = Error),
+        (status = 404, description = "No such database", body = Error),
+    )
+)]
+pub async fn knowledge(Db(db): Db, Query(query): Query<KnowledgeQuery>) -> ApiResult<Json<Vec<KnowledgeRow>>> {
+    Ok(Json(db.knowledge(query.upto).await?))
+}
+
+/// Record what a drained replication pass learned.
+#[utoipa::path(
+    post, path = "/dbs/{db}/knowledge", tag = "replication", operation_id = "record_knowledge", params(DbPath),
+    request_body = KnowledgeUpdate,
+    responses(
+        (status = 200, body = OkResponse),
+        (status = 400, description = "Invalid body", body = Error),
+        (status = 404, description = "No such database", body = Error),
+    )
+)]
+pub async fn record_knowledge(Db(db): Db, JsonBody(update): JsonBody<KnowledgeUpdate>) -> ApiResult<Json<OkResponse>> {
+    db.record_knowledge(update).await?;
+    Ok(Json(OK))
+}
+
+/// The resume point stored for a source epoch, `null` when none is.
+#[utoipa::path(
+    get, path = "/dbs/{db}/resume/{source_uuid}", tag = "replication", operation_id = "resume_point",
+    params(DbPath, SourcePath),
+    responses(
+        (status = 200, body = Option<ResumePoint>, description = "The resume point, or null"),
+        (status = 400, description = "`source_uuid` is not a uuid", body = Error),
+        (status = 404, description = "No such database", body = Error),
+    )
+)]
+pub async fn resume_point(
+    Db(db): Db,
+    PathParams(path): PathParams<SourcePath>,
+) -> ApiResult<Json<Option<ResumePoint>>> {
+    Ok(Json(db.resume_point(path.source_uuid).await?))
+}

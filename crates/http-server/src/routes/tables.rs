@@ -1,0 +1,122 @@
+//! Table definitions (`/dbs/{db}/tables`, `/dbs/{db}/tables/{table}`).
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use axum::Json;
+use outpost_api::{Attributes, Error, FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{OkResponse, OK};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Db, DbPath, JsonBody, MaybeJsonBody, PathParams, TablePath};
+
+/// The body of `PUT /dbs/{db}/tables/{table}`: a `NewTable` whose name is the path's (a `name`, if
+/// given, must be the same). The body may be left out for a table with defaults.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewTableBody {
+    /// The table name; optional, the path names it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Who creates it.
+    #[serde(default)]
+    pub created_by: String,
+    /// How records are reconciled.
+    #[serde(default)]
+    pub policy: ReconcilePolicy,
+    /// Declared fields, checked on local writes.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldDecl>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub metadata: Attributes,
+}
+
+/// Every live table.
+#[utoipa::path(
+    get, path = "/dbs/{db}/tables", tag = "tables", operation_id = "list_tables", params(DbPath),
+    responses((status = 200, body = Vec<TableDef>), (status = 404, description = "No such database", body = Error))
+)]
+pub async fn list(Db(db): Db) -> ApiResult<Json<Vec<TableDef>>> {
+    Ok(Json(db.list_tables().await?))
+}
+
+/// Create a table.
+#[utoipa::path(
+    put, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "create_table", params(DbPath, TablePath),
+    request_body(content = NewTableBody, description = "Optional: an empty body creates a table with defaults"),
+    responses(
+        (status = 201, description = "Created", body = TableDef),
+        (status = 400, description = "Invalid name or definition", body = Error),
+        (status = 404, description = "No such database", body = Error),
+        (status = 412, description = "A live table of that name exists", body = Error),
+    )
+)]
+pub async fn create(
+    Db(db): Db,
+    PathParams(path): PathParams<TablePath>,
+    MaybeJsonBody(body): MaybeJsonBody<NewTableBody>,
+) -> ApiResult<(StatusCode, Json<TableDef>)> {
+    let body = body.unwrap_or_default();
+    if let Some(name) = body.name.filter(|n| *n != path.table) {
+        return Err(ApiError(Error::invalid(format!(
+            "the body names table {name:?} but the path names {:?}",
+            path.table
+        ))));
+    }
+    let new = NewTable {
+        name: path.table,
+        description: body.description,
+        created_by: body.created_by,
+        policy: body.policy,
+        fields: body.fields,
+        metadata: body.metadata,
+    };
+    Ok((StatusCode::CREATED, Json(db.create_table(new).await?)))
+}
+
+/// Change a table definition (`rev`, when given, must be the current one).
+#[utoipa::path(
+    patch, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "update_table", params(DbPath, TablePath),
+    request_body = TableUpdate,
+    responses(
+        (status = 200, body = TableDef),
+        (status = 400, description = "Invalid update", body = Error),
+        (status = 404, description = "No such database or table", body = Error),
+        (status = 409, description = "`rev` is not the current definition", body = Error),
+    )
+)]
+pub async fn update(
+    Db(db): Db,
+    PathParams(path): PathParams<TablePath>,
+    JsonBody(update): JsonBody<TableUpdate>,
+) -> ApiResult<Json<TableDef>> {
+    Ok(Json(db.update_table(&path.table, update).await?))
+}
+
+/// A table definition.
+#[utoipa::path(
+    get, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "get_table", params(DbPath, TablePath),
+    responses((status = 200, body = TableDef), (status = 404, description = "No such database or table", body = Error))
+)]
+pub async fn get(Db(db): Db, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<TableDef>> {
+    Ok(Json(db.get_table(&path.table).await?))
+}
+
+/// Delete a table (its records stay stored, unreachable until the name is created again).
+#[utoipa::path(
+    delete, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "delete_table", params(DbPath, TablePath),
+    responses(
+        (status = 200, body = OkResponse),
+        (status = 404, description = "No such database or table", body = Error),
+    )
+)]
+pub async fn delete(Db(db): Db, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<OkResponse>> {
+    db.delete_table(&path.table).await?;
+    Ok(Json(OK))
+}

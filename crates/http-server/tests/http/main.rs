@@ -1,0 +1,10 @@
+//! The HTTP API against docs/HTTP.md: every route in-process (`tower::ServiceExt::oneshot`) over SQLite
+//! in a temp dir, bad input, the long-poll and event-stream feeds (one over a real socket), and the
+//! OpenAPI document.
+
+mod bad_input;
+mod feeds;
+mod openapi;
+mod replica;
+mod routes;
+mod support;

@@ -12,6 +12,7 @@ mod extract;
 mod openapi;
 mod routes;
 mod shutdown;
+mod stream;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -118,7 +118,7 @@ pub async fn changes(
     // The first page is read before answering, so that a bad request is a 4xx, not a broken stream.
     let page = db.changes(request.clone()).await?;
     match feed {
-        Feed::Normal => Ok(Json(page).into_response()),
+        Feed::Normal => Ok(streamed_page(page)),
         Feed::Longpoll => Ok(Json(long_poll(&*db, request, page, timeout, &mut stop).await?).into_response()),
         Feed::Sse => {
             let events = event_stream(EventFeed { db, request, buffer: page.changes.into(), stop, done: false });
@@ -233,4 +233,10 @@ pub async fn wait(Db(db): Db, Query(query): Query<WaitQuery>, mut stop: Stop) ->
         () = stop.wait() => db.info().await?.update_seq,
     };
     Ok(Json(UpdateSeq { update_seq }))
+}
+
+/// A changes page, streamed: up to 10,000 entries.
+fn streamed_page(page: ChangesPage) -> Response {
+    let prefix = format!("{{\"last_seq\":{},\"pending\":{},\"changes\":[", page.last_seq, page.pending);
+    crate::stream::json_array(prefix, page.changes, "]}")
 }

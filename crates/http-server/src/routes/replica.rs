@@ -83,8 +83,9 @@ pub async fn revs_diff(Db(db): Db, JsonBody(have): JsonBody<Vec<RecordRevs>>) ->
 pub async fn get_revisions(
     Db(db): Db,
     JsonBody(wanted): JsonBody<Vec<RecordRevs>>,
-) -> ApiResult<Json<Vec<RevisionData>>> {
-    Ok(Json(db.get_revisions(wanted).await?))
+) -> ApiResult<axum::response::Response> {
+    let revisions: Vec<RevisionData> = db.get_revisions(wanted).await?;
+    Ok(crate::stream::json_array("[".into(), revisions, "]"))
 }
 
 /// Store replicated revisions (and the resume point) in one transaction.

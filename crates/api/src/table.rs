@@ -87,7 +87,9 @@ pub struct TableDef {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTable {
-    /// The table name (`^[a-z][a-z0-9_]{0,62}$`).
+    /// The table name (`^[a-z][a-z0-9_]{0,62}$`). Over HTTP the path names the table and this may be
+    /// left out.
+    #[serde(default)]
     pub name: String,
     /// Free text.
     #[serde(default)]

@@ -1,41 +1,12 @@
 //! Table definitions (`/dbs/{db}/tables`, `/dbs/{db}/tables/{table}`).
 
-use std::collections::BTreeMap;
-
 use axum::http::StatusCode;
 use axum::Json;
-use outpost_api::{Attributes, Error, FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
-use serde::Deserialize;
-use utoipa::ToSchema;
+use outpost_api::{Error, NewTable, TableDef, TableUpdate};
 
 use super::{OkResponse, OK};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Db, DbPath, JsonBody, MaybeJsonBody, PathParams, TablePath};
-
-/// The body of `PUT /dbs/{db}/tables/{table}`: a `NewTable` whose name is the path's (a `name`, if
-/// given, must be the same). The body may be left out for a table with defaults.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct NewTableBody {
-    /// The table name; optional, the path names it.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Free text.
-    #[serde(default)]
-    pub description: String,
-    /// Who creates it.
-    #[serde(default)]
-    pub created_by: String,
-    /// How records are reconciled.
-    #[serde(default)]
-    pub policy: ReconcilePolicy,
-    /// Declared fields, checked on local writes.
-    #[serde(default)]
-    pub fields: BTreeMap<String, FieldDecl>,
-    /// Free-form metadata.
-    #[serde(default)]
-    pub metadata: Attributes,
-}
 
 /// Every live table.
 #[utoipa::path(
@@ -49,7 +20,7 @@ pub async fn list(Db(db): Db) -> ApiResult<Json<Vec<TableDef>>> {
 /// Create a table.
 #[utoipa::path(
     put, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "create_table", params(DbPath, TablePath),
-    request_body(content = NewTableBody, description = "Optional: an empty body creates a table with defaults"),
+    request_body(content = NewTable, description = "Optional: an empty body creates a table with defaults"),
     responses(
         (status = 201, description = "Created", body = TableDef),
         (status = 400, description = "Invalid name or definition", body = Error),
@@ -60,23 +31,16 @@ pub async fn list(Db(db): Db) -> ApiResult<Json<Vec<TableDef>>> {
 pub async fn create(
     Db(db): Db,
     PathParams(path): PathParams<TablePath>,
-    MaybeJsonBody(body): MaybeJsonBody<NewTableBody>,
+    MaybeJsonBody(body): MaybeJsonBody<NewTable>,
 ) -> ApiResult<(StatusCode, Json<TableDef>)> {
-    let body = body.unwrap_or_default();
-    if let Some(name) = body.name.filter(|n| *n != path.table) {
+    let mut new = body.unwrap_or_default();
+    if !new.name.is_empty() && new.name != path.table {
         return Err(ApiError(Error::invalid(format!(
-            "the body names table {name:?} but the path names {:?}",
-            path.table
+            "the body names table {:?} but the path names {:?}",
+            new.name, path.table
         ))));
     }
-    let new = NewTable {
-        name: path.table,
-        description: body.description,
-        created_by: body.created_by,
-        policy: body.policy,
-        fields: body.fields,
-        metadata: body.metadata,
-    };
+    new.name = path.table;
     Ok((StatusCode::CREATED, Json(db.create_table(new).await?)))
 }
 

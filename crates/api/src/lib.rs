@@ -12,6 +12,7 @@ pub mod names;
 mod openapi;
 mod record;
 mod replica;
+mod retry;
 mod rev;
 mod scalar;
 mod table;
@@ -27,6 +28,7 @@ pub use record::{
 pub use replica::{
     DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
 };
+pub use retry::RetryPolicy;
 pub use rev::{ChainHash, RevId};
 pub use scalar::{format_float, Decimal, Timestamp};
 pub use table::{FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Attributes, Error, RevId};
+use crate::{Attributes, ChainHash, Error, RevId};
 
 /// A record as read: its reconciled state (SPEC §4.4).
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
@@ -223,6 +223,11 @@ pub struct ChangesPage {
     pub last_seq: u64,
     /// Entries left after this page (exact up to [`PENDING_EXACT_UP_TO`], that figure beyond).
     pub pending: u64,
+    /// The chain hash at `last_seq`, so a replicator can store a verifiable resume point without another
+    /// request. Absent from peers that do not send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub last_chain: Option<ChainHash>,
 }
 
 /// `pending` is counted exactly up to this figure; past it, it says "at least this many", so that a

@@ -203,6 +203,30 @@ impl<S: Storage> Engine<S> {
         Ok(epoch)
     }
 
+    /// SPEC §6: whether knowledge rows about this database's current uuid contradict its own chain,
+    /// which means another copy of this database (a copied file that diverged) wrote under the same
+    /// uuid. Returns the uuid checked and the seq a new epoch must start at: the seq after the highest
+    /// one where a presented row matches this database's chain (bounded below by the current epoch's
+    /// start, which any copy under this uuid shares), so no peer can mistake the fork's seqs for ours.
+    async fn fork_point(&self, rows: &[KnowledgeRow]) -> Result<Option<(Uuid, u64)>> {
+        let head = self.storage.head().await?;
+        let current = *head.epochs.last().expect("a database has at least one epoch");
+        let mut agreeing = Vec::new();
+        let mut first_contradiction = None::<u64>;
+        for row in rows.iter().filter(|r| r.peer == current.uuid) {
+            let agrees = row.peer_seq <= head.update_seq && self.chain_hash_at(row.peer_seq).await? == row.peer_chain;
+            if agrees {
+                agreeing.push(row.peer_seq);
+            } else {
+                first_contradiction = Some(first_contradiction.map_or(row.peer_seq, |s| s.min(row.peer_seq)));
+            }
+        }
+        let Some(contradiction) = first_contradiction else { return Ok(None) };
+        let agreed = agreeing.into_iter().filter(|s| *s < contradiction).max().unwrap_or(0);
+        let start_seq = (agreed + 1).max(current.start_seq).min(head.update_seq + 1);
+        Ok(Some((current.uuid, start_seq)))
+    }
+
     /// Verify every revision event: seqs gap-free from 1, each body hashing to its rev id (where the
     /// body and parent are stored), the chain folding to the head's hash.
     pub async fn check(&self) -> Result<CheckReport> {
@@ -532,7 +556,8 @@ impl<S: Storage> ChangeReader for Engine<S> {
             (_, Some(last)) => last.seq,
             (_, None) => request.since,
         };
-        Ok(ChangesPage { changes: read.changes, last_seq, pending: read.pending })
+        let last_chain = Some(self.chain_hash_at(last_seq).await?);
+        Ok(ChangesPage { changes: read.changes, last_seq, pending: read.pending, last_chain })
     }
 
     async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {
@@ -659,16 +684,14 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
     }
 
     async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()> {
-        let mut txn = self.storage.begin_write().await?;
-        let head = txn.head().await?;
-        let own: HashSet<Uuid> = head.epochs.iter().map(|e| e.uuid).collect();
-        let mut rows = vec![KnowledgeRow {
+        let direct = KnowledgeRow {
             peer: update.source,
             peer_seq: update.source_seq,
             peer_chain: update.source_chain,
-            local_seq: head.update_seq,
+            local_seq: 0,
             via: None,
-        }];
+        };
+        let mut rows = vec![direct];
         for row in update.imported {
             // Only knowledge the source held at the drained point may travel (SPEC §8).
             if row.local_seq > update.source_seq {
@@ -677,10 +700,27 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
                     row.peer, row.local_seq, update.source_seq
                 )));
             }
-            rows.push(KnowledgeRow { local_seq: head.update_seq, via: Some(update.source), ..row });
+            rows.push(KnowledgeRow { via: Some(update.source), ..row });
         }
+        // Chains at committed seqs never change, so the fork check may read before the write begins.
+        let fork = self.fork_point(&rows).await?;
+        let mut txn = self.storage.begin_write().await?;
+        let head = txn.head().await?;
+        let own: HashSet<Uuid> = head.epochs.iter().map(|e| e.uuid).collect();
         rows.retain(|r| !own.contains(&r.peer));
-        let writes = WriteSet { knowledge: rows, ..WriteSet::default() };
+        for row in &mut rows {
+            row.local_seq = head.update_seq;
+        }
+        // A fork of the uuid in force when checked; a new epoch begun since already separates the copies.
+        let epoch = match fork {
+            Some((uuid, start_seq)) if head.uuid() == uuid => Some(Epoch { uuid: Uuid::new_v4(), start_seq }),
+            _ => None,
+        };
+        if let Some(e) = &epoch {
+            tracing::warn!(db = self.storage.name(), new_uuid = %e.uuid, start_seq = e.start_seq,
+                "a peer's knowledge shows this database's history forked under its uuid: a new epoch begins");
+        }
+        let writes = WriteSet { knowledge: rows, epoch, ..WriteSet::default() };
         self.commit(txn, &writes).await
     }
 

@@ -237,6 +237,7 @@ pub async fn wait(Db(db): Db, Query(query): Query<WaitQuery>, mut stop: Stop) ->
 
 /// A changes page, streamed: up to 10,000 entries.
 fn streamed_page(page: ChangesPage) -> Response {
-    let prefix = format!("{{\"last_seq\":{},\"pending\":{},\"changes\":[", page.last_seq, page.pending);
+    let chain = page.last_chain.map(|c| format!(",\"last_chain\":\"{c}\"")).unwrap_or_default();
+    let prefix = format!("{{\"last_seq\":{},\"pending\":{}{chain},\"changes\":[", page.last_seq, page.pending);
     crate::stream::json_array(prefix, page.changes, "]}")
 }

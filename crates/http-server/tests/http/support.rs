@@ -140,3 +140,11 @@ impl Reply {
         body
     }
 }
+
+/// A changes page without its `last_chain` (checked to be a chain hash), for comparing whole pages.
+pub fn unchained(mut page: Value) -> Value {
+    let chain = page.as_object_mut().and_then(|o| o.remove("last_chain"));
+    let hex = chain.as_ref().and_then(Value::as_str).unwrap_or_default();
+    assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "last_chain in a page: {chain:?}");
+    page
+}

@@ -1,0 +1,349 @@
+//! The replication loop of SPEC §7 and the knowledge rule of §8.
+
+use std::time::Instant;
+
+use outpost_api::{
+    ChangeReader, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeUpdate, RecordRevs, ReplicaSource, ReplicaTarget,
+    Result, ResumePoint, RevisionData,
+};
+
+use crate::report::Report;
+use crate::start::{self, epoch_of, resume_key};
+use crate::Options;
+
+/// What a replication reads from: the changes feed and the replica-source calls.
+pub trait Source: ChangeReader + ReplicaSource {}
+impl<T: ChangeReader + ReplicaSource + ?Sized> Source for T {}
+
+/// What a replication writes to: the replica-target calls, plus reading its own knowledge to choose
+/// the start point.
+pub trait Target: ReplicaTarget + ReplicaSource {}
+impl<T: ReplicaTarget + ReplicaSource + ?Sized> Target for T {}
+
+/// Copy every revision `target` lacks from `source` (SPEC §7). One pass unless `options.continuous`;
+/// transient failures restart the pass from the target's committed point, with capped exponential
+/// backoff. Returns the report; an error that is not transient (or outlasts the retries) is returned
+/// as is, with everything committed before it kept.
+pub async fn replicate<S, T>(source: &S, target: &T, options: &Options) -> Result<Report>
+where
+    S: Source + ?Sized,
+    T: Target + ?Sized,
+{
+    if options.batch_size == 0 {
+        return Err(Error::invalid("batch size must be at least 1"));
+    }
+    let started = Instant::now();
+    let mut run = Run { source, target, options, report: Report::new(), first: true };
+    let mut failures = 0u32;
+    // In continuous mode, the drained position to continue from without choosing a start again.
+    let mut position: Option<u64> = None;
+    loop {
+        if options.cancel.is_cancelled() {
+            run.report.cancelled = true;
+            break;
+        }
+        let outcome = match position {
+            Some(seq) => run.follow(seq).await,
+            None => run.pass(None).await,
+        };
+        match outcome {
+            Ok(seq) if options.continuous => {
+                failures = 0;
+                position = Some(seq);
+            }
+            Ok(_) => break,
+            Err(e) if transient(&e) && (options.continuous || failures + 1 < options.retry.max_attempts) => {
+                failures += 1;
+                run.report.restarts += 1;
+                position = None;
+                let delay = options.retry.delay(failures, None);
+                tracing::warn!(error = %e, attempt = failures, ?delay, "replication interrupted; resuming");
+                run.warn(format!("interrupted ({e}); resumed from the committed point"));
+                tokio::select! {
+                    () = options.cancel.cancelled() => {}
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    run.report.cancelled = options.cancel.is_cancelled();
+    run.report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    run.progress();
+    Ok(run.report)
+}
+
+/// Both directions: `a → b`, then `b → a` (concurrently when continuous). Returns the two reports in
+/// that order.
+pub async fn sync<A, B>(a: &A, b: &B, options: &Options) -> Result<(Report, Report)>
+where
+    A: Source + Target + ?Sized,
+    B: Source + Target + ?Sized,
+{
+    if options.continuous {
+        tokio::try_join!(replicate(a, b, options), replicate(b, a, options))
+    } else {
+        let ab = replicate(a, b, options).await?;
+        let ba = replicate(b, a, options).await?;
+        Ok((ab, ba))
+    }
+}
+
+/// Failures worth a retry: the peer is away or failed on its side.
+fn transient(e: &Error) -> bool {
+    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal)
+}
+
+struct Run<'a, S: ?Sized, T: ?Sized> {
+    source: &'a S,
+    target: &'a T,
+    options: &'a Options,
+    report: Report,
+    first: bool,
+}
+
+/// One page read from the source, with exactly the revisions the target lacks.
+struct Fetched {
+    last_seq: u64,
+    last_chain: Option<outpost_api::ChainHash>,
+    pending: u64,
+    changes: u64,
+    revisions: Vec<RevisionData>,
+    bytes: u64,
+    requests: u64,
+}
+
+impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
+    fn warn(&mut self, warning: String) {
+        self.report.warnings.push(warning);
+    }
+
+    fn progress(&self) {
+        if let Some(progress) = &self.options.progress {
+            progress(&self.report.progress);
+        }
+    }
+
+    fn tables(&self) -> Option<&[String]> {
+        self.options.tables.as_deref()
+    }
+
+    /// One pass: choose the start point (unless continuing from `from`), page until drained, then
+    /// record knowledge. Returns the drained source seq.
+    async fn pass(&mut self, from: Option<u64>) -> Result<u64> {
+        self.report.requests += 2;
+        let (source, target) = tokio::try_join!(self.source.info(), self.target.info())?;
+        if self.first {
+            self.report.source = source.uuid;
+            self.report.target = target.uuid;
+        }
+        self.report.progress.source_update_seq = source.update_seq;
+        let since = match from {
+            Some(seq) => seq,
+            None => {
+                let mut warnings = Vec::new();
+                let tables = self.options.tables.as_deref();
+                let requests = &mut self.report.requests;
+                let start = start::choose(self.source, self.target, &source, tables, requests, &mut warnings).await?;
+                for w in warnings {
+                    self.warn(w);
+                }
+                if self.first {
+                    self.report.start = start;
+                }
+                start.seq
+            }
+        };
+        self.first = false;
+        self.report.progress.source_seq = since;
+        let last = self.copy_from(&source, since).await?;
+        if self.options.cancel.is_cancelled() {
+            return Ok(last);
+        }
+        self.report.end_seq = last;
+        self.report.drained = true;
+        if self.tables().is_none() {
+            self.record_knowledge(&source, &target, last).await?;
+        }
+        Ok(last)
+    }
+
+    /// Continuous mode: wait for the source to move past `seq`, then copy what is new.
+    async fn follow(&mut self, seq: u64) -> Result<u64> {
+        self.report.requests += 1;
+        let moved = tokio::select! {
+            () = self.options.cancel.cancelled() => return Ok(seq),
+            moved = self.source.wait_for_changes(seq, self.options.poll_timeout) => moved?,
+        };
+        if moved <= seq {
+            return Ok(seq);
+        }
+        self.pass(Some(seq)).await
+    }
+
+    /// Page the source's feed from `since` until drained (or cancelled), writing each page with its
+    /// resume point while the next is read. Returns the last committed source seq.
+    async fn copy_from(&mut self, source: &DbInfo, since: u64) -> Result<u64> {
+        let mut committed = since;
+        let mut fetched = fetch(self.source, self.target, self.options, since).await?;
+        loop {
+            self.account(&fetched);
+            let drained = fetched.pending == 0;
+            if drained || self.options.cancel.is_cancelled() {
+                committed = self.write(source, committed, fetched).await?;
+                return Ok(committed);
+            }
+            let next_since = fetched.last_seq;
+            let (written, next) = tokio::join!(
+                write(self.source, self.target, self.options, source, committed, fetched),
+                fetch(self.source, self.target, self.options, next_since)
+            );
+            committed = self.written(written?);
+            fetched = next?;
+        }
+    }
+
+    fn account(&mut self, fetched: &Fetched) {
+        self.report.pages += 1;
+        self.report.requests += fetched.requests;
+        self.report.progress.changes_read += fetched.changes;
+        self.report.progress.revisions_fetched += fetched.revisions.len() as u64;
+        self.report.progress.bytes += fetched.bytes;
+    }
+
+    async fn write(&mut self, source: &DbInfo, committed: u64, fetched: Fetched) -> Result<u64> {
+        let written = write(self.source, self.target, self.options, source, committed, fetched).await?;
+        Ok(self.written(written))
+    }
+
+    fn written(&mut self, written: Written) -> u64 {
+        self.report.requests += written.requests;
+        self.report.progress.revisions_written += written.revisions;
+        self.report.progress.source_seq = written.seq;
+        self.report.end_seq = written.seq;
+        self.progress();
+        written.seq
+    }
+
+    /// SPEC §8: at a drained point, the target learns the source's position and imports the source's
+    /// knowledge held at or before it. A fork of the target's own history shows as a new epoch.
+    async fn record_knowledge(&mut self, source: &DbInfo, target: &DbInfo, last: u64) -> Result<()> {
+        let chain = self.chain_at(last).await?;
+        self.report.requests += 1;
+        let imported = self.source.knowledge(Some(last)).await?;
+        let epoch = epoch_of(&source.epochs, last);
+        // Only knowledge about the target's current uuid can reveal a fork (SPEC §6).
+        let may_fork = epoch == target.uuid || imported.iter().any(|r| r.peer == target.uuid);
+        self.report.requests += 1;
+        self.target
+            .record_knowledge(KnowledgeUpdate { source: epoch, source_seq: last, source_chain: chain, imported })
+            .await?;
+        self.report.knowledge_recorded = true;
+        if may_fork {
+            self.report.requests += 1;
+            let after = self.target.info().await?;
+            if after.uuid != target.uuid {
+                self.warn(format!(
+                    "the target's history forked: another copy wrote under its uuid {}; it now continues as {} \
+                     (a new epoch)",
+                    target.uuid, after.uuid
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn chain_at(&mut self, seq: u64) -> Result<outpost_api::ChainHash> {
+        self.report.requests += 1;
+        self.source.chain_hash_at(seq).await
+    }
+}
+
+/// Read the page after `since` and the revisions the target lacks of it.
+async fn fetch<S, T>(source: &S, target: &T, options: &Options, since: u64) -> Result<Fetched>
+where
+    S: Source + ?Sized,
+    T: Target + ?Sized,
+{
+    let page =
+        source.changes(ChangesRequest { since, limit: options.batch_size, tables: options.tables.clone() }).await?;
+    let mut requests = 1;
+    let changes = page.changes.len() as u64;
+    let have: Vec<RecordRevs> =
+        page.changes.into_iter().map(|c| RecordRevs { table: c.table, id: c.id, revs: c.leaves }).collect();
+    let missing = if have.is_empty() {
+        Vec::new()
+    } else {
+        requests += 1;
+        target.revs_diff(have).await?
+    };
+    let revisions = if missing.is_empty() {
+        Vec::new()
+    } else {
+        requests += 1;
+        source.get_revisions(missing).await?
+    };
+    let bytes = revisions.iter().map(|r| serde_json::to_vec(r).map_or(0, |v| v.len() as u64)).sum();
+    Ok(Fetched {
+        last_seq: page.last_seq,
+        last_chain: page.last_chain,
+        pending: page.pending,
+        changes,
+        revisions,
+        bytes,
+        requests,
+    })
+}
+
+struct Written {
+    seq: u64,
+    revisions: u64,
+    requests: u64,
+}
+
+/// Store a fetched page in the target, the resume point with its last part, in chunks of at most a
+/// batch. Nothing is written when the page neither brings revisions nor moves the position.
+async fn write<S, T>(
+    source: &S,
+    target: &T,
+    options: &Options,
+    info: &DbInfo,
+    committed: u64,
+    fetched: Fetched,
+) -> Result<Written>
+where
+    S: Source + ?Sized,
+    T: Target + ?Sized,
+{
+    let mut out = Written { seq: committed, revisions: 0, requests: 0 };
+    if fetched.revisions.is_empty() && fetched.last_seq <= committed {
+        return Ok(out);
+    }
+    let chain = match fetched.last_chain {
+        Some(chain) => chain,
+        None => {
+            out.requests += 1;
+            source.chain_hash_at(fetched.last_seq).await?
+        }
+    };
+    let resume = ResumePoint {
+        source: resume_key(epoch_of(&info.epochs, fetched.last_seq), options.tables.as_deref()),
+        source_seq: fetched.last_seq,
+        source_chain: chain,
+    };
+    let mut revisions = fetched.revisions;
+    let mut chunks = Vec::new();
+    while revisions.len() > options.batch_size {
+        let rest = revisions.split_off(options.batch_size);
+        chunks.push(std::mem::replace(&mut revisions, rest));
+    }
+    chunks.push(revisions);
+    let last = chunks.len() - 1;
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        out.requests += 1;
+        let result = target.put_revisions(chunk, (i == last).then_some(resume)).await?;
+        out.revisions += result.written;
+    }
+    out.seq = fetched.last_seq.max(committed);
+    Ok(out)
+}

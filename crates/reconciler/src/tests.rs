@@ -1,0 +1,147 @@
+//! The pass on local SQLite engines: what it copies, what it skips, where it starts.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use outpost_api::{
+    Attributes, ChangesRequest, Database, InfoReader, Limits, NewTable, PutRecord, RecordWriter, ReplicaSource, RevId,
+    TableWriter, Value,
+};
+
+use crate::{replicate, sync, Options, Origin};
+
+type Db = outpost_sqlite::SqliteDatabase;
+
+async fn fresh(dir: &tempfile::TempDir, name: &str) -> Db {
+    outpost_sqlite::create_file(&dir.path().join(format!("{name}.outpost")), name, Limits::default()).await.unwrap()
+}
+
+async fn fill(db: &Db, from: usize, to: usize) {
+    if db.create_table(NewTable { name: "items".into(), ..NewTable::default() }).await.is_err() {
+        // Already there.
+    }
+    let mut revs = Vec::new();
+    for i in from..to {
+        let attrs = Attributes::new().with("n", Value::string(i.to_string()));
+        let put = PutRecord { id: Some(format!("r{i:05}")), rev: None, attributes: attrs, resolves: vec![] };
+        revs.push(db.put_record("items", put).await.unwrap().rev);
+    }
+    // Update every third record, delete every seventh.
+    for (k, i) in (from..to).enumerate() {
+        if i % 3 == 0 {
+            let attrs = Attributes::new().with("n", Value::string(format!("{i} again")));
+            let put =
+                PutRecord { id: Some(format!("r{i:05}")), rev: Some(revs[k]), attributes: attrs, resolves: vec![] };
+            revs[k] = db.put_record("items", put).await.unwrap().rev;
+        }
+        if i % 7 == 0 {
+            db.delete_record("items", &format!("r{i:05}"), Some(revs[k])).await.unwrap();
+        }
+    }
+}
+
+/// Every record's winner, deletion and leaves, by (table, id).
+async fn state(db: &dyn Database) -> BTreeMap<(String, String), (RevId, bool, Vec<RevId>)> {
+    let mut out = BTreeMap::new();
+    let mut since = 0;
+    loop {
+        let page = db.changes(ChangesRequest { since, limit: 1000, tables: None }).await.unwrap();
+        for c in page.changes {
+            let mut leaves = c.leaves;
+            leaves.sort();
+            out.insert((c.table, c.id), (c.rev, c.deleted, leaves));
+        }
+        since = page.last_seq;
+        if page.pending == 0 {
+            return out;
+        }
+    }
+}
+
+fn options(batch_size: usize) -> Options {
+    Options { batch_size, ..Options::default() }
+}
+
+#[tokio::test]
+async fn a_pass_copies_everything_and_a_second_pass_copies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (fresh(&dir, "a").await, fresh(&dir, "b").await);
+    fill(&a, 0, 2500).await;
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    let progress: crate::ProgressFn = Arc::new(move |p| counter.store(p.revisions_written, Ordering::Relaxed));
+    let first = replicate(&a, &b, &Options { progress: Some(progress), ..options(300) }).await.unwrap();
+    assert_eq!(state(&a).await, state(&b).await);
+    assert_eq!(first.start.origin, Origin::Zero);
+    assert!(first.drained && first.knowledge_recorded);
+    assert_eq!(first.progress.changes_read, 2501, "2500 records and the table definition");
+    assert_eq!(first.progress.revisions_written, 2501);
+    assert_eq!(seen.load(Ordering::Relaxed), 2501, "progress reported the final count");
+    assert_eq!(first.end_seq, a.info().await.unwrap().update_seq);
+    assert!(first.pages >= 9, "{} pages of at most 300", first.pages);
+
+    let second = replicate(&a, &b, &options(300)).await.unwrap();
+    assert_eq!(second.start.origin, Origin::Direct);
+    assert_eq!(second.start.seq, first.end_seq);
+    assert_eq!((second.progress.changes_read, second.progress.revisions_fetched), (0, 0));
+    assert!(second.requests <= 10, "a pass with nothing to do costs {} requests", second.requests);
+}
+
+#[tokio::test]
+async fn an_interrupted_pass_resumes_from_its_committed_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (fresh(&dir, "a").await, fresh(&dir, "b").await);
+    fill(&a, 0, 1000).await;
+    // Cancel after the third batch is written.
+    let cancel = crate::CancellationToken::new();
+    let stop = cancel.clone();
+    let progress: crate::ProgressFn = Arc::new(move |p| {
+        if p.revisions_written >= 300 {
+            stop.cancel();
+        }
+    });
+    let cut = replicate(&a, &b, &Options { progress: Some(progress), cancel, ..options(100) }).await.unwrap();
+    assert!(cut.cancelled && !cut.drained && !cut.knowledge_recorded);
+    assert!(b.knowledge(None).await.unwrap().is_empty(), "a mid-pass position is not knowledge");
+    let rest = replicate(&a, &b, &options(100)).await.unwrap();
+    assert_eq!(rest.start.origin, Origin::Resume);
+    assert_eq!(rest.start.seq, cut.end_seq);
+    assert_eq!(cut.progress.revisions_written + rest.progress.revisions_written, 1001, "nothing written twice");
+    assert_eq!(state(&a).await, state(&b).await);
+}
+
+#[tokio::test]
+async fn knowledge_travels_and_saves_a_first_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (east, west, store) = (fresh(&dir, "east").await, fresh(&dir, "west").await, fresh(&dir, "store").await);
+    fill(&east, 0, 500).await;
+    fill(&west, 500, 900).await;
+    sync(&east, &west, &options(128)).await.unwrap();
+    let pulled = replicate(&east, &store, &options(128)).await.unwrap();
+    assert!(pulled.progress.revisions_written > 0);
+    let from_west = replicate(&west, &store, &options(128)).await.unwrap();
+    assert_eq!(from_west.start.origin, Origin::Transitive);
+    assert_eq!(from_west.start.via, Some(east.info().await.unwrap().uuid));
+    assert_eq!(from_west.progress.revisions_fetched, 0, "{from_west:?}");
+    assert_eq!(state(&west).await, state(&store).await);
+}
+
+#[tokio::test]
+async fn a_filtered_pass_does_not_stand_in_for_a_full_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (fresh(&dir, "a").await, fresh(&dir, "b").await);
+    fill(&a, 0, 50).await;
+    a.create_table(NewTable { name: "other".into(), ..NewTable::default() }).await.unwrap();
+    let put = PutRecord { id: Some("x".into()), ..PutRecord::default() };
+    a.put_record("other", put).await.unwrap();
+    let filtered = Options { tables: Some(vec!["items".into()]), ..options(10) };
+    let part = replicate(&a, &b, &filtered).await.unwrap();
+    assert!(!part.knowledge_recorded);
+    assert!(state(&b).await.keys().all(|(t, id)| t == "items" || id == "items"), "only items and its definition");
+    let again = replicate(&a, &b, &filtered).await.unwrap();
+    assert_eq!(again.start.origin, Origin::Resume, "a filtered pass resumes from its own point");
+    let full = replicate(&a, &b, &options(10)).await.unwrap();
+    assert_eq!(full.start.origin, Origin::Zero, "the filtered pass's point is not the full pass's");
+    assert_eq!(state(&a).await, state(&b).await);
+}

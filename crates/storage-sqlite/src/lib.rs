@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outpost_api::{names, Database, Databases, Error, Limits, Result};
+use outpost_api::{names, Database, Databases, Epoch, Error, InfoReader, Limits, Result};
 use tokio::sync::Mutex;
 
 pub use schema::FORMAT_VERSION;
@@ -39,6 +39,56 @@ pub async fn create_file(path: &Path, name: &str, limits: Limits) -> Result<Sqli
 pub async fn open_file(path: &Path, limits: Limits) -> Result<SqliteDatabase> {
     let storage = SqliteStorage::open(path)?;
     outpost_engine::Engine::new(storage, limits).await
+}
+
+/// Write a backup of `db` to the new file `to`: a consistent, self-contained copy taken while writers
+/// go on. Restore it with [`restore`].
+pub async fn backup(db: &SqliteDatabase, to: &Path) -> Result<()> {
+    db.storage().backup_to(to).await
+}
+
+/// Restore a database from `from` (a file written by [`backup`], or a copy of a database file) into
+/// the new file `path`, named `name`. The restored database begins a new epoch (SPEC §6): it may lack
+/// writes the original made after the copy, so it must not answer to the original's (uuid, seq)
+/// pairs for the seqs it writes from now on. The source is read through SQLite (so a database in WAL
+/// mode is copied with its WAL) and left as it is.
+pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Result<(SqliteDatabase, Epoch)> {
+    names::validate_db_name(name)?;
+    if path.exists() {
+        return Err(Error::already_exists(format!("{} exists; restore into a new file", path.display())));
+    }
+    let staging = staging_path(path);
+    let _ = std::fs::remove_file(&staging);
+    // Copy through SQLite, so a source in WAL mode is read consistently (its WAL included).
+    SqliteStorage::open(from)?.backup_to(&staging).await?;
+    let restored = async {
+        let mut storage = SqliteStorage::open(&staging)?;
+        storage.set_name(name).await?;
+        let db = outpost_engine::Engine::new(storage, limits).await?;
+        db.reidentify().await?;
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = restored.and_then(|()| {
+        std::fs::rename(&staging, path)
+            .map_err(|e| Error::unavailable(format!("cannot move the restored file to {}: {e}", path.display())))
+    }) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = staging.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(e);
+    }
+    let db = open_file(path, limits).await?;
+    let epoch = *db.info().await?.epochs.last().expect("a database has an epoch");
+    Ok((db, epoch))
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".restoring");
+    path.with_file_name(name)
 }
 
 /// Databases in a directory, one `<name>.outpost` file each. Opened databases are kept open and shared,

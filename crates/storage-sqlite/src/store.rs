@@ -114,6 +114,28 @@ impl SqliteStorage {
         &self.path
     }
 
+    /// Write a consistent copy of the database to the new file `to` (SQLite's `VACUUM INTO`: one read
+    /// transaction, so writers may go on; the copy is compact and self-contained, without a WAL).
+    pub async fn backup_to(&self, to: &Path) -> Result<()> {
+        if to.exists() {
+            return Err(Error::already_exists(format!("{} exists; a backup never overwrites a file", to.display())));
+        }
+        let target = to.to_str().ok_or_else(|| Error::invalid(format!("{} is not a UTF-8 path", to.display())))?;
+        let conn = self.conn.lock().await;
+        conn.execute("VACUUM INTO ?1", [target]).sql()?;
+        Ok(())
+    }
+
+    /// Set the name recorded in the file (a restored copy takes the name it is restored under).
+    pub async fn set_name(&mut self, name: &str) -> Result<()> {
+        outpost_api::names::validate_db_name(name)?;
+        let conn = self.conn.lock().await;
+        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'name'", [name]).sql()?;
+        drop(conn);
+        self.name = name.to_owned();
+        Ok(())
+    }
+
     /// Run a closure on the connection (for tests and tools that inspect the file, e.g. query plans).
     pub async fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         let conn = self.conn.lock().await;

@@ -87,3 +87,60 @@ async fn a_data_directory_hosts_named_databases() {
     assert_eq!(dbs.delete("field_a").await.err().unwrap().kind, ErrorKind::NotFound);
     assert!(!dir.path().join("data/field_a.outpost").exists());
 }
+
+#[tokio::test]
+async fn a_restored_backup_holds_the_data_and_begins_a_new_epoch() {
+    use outpost_api::{GetOptions, InfoReader, RecordReader, ReplicaSource};
+    let dir = tempfile::tempdir().unwrap();
+    let db = outpost_sqlite::create_file(&dir.path().join("live.outpost"), "live", Limits::default()).await.unwrap();
+    db.create_table(NewTable { name: "t".into(), ..Default::default() }).await.unwrap();
+    for i in 0..20 {
+        db.put_record("t", put(&format!("r{i}"), i)).await.unwrap();
+    }
+    let backup = dir.path().join("live.backup");
+    outpost_sqlite::backup(&db, &backup).await.unwrap();
+    let again = outpost_sqlite::backup(&db, &backup).await.unwrap_err();
+    assert_eq!(again.kind, ErrorKind::AlreadyExists, "a backup never overwrites: {again}");
+    // Written after the backup: not in the restored copy.
+    db.put_record("t", put("late", 99)).await.unwrap();
+    let before = db.info().await.unwrap();
+
+    let path = dir.path().join("copy.outpost");
+    let (restored, epoch) = outpost_sqlite::restore(&backup, &path, "copy", Limits::default()).await.unwrap();
+    let info = restored.info().await.unwrap();
+    assert_eq!(info.name, "copy");
+    assert_eq!(info.update_seq, before.update_seq - 1);
+    assert_eq!(info.epochs.len(), 2);
+    assert_eq!(info.epochs[0], before.epochs[0], "the original's epoch stays listed");
+    assert_eq!(epoch, info.epochs[1]);
+    assert_eq!(epoch.start_seq, info.update_seq + 1, "the new epoch names the seqs written from now on");
+    assert_ne!(info.uuid, before.uuid);
+    assert_eq!(restored.chain_hash_at(10).await.unwrap(), db.chain_hash_at(10).await.unwrap(), "same history");
+    assert_eq!(
+        restored.get_record("t", "r7", GetOptions::default()).await.unwrap().attributes,
+        put("r7", 7).attributes
+    );
+    let late = restored.get_record("t", "late", GetOptions::default()).await.unwrap_err();
+    assert_eq!(late.kind, ErrorKind::NotFound);
+    assert!(restored.check().await.unwrap().problems.is_empty());
+
+    // Restoring from a live database file works too; an existing target is refused.
+    let (from_live, _) = outpost_sqlite::restore(
+        &dir.path().join("live.outpost"),
+        &dir.path().join("twin.outpost"),
+        "twin",
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(from_live.info().await.unwrap().update_seq, before.update_seq);
+    let taken = outpost_sqlite::restore(&backup, &path, "copy", Limits::default()).await.err().unwrap();
+    assert_eq!(taken.kind, ErrorKind::AlreadyExists);
+    let missing =
+        outpost_sqlite::restore(&dir.path().join("nope"), &dir.path().join("n.outpost"), "n", Limits::default())
+            .await
+            .err()
+            .unwrap();
+    assert_eq!(missing.kind, ErrorKind::NotFound);
+    assert!(!dir.path().join("n.outpost").exists() && !dir.path().join("n.outpost.restoring").exists());
+}

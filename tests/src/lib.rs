@@ -61,6 +61,7 @@ macro_rules! conformance_suite {
             revisions::replaying_put_revisions_is_a_no_op,
             revisions::a_body_that_does_not_hash_to_its_rev_is_corrupt,
             revisions::ancestry_is_stored_as_stubs,
+            revisions::a_parent_learned_later_links_a_truncated_ancestry,
             revisions::get_revisions_and_revs_diff_answer_per_revision,
             feed::seqs_grow_by_one_per_revision_event,
             feed::changes_page_by_limit_and_report_pending,

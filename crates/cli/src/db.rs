@@ -1,4 +1,4 @@
-//! `outpost db …`: create, info, list, check and reidentify databases.
+//! `outpost db …`: create, info, list, check, back up, restore and reidentify databases.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -20,6 +20,8 @@ pub async fn run(cmd: DbCommand, json: bool) -> Result<ExitCode> {
         DbCommand::List { dir } => list(&dir, json).await?,
         DbCommand::Check { db } => return check(&db, json).await,
         DbCommand::Reidentify { db } => reidentify(&db, json).await?,
+        DbCommand::Backup { db, file } => backup(&db, &file, json).await?,
+        DbCommand::Restore { file, path, name } => restore(&file, &path, name, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -134,5 +136,59 @@ async fn reidentify(db: &str, json: bool) -> Result<()> {
         output::emit_json(&epoch)
     } else {
         output::emit(&format!("new epoch {} from seq {}", epoch.uuid, epoch.start_seq))
+    }
+}
+
+async fn backup(db: &str, file: &Path, json: bool) -> Result<()> {
+    let locator: Locator = db.parse()?;
+    let db = locator.open(Limits::default()).await?;
+    let bar = spinner(&format!("backing up {locator}"));
+    let done = db.engine("db backup")?.backup(file).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    done?;
+    let info = db.database().info().await?;
+    let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    if json {
+        output::emit_json(&serde_json::json!({
+            "file": file.display().to_string(), "bytes": bytes, "uuid": info.uuid, "update_seq": info.update_seq,
+        }))
+    } else {
+        output::emit(&format!(
+            "backed up {} (uuid {}, at least up to seq {}) to {} ({bytes} bytes)",
+            info.name,
+            info.uuid,
+            info.update_seq,
+            file.display()
+        ))
+    }
+}
+
+async fn restore(file: &Path, path: &Path, name: Option<String>, json: bool) -> Result<()> {
+    let name = match name {
+        Some(name) => name,
+        None => Locator::File(path.to_owned()).default_name()?,
+    };
+    names::validate_db_name(&name).map_err(|e| Error::invalid(format!("{}; choose one with --name", e.message)))?;
+    let bar = spinner(&format!("restoring {}", file.display()));
+    let restored = outpost_sqlite::restore(file, path, &name, Limits::default()).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let (db, epoch) = restored?;
+    let info = outpost_api::InfoReader::info(&db).await?;
+    if json {
+        output::emit_json(&serde_json::json!({ "info": info, "new_epoch": epoch }))
+    } else {
+        output::emit(&format!(
+            "restored {} to {} at seq {}; new epoch {} from seq {}\n{}",
+            file.display(),
+            path.display(),
+            info.update_seq,
+            epoch.uuid,
+            epoch.start_seq,
+            output::info_human(&info)
+        ))
     }
 }

@@ -140,6 +140,13 @@ impl LocalEngine {
             LocalEngine::Sqlite(db) => db.reidentify().await,
         }
     }
+
+    /// Write a consistent backup to the new file `to`.
+    pub async fn backup(&self, to: &Path) -> Result<()> {
+        match self {
+            LocalEngine::Sqlite(db) => outpost_sqlite::backup(db, to).await,
+        }
+    }
 }
 
 /// An opened database: the api traits, and the local engine when the database is local.

@@ -8,6 +8,7 @@ mod locator;
 mod output;
 mod records;
 mod serve;
+mod sync;
 mod tables;
 
 use std::path::PathBuf;
@@ -56,7 +57,7 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API over a data directory of databases (one `<name>.outpost` file each).
     Serve(ServeArgs),
-    /// Create, inspect, list, check and reidentify databases.
+    /// Create, inspect, list, check, back up, restore and reidentify databases.
     #[command(subcommand)]
     Db(DbCommand),
     /// Create, list and show tables.
@@ -72,6 +73,8 @@ enum Command {
     Ls(LsArgs),
     /// Read a page of the changes feed: each changed record once, in seq order.
     Changes(ChangesArgs),
+    /// Replicate SOURCE into TARGET (or both ways): copy every revision the target lacks.
+    Sync(SyncArgs),
 }
 
 #[derive(Args, Debug)]
@@ -113,6 +116,24 @@ enum DbCommand {
     Reidentify {
         /// The database locator (a SQLite file path).
         db: String,
+    },
+    /// Write a consistent backup of a database to a new file while writers go on.
+    Backup {
+        /// The database locator (a SQLite file path).
+        db: String,
+        /// The backup file to write (it must not exist).
+        file: PathBuf,
+    },
+    /// Restore a database from a backup (or a copied database file) into a new file. The restored
+    /// database begins a new identity epoch, so peers never mistake it for the original.
+    Restore {
+        /// The backup file (written by `outpost db backup`, or a copy of a database file).
+        file: PathBuf,
+        /// The database file to create (it must not exist).
+        path: PathBuf,
+        /// The database name (default: the file name without its extension).
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -279,6 +300,42 @@ struct ChangesArgs {
     tables: Option<Vec<String>>,
 }
 
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Replicate SOURCE into TARGET: copy every revision the target lacks (SPEC §7).
+
+Each locator is a SQLite file path or an http(s)://host:port/dbs/NAME URL. The pass starts where the \
+target's resume point or its knowledge about the source says (each verified against the source's \
+chain hash), so a rerun or a first sync from a peer of a peer transfers only what is new. Progress is \
+committed with the data: interrupt it (Ctrl-C, a crash, a lost connection) and run it again to go on \
+from where it stopped. Network faults are retried with backoff.",
+    after_help = "Examples:
+  outpost sync field.outpost http://127.0.0.1:7070/dbs/field
+  outpost sync http://hq:7070/dbs/stock store.outpost --create-target --both
+  outpost sync a.outpost b.outpost --continuous --tables orders,items"
+)]
+struct SyncArgs {
+    /// Where revisions come from (a SQLite file path or an http(s)://…/dbs/NAME URL).
+    source: String,
+    /// Where they go.
+    target: String,
+    /// Keep following the source's changes (long-poll) until interrupted with Ctrl-C.
+    #[arg(long)]
+    continuous: bool,
+    /// Replicate both ways: SOURCE → TARGET, then TARGET → SOURCE (at once with --continuous).
+    #[arg(long)]
+    both: bool,
+    /// Only these tables (and their definitions), comma-separated.
+    #[arg(long, value_name = "T1,T2", value_delimiter = ',')]
+    tables: Option<Vec<String>>,
+    /// Changes per page and revisions per write (1-10000).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Create TARGET when it does not exist (named after its file or URL).
+    #[arg(long)]
+    create_target: bool,
+}
+
 /// A revision id argument; clap reports a bad one as a usage error.
 fn parse_rev(text: &str) -> Result<RevId, String> {
     text.parse().map_err(|e: Error| e.message)
@@ -316,6 +373,7 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
         Command::Delete(args) => records::delete(args, json).await?,
         Command::Ls(args) => records::ls(args, json).await?,
         Command::Changes(args) => records::changes(args, json).await?,
+        Command::Sync(args) => sync::run(args, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -125,13 +125,22 @@ impl Planner {
         if tree.get(&r.rev).is_some_and(|n| !n.is_stub()) {
             return Ok(false);
         }
-        // Ancestors we lack become stubs, each linked to the next one up when the ancestry says.
+        // Ancestors we lack become stubs, each linked to the next one up when the ancestry says. An
+        // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
+        // otherwise its own ancestors would look like separate leaves.
         let mut stubs = Vec::new();
         for (i, a) in r.ancestry.iter().enumerate() {
-            if !tree.contains(a) {
-                let up = r.ancestry.get(i + 1).copied();
-                tree.insert(*a, RevisionNode { parent: up, deleted: false, body: None, seq: None });
-                stubs.push((*a, up));
+            let up = r.ancestry.get(i + 1).copied();
+            match tree.get_mut(a) {
+                None => {
+                    tree.insert(*a, RevisionNode { parent: up, deleted: false, body: None, seq: None });
+                    stubs.push((*a, up));
+                }
+                Some(node) if node.parent.is_none() && up.is_some() => {
+                    node.parent = up;
+                    stubs.push((*a, up));
+                }
+                Some(_) => {}
             }
         }
         for (rev, up) in stubs {

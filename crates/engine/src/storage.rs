@@ -79,7 +79,9 @@ pub struct StoredState {
 /// Everything one write transaction stores, decided by the engine.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteSet {
-    /// Revisions to insert; one whose rev is already stored as a stub fills it in.
+    /// Revisions to insert; one whose rev is already stored as a stub fills it in. A stub entry (no
+    /// event) for a revision already stored sets its parent when the stored one has none (a parent
+    /// learned from a later, longer ancestry); it changes nothing else.
     pub revisions: Vec<StoredRevision>,
     /// New reconciled states, replacing the old ones.
     pub states: Vec<StoredState>,

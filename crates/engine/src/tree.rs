@@ -52,6 +52,11 @@ impl RevisionTree {
         self.nodes.get(rev)
     }
 
+    /// A node by revision id, to change (e.g. to link a parent learned late).
+    pub fn get_mut(&mut self, rev: &RevId) -> Option<&mut RevisionNode> {
+        self.nodes.get_mut(rev)
+    }
+
     /// Whether the tree holds `rev` (as a full revision or a stub).
     pub fn contains(&self, rev: &RevId) -> bool {
         self.nodes.contains_key(rev)

@@ -58,7 +58,7 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
         return Err(Error::already_exists(format!("{} exists; restore into a new file", path.display())));
     }
     let staging = staging_path(path);
-    let _ = std::fs::remove_file(&staging);
+    store::remove_with_wal(&staging);
     // Copy through SQLite, so a source in WAL mode is read consistently (its WAL included).
     SqliteStorage::open(from)?.backup_to(&staging).await?;
     let restored = async {
@@ -73,11 +73,7 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
         std::fs::rename(&staging, path)
             .map_err(|e| Error::unavailable(format!("cannot move the restored file to {}: {e}", path.display())))
     }) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = staging.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        store::remove_with_wal(&staging);
         return Err(e);
     }
     let db = open_file(path, limits).await?;

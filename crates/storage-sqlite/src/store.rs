@@ -39,6 +39,15 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Remove a database file and its WAL and shared-memory files, if any.
+pub(crate) fn remove_with_wal(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
     Uuid::from_slice(&bytes).map_err(|_| Error::corrupt("a stored uuid is not 16 bytes"))
 }
@@ -71,6 +80,25 @@ impl SqliteStorage {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
             return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
         }
+        // Built under a staging name and moved into place, so a crash never leaves a half-made file
+        // where the database should be.
+        let mut staging = path.file_name().unwrap_or_default().to_os_string();
+        staging.push(".creating");
+        let staging = path.with_file_name(staging);
+        remove_with_wal(&staging);
+        let built = Self::build(&staging, name).and_then(|()| {
+            std::fs::rename(&staging, path)
+                .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))
+        });
+        if let Err(e) = built {
+            remove_with_wal(&staging);
+            return Err(e);
+        }
+        Self::open(path)
+    }
+
+    /// Write a new database's schema and identity to `path`, and close it.
+    fn build(path: &Path, name: &str) -> Result<()> {
         let mut conn = open_connection(path, true)?;
         schema::migrate(&mut conn)?;
         let uuid = Uuid::new_v4();
@@ -82,7 +110,9 @@ impl SqliteStorage {
         tx.execute("INSERT INTO _epochs (position, uuid, start_seq) VALUES (0, ?1, 1)", [&uuid.as_bytes()[..]])
             .sql()?;
         tx.commit().sql()?;
-        Ok(SqliteStorage { name: name.to_owned(), path: path.to_owned(), conn: Arc::new(Mutex::new(conn)) })
+        // Closing the only connection checkpoints the WAL into the file and removes it.
+        conn.close().map_err(|(_, e)| crate::error::map(e))?;
+        Ok(())
     }
 
     /// Open an existing database file. NotFound when there is none; a clear error for a file that is
@@ -235,7 +265,8 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         let mut stub = conn
             .prepare_cached(
                 "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
-                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL) ON CONFLICT (tbl, id, rev) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL)
+                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
             )
             .sql()?;
         let mut event = conn

@@ -109,6 +109,34 @@ pub async fn ancestry_is_stored_as_stubs(f: &dyn Factory) {
     assert_eq!(missing, revs_of("t", "y", &[r4]), "only the ancestor beyond the truncation is missing");
 }
 
+/// An ancestor first held without its parent (a truncated ancestry) is linked when a longer ancestry
+/// names the parent, in a later batch or the same one: its own ancestors are not mistaken for leaves.
+pub async fn a_parent_learned_later_links_a_truncated_ancestry(f: &dyn Factory) {
+    let (a, b, c) = (f.fresh().await, f.fresh().await, f.fresh().await);
+    crate::support::table(&*a, "t").await;
+    replicate(&*a, &*b).await;
+    replicate(&*a, &*c).await;
+    let r1 = put(&*a, "t", "x", None, plain(json!({"v": 1}))).await;
+    let r2 = put(&*a, "t", "x", Some(r1), plain(json!({"v": 2}))).await;
+    let r3 = put(&*a, "t", "x", Some(r2), plain(json!({"v": 3}))).await;
+    let r4 = crate::support::delete(&*a, "t", "x", Some(r3)).await;
+    let mut short = ok(a.get_revisions(revs_of("t", "x", &[r3])).await, "get_revisions").remove(0);
+    short.ancestry.truncate(1);
+    let full = ok(a.get_revisions(revs_of("t", "x", &[r4])).await, "get_revisions").remove(0);
+    assert_eq!(full.ancestry, vec![r3, r2, r1]);
+    ok(b.put_revisions(vec![short.clone()], None).await, "the truncated one");
+    ok(b.put_revisions(vec![full.clone()], None).await, "then the full ancestry");
+    ok(c.put_revisions(vec![short, full], None).await, "both in one batch");
+    for db in [&b, &c] {
+        let change = crate::support::change_of(&**db, "t", "x").await;
+        assert_eq!((change.rev, change.deleted, change.leaves), (r4, true, vec![r4]), "r1 is not a leaf");
+        expect_err(db.get_record("t", "x", GetOptions::default()).await, ErrorKind::NotFound, "deleted record");
+        let history =
+            ok(db.get_record("t", "x", GetOptions { rev: Some(r4), revs: true, ..GetOptions::default() }).await, "r4");
+        assert_eq!(history.revisions, Some(vec![r4, r3, r2, r1]), "the whole line is linked");
+    }
+}
+
 /// get_revisions leaves out unknown revisions and records; revs_diff lists, per record, exactly the
 /// revisions not held.
 pub async fn get_revisions_and_revs_diff_answer_per_revision(f: &dyn Factory) {

@@ -1,0 +1,186 @@
+//! `outpost sync SOURCE TARGET`: replication between any two locators (SPEC §7, §12), with a
+//! progress bar on a terminal and the pass report as text or `--json`.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use outpost_api::{Error, ErrorKind, Limits, Result};
+use outpost_reconciler::{CancellationToken, Options, Progress, ProgressFn, Report};
+use serde::Serialize;
+
+use crate::locator::{Locator, OpenDatabase};
+use crate::output;
+use crate::SyncArgs;
+
+pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
+    if args.batch_size == 0 || args.batch_size > 10_000 {
+        return Err(Error::invalid(format!("--batch-size must be between 1 and 10000, not {}", args.batch_size)));
+    }
+    let source_locator: Locator = args.source.parse()?;
+    let target_locator: Locator = args.target.parse()?;
+    if source_locator == target_locator {
+        return Err(Error::invalid(format!("{source_locator} is both the source and the target")));
+    }
+    let source = source_locator.open(Limits::default()).await.map_err(|e| e.context("source"))?;
+    let target = open_target(&target_locator, args.create_target).await.map_err(|e| e.context("target"))?;
+
+    let cancel = CancellationToken::new();
+    let interrupt = cancel.clone();
+    // Ctrl-C stops at the next call boundary; everything committed so far stays.
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            interrupt.cancel();
+        }
+    });
+    let bar = ProgressView::new(json, &format!("{source_locator} → {target_locator}"));
+    let options = Options {
+        tables: args.tables.clone(),
+        batch_size: args.batch_size,
+        continuous: args.continuous,
+        progress: Some(bar.callback()),
+        cancel,
+        ..Options::default()
+    };
+    let result = if args.both {
+        outpost_reconciler::sync(source.database(), target.database(), &options).await.map(|(a, b)| vec![a, b])
+    } else {
+        outpost_reconciler::replicate(source.database(), target.database(), &options).await.map(|r| vec![r])
+    };
+    bar.finish();
+    let reports = result?;
+    let directions: Vec<Direction<'_>> = reports
+        .iter()
+        .enumerate()
+        .map(|(i, report)| {
+            let (from, to) =
+                if i == 0 { (&source_locator, &target_locator) } else { (&target_locator, &source_locator) };
+            Direction { from: from.to_string(), to: to.to_string(), report }
+        })
+        .collect();
+    for d in &directions {
+        for warning in &d.report.warnings {
+            output::note(&format!("warning: {} → {}: {warning}", d.from, d.to));
+        }
+    }
+    if json {
+        if let [one] = directions.as_slice() {
+            output::emit_json(one)
+        } else {
+            output::emit_json(&directions)
+        }
+    } else {
+        let text: Vec<String> = directions.iter().map(human).collect();
+        output::emit(&text.join("\n"))
+    }
+}
+
+async fn open_target(locator: &Locator, create: bool) -> Result<OpenDatabase> {
+    match locator.open(Limits::default()).await {
+        Err(e) if e.kind == ErrorKind::NotFound && create => {
+            let name = locator.default_name()?;
+            locator.create(&name, Limits::default()).await
+        }
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            Err(Error::not_found(format!("{}; pass --create-target to create it", e.message)))
+        }
+        other => other,
+    }
+}
+
+/// One direction's report, as `--json` prints it: `from` and `to` are the locators (the report's
+/// `source` and `target` are the databases' uuids).
+#[derive(Serialize)]
+struct Direction<'a> {
+    from: String,
+    to: String,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
+fn human(d: &Direction<'_>) -> String {
+    let r = d.report;
+    let start = match r.start.origin {
+        outpost_reconciler::Origin::Zero => "the beginning".to_owned(),
+        origin => format!("seq {} ({})", r.start.seq, format!("{origin:?}").to_lowercase()),
+    };
+    let state = if r.cancelled {
+        "stopped (cancelled; committed progress kept)"
+    } else if r.drained {
+        "drained"
+    } else {
+        "not drained"
+    };
+    format!(
+        "{} → {}: {state}\n  started from {start}, now at source seq {}\n  {} changes read, {} revisions fetched, {} \
+         written, {} in {} requests, {:.1}s{}",
+        d.from,
+        d.to,
+        r.end_seq,
+        r.progress.changes_read,
+        r.progress.revisions_fetched,
+        r.progress.revisions_written,
+        bytes(r.progress.bytes),
+        r.requests,
+        r.duration_ms as f64 / 1000.0,
+        if r.restarts > 0 { format!(", {} restarts after faults", r.restarts) } else { String::new() }
+    )
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// A progress bar on stderr (only when a person is watching and no JSON was asked for): the source
+/// seq against the source's update_seq, with records, revisions, bytes and the rate.
+struct ProgressView {
+    bar: Option<ProgressBar>,
+}
+
+impl ProgressView {
+    fn new(json: bool, what: &str) -> Self {
+        if json || !std::io::stderr().is_terminal() {
+            return ProgressView { bar: None };
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] seq {pos}/{len} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        ProgressView { bar: Some(bar) }
+    }
+
+    fn callback(&self) -> ProgressFn {
+        let bar = self.bar.clone();
+        let started = Instant::now();
+        // Both directions of --both report through one bar; the latest report wins.
+        Arc::new(move |p: &Progress| {
+            let Some(bar) = &bar else { return };
+            bar.set_length(p.source_update_seq.max(p.source_seq));
+            bar.set_position(p.source_seq);
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} records, {} written, {} ({:.0} rec/s)",
+                p.changes_read,
+                p.revisions_written,
+                bytes(p.bytes),
+                p.changes_read as f64 / secs
+            ));
+        })
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

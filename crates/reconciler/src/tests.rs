@@ -145,3 +145,58 @@ async fn a_filtered_pass_does_not_stand_in_for_a_full_one() {
     assert_eq!(full.start.origin, Origin::Zero, "the filtered pass's point is not the full pass's");
     assert_eq!(state(&a).await, state(&b).await);
 }
+
+#[tokio::test]
+async fn a_continuous_replication_follows_writes_until_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Arc::new(fresh(&dir, "a").await), Arc::new(fresh(&dir, "b").await));
+    fill(&a, 0, 20).await;
+    let cancel = crate::CancellationToken::new();
+    let options = Options {
+        continuous: true,
+        poll_timeout: std::time::Duration::from_secs(5),
+        cancel: cancel.clone(),
+        ..options(7)
+    };
+    let (source, target) = (a.clone(), b.clone());
+    let job = tokio::spawn(async move { replicate(&*source, &*target, &options).await });
+    fill(&a, 20, 40).await;
+    let want = a.info().await.unwrap().update_seq;
+    // Bounded wait for the follower to catch up with the writes made after it started.
+    for _ in 0..500 {
+        if state(&*a).await == state(&*b).await && b.knowledge(None).await.unwrap().iter().any(|k| k.peer_seq == want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(state(&*a).await, state(&*b).await);
+    cancel.cancel();
+    let report = job.await.unwrap().unwrap();
+    assert!(report.cancelled && report.drained);
+    assert_eq!(report.end_seq, want);
+}
+
+#[tokio::test]
+async fn a_copied_file_that_diverged_is_detected_and_reidentified() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fresh(&dir, "orig").await;
+    fill(&original, 0, 30).await;
+    // A file copy without re-identifying: two databases answer to one uuid.
+    let copy_path = dir.path().join("copy.outpost");
+    outpost_sqlite::backup(&original, &copy_path).await.unwrap();
+    let copy = outpost_sqlite::open_file(&copy_path, Limits::default()).await.unwrap();
+    let shared = original.info().await.unwrap();
+    assert_eq!(copy.info().await.unwrap().uuid, shared.uuid);
+    fill(&original, 30, 40).await;
+    fill(&copy, 100, 105).await;
+    let report = replicate(&original, &copy, &options(16)).await.unwrap();
+    let after = copy.info().await.unwrap();
+    assert_ne!(after.uuid, shared.uuid, "the copy left the shared identity");
+    assert_eq!(after.epochs.len(), 2);
+    assert!(after.epochs[1].start_seq <= shared.update_seq + 1, "the fork epoch covers every diverged seq");
+    assert!(report.warnings.iter().any(|w| w.contains("forked")), "{:?}", report.warnings);
+    assert_eq!(original.info().await.unwrap().uuid, shared.uuid, "the original keeps its uuid");
+    // Everything still converges.
+    sync(&original, &copy, &options(16)).await.unwrap();
+    assert_eq!(state(&original).await, state(&copy).await);
+}

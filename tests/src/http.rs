@@ -30,7 +30,7 @@ impl TestServer {
     /// background thread. Returns once the server accepts connections.
     pub fn start(dbs: Arc<dyn Databases>) -> TestServer {
         let (ready, started) = mpsc::channel();
-        let state = outpost_server::AppState { dbs: dbs.clone(), limits: Limits::default() };
+        let state = outpost_server::AppState::new(dbs.clone(), Limits::default());
         std::thread::Builder::new()
             .name("outpost-test-server".into())
             .spawn(move || {

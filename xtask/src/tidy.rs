@@ -5,8 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 /// Which workspace crates each crate may depend on (normal dependencies), per SPEC §1's layering:
-/// api ← engine ← storage-*; api ← http-client, reconciler, quicksync; engine/api ← http-server;
-/// cli and tests may use everything.
+/// api ← engine ← storage-*; api ← http-client, reconciler, quicksync; engine/api ← http-server, which
+/// also uses the reconciler and http-client for its replication jobs (`POST /replicate`, whose ends may
+/// be URLs of other servers); cli and tests may use everything.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-api", &[]),
     ("outpost-engine", &["outpost-api"]),
@@ -15,7 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-client", &["outpost-api"]),
     ("outpost-reconciler", &["outpost-api"]),
     ("outpost-quicksync", &["outpost-api"]),
-    ("outpost-server", &["outpost-api", "outpost-engine"]),
+    ("outpost-server", &["outpost-api", "outpost-engine", "outpost-reconciler", "outpost-client"]),
     ("outpost-cli", &["*"]),
     ("outpost-tests", &["*"]),
     ("xtask", &[]),

@@ -1,14 +1,17 @@
 //! Outpost's HTTP API (docs/HTTP.md, SPEC §11) over any [`outpost_api::Databases`]: axum handlers
 //! that parse a request, call one trait method and map its error; the error JSON of every failure
 //! (bad JSON, bad query, unknown route, wrong method, oversize body); the changes feed as a page,
-//! a long-poll or server-sent events; and `GET /openapi.json`, generated from the handlers.
+//! a long-poll or server-sent events; server-run replication jobs ([`Jobs`], `POST /replicate`);
+//! and `GET /openapi.json`, generated from the handlers.
 //!
 //! Only this crate knows HTTP status codes. [`router`] builds the service (tests call it
-//! in-process), [`serve`] runs it on a listener with graceful shutdown.
+//! in-process), [`serve`] runs it on a listener with graceful shutdown, resuming the persisted
+//! replication jobs first and stopping the running ones at the end.
 #![forbid(unsafe_code)]
 
 mod error;
 mod extract;
+mod jobs;
 mod openapi;
 mod routes;
 mod shutdown;
@@ -27,6 +30,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult};
+pub use jobs::{Job, JobState, Jobs, JOBS_FILE, MAX_FINISHED, MAX_RUNNING};
 pub use openapi::{openapi, ApiDoc};
 pub use routes::changes::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 pub use shutdown::shutdown_signal;
@@ -35,20 +39,30 @@ pub use shutdown::shutdown_signal;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often an event stream sends a `: heartbeat` comment.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long [`serve`], shutting down, waits for the running replication jobs to stop.
+pub const JOBS_GRACE: Duration = Duration::from_secs(30);
 
-/// What every handler shares: the databases served and the input limits.
+/// What every handler shares: the databases served, the input limits and the replication jobs.
 #[derive(Clone)]
 pub struct AppState {
     /// The databases this server hosts.
     pub dbs: Arc<dyn Databases>,
     /// Input limits; `max_request_bytes` bounds request bodies.
     pub limits: Limits,
+    /// Server-run replication jobs (`POST /replicate`).
+    pub jobs: Jobs,
 }
 
 impl AppState {
-    /// State serving `dbs` with `limits`.
+    /// State serving `dbs` with `limits`; replication jobs are kept in memory only (continuous ones
+    /// end with the server; see [`AppState::with_jobs`]).
     pub fn new(dbs: Arc<dyn Databases>, limits: Limits) -> Self {
-        AppState { dbs, limits }
+        AppState { dbs, limits, jobs: Jobs::in_memory() }
+    }
+
+    /// The same state with `jobs`, e.g. [`Jobs::persisted`] so that continuous jobs survive a restart.
+    pub fn with_jobs(self, jobs: Jobs) -> Self {
+        AppState { jobs, ..self }
     }
 }
 
@@ -69,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         routes::feeds().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
     bounded
         .merge(feeds)
+        .merge(routes::unbounded())
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
         .layer(middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
@@ -78,22 +93,31 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serve [`router`] on `listener` until `shutdown` resolves, then shut down gracefully: stop
-/// accepting, end long-polls (with their current page) and event streams, and let in-flight
-/// requests finish.
+/// accepting, end long-polls (with their current page) and event streams, cancel the running
+/// replication jobs (continuous ones stay in the jobs file), and let in-flight requests finish.
+/// Before serving, the jobs listed in the jobs file are resumed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stopping = shutdown::Stopping::new();
+    let jobs = state.jobs.clone();
+    jobs.resume(&state.dbs).await;
     let app = router(state).layer(Extension(stopping.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the Outpost HTTP API");
     }
-    axum::serve(listener, app)
+    let stop_jobs = jobs.clone();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             stopping.raise();
+            stop_jobs.stop();
         })
-        .await
+        .await;
+    // Also when serving failed: no job outlives its server.
+    jobs.stop();
+    jobs.stopped(JOBS_GRACE).await;
+    served
 }

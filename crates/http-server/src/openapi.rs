@@ -4,7 +4,7 @@
 use outpost_api::{Error, ErrorKind};
 use utoipa::OpenApi;
 
-use crate::routes::{changes, dbs, records, replica, server, tables};
+use crate::routes::{changes, dbs, records, replica, replicate, server, tables};
 
 /// The OpenAPI description of every route.
 #[derive(OpenApi)]
@@ -46,6 +46,10 @@ use crate::routes::{changes, dbs, records, replica, server, tables};
         replica::knowledge,
         replica::record_knowledge,
         replica::resume_point,
+        replicate::replicate,
+        replicate::list,
+        replicate::get,
+        replicate::cancel,
     ),
     components(schemas(Error, ErrorKind, changes::Feed)),
     tags(
@@ -55,6 +59,7 @@ use crate::routes::{changes, dbs, records, replica, server, tables};
         (name = "records", description = "Record reads and local writes"),
         (name = "changes", description = "The changes feed"),
         (name = "replication", description = "What replication sources and targets offer"),
+        (name = "replication jobs", description = "Replications run by the server, once or continuously"),
     )
 )]
 pub struct ApiDoc;

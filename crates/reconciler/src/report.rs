@@ -8,6 +8,7 @@ use crate::Progress;
 /// Where a pass began its walk of the source's feed, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Origin {
     /// No verified point: from the beginning (always correct; `revs_diff` keeps it cheap in data).
     Zero,
@@ -21,14 +22,17 @@ pub enum Origin {
 
 /// A verified start point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartPoint {
     /// The source seq the pass starts after.
     pub seq: u64,
     /// Where it came from.
     pub origin: Origin,
     /// The source epoch the point was recorded under (`None` for zero).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "uuid"))]
     pub epoch: Option<Uuid>,
     /// For transitive knowledge, the database it was learned through.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "uuid"))]
     pub via: Option<Uuid>,
 }
 
@@ -39,10 +43,13 @@ impl StartPoint {
 
 /// The outcome of one replication from a source to a target.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// The source's uuid (current epoch) when the pass began.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub source: Uuid,
     /// The target's uuid (current epoch) when the pass began.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uuid"))]
     pub target: Uuid,
     /// Where the (first) pass started.
     pub start: StartPoint,

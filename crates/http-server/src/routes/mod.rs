@@ -12,6 +12,7 @@ pub(crate) mod changes;
 pub(crate) mod dbs;
 pub(crate) mod records;
 pub(crate) mod replica;
+pub(crate) mod replicate;
 pub(crate) mod server;
 pub(crate) mod tables;
 
@@ -50,6 +51,14 @@ pub(crate) fn bounded() -> Router<AppState> {
         .route("/dbs/{db}/chain/{seq}", get(replica::chain))
         .route("/dbs/{db}/knowledge", get(replica::knowledge).post(replica::record_knowledge))
         .route("/dbs/{db}/resume/{source_uuid}", get(replica::resume_point))
+        .route("/replicate/jobs", get(replicate::list))
+        .route("/replicate/jobs/{id}", get(replicate::get).delete(replicate::cancel))
+}
+
+/// `POST /replicate`, which with `"wait": true` answers when its job has finished, however long that
+/// takes: no timeout layer (the handler bounds the time its body may take to arrive).
+pub(crate) fn unbounded() -> Router<AppState> {
+    Router::new().route("/replicate", post(replicate::replicate))
 }
 
 /// The routes that may wait for writes (long-poll, event stream).

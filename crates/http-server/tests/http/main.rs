@@ -1,9 +1,10 @@
 //! The HTTP API against docs/HTTP.md: every route in-process (`tower::ServiceExt::oneshot`) over SQLite
-//! in a temp dir, bad input, the long-poll and event-stream feeds (one over a real socket), and the
-//! OpenAPI document.
+//! in a temp dir, bad input, the long-poll and event-stream feeds (one over a real socket), replication
+//! jobs, and the OpenAPI document.
 
 mod bad_input;
 mod feeds;
+mod jobs;
 mod openapi;
 mod replica;
 mod routes;

@@ -36,6 +36,10 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("get", "/dbs/{db}/knowledge", false),
     ("post", "/dbs/{db}/knowledge", true),
     ("get", "/dbs/{db}/resume/{source_uuid}", false),
+    ("post", "/replicate", true),
+    ("get", "/replicate/jobs", false),
+    ("get", "/replicate/jobs/{id}", false),
+    ("delete", "/replicate/jobs/{id}", false),
 ];
 
 fn refs<'a>(json: &'a Value, out: &mut Vec<&'a str>) {
@@ -96,7 +100,9 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
         let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("odd ref {r}"));
         assert!(schemas.contains_key(name), "{r} is not defined");
     }
-    for name in ["Value", "Attributes", "RevId", "ChainHash", "Timestamp", "Record", "Error", "ErrorKind"] {
+    for name in
+        ["Value", "Attributes", "RevId", "ChainHash", "Timestamp", "Record", "Error", "ErrorKind", "Job", "Report"]
+    {
         assert!(schemas.contains_key(name), "{name} is not defined");
     }
     let value = serde_json::to_string(&schemas["Value"]).unwrap();

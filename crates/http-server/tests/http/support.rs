@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use outpost_api::{Database, Limits};
-use outpost_server::{router, AppState};
+use outpost_server::{router, AppState, Jobs, JOBS_FILE};
 use outpost_sqlite::SqliteDatabases;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -28,6 +28,30 @@ impl Server {
         let dbs = SqliteDatabases::new(dir.path(), limits).expect("data dir");
         let state = AppState::new(Arc::new(dbs), limits);
         Server { app: router(state.clone()), state, dir }
+    }
+
+    /// A router over a fresh data directory whose continuous replication jobs are listed in its
+    /// jobs file (see [`Server::jobs_file`]).
+    pub fn with_jobs_file() -> Self {
+        Self::persisted(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A router over the data directory `dir` (as [`Server::with_jobs_file`]); the jobs its jobs file
+    /// lists are not resumed (`serve` does that; `state.jobs.resume` in-process).
+    pub fn persisted(dir: tempfile::TempDir) -> Self {
+        let limits = Limits::default();
+        let dbs = SqliteDatabases::new(dir.path(), limits).expect("data dir");
+        let jobs = Jobs::persisted(dir.path().join(JOBS_FILE)).expect("no jobs file yet");
+        let state = AppState::new(Arc::new(dbs), limits).with_jobs(jobs);
+        Server { app: router(state.clone()), state, dir }
+    }
+
+    /// The ids of the jobs the jobs file lists (none when there is no file).
+    pub fn jobs_file(&self) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(self.dir.path().join(JOBS_FILE)) else { return Vec::new() };
+        let file: Value = serde_json::from_str(&text).expect("the jobs file is JSON");
+        assert_eq!(file["version"], 1, "{file}");
+        file["jobs"].as_array().expect("jobs").iter().map(|j| j["id"].as_str().expect("id").to_owned()).collect()
     }
 
     /// A server with database `a` holding table `t`.

@@ -577,3 +577,92 @@ impl Storage for PostgresStorage {
         self.commits.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The §5 cost rule on a real PostgreSQL (`OUTPOST_TEST_POSTGRES`; skipped when unset, failing under
+    //! `CI=true`): a changes page and `chain_at` are index scans that read the page, not the database.
+
+    use outpost_api::{Databases, Limits};
+
+    use crate::PostgresDatabases;
+
+    fn test_url() -> Option<String> {
+        match std::env::var("OUTPOST_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    !std::env::var("CI").is_ok_and(|v| v == "true"),
+                    "OUTPOST_TEST_POSTGRES is unset under CI=true"
+                );
+                eprintln!("skipped: OUTPOST_TEST_POSTGRES is unset (cargo xtask pg start)");
+                None
+            }
+        }
+    }
+
+    /// Every plan node, depth first.
+    fn nodes(plan: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        out.push(plan.clone());
+        for child in plan["Plans"].as_array().into_iter().flatten() {
+            nodes(child, out);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changes_page_and_a_chain_lookup_read_only_what_they_return() {
+        let Some(url) = test_url() else { return };
+        let dbs = PostgresDatabases::connect_url(&url, Limits::default()).await.unwrap();
+        let name = format!("plans-{}", std::process::id());
+        let _ = dbs.delete(&name).await;
+        let db = dbs.create_postgres(&name).await.unwrap();
+        let storage = db.storage();
+        let s = storage.schema();
+        let client = storage.connection().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {s}._records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 SELECT 't', 'id' || x, '1-00000000000000000000000000000000', false, '{{}}', '{{}}', '{{}}', '[]', x
+                 FROM generate_series(1, 200000) x;
+                 INSERT INTO {s}._revisions (tbl, id, rev, deleted, body, seq, chain)
+                 SELECT 't', 'id' || x, '1-00000000000000000000000000000000', false, '{{}}', x, '\\x00'
+                 FROM generate_series(1, 200000) x;
+                 ANALYZE {s}._records; ANALYZE {s}._revisions;"
+            ))
+            .await
+            .unwrap();
+        let explain = |sql: String| format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
+        let sql = super::Sql::new(&s);
+        let tables = vec!["t".to_owned()];
+        type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+        let cases: [(&str, String, Params<'_>, &str, f64); 3] = [
+            ("changes", explain(sql.changes), vec![&100_000_i64, &100_i64, &1000_i64], "_records_seq", 1100.0),
+            (
+                "filtered changes",
+                explain(sql.changes_filtered),
+                vec![&100_000_i64, &100_i64, &1000_i64, &tables],
+                "_records_seq",
+                1100.0,
+            ),
+            ("chain_at", explain(sql.chain_at), vec![&150_000_i64], "_revisions_seq", 1.0),
+        ];
+        for (what, sql, params, index, most) in cases {
+            let rows = client.query(&sql, &params).await.unwrap();
+            let plan: serde_json::Value = rows[0].get(0);
+            let mut all = Vec::new();
+            nodes(&plan[0]["Plan"], &mut all);
+            let scans: Vec<_> = all.iter().filter(|n| n["Node Type"].as_str().unwrap_or("").contains("Scan")).collect();
+            let big = |n: &&&serde_json::Value| n["Relation Name"] == "_records" || n["Relation Name"] == "_revisions";
+            let full = scans.iter().filter(big).any(|n| n["Node Type"] == "Seq Scan");
+            assert!(!full, "{what}: a sequential scan of a big table in {plan:#}");
+            assert!(scans.iter().any(|n| n["Index Name"] == index), "{what}: no scan of {index} in {plan:#}");
+            let read: f64 = scans
+                .iter()
+                .filter(big)
+                .map(|n| n["Actual Rows"].as_f64().unwrap_or(0.0) * n["Actual Loops"].as_f64().unwrap_or(1.0))
+                .sum();
+            assert!(read <= most, "{what}: read {read} rows of 200000 (at most {most} expected): {plan:#}");
+        }
+        dbs.delete(&name).await.unwrap();
+    }
+}

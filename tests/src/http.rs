@@ -29,8 +29,17 @@ impl TestServer {
     /// Bind 127.0.0.1:0 and serve `dbs` (with the default limits) on a runtime of its own in a
     /// background thread. Returns once the server accepts connections.
     pub fn start(dbs: Arc<dyn Databases>) -> TestServer {
+        Self::start_with(move || async move { dbs })
+    }
+
+    /// Like [`TestServer::start`], with the databases made by `make` on the server's runtime (for
+    /// backends whose connections belong to the runtime that opened them, such as PostgreSQL's pool).
+    pub fn start_with<F, Fut>(make: F) -> TestServer
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Arc<dyn Databases>>,
+    {
         let (ready, started) = mpsc::channel();
-        let state = outpost_server::AppState::new(dbs.clone(), Limits::default());
         std::thread::Builder::new()
             .name("outpost-test-server".into())
             .spawn(move || {
@@ -41,9 +50,11 @@ impl TestServer {
                     .build()
                     .expect("a runtime for the test server");
                 runtime.block_on(async move {
+                    let dbs = make().await;
+                    let state = outpost_server::AppState::new(dbs.clone(), Limits::default());
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
                     let addr = listener.local_addr().expect("the server's address");
-                    ready.send((addr, tokio::runtime::Handle::current())).expect("the starter waits");
+                    ready.send((addr, dbs, tokio::runtime::Handle::current())).expect("the starter waits");
                     // No shutdown signal: the server lives as long as the test process.
                     if let Err(e) = outpost_server::serve(listener, state, std::future::pending()).await {
                         panic!("the test server failed: {e}");
@@ -51,7 +62,7 @@ impl TestServer {
                 });
             })
             .expect("a thread for the test server");
-        let (addr, runtime) = started.recv().expect("the test server starts");
+        let (addr, dbs, runtime) = started.recv().expect("the test server starts");
         TestServer { addr, dbs, runtime, made: AtomicU64::new(0) }
     }
 
@@ -60,9 +71,10 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
-    /// A database name not used before in this process.
+    /// A database name not used before, in this process or (on a shared backend such as one
+    /// PostgreSQL) in another.
     fn fresh_name(&self) -> String {
-        format!("conformance-{}", self.made.fetch_add(1, Ordering::Relaxed))
+        format!("conformance-{}-{}", crate::postgres::run_tag(), self.made.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Delete databases directly in the served set, waiting until it is done.

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation. `cargo xtask ci` is the one command CI and developers
 //! run: if it passes locally, CI is green.
 
+mod pg;
 mod tidy;
 
 use std::process::{Command, ExitCode};
@@ -10,7 +11,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, all tests
+  ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, all tests (the PostgreSQL ones
+          against a throwaway cluster it starts and stops, unless OUTPOST_TEST_POSTGRES names a server)
+  pg      start|stop|url: a PostgreSQL for this workspace's tests (export OUTPOST_TEST_POSTGRES=$(cargo xtask pg url))
   tidy    project conventions: dependency direction of SPEC §1, crate-root docs
   help    this text";
 
@@ -18,6 +21,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("pg") => pg::command(&workspace_root(), &args[1..]),
         Some("tidy") => tidy::check(&workspace_root()).map_err(|problems| problems.join("\n")),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
@@ -71,13 +75,19 @@ fn ci() -> Result<(), String> {
     tidy::check(&workspace_root()).map_err(|problems| format!("tidy:\n{}", problems.join("\n")))?;
     println!("<== tidy: ok");
 
+    // Stopped when dropped: at the end, or as soon as a step fails.
+    let postgres = pg::throwaway()?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-targets", "--locked"]);
+    if let Some(pg) = &postgres {
+        test.env(pg::URL_VAR, pg.url());
+    }
     step("tests", test)?;
 
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc", "--locked"]);
     step("doc tests", doc)?;
+    drop(postgres);
 
     println!("\nci: every check passed in {:.0?}", started.elapsed());
     Ok(())

@@ -67,6 +67,9 @@ async fn info(db: &str, json: bool) -> Result<()> {
 }
 
 async fn list(dir: &Path, json: bool) -> Result<()> {
+    if let Some(Ok(Locator::Postgres(url))) = dir.to_str().map(str::parse) {
+        return list_postgres(&url, json).await;
+    }
     if !dir.is_dir() {
         return Err(Error::not_found(format!("{}: no such directory", dir.display())));
     }
@@ -88,6 +91,31 @@ async fn list(dir: &Path, json: bool) -> Result<()> {
         output::emit_json(&listed)
     } else if listed.is_empty() {
         output::note(&format!("no databases in {}", dir.display()));
+        Ok(())
+    } else {
+        output::emit(&output::dbs_human(&listed))
+    }
+}
+
+/// The databases of a PostgreSQL (its registry), each with its info or the error opening it.
+async fn list_postgres(url: &str, json: bool) -> Result<()> {
+    let dbs = outpost_postgres::PostgresDatabases::connect_url(url, Limits::default()).await?;
+    let mut listed = Vec::new();
+    for name in dbs.list().await? {
+        let path = format!("{} --db {name}", dbs.shown_url());
+        let (info, error) = match dbs.open(&name).await {
+            Ok(db) => match db.info().await {
+                Ok(info) => (Some(info), None),
+                Err(e) => (None, Some(e)),
+            },
+            Err(e) => (None, Some(e)),
+        };
+        listed.push(ListedDb { name, path, info, error });
+    }
+    if json {
+        output::emit_json(&listed)
+    } else if listed.is_empty() {
+        output::note(&format!("no databases in {}", dbs.shown_url()));
         Ok(())
     } else {
         output::emit(&output::dbs_human(&listed))

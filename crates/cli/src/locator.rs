@@ -1,15 +1,39 @@
 //! Database locators: how a command names the database it works on (SPEC §12): a SQLite file path,
-//! or `http(s)://host:port/dbs/NAME` on an Outpost server. `postgres://…` URLs are recognised so
-//! that they fail with a clear message until the PostgreSQL backend reaches the CLI.
+//! `http(s)://host:port/dbs/NAME` on an Outpost server, or a `postgres://…` URL plus `--db NAME` (the
+//! Outpost database, a schema in that PostgreSQL database).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use outpost_api::{Database, Epoch, Error, Limits, Result};
 use outpost_engine::CheckReport;
+use outpost_postgres::{PostgresConfig, PostgresDatabase, PostgresDatabases};
 use outpost_sqlite::SqliteDatabase;
+
+/// The `--db` option: which Outpost database a `postgres://` locator means.
+static POSTGRES_DB: OnceLock<Option<String>> = OnceLock::new();
+
+/// Record the `--db` option, once, before any locator is used.
+pub fn set_postgres_db(name: Option<String>) {
+    let _ = POSTGRES_DB.set(name);
+}
+
+/// The Outpost database a `postgres://` locator names (`--db`).
+fn postgres_db(url: &str) -> Result<String> {
+    POSTGRES_DB.get().cloned().flatten().ok_or_else(|| {
+        Error::invalid(format!(
+            "{} is a PostgreSQL server; name the Outpost database in it with --db NAME",
+            shown_postgres(url)
+        ))
+    })
+}
+
+/// A PostgreSQL URL as messages show it: without its password.
+fn shown_postgres(url: &str) -> String {
+    PostgresConfig::from_url(url).map_or_else(|_| "a postgres:// URL".to_owned(), |c| c.shown().to_owned())
+}
 
 /// Where a database lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +72,11 @@ impl fmt::Display for Locator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Locator::File(path) => write!(f, "{}", path.display()),
-            Locator::Http(url) | Locator::Postgres(url) => f.write_str(url),
+            Locator::Http(url) => f.write_str(url),
+            Locator::Postgres(url) => match POSTGRES_DB.get().cloned().flatten() {
+                Some(db) => write!(f, "{} --db {db}", shown_postgres(url)),
+                None => f.write_str(&shown_postgres(url)),
+            },
         }
     }
 }
@@ -59,9 +87,9 @@ impl Locator {
         match self {
             Locator::File(path) => Ok(path),
             Locator::Http(url) => Err(Error::invalid(format!("{url} is a database on a server, not a local file"))),
-            Locator::Postgres(url) => Err(Error::invalid(format!(
-                "{url}: postgres locators arrive with the PostgreSQL backend; use a database file path for now"
-            ))),
+            Locator::Postgres(url) => {
+                Err(Error::invalid(format!("{} is a PostgreSQL database, not a local file", shown_postgres(url))))
+            }
         }
     }
 
@@ -72,6 +100,12 @@ impl Locator {
             // Fail now, clearly, when the database or the server is not there.
             outpost_api::InfoReader::info(&db).await?;
             return Ok(OpenDatabase { database: Arc::new(db), local: None });
+        }
+        if let Locator::Postgres(url) = self {
+            let name = postgres_db(url)?;
+            let dbs = PostgresDatabases::connect_url(url, limits).await?;
+            let db = dbs.open_postgres(&name).await?;
+            return Ok(OpenDatabase::local(LocalEngine::Postgres(db)));
         }
         let path = self.file()?;
         tracing::debug!(path = %path.display(), "opening database file");
@@ -91,6 +125,14 @@ impl Locator {
             let database = Arc::new(outpost_client::RemoteDatabases::new(base)?.create_remote(name).await?);
             return Ok(OpenDatabase { database, local: None });
         }
+        if let Locator::Postgres(url) = self {
+            if let Some(db) = POSTGRES_DB.get().cloned().flatten().filter(|db| db != name) {
+                return Err(Error::invalid(format!("--db names database {db:?}, not {name:?}")));
+            }
+            let dbs = PostgresDatabases::connect_url(url, limits).await?;
+            let db = dbs.create_postgres(name).await?;
+            return Ok(OpenDatabase::local(LocalEngine::Postgres(db)));
+        }
         let path = self.file()?;
         let db = outpost_sqlite::create_file(path, name, limits).await.map_err(|e| in_file(e, path))?;
         Ok(OpenDatabase::local(LocalEngine::Sqlite(Arc::new(db))))
@@ -98,6 +140,9 @@ impl Locator {
 
     /// The name a new database gets when none is given: the file stem, or a URL's database name.
     pub fn default_name(&self) -> Result<String> {
+        if let Locator::Postgres(url) = self {
+            return postgres_db(url);
+        }
         if let Locator::Http(url) = self {
             if let Some((_, name)) = url.split_once("/dbs/") {
                 return Ok(name.trim_end_matches('/').to_owned());
@@ -124,6 +169,8 @@ fn in_file(e: Error, path: &Path) -> Error {
 pub enum LocalEngine {
     /// A database in a SQLite file.
     Sqlite(Arc<SqliteDatabase>),
+    /// A database in a PostgreSQL schema (its engine keeps the connection pool).
+    Postgres(Arc<PostgresDatabase>),
 }
 
 impl LocalEngine {
@@ -131,6 +178,7 @@ impl LocalEngine {
     pub async fn check(&self) -> Result<CheckReport> {
         match self {
             LocalEngine::Sqlite(db) => db.check().await,
+            LocalEngine::Postgres(db) => db.check().await,
         }
     }
 
@@ -138,6 +186,7 @@ impl LocalEngine {
     pub async fn reidentify(&self) -> Result<Epoch> {
         match self {
             LocalEngine::Sqlite(db) => db.reidentify().await,
+            LocalEngine::Postgres(db) => db.reidentify().await,
         }
     }
 
@@ -145,6 +194,13 @@ impl LocalEngine {
     pub async fn backup(&self, to: &Path) -> Result<()> {
         match self {
             LocalEngine::Sqlite(db) => outpost_sqlite::backup(db, to).await,
+            // A schema is backed up with PostgreSQL's own tools; restoring one must begin a new epoch
+            // (`outpost db reidentify`).
+            LocalEngine::Postgres(_) => Err(Error::invalid(format!(
+                "db backup writes SQLite files; back up a PostgreSQL database with pg_dump --schema, and run \
+                 `outpost db reidentify` on it after restoring ({})",
+                to.display()
+            ))),
         }
     }
 }
@@ -159,6 +215,7 @@ impl OpenDatabase {
     fn local(engine: LocalEngine) -> Self {
         let database: Arc<dyn Database> = match &engine {
             LocalEngine::Sqlite(db) => db.clone(),
+            LocalEngine::Postgres(db) => db.clone(),
         };
         OpenDatabase { database, local: Some(engine) }
     }
@@ -203,6 +260,15 @@ mod tests {
         assert_eq!(e.kind, outpost_api::ErrorKind::InvalidInput);
         assert!(e.message.contains("not a local file"), "{}", e.message);
         assert_eq!(Locator::Http("http://h:1/dbs/a".into()).default_name().unwrap(), "a");
+    }
+
+    #[test]
+    fn postgres_locators_never_show_the_password() {
+        let locator: Locator = "postgres://ann:secret@h:5433/d".parse().unwrap();
+        assert!(!locator.to_string().contains("secret"), "{locator}");
+        assert!(locator.to_string().starts_with("postgres://ann@h:5433/d"), "{locator}");
+        let e = locator.file().unwrap_err();
+        assert!(e.message.contains("not a local file") && !e.message.contains("secret"), "{}", e.message);
     }
 
     #[test]

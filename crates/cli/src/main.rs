@@ -21,8 +21,9 @@ const ABOUT: &str = "Outpost: an offline-first, multi-master record database";
 
 const LONG_ABOUT: &str = "Outpost: an offline-first, multi-master record database.
 
-A database is named by a locator: a SQLite file path (./field.outpost) or a database on an Outpost \
-server (http://127.0.0.1:7070/dbs/NAME). postgres:// locators arrive with the PostgreSQL backend.";
+A database is named by a locator: a SQLite file path (./field.outpost), a database on an Outpost \
+server (http://127.0.0.1:7070/dbs/NAME), or a PostgreSQL URL plus --db NAME \
+(postgres://user@host:5432/dbname --db field).";
 
 const EXIT_CODES: &str = "Exit codes:
   0   success
@@ -49,13 +50,18 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// The Outpost database inside a postgres:// locator (a schema of that PostgreSQL database).
+    #[arg(long = "db", value_name = "NAME", global = true, env = "OUTPOST_DB")]
+    postgres_db: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the HTTP API over a data directory of databases (one `<name>.outpost` file each).
+    /// Serve the HTTP API over a data directory of databases (one `<name>.outpost` file each) or over
+    /// a PostgreSQL (one schema each; several servers may share it).
     Serve(ServeArgs),
     /// Create, inspect, list, check, back up, restore and reidentify databases.
     #[command(subcommand)]
@@ -82,6 +88,9 @@ struct ServeArgs {
     /// The data directory: one SQLite file per database (created if missing).
     #[arg(long, env = "OUTPOST_DATA", default_value = "outpost-data")]
     data: PathBuf,
+    /// Serve the databases of this PostgreSQL instead of a data directory (postgres://user:pw@host:port/db).
+    #[arg(long, env = "OUTPOST_POSTGRES", value_name = "URL", conflicts_with = "data")]
+    postgres: Option<String>,
     /// The address to listen on. Without access tokens only loopback addresses are allowed.
     #[arg(long, env = "OUTPOST_LISTEN", default_value = "127.0.0.1:7070")]
     listen: std::net::SocketAddr,
@@ -102,9 +111,9 @@ enum DbCommand {
         /// The database locator (a SQLite file path).
         db: String,
     },
-    /// List the databases (`*.outpost` files) in a directory.
+    /// List the databases (`*.outpost` files) in a directory, or in a PostgreSQL (postgres://…).
     List {
-        /// The directory to look in.
+        /// The directory to look in, or a PostgreSQL URL.
         dir: PathBuf,
     },
     /// Verify every revision hash and the chain hash; exit 1 and name each problem when any.
@@ -364,8 +373,15 @@ fn with_exit_codes(cmd: clap::Command) -> clap::Command {
 
 async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
     let json = cli.json;
+    locator::set_postgres_db(cli.postgres_db);
     match cli.command {
-        Command::Serve(args) => serve::run(args.data, args.listen, outpost_api::Limits::default()).await?,
+        Command::Serve(args) => {
+            let store = match args.postgres {
+                Some(url) => serve::Store::Postgres(url),
+                None => serve::Store::Data(args.data),
+            };
+            serve::run(store, args.listen, outpost_api::Limits::default()).await?
+        }
         Command::Db(cmd) => return db::run(cmd, json).await,
         Command::Table(cmd) => tables::run(cmd, json).await?,
         Command::Put(args) => records::put(args, json).await?,

@@ -308,7 +308,7 @@ fn errors_have_one_exit_code_per_kind() {
         (&["db", "create", "missing/dir.outpost"], 3, "does not exist"),
         (&["db", "info", "missing.outpost"], 3, "error: not_found: "),
         (&["db", "list", "no-such-dir"], 3, "error: not_found: "),
-        (&["db", "info", "postgres://localhost/x"], 5, "postgres locators arrive"),
+        (&["db", "info", "postgres://localhost/x"], 5, "--db NAME"),
         (&["db", "info", "http://localhost:7070/dbs/Bad"], 5, "invalid database name"),
         (&["put", DB, "people", "ann", "--plain", "[1]"], 5, "object"),
         (&["put", DB, "people", "ann", "_sys=1"], 5, "reserved"),

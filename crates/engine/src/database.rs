@@ -561,15 +561,33 @@ impl<S: Storage> ChangeReader for Engine<S> {
     }
 
     async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {
+        // Subscribe before reading the head, so that no commit falls between the two.
         let mut rx = self.committed.subscribe();
+        let external = self.storage.external_commits();
         let current = self.storage.head().await?.update_seq;
         if current > since {
             return Ok(current);
         }
-        let woken = match tokio::time::timeout(timeout, rx.wait_for(|s| *s > since)).await {
-            Ok(Ok(seq)) => Some(*seq),
-            _ => None,
+        let ours = async { rx.wait_for(|s| *s > since).await.ok().map(|s| *s) };
+        // Commits by other writers of the same storage only wake the wait: the head read below is the
+        // answer. A closed channel never wakes.
+        let theirs = async {
+            if let Some(mut ext) = external {
+                if ext.wait_for(|s| *s > since).await.is_ok() {
+                    return None;
+                }
+            }
+            std::future::pending().await
         };
+        let woken = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                seq = ours => seq,
+                seq = theirs => seq,
+            }
+        })
+        .await
+        .ok()
+        .flatten();
         match woken {
             Some(seq) => Ok(seq),
             None => Ok(self.storage.head().await?.update_seq),

@@ -122,9 +122,7 @@ impl Planner {
         }
         let key = (r.table.clone(), r.id.clone());
         let tree = self.trees.entry(key.clone()).or_default();
-        if tree.get(&r.rev).is_some_and(|n| !n.is_stub()) {
-            return Ok(false);
-        }
+        let held = tree.get(&r.rev).is_some_and(|n| !n.is_stub());
         // Ancestors we lack become stubs, each linked to the next one up when the ancestry says. An
         // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
         // otherwise its own ancestors would look like separate leaves.
@@ -143,6 +141,7 @@ impl Planner {
                 Some(_) => {}
             }
         }
+        let linked = !stubs.is_empty();
         for (rev, up) in stubs {
             self.revisions.push(StoredRevision {
                 table: r.table.clone(),
@@ -154,8 +153,21 @@ impl Planner {
                 event: None,
             });
         }
+        if held {
+            // A replay that only taught us ancestors: no event, but the record's leaves may change.
+            if linked {
+                self.touch(&key);
+            }
+            return Ok(false);
+        }
         self.add_event(&key, r.rev, parent, r.deleted, &body)?;
         Ok(true)
+    }
+
+    fn touch(&mut self, key: &RecordKey) {
+        if !self.touched.contains(key) {
+            self.touched.push(key.clone());
+        }
     }
 
     fn add_event(
@@ -182,9 +194,7 @@ impl Planner {
             body: Some(json),
             event: Some((seq, chain)),
         });
-        if !self.touched.contains(key) {
-            self.touched.push(key.clone());
-        }
+        self.touch(key);
         Ok(())
     }
 
@@ -224,8 +234,27 @@ impl Planner {
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
         states.sort_by_key(|s| s.seq);
         let head = (!self.revisions.iter().all(|r| r.event.is_none())).then_some((self.update_seq, self.chain));
-        Ok(WriteSet { revisions: self.revisions, states, head, views, ..WriteSet::default() })
+        Ok(WriteSet { revisions: merge_stubs(self.revisions), states, head, views, ..WriteSet::default() })
     }
+}
+
+/// One stub entry per revision: a stub made earlier in the transaction and linked to its parent later
+/// is stored once, with the parent (a backend may write all stubs in one statement).
+fn merge_stubs(revisions: Vec<StoredRevision>) -> Vec<StoredRevision> {
+    let mut at: HashMap<(String, String, RevId), usize> = HashMap::new();
+    let mut out: Vec<StoredRevision> = Vec::with_capacity(revisions.len());
+    for r in revisions {
+        if r.event.is_none() {
+            let key = (r.table.clone(), r.id.clone(), r.rev);
+            if let Some(&i) = at.get(&key) {
+                out[i].parent = out[i].parent.or(r.parent);
+                continue;
+            }
+            at.insert(key, out.len());
+        }
+        out.push(r);
+    }
+    out
 }
 
 /// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new

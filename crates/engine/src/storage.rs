@@ -183,4 +183,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>>;
     /// Records whose winner is not a tombstone, in user tables.
     async fn record_count(&self) -> Result<u64>;
+    /// Commits made to this database by other writers sharing the storage (e.g. other server processes
+    /// on one PostgreSQL), as the update_seq each reached, so that long-polls wake for them too. A value
+    /// must only be sent once that seq is committed. `None` (the default): this engine is the only
+    /// writer, and it wakes its own waiters.
+    fn external_commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

@@ -126,7 +126,7 @@ pub async fn a_parent_learned_later_links_a_truncated_ancestry(f: &dyn Factory) 
     assert_eq!(full.ancestry, vec![r3, r2, r1]);
     ok(b.put_revisions(vec![short.clone()], None).await, "the truncated one");
     ok(b.put_revisions(vec![full.clone()], None).await, "then the full ancestry");
-    ok(c.put_revisions(vec![short, full], None).await, "both in one batch");
+    ok(c.put_revisions(vec![short.clone(), full], None).await, "both in one batch");
     for db in [&b, &c] {
         let change = crate::support::change_of(&**db, "t", "x").await;
         assert_eq!((change.rev, change.deleted, change.leaves), (r4, true, vec![r4]), "r1 is not a leaf");
@@ -135,6 +135,19 @@ pub async fn a_parent_learned_later_links_a_truncated_ancestry(f: &dyn Factory) 
             ok(db.get_record("t", "x", GetOptions { rev: Some(r4), revs: true, ..GetOptions::default() }).await, "r4");
         assert_eq!(history.revisions, Some(vec![r4, r3, r2, r1]), "the whole line is linked");
     }
+    // The first revision held in full, then r3 with a truncated ancestry: r1 looks like a second leaf
+    // until a replay of r3 with its whole ancestry links the line (no new event, new leaves).
+    let first = ok(a.get_revisions(revs_of("t", "x", &[r1])).await, "get_revisions").remove(0);
+    let whole = ok(a.get_revisions(revs_of("t", "x", &[r3])).await, "get_revisions").remove(0);
+    let d = f.fresh().await;
+    crate::support::table(&*d, "t").await;
+    ok(d.put_revisions(vec![first, short], None).await, "r1, then r3 cut short");
+    assert_eq!(crate::support::change_of(&*d, "t", "x").await.leaves.len(), 2, "r1 and r3 look unrelated");
+    let seq = update_seq(&*d).await;
+    let replay = ok(d.put_revisions(vec![whole], None).await, "replay r3 with its ancestry");
+    assert_eq!((replay.written, replay.update_seq), (0, seq), "linking is not a revision event");
+    let change = crate::support::change_of(&*d, "t", "x").await;
+    assert_eq!((change.rev, change.leaves), (r3, vec![r3]), "one line again");
 }
 
 /// get_revisions leaves out unknown revisions and records; revs_diff lists, per record, exactly the

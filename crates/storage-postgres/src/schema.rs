@@ -1,0 +1,242 @@
+//! The layout in PostgreSQL: a registry schema `_outpost` listing the Outpost databases, and one schema
+//! per database holding its internal tables (names starting with `_`) and, per user table, the views
+//! `<table>` and `<table>_history`. Both kinds of schema are brought up to date by versioned migrations
+//! recorded in their own `_migrations` table, under an advisory lock so that several processes starting
+//! at once migrate exactly once.
+//!
+//! Every name that reaches SQL text is validated first (outpost-api's name rules) and then quoted as an
+//! identifier or literal; values are always bound parameters.
+
+use deadpool_postgres::GenericClient;
+use outpost_api::{names, Error, Result};
+
+use crate::error;
+
+/// The newest per-database format this build reads and writes.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// The registry schema. Database names cannot start with `_`, so it never collides with one.
+pub const REGISTRY: &str = "_outpost";
+
+/// Notification channel of committed writes; the payload is `<database> <update_seq>`.
+pub const CHANGES_CHANNEL: &str = "outpost_changes";
+
+/// Notification channel of deleted databases; the payload is the database name.
+pub const DELETED_CHANNEL: &str = "outpost_deleted";
+
+/// The advisory lock (key: "outpost" in ASCII) held while the registry or a schema is created, migrated
+/// or dropped.
+pub const DDL_LOCK: i64 = 0x006f_7574_706f_7374;
+
+/// Registry migrations; `{schema}` stands for the quoted registry schema.
+const REGISTRY_MIGRATIONS: &[&str] = &[
+    // 1: the list of databases and the schema each lives in.
+    "CREATE TABLE {schema}.databases (
+        name text COLLATE \"C\" PRIMARY KEY,
+        schema_name text COLLATE \"C\" NOT NULL UNIQUE,
+        created_at timestamptz NOT NULL DEFAULT now())",
+];
+
+/// Per-database migrations; `{schema}` stands for the database's quoted schema. `tbl`, `id` and `rev`
+/// use the "C" collation so that ids order by their UTF-8 bytes, as on SQLite.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first format.
+    "CREATE TABLE {schema}._meta (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        name text NOT NULL, update_seq bigint NOT NULL, chain bytea NOT NULL);
+     CREATE TABLE {schema}._epochs (
+        position integer PRIMARY KEY, uuid uuid NOT NULL UNIQUE, start_seq bigint NOT NULL);
+     CREATE TABLE {schema}._revisions (
+        tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL, rev text COLLATE \"C\" NOT NULL,
+        parent text, deleted boolean NOT NULL, body text, seq bigint, chain bytea,
+        PRIMARY KEY (tbl, id, rev));
+     CREATE UNIQUE INDEX _revisions_seq ON {schema}._revisions (seq) WHERE seq IS NOT NULL;
+     CREATE TABLE {schema}._records (
+        tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL, rev text NOT NULL,
+        deleted boolean NOT NULL, body text NOT NULL, leaves text[] NOT NULL, conflicts text[] NOT NULL,
+        field_conflicts text NOT NULL, seq bigint NOT NULL,
+        PRIMARY KEY (tbl, id));
+     CREATE UNIQUE INDEX _records_seq ON {schema}._records (seq);
+     CREATE TABLE {schema}._knowledge (
+        peer uuid NOT NULL, peer_seq bigint NOT NULL, peer_chain bytea NOT NULL, local_seq bigint NOT NULL,
+        via uuid, PRIMARY KEY (peer, peer_seq));
+     CREATE INDEX _knowledge_local_seq ON {schema}._knowledge (local_seq);
+     CREATE TABLE {schema}._resume (source uuid PRIMARY KEY, source_seq bigint NOT NULL, source_chain bytea NOT NULL);",
+];
+
+/// `name` as a quoted SQL identifier (`"name"`, inner quotes doubled).
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as a quoted SQL string literal (inner quotes doubled; standard_conforming_strings is on
+/// since PostgreSQL 9.1, so backslashes are plain characters).
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The schema of a database: its name, validated, as a quoted identifier. PostgreSQL reserves schema
+/// names beginning `pg_`.
+pub fn schema_of(db: &str) -> Result<String> {
+    names::validate_db_name(db)?;
+    if db.starts_with("pg_") {
+        return Err(Error::invalid(format!(
+            "database name {db:?} is not available on PostgreSQL: names beginning with 'pg_' are reserved for \
+             system schemas"
+        )));
+    }
+    Ok(ident(db))
+}
+
+/// The migrations `{version+1..}` of a list, with the schema filled in.
+fn pending<'a>(list: &'a [&'a str], version: i64, schema: &'a str) -> impl Iterator<Item = (i64, String)> + 'a {
+    list.iter().enumerate().skip(version as usize).map(move |(i, sql)| (i as i64 + 1, sql.replace("{schema}", schema)))
+}
+
+/// The applied version of a schema's migrations (0 when the schema or its `_migrations` table is new).
+async fn version(client: &impl GenericClient, schema: &str, target: &str) -> Result<i64> {
+    let name = schema.trim_matches('"');
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = '_migrations')",
+            &[&name],
+        )
+        .await
+        .map_err(|e| error::map(e, target))?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(&format!("SELECT coalesce(max(version), 0)::bigint FROM {schema}._migrations"), &[])
+        .await
+        .map_err(|e| error::map(e, target))?;
+    Ok(row.get(0))
+}
+
+/// Apply a schema's pending migrations. The caller holds [`DDL_LOCK`] in an open transaction, which
+/// commits them all or none.
+async fn apply(client: &impl GenericClient, schema: &str, list: &[&str], what: &str, target: &str) -> Result<()> {
+    let current = version(client, schema, target).await?;
+    if current > list.len() as i64 {
+        return Err(Error::invalid(format!(
+            "{what} has format version {current}, newer than this outpost reads ({}); upgrade outpost to open it",
+            list.len()
+        )));
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}._migrations (
+                version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        ))
+        .await
+        .map_err(|e| error::map(e, target))?;
+    for (version, sql) in pending(list, current, schema) {
+        client.batch_execute(&sql).await.map_err(|e| error::map(e, target).context(format!("migrating {what}")))?;
+        client
+            .execute(&format!("INSERT INTO {schema}._migrations (version) VALUES ($1)"), &[&(version as i32)])
+            .await
+            .map_err(|e| error::map(e, target))?;
+    }
+    Ok(())
+}
+
+/// Take the DDL lock for the rest of the transaction.
+pub async fn lock_ddl(client: &impl GenericClient, target: &str) -> Result<()> {
+    client.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK]).await.map_err(|e| error::map(e, target))?;
+    Ok(())
+}
+
+/// Bring a database's schema to [`FORMAT_VERSION`] inside the caller's transaction (which holds the
+/// DDL lock); fails clearly on a newer format.
+pub async fn migrate_database(client: &impl GenericClient, db: &str, target: &str) -> Result<()> {
+    apply(client, &schema_of(db)?, MIGRATIONS, &format!("database {db:?}"), target).await
+}
+
+/// Whether a database's schema needs migrating (a cheap check made before taking the DDL lock).
+pub async fn database_is_current(client: &impl GenericClient, db: &str, target: &str) -> Result<bool> {
+    let v = version(client, &schema_of(db)?, target).await?;
+    if v > FORMAT_VERSION {
+        return Err(Error::invalid(format!(
+            "database {db:?} has format version {v}, newer than this outpost reads ({FORMAT_VERSION}); upgrade \
+             outpost to open it"
+        )));
+    }
+    Ok(v == FORMAT_VERSION)
+}
+
+/// Create or migrate the registry inside the caller's transaction (which holds the DDL lock).
+pub async fn migrate_registry(client: &impl GenericClient, target: &str) -> Result<()> {
+    apply(client, &ident(REGISTRY), REGISTRY_MIGRATIONS, "the outpost registry", target).await
+}
+
+/// Whether the registry is at the newest version this build knows.
+pub async fn registry_is_current(client: &impl GenericClient, target: &str) -> Result<bool> {
+    Ok(version(client, &ident(REGISTRY), target).await? >= REGISTRY_MIGRATIONS.len() as i64)
+}
+
+/// Create the views of a user table in a database's schema: `<table>` (reconciled, live records) and
+/// `<table>_history` (every stored revision), with the body as `json`. A view whose name is already taken
+/// (by another table's history view) is skipped, as on SQLite. Runs in the write transaction, so a table
+/// and its views commit together.
+pub async fn ensure_views(client: &impl GenericClient, db: &str, table: &str, target: &str) -> Result<()> {
+    names::validate_table_name(table)?;
+    let schema = schema_of(db)?;
+    let history = format!("{table}_history");
+    let taken: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname::text = ANY($2::text[])",
+            &[&db, &vec![table.to_owned(), history.clone()]],
+        )
+        .await
+        .map_err(|e| error::map(e, target))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let tbl = literal(table);
+    let mut ddl = String::new();
+    if !taken.iter().any(|t| t == table) {
+        ddl.push_str(&format!(
+            "CREATE VIEW {schema}.{} AS SELECT id, rev, body::json AS attributes, seq FROM {schema}._records
+             WHERE tbl = {tbl} AND NOT deleted;",
+            ident(table)
+        ));
+    }
+    if !taken.contains(&history) && history.len() <= 63 {
+        ddl.push_str(&format!(
+            "CREATE VIEW {schema}.{} AS SELECT id, rev, parent, deleted, body::json AS attributes, seq
+             FROM {schema}._revisions WHERE tbl = {tbl};",
+            ident(&history)
+        ));
+    }
+    if !ddl.is_empty() {
+        client.batch_execute(&ddl).await.map_err(|e| error::map(e, target))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_and_validated() {
+        assert_eq!(ident("field-a"), "\"field-a\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("o'k"), "'o''k'");
+        assert_eq!(schema_of("field-a").unwrap(), "\"field-a\"");
+        for bad in ["", "A", "_x", "a\"b", "a;drop", "pg_catalog", "x y"] {
+            assert!(schema_of(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn migrations_fill_in_the_schema() {
+        let all: Vec<_> = pending(MIGRATIONS, 0, "\"s\"").collect();
+        assert_eq!(all.len() as i64, FORMAT_VERSION);
+        assert!(all.iter().all(|(_, sql)| !sql.contains("{schema}") && sql.contains("\"s\"._meta")));
+        assert_eq!(pending(MIGRATIONS, FORMAT_VERSION, "s").count(), 0);
+    }
+}

@@ -1,0 +1,668 @@
+//! [`PostgresStorage`]: the engine's storage trait on one PostgreSQL schema.
+//!
+//! Writers serialise on the database's single `_meta` row (`SELECT … FOR UPDATE` as the first statement
+//! of every write transaction, in READ COMMITTED): the engine reads the head and assigns seqs only while
+//! holding it, and PostgreSQL makes a commit visible before it releases the transaction's locks, so seq
+//! n is visible before the writer of n+1 can even read the head. That is the §5 invariant "seqs are
+//! gap-free and become visible in order", for any number of processes sharing the database.
+//!
+//! Each write set is stored with a few set-based statements (arrays bound as parameters and expanded
+//! with `unnest`), whatever its size, and the transaction sends `NOTIFY outpost_changes` so that other
+//! processes wake their long-polls (see `notify.rs`). Reads that must be consistent (the changes page,
+//! its pending count and update_seq; the head) are single statements, so one snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_engine::storage::{
+    ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
+};
+use outpost_engine::tree::{RevisionNode, RevisionTree};
+use tokio::sync::watch;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::Row;
+
+use crate::error;
+use crate::schema::{self, CHANGES_CHANNEL};
+
+/// The SQL of one database, its schema name filled in once.
+struct Sql {
+    lock: String,
+    head: String,
+    load_trees: String,
+    load_state: String,
+    list_states: String,
+    changes: String,
+    changes_filtered: String,
+    chain_at: String,
+    events: String,
+    knowledge: String,
+    resume: String,
+    record_count: String,
+    insert_stubs: String,
+    upsert_events: String,
+    upsert_states: String,
+    set_head: String,
+    upsert_resume: String,
+    insert_knowledge: String,
+    insert_epoch: String,
+}
+
+const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
+
+/// The changes page, the entries pending after it (counted up to a cap) and update_seq, in one
+/// statement so in one snapshot. Both scans are index range scans on `_records_seq`: the cost follows
+/// the page and the cap, not the database.
+fn changes_sql(s: &str, filter: &str) -> String {
+    format!(
+        "WITH page AS (
+            SELECT seq, tbl, id, rev, deleted, leaves FROM {s}._records WHERE seq > $1{filter} ORDER BY seq LIMIT $2),
+         tail AS (
+            SELECT count(*) AS pending FROM (
+              SELECT 1 FROM {s}._records WHERE seq > coalesce((SELECT max(seq) FROM page), $1){filter}
+              ORDER BY seq LIMIT $3) t)
+         SELECT m.update_seq, tail.pending, page.seq, page.tbl, page.id, page.rev, page.deleted, page.leaves
+         FROM {s}._meta m CROSS JOIN tail LEFT JOIN page ON true ORDER BY page.seq"
+    )
+}
+
+impl Sql {
+    fn new(s: &str) -> Sql {
+        Sql {
+            // One round trip: begin, bound lock waits, and take the database's serialisation point.
+            lock: format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '60s';
+                 SELECT 1 FROM {s}._meta FOR UPDATE"
+            ),
+            head: format!(
+                "SELECT m.update_seq, m.chain,
+                   ARRAY(SELECT uuid FROM {s}._epochs ORDER BY position),
+                   ARRAY(SELECT start_seq FROM {s}._epochs ORDER BY position)
+                 FROM {s}._meta m"
+            ),
+            load_trees: format!(
+                "SELECT r.tbl, r.id, r.rev, r.parent, r.deleted, r.body, r.seq
+                 FROM unnest($1::text[], $2::text[]) AS k(tbl, id)
+                 JOIN {s}._revisions r ON r.tbl = k.tbl AND r.id = k.id"
+            ),
+            load_state: format!("SELECT {STATE_COLUMNS} FROM {s}._records WHERE tbl = $1 AND id = $2"),
+            list_states: format!(
+                "SELECT {STATE_COLUMNS} FROM {s}._records WHERE tbl = $1 AND id > $2 AND ($3 OR NOT deleted)
+                 ORDER BY id LIMIT $4"
+            ),
+            changes: changes_sql(s, ""),
+            changes_filtered: changes_sql(s, " AND (tbl = ANY($4) OR (tbl = '_tables' AND id = ANY($4)))"),
+            chain_at: format!("SELECT chain FROM {s}._revisions WHERE seq = $1"),
+            events: format!(
+                "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM {s}._revisions
+                 WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ),
+            knowledge: format!(
+                "SELECT peer, peer_seq, peer_chain, local_seq, via FROM {s}._knowledge WHERE local_seq <= $1
+                 ORDER BY local_seq, peer, peer_seq"
+            ),
+            resume: format!("SELECT source_seq, source_chain FROM {s}._resume WHERE source = $1"),
+            record_count: format!("SELECT count(*) FROM {s}._records WHERE NOT deleted AND tbl <> '_tables'"),
+            insert_stubs: format!(
+                "INSERT INTO {s}._revisions AS r (tbl, id, rev, parent, deleted)
+                 SELECT tbl, id, rev, parent, false FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                   AS u(tbl, id, rev, parent)
+                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(r.parent, excluded.parent)"
+            ),
+            upsert_events: format!(
+                "INSERT INTO {s}._revisions AS r (tbl, id, rev, parent, deleted, body, seq, chain)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[],
+                   $7::int8[], $8::bytea[])
+                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(r.parent, excluded.parent),
+                   deleted = excluded.deleted, body = excluded.body, seq = excluded.seq, chain = excluded.chain"
+            ),
+            upsert_states: format!(
+                "INSERT INTO {s}._records ({STATE_COLUMNS})
+                 SELECT tbl, id, rev, deleted, body, string_to_array(leaves, ' '), string_to_array(conflicts, ' '),
+                   field_conflicts, seq
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[],
+                   $8::text[], $9::int8[]) AS u(tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
+                   field_conflicts = excluded.field_conflicts, seq = excluded.seq"
+            ),
+            // The notification is delivered at commit, and only if the transaction commits.
+            set_head: format!(
+                "WITH u AS (UPDATE {s}._meta SET update_seq = $1, chain = $2 RETURNING 1)
+                 SELECT pg_notify('{CHANGES_CHANNEL}', $3) FROM u"
+            ),
+            upsert_resume: format!(
+                "INSERT INTO {s}._resume (source, source_seq, source_chain) VALUES ($1, $2, $3)
+                 ON CONFLICT (source) DO UPDATE SET source_seq = excluded.source_seq,
+                   source_chain = excluded.source_chain"
+            ),
+            insert_knowledge: format!(
+                "INSERT INTO {s}._knowledge (peer, peer_seq, peer_chain, local_seq, via)
+                 SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::int8[], $5::uuid[])
+                 ON CONFLICT (peer, peer_seq) DO NOTHING"
+            ),
+            insert_epoch: format!(
+                "INSERT INTO {s}._epochs (position, uuid, start_seq)
+                 VALUES ((SELECT count(*) FROM {s}._epochs), $1, $2)"
+            ),
+        }
+    }
+}
+
+/// What a storage and its write transactions share.
+struct Inner {
+    name: String,
+    pool: Pool,
+    target: Arc<str>,
+    sql: Sql,
+}
+
+impl Inner {
+    fn pg(&self, e: tokio_postgres::Error) -> Error {
+        error::map(e, &self.target)
+    }
+
+    async fn conn(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| error::map_pool(e, &self.target))
+    }
+
+    async fn query(&self, client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let stmt = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
+        client.query(&stmt, params).await.map_err(|e| self.pg(e))
+    }
+
+    async fn execute(&self, client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let stmt = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
+        client.execute(&stmt, params).await.map_err(|e| self.pg(e))
+    }
+}
+
+/// One database in one PostgreSQL schema.
+pub struct PostgresStorage {
+    inner: Arc<Inner>,
+    commits: Option<watch::Receiver<u64>>,
+}
+
+/// A column, with a type mismatch reported as corruption rather than a panic.
+fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i).map_err(|e| Error::corrupt(format!("postgres: unexpected column {i}: {e}")))
+}
+
+fn seq_of(v: i64) -> u64 {
+    debug_assert!(v >= 0, "seqs are never negative");
+    v as u64
+}
+
+fn sql_seq(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_chain(bytes: Vec<u8>) -> Result<ChainHash> {
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(ChainHash)
+        .map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
+}
+
+fn parse_rev(text: &str) -> Result<RevId> {
+    text.parse().map_err(|_| Error::corrupt(format!("a stored revision id {text:?} does not parse")))
+}
+
+fn parse_revs(texts: Vec<String>) -> Result<Vec<RevId>> {
+    texts.iter().map(|t| parse_rev(t)).collect()
+}
+
+fn join_revs(revs: &[RevId]) -> String {
+    revs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+fn state_of(row: &Row) -> Result<StoredState> {
+    let field_conflicts: String = col(row, 7)?;
+    Ok(StoredState {
+        table: col(row, 0)?,
+        id: col(row, 1)?,
+        rev: parse_rev(col(row, 2)?)?,
+        deleted: col(row, 3)?,
+        body: col(row, 4)?,
+        leaves: parse_revs(col(row, 5)?)?,
+        conflicts: parse_revs(col(row, 6)?)?,
+        field_conflicts: serde_json::from_str(&field_conflicts).map_err(|e| Error::corrupt(e.to_string()))?,
+        seq: seq_of(col(row, 8)?),
+    })
+}
+
+async fn read_head(inner: &Inner, client: &Object) -> Result<Head> {
+    let rows = inner.query(client, &inner.sql.head, &[]).await?;
+    let row = rows.first().ok_or_else(|| Error::corrupt(format!("database {:?} has no head row", inner.name)))?;
+    let uuids: Vec<Uuid> = col(row, 2)?;
+    let starts: Vec<i64> = col(row, 3)?;
+    if uuids.is_empty() || uuids.len() != starts.len() {
+        return Err(Error::corrupt("the database has no epoch"));
+    }
+    let epochs = uuids.into_iter().zip(starts).map(|(uuid, start)| Epoch { uuid, start_seq: seq_of(start) }).collect();
+    Ok(Head { update_seq: seq_of(col(row, 0)?), chain: to_chain(col(row, 1)?)?, epochs })
+}
+
+async fn load_trees(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+    let mut out: HashMap<RecordKey, RevisionTree> = keys.iter().map(|k| (k.clone(), RevisionTree::new())).collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    for row in inner.query(client, &inner.sql.load_trees, &[&tables, &ids]).await? {
+        let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
+        let rev = parse_rev(col(&row, 2)?)?;
+        let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
+        let body = col::<Option<&str>>(&row, 5)?
+            .map(|b| {
+                serde_json::from_str::<Attributes>(b)
+                    .map_err(|e| Error::corrupt(format!("stored body of {}/{} {rev}: {e}", key.0, key.1)))
+            })
+            .transpose()?;
+        let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq: col::<Option<i64>>(&row, 6)?.map(seq_of) };
+        out.entry(key).or_default().insert(rev, node);
+    }
+    Ok(out)
+}
+
+async fn load_state(inner: &Inner, client: &Object, table: &str, id: &str) -> Result<Option<StoredState>> {
+    inner.query(client, &inner.sql.load_state, &[&table, &id]).await?.first().map(state_of).transpose()
+}
+
+async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> {
+    let sql = &inner.sql;
+    let stubs: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_none()).collect();
+    if !stubs.is_empty() {
+        let tables: Vec<&str> = stubs.iter().map(|r| r.table.as_str()).collect();
+        let ids: Vec<&str> = stubs.iter().map(|r| r.id.as_str()).collect();
+        let revs: Vec<String> = stubs.iter().map(|r| r.rev.to_string()).collect();
+        let parents: Vec<Option<String>> = stubs.iter().map(|r| r.parent.map(|p| p.to_string())).collect();
+        inner.execute(client, &sql.insert_stubs, &[&tables, &ids, &revs, &parents]).await?;
+    }
+    // One row per revision in an upsert (PostgreSQL refuses to update a row twice in one statement); a
+    // later entry for the same revision wins, as it would written one by one.
+    let mut events: Vec<&StoredRevision> = Vec::new();
+    let mut at: HashMap<(&str, &str, RevId), usize> = HashMap::new();
+    for r in writes.revisions.iter().filter(|r| r.event.is_some()) {
+        match at.get(&(r.table.as_str(), r.id.as_str(), r.rev)) {
+            Some(&i) => events[i] = r,
+            None => {
+                at.insert((r.table.as_str(), r.id.as_str(), r.rev), events.len());
+                events.push(r);
+            }
+        }
+    }
+    if !events.is_empty() {
+        let tables: Vec<&str> = events.iter().map(|r| r.table.as_str()).collect();
+        let ids: Vec<&str> = events.iter().map(|r| r.id.as_str()).collect();
+        let revs: Vec<String> = events.iter().map(|r| r.rev.to_string()).collect();
+        let parents: Vec<Option<String>> = events.iter().map(|r| r.parent.map(|p| p.to_string())).collect();
+        let deleted: Vec<bool> = events.iter().map(|r| r.deleted).collect();
+        let bodies: Vec<Option<&str>> = events.iter().map(|r| r.body.as_deref()).collect();
+        let (seqs, chains): (Vec<i64>, Vec<&[u8]>) =
+            events.iter().filter_map(|r| r.event.as_ref()).map(|(seq, chain)| (sql_seq(*seq), &chain.0[..])).unzip();
+        inner
+            .execute(client, &sql.upsert_events, &[&tables, &ids, &revs, &parents, &deleted, &bodies, &seqs, &chains])
+            .await?;
+    }
+    if !writes.states.is_empty() {
+        let s = &writes.states;
+        let tables: Vec<&str> = s.iter().map(|s| s.table.as_str()).collect();
+        let ids: Vec<&str> = s.iter().map(|s| s.id.as_str()).collect();
+        let revs: Vec<String> = s.iter().map(|s| s.rev.to_string()).collect();
+        let deleted: Vec<bool> = s.iter().map(|s| s.deleted).collect();
+        let bodies: Vec<&str> = s.iter().map(|s| s.body.as_str()).collect();
+        let leaves: Vec<String> = s.iter().map(|s| join_revs(&s.leaves)).collect();
+        let conflicts: Vec<String> = s.iter().map(|s| join_revs(&s.conflicts)).collect();
+        let field_conflicts = s
+            .iter()
+            .map(|s| serde_json::to_string(&s.field_conflicts).map_err(|e| Error::internal(e.to_string())))
+            .collect::<Result<Vec<String>>>()?;
+        let seqs: Vec<i64> = s.iter().map(|s| sql_seq(s.seq)).collect();
+        inner
+            .execute(
+                client,
+                &sql.upsert_states,
+                &[&tables, &ids, &revs, &deleted, &bodies, &leaves, &conflicts, &field_conflicts, &seqs],
+            )
+            .await?;
+    }
+    if let Some((seq, chain)) = writes.head {
+        let payload = format!("{} {seq}", inner.name);
+        let updated = inner.query(client, &sql.set_head, &[&sql_seq(seq), &&chain.0[..], &payload]).await?;
+        if updated.len() != 1 {
+            return Err(Error::corrupt(format!("database {:?} has no head row", inner.name)));
+        }
+    }
+    if let Some(p) = writes.resume {
+        inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;
+    }
+    if !writes.knowledge.is_empty() {
+        let k = &writes.knowledge;
+        let peers: Vec<Uuid> = k.iter().map(|k| k.peer).collect();
+        let peer_seqs: Vec<i64> = k.iter().map(|k| sql_seq(k.peer_seq)).collect();
+        let chains: Vec<&[u8]> = k.iter().map(|k| &k.peer_chain.0[..]).collect();
+        let local: Vec<i64> = k.iter().map(|k| sql_seq(k.local_seq)).collect();
+        let via: Vec<Option<Uuid>> = k.iter().map(|k| k.via).collect();
+        inner.execute(client, &sql.insert_knowledge, &[&peers, &peer_seqs, &chains, &local, &via]).await?;
+    }
+    if let Some(e) = writes.epoch {
+        inner.execute(client, &sql.insert_epoch, &[&e.uuid, &sql_seq(e.start_seq)]).await?;
+    }
+    for table in &writes.views {
+        schema::ensure_views(client, &inner.name, table, &inner.target).await?;
+    }
+    Ok(())
+}
+
+/// A write transaction: a pooled connection inside `BEGIN … COMMIT`, holding the database's `_meta`
+/// row lock. Dropped without commit, it rolls back before the connection is reused.
+struct PgWriteTxn {
+    inner: Arc<Inner>,
+    client: Option<Object>,
+}
+
+impl PgWriteTxn {
+    fn client(&self) -> Result<&Object> {
+        self.client.as_ref().ok_or_else(|| Error::internal("the write transaction has ended"))
+    }
+}
+
+impl Drop for PgWriteTxn {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        // ROLLBACK needs an await; without a runtime the connection is closed instead, which rolls back too.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        drop(Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(client)),
+        }
+    }
+}
+
+#[async_trait]
+impl WriteTxn for PgWriteTxn {
+    async fn head(&mut self) -> Result<Head> {
+        read_head(&self.inner, self.client()?).await
+    }
+    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+        load_trees(&self.inner, self.client()?, keys).await
+    }
+    async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
+        load_state(&self.inner, self.client()?, table, id).await
+    }
+    async fn apply(&mut self, writes: &WriteSet) -> Result<()> {
+        apply(&self.inner, self.client()?, writes).await
+    }
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let client = self.client.take().ok_or_else(|| Error::internal("the write transaction has ended"))?;
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The outcome is the server's to tell; this connection is not reused either way.
+                drop(Object::take(client));
+                Err(self.inner.pg(e))
+            }
+        }
+    }
+}
+
+impl PostgresStorage {
+    /// The storage of database `name` (already created and migrated) over `pool`; `commits` carries the
+    /// update_seqs other processes commit, when a listener runs.
+    pub(crate) fn new(name: &str, pool: Pool, target: Arc<str>, commits: Option<watch::Receiver<u64>>) -> Result<Self> {
+        let schema = schema::schema_of(name)?;
+        let inner = Inner { name: name.to_owned(), pool, target, sql: Sql::new(&schema) };
+        Ok(PostgresStorage { inner: Arc::new(inner), commits })
+    }
+
+    /// The schema holding this database, quoted.
+    pub fn schema(&self) -> String {
+        schema::ident(&self.inner.name)
+    }
+
+    /// A pooled connection (for tests and tools that inspect the schema, e.g. query plans).
+    pub async fn connection(&self) -> Result<Object> {
+        self.inner.conn().await
+    }
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
+        let client = self.inner.conn().await?;
+        let txn = PgWriteTxn { inner: self.inner.clone(), client: Some(client) };
+        // On error the transaction is dropped, which rolls back whatever part of the batch ran.
+        txn.client()?.batch_execute(&self.inner.sql.lock).await.map_err(|e| self.inner.pg(e))?;
+        Ok(Box::new(txn))
+    }
+
+    async fn head(&self) -> Result<Head> {
+        read_head(&self.inner, &self.inner.conn().await?).await
+    }
+
+    async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+        load_trees(&self.inner, &self.inner.conn().await?, keys).await
+    }
+
+    async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
+        load_state(&self.inner, &self.inner.conn().await?, table, id).await
+    }
+
+    async fn list_states(
+        &self,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+        include_deleted: bool,
+    ) -> Result<Vec<StoredState>> {
+        let client = self.inner.conn().await?;
+        let params: [&(dyn ToSql + Sync); 4] = [&table, &after.unwrap_or(""), &include_deleted, &(limit as i64)];
+        self.inner.query(&client, &self.inner.sql.list_states, &params).await?.iter().map(state_of).collect()
+    }
+
+    async fn changes(
+        &self,
+        since: u64,
+        limit: usize,
+        tables: Option<&[String]>,
+        pending_cap: u64,
+    ) -> Result<ChangesRead> {
+        let client = self.inner.conn().await?;
+        let (since, limit, cap) = (sql_seq(since), limit as i64, sql_seq(pending_cap));
+        let rows = match tables {
+            None => self.inner.query(&client, &self.inner.sql.changes, &[&since, &limit, &cap]).await?,
+            Some(tables) => {
+                let params: [&(dyn ToSql + Sync); 4] = [&since, &limit, &cap, &tables];
+                self.inner.query(&client, &self.inner.sql.changes_filtered, &params).await?
+            }
+        };
+        let first =
+            rows.first().ok_or_else(|| Error::corrupt(format!("database {:?} has no head row", self.name())))?;
+        let update_seq = seq_of(col(first, 0)?);
+        let pending = seq_of(col(first, 1)?);
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(seq) = col::<Option<i64>>(row, 2)? else { continue };
+            changes.push(Change {
+                seq: seq_of(seq),
+                table: col(row, 3)?,
+                id: col(row, 4)?,
+                rev: parse_rev(col(row, 5)?)?,
+                deleted: col(row, 6)?,
+                leaves: parse_revs(col(row, 7)?)?,
+            });
+        }
+        Ok(ChangesRead { changes, pending, update_seq })
+    }
+
+    async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
+        let client = self.inner.conn().await?;
+        let rows = self.inner.query(&client, &self.inner.sql.chain_at, &[&sql_seq(seq)]).await?;
+        rows.first().map(|r| to_chain(col(r, 0)?)).transpose()
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let client = self.inner.conn().await?;
+        let rows = self.inner.query(&client, &self.inner.sql.events, &[&sql_seq(after), &(limit as i64)]).await?;
+        rows.iter()
+            .map(|row| {
+                let seq = seq_of(col(row, 0)?);
+                let chain = to_chain(col(row, 1)?)?;
+                Ok(StoredEvent {
+                    seq,
+                    chain,
+                    revision: StoredRevision {
+                        table: col(row, 2)?,
+                        id: col(row, 3)?,
+                        rev: parse_rev(col(row, 4)?)?,
+                        parent: col::<Option<&str>>(row, 5)?.map(parse_rev).transpose()?,
+                        deleted: col(row, 6)?,
+                        body: col(row, 7)?,
+                        event: Some((seq, chain)),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
+        let client = self.inner.conn().await?;
+        let upto = upto.map_or(i64::MAX, sql_seq);
+        let rows = self.inner.query(&client, &self.inner.sql.knowledge, &[&upto]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KnowledgeRow {
+                    peer: col(row, 0)?,
+                    peer_seq: seq_of(col(row, 1)?),
+                    peer_chain: to_chain(col(row, 2)?)?,
+                    local_seq: seq_of(col(row, 3)?),
+                    via: col(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {
+        let client = self.inner.conn().await?;
+        let rows = self.inner.query(&client, &self.inner.sql.resume, &[&source]).await?;
+        rows.first()
+            .map(|r| Ok(ResumePoint { source, source_seq: seq_of(col(r, 0)?), source_chain: to_chain(col(r, 1)?)? }))
+            .transpose()
+    }
+
+    async fn record_count(&self) -> Result<u64> {
+        let client = self.inner.conn().await?;
+        let rows = self.inner.query(&client, &self.inner.sql.record_count, &[]).await?;
+        Ok(seq_of(col(rows.first().ok_or_else(|| Error::internal("count returned no row"))?, 0)?))
+    }
+
+    fn external_commits(&self) -> Option<watch::Receiver<u64>> {
+        self.commits.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The §5 cost rule on a real PostgreSQL (`OUTPOST_TEST_POSTGRES`; skipped when unset, failing under
+    //! `CI=true`): a changes page and `chain_at` are index scans that read the page, not the database.
+
+    use outpost_api::{Databases, Limits};
+
+    use crate::PostgresDatabases;
+
+    fn test_url() -> Option<String> {
+        match std::env::var("OUTPOST_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    !std::env::var("CI").is_ok_and(|v| v == "true"),
+                    "OUTPOST_TEST_POSTGRES is unset under CI=true"
+                );
+                eprintln!("skipped: OUTPOST_TEST_POSTGRES is unset (cargo xtask pg start)");
+                None
+            }
+        }
+    }
+
+    /// Every plan node, depth first.
+    fn nodes(plan: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        out.push(plan.clone());
+        for child in plan["Plans"].as_array().into_iter().flatten() {
+            nodes(child, out);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changes_page_and_a_chain_lookup_read_only_what_they_return() {
+        let Some(url) = test_url() else { return };
+        let dbs = PostgresDatabases::connect_url(&url, Limits::default()).await.unwrap();
+        let name = format!("plans-{}", std::process::id());
+        let _ = dbs.delete(&name).await;
+        let db = dbs.create_postgres(&name).await.unwrap();
+        let storage = db.storage();
+        let s = storage.schema();
+        let client = storage.connection().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {s}._records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 SELECT 't', 'id' || x, '1-00000000000000000000000000000000', false, '{{}}', '{{}}', '{{}}', '[]', x
+                 FROM generate_series(1, 200000) x;
+                 INSERT INTO {s}._revisions (tbl, id, rev, deleted, body, seq, chain)
+                 SELECT 't', 'id' || x, '1-00000000000000000000000000000000', false, '{{}}', x, '\\x00'
+                 FROM generate_series(1, 200000) x;
+                 ANALYZE {s}._records; ANALYZE {s}._revisions;"
+            ))
+            .await
+            .unwrap();
+        let explain = |sql: String| format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
+        let sql = super::Sql::new(&s);
+        let tables = vec!["t".to_owned()];
+        type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+        let cases: [(&str, String, Params<'_>, &str, f64); 3] = [
+            ("changes", explain(sql.changes), vec![&100_000_i64, &100_i64, &1000_i64], "_records_seq", 1100.0),
+            (
+                "filtered changes",
+                explain(sql.changes_filtered),
+                vec![&100_000_i64, &100_i64, &1000_i64, &tables],
+                "_records_seq",
+                1100.0,
+            ),
+            ("chain_at", explain(sql.chain_at), vec![&150_000_i64], "_revisions_seq", 1.0),
+        ];
+        for (what, sql, params, index, most) in cases {
+            let rows = client.query(&sql, &params).await.unwrap();
+            let plan: serde_json::Value = rows[0].get(0);
+            let mut all = Vec::new();
+            nodes(&plan[0]["Plan"], &mut all);
+            let scans: Vec<_> = all.iter().filter(|n| n["Node Type"].as_str().unwrap_or("").contains("Scan")).collect();
+            let big = |n: &&&serde_json::Value| n["Relation Name"] == "_records" || n["Relation Name"] == "_revisions";
+            let full = scans.iter().filter(big).any(|n| n["Node Type"] == "Seq Scan");
+            assert!(!full, "{what}: a sequential scan of a big table in {plan:#}");
+            assert!(scans.iter().any(|n| n["Index Name"] == index), "{what}: no scan of {index} in {plan:#}");
+            let read: f64 = scans
+                .iter()
+                .filter(big)
+                .map(|n| n["Actual Rows"].as_f64().unwrap_or(0.0) * n["Actual Loops"].as_f64().unwrap_or(1.0))
+                .sum();
+            assert!(read <= most, "{what}: read {read} rows of 200000 (at most {most} expected): {plan:#}");
+        }
+        dbs.delete(&name).await.unwrap();
+    }
+}

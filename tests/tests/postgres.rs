@@ -50,3 +50,43 @@ async fn sqlite_and_postgres_replicate_both_ways_and_converge() {
     assert!(on_a.iter().any(|l| l.starts_with("orders/shared") && l.contains("conflicts=Some([")), "{on_a:#?}");
     assert_eq!((replicate(&*a, &*b).await, replicate(&*b, &*a).await), (0, 0), "a second pass copies nothing");
 }
+
+/// The reconciler with PostgreSQL peers (SPEC §7, §8): a pass into PostgreSQL interrupted and
+/// resumed, SQLite ⇄ PostgreSQL sync, and the transitive fast-forward across backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_runs_between_sqlite_and_postgres_and_knowledge_crosses_backends() {
+    use outpost_reconciler::{replicate as pass, sync, CancellationToken, Options, Origin};
+    use std::sync::Arc;
+    let Some(pg) = PostgresFactory::new() else { return };
+    let sqlite = SqliteFactory::new();
+    let (east, west, store) = (sqlite.fresh().await, pg.fresh().await, sqlite.fresh().await);
+    table_with(&*east, "orders", ReconcilePolicy::KeepConflicts).await;
+    for i in 0..300 {
+        put(&*east, "orders", &format!("o{i:03}"), None, plain(serde_json::json!({"i": i}))).await;
+    }
+    // Into PostgreSQL, cancelled after two batches, then resumed from the committed point.
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let progress: outpost_reconciler::ProgressFn = Arc::new(move |p| {
+        if p.revisions_written >= 100 {
+            stop.cancel();
+        }
+    });
+    let options = Options { batch_size: 50, ..Options::default() };
+    let cut = pass(&*east, &*west, &Options { progress: Some(progress), cancel, ..options.clone() }).await.unwrap();
+    assert!(cut.cancelled && !cut.drained, "{cut:?}");
+    let rest = pass(&*east, &*west, &options).await.unwrap();
+    assert_eq!(rest.start.origin, Origin::Resume);
+    assert_eq!(cut.progress.revisions_written + rest.progress.revisions_written, 301, "nothing written twice");
+    // Writes on PostgreSQL, then both ways; the SQLite store pulls east and learns about west.
+    for i in 0..40 {
+        put(&*west, "orders", &format!("w{i:02}"), None, plain(serde_json::json!({"w": i}))).await;
+    }
+    sync(&*east, &*west, &options).await.unwrap();
+    pass(&*east, &*store, &options).await.unwrap();
+    let from_west = pass(&*west, &*store, &options).await.unwrap();
+    assert_eq!(from_west.start.origin, Origin::Transitive, "{from_west:?}");
+    assert_eq!(from_west.progress.revisions_fetched, 0, "nothing the store holds is fetched: {from_west:?}");
+    assert_eq!(state(&*west).await, state(&*store).await);
+    assert_eq!(state(&*east).await, state(&*west).await);
+}

@@ -235,7 +235,8 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         let mut stub = conn
             .prepare_cached(
                 "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
-                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL) ON CONFLICT (tbl, id, rev) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL)
+                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
             )
             .sql()?;
         let mut event = conn

@@ -62,6 +62,7 @@ macro_rules! conformance_suite {
             revisions::a_body_that_does_not_hash_to_its_rev_is_corrupt,
             revisions::ancestry_is_stored_as_stubs,
             revisions::get_revisions_and_revs_diff_answer_per_revision,
+            revisions::get_revisions_of_a_whole_history_sends_each_line_once,
             feed::seqs_grow_by_one_per_revision_event,
             feed::changes_page_by_limit_and_report_pending,
             feed::a_record_updated_twice_appears_once_at_its_latest_seq,

@@ -8,6 +8,10 @@
 //!
 //! The suite assumes the default [`outpost_api::Limits`] (SPEC §13). The hash test vectors it checks
 //! live in [`vectors`], where the docs can cite them.
+//!
+//! For the end-to-end replication tests (`tests/replication.rs`, `tests/convergence.rs`): stoppable
+//! servers standing for sites ([`peer`]), a fault-injecting TCP proxy ([`proxy`]), a target whose
+//! writes fail on purpose ([`faults`]), and replica comparisons ([`replicas`]).
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -15,7 +19,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use outpost_api::Database;
 
+pub mod faults;
 pub mod http;
+pub mod peer;
+pub mod proxy;
+pub mod replicas;
 mod sqlite;
 pub mod suite;
 pub mod support;

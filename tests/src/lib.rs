@@ -11,6 +11,10 @@
 //!
 //! The suite assumes the default [`outpost_api::Limits`] (SPEC §13). The hash test vectors it checks
 //! live in [`vectors`], where the docs can cite them.
+//!
+//! For the end-to-end replication tests (`tests/replication.rs`, `tests/convergence.rs`): stoppable
+//! servers standing for sites ([`peer`]), a fault-injecting TCP proxy ([`proxy`]), a target whose
+//! writes fail on purpose ([`faults`]), and replica comparisons ([`replicas`]).
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -18,8 +22,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use outpost_api::Database;
 
+pub mod faults;
 pub mod http;
+pub mod peer;
 pub mod postgres;
+pub mod proxy;
+pub mod replicas;
 mod sqlite;
 pub mod suite;
 pub mod support;
@@ -85,6 +93,7 @@ macro_rules! conformance_suite {
             revisions::ancestry_is_stored_as_stubs,
             revisions::a_parent_learned_later_links_a_truncated_ancestry,
             revisions::get_revisions_and_revs_diff_answer_per_revision,
+            revisions::get_revisions_of_a_whole_history_sends_each_line_once,
             feed::seqs_grow_by_one_per_revision_event,
             feed::changes_page_by_limit_and_report_pending,
             feed::a_record_updated_twice_appears_once_at_its_latest_seq,

@@ -196,3 +196,47 @@ pub fn nested(depth: usize) -> outpost_api::Value {
     }
     v
 }
+
+/// A small seeded random number generator (SplitMix64) for fault schedules and random drivers:
+/// the same seed gives the same draws on every platform.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A draw from `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// True with a chance of `percent` in 100.
+    pub fn chance(&mut self, percent: u32) -> bool {
+        self.below(100) < u64::from(percent)
+    }
+}
+
+/// A temp dir for databases whose durability a test does not need: on tmpfs (`/dev/shm`) where the
+/// machine has one, so that the many small synced transactions of a random driver run at memory
+/// speed; elsewhere the usual temp dir.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let in_memory = shm.is_dir().then(|| tempfile::Builder::new().prefix("outpost-scratch-").tempdir_in(shm).ok());
+    in_memory.flatten().unwrap_or_else(|| tempfile::tempdir().expect("a temp dir"))
+}

@@ -80,8 +80,10 @@ pub trait InfoReader: Send + Sync {
 /// What a replication source offers (SPEC §7, §8).
 #[async_trait]
 pub trait ReplicaSource: InfoReader {
-    /// The named revisions with their bodies (when stored) and full ancestry. Unknown revisions are
-    /// left out.
+    /// The named revisions with their bodies (when stored) and ancestry. Unknown revisions are left
+    /// out. Each ancestry is complete down to the root, except that it stops at the nearest older
+    /// revision of the same record that is also named (and stored with its body), which comes with
+    /// its own: the answer carries each line of history once.
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>>;
     /// The chain hash after revision event `seq` (`seq` = 0 is the genesis hash). NotFound beyond
     /// `update_seq`. O(log n).

@@ -619,15 +619,24 @@ impl<S: Storage> ReplicaSource for Engine<S> {
         let mut out = Vec::new();
         for w in wanted {
             let Some(tree) = trees.get(&(w.table.clone(), w.id.clone())) else { continue };
+            // Each line of history is sent once: a revision's ancestry stops at the nearest older
+            // revision also asked for (and sent with its body), which carries the rest. Asking for a
+            // whole history of depth d costs O(d), not O(d²).
+            let sent: HashSet<RevId> =
+                w.revs.iter().copied().filter(|r| tree.get(r).is_some_and(|n| !n.is_stub())).collect();
             for rev in w.revs {
                 let Some(node) = tree.get(&rev) else { continue };
+                let mut ancestry = tree.ancestry(&rev);
+                if let Some(i) = ancestry.iter().position(|a| sent.contains(a)) {
+                    ancestry.truncate(i + 1);
+                }
                 out.push(RevisionData {
                     table: w.table.clone(),
                     id: w.id.clone(),
                     rev,
                     deleted: node.deleted,
                     attributes: node.body.clone(),
-                    ancestry: tree.ancestry(&rev),
+                    ancestry,
                 });
             }
         }

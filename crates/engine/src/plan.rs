@@ -460,6 +460,36 @@ mod tests {
     }
 
     #[test]
+    fn a_stub_learns_its_parent_from_a_later_ancestry() {
+        let mut d = Doc::new();
+        let revision = |parent: Option<RevId>, n: i64, ancestry: Vec<RevId>| {
+            let b = body(n);
+            let rev = revision_id("t", "x", parent.as_ref(), false, &b);
+            RevisionData { table: "t".into(), id: "x".into(), rev, deleted: false, attributes: Some(b), ancestry }
+        };
+        let r1 = revision(None, 1, vec![]).rev;
+        let r2 = revision(Some(r1), 2, vec![r1]).rev;
+        let r3 = revision(Some(r2), 3, vec![r2, r1]).rev;
+        // r4 arrives with its ancestry truncated at r3, which becomes a stub of unknown parent...
+        let r4 = revision(Some(r3), 4, vec![r3]);
+        assert!(d.planner.replicated(&r4).unwrap());
+        // ...then a sibling with the whole ancestry: r3 learns its parent, so r2 is not a leaf.
+        let sibling = revision(Some(r3), 5, vec![r3, r2, r1]);
+        assert!(d.planner.replicated(&sibling).unwrap());
+        let tree = d.planner.tree("t", "x").unwrap();
+        assert_eq!(tree.get(&r3).unwrap().parent, Some(r2));
+        let mut leaves = vec![r4.rev, sibling.rev];
+        leaves.sort();
+        assert_eq!(tree.leaves(), leaves);
+        let ws = d.planner.finish().unwrap();
+        let linked: Vec<(RevId, Option<RevId>)> =
+            ws.revisions.iter().filter(|r| r.event.is_none()).map(|r| (r.rev, r.parent)).collect();
+        // The stub made and linked in this transaction is stored once, with its parent.
+        assert_eq!(linked, vec![(r3, Some(r2)), (r2, Some(r1)), (r1, None)], "the new link is stored");
+        assert_eq!(ws.states[0].leaves, leaves);
+    }
+
+    #[test]
     fn events_get_consecutive_seqs_and_a_folded_chain() {
         let mut d = Doc::new();
         let r1 = d.put(None, 1).unwrap();

@@ -34,7 +34,9 @@ impl Head {
     }
 }
 
-/// A revision to store: new, or the body of a revision previously held as a stub.
+/// A revision to store: new, the body of a revision previously held as a stub, or (a stub again,
+/// without event) the parent of a stub whose parent was unknown. Storing never replaces a known
+/// parent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRevision {
     /// The table.

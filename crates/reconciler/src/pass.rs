@@ -1,10 +1,11 @@
 //! The replication loop of SPEC §7 and the knowledge rule of §8.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use outpost_api::{
     ChangeReader, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeUpdate, RecordRevs, ReplicaSource, ReplicaTarget,
-    Result, ResumePoint, RevisionData,
+    Result, ResumePoint, RevId, RevisionData,
 };
 
 use crate::report::Report;
@@ -277,12 +278,19 @@ where
         requests += 1;
         target.revs_diff(have).await?
     };
-    let revisions = if missing.is_empty() {
+    let mut revisions = if missing.is_empty() {
         Vec::new()
     } else {
         requests += 1;
         source.get_revisions(missing).await?
     };
+    let older = lacking_ancestors(source, target, &revisions, &mut requests).await?;
+    if !older.is_empty() {
+        revisions.extend(older);
+        // Parents before children, so that however the writes are chunked (or cut short) no
+        // revision is stored before its ancestors and none of them is left a stub.
+        revisions.sort_by_key(|r| r.rev.generation);
+    }
     let bytes = revisions.iter().map(|r| serde_json::to_vec(r).map_or(0, |v| v.len() as u64)).sum();
     Ok(Fetched {
         last_seq: page.last_seq,
@@ -293,6 +301,44 @@ where
         bytes,
         requests,
     })
+}
+
+/// SPEC §7 copies every revision the target lacks, not only the leaves the feed names: the
+/// ancestors of `revisions` that the target does not hold are fetched with their bodies. Were they
+/// left bodiless stubs, a replica that got a record's history only as the ancestry of a newer leaf
+/// would lack the body of a revision other replicas hold — and under `merge-fields` (§4.4) the
+/// merge base of two branches is such an inner revision, so the replicas would reconcile the same
+/// tree differently. Ancestors the source itself holds only as stubs stay stubs.
+async fn lacking_ancestors<S, T>(
+    source: &S,
+    target: &T,
+    revisions: &[RevisionData],
+    requests: &mut u64,
+) -> Result<Vec<RevisionData>>
+where
+    S: Source + ?Sized,
+    T: Target + ?Sized,
+{
+    let mut lines: BTreeMap<(&str, &str), BTreeSet<RevId>> = BTreeMap::new();
+    for r in revisions.iter().filter(|r| !r.ancestry.is_empty()) {
+        lines.entry((&r.table, &r.id)).or_default().extend(r.ancestry.iter().copied());
+    }
+    if lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ancestors: Vec<RecordRevs> = lines
+        .into_iter()
+        .map(|((table, id), revs)| RecordRevs { table: table.into(), id: id.into(), revs: revs.into_iter().collect() })
+        .collect();
+    *requests += 1;
+    let absent = target.revs_diff(ancestors).await?;
+    if absent.is_empty() {
+        return Ok(Vec::new());
+    }
+    *requests += 1;
+    let mut older = source.get_revisions(absent).await?;
+    older.retain(|r| r.attributes.is_some() || r.deleted);
+    Ok(older)
 }
 
 struct Written {

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use outpost_api::{
-    Attributes, ChangesRequest, Database, InfoReader, Limits, NewTable, PutRecord, RecordWriter, ReplicaSource, RevId,
-    TableWriter, Value,
+    Attributes, ChangesRequest, Database, GetOptions, InfoReader, Limits, NewTable, PutRecord, ReconcilePolicy,
+    RecordReader, RecordWriter, ReplicaSource, RevId, TableWriter, Value,
 };
 
 use crate::{replicate, sync, Options, Origin};
@@ -75,10 +75,11 @@ async fn a_pass_copies_everything_and_a_second_pass_copies_nothing() {
     assert_eq!(state(&a).await, state(&b).await);
     assert_eq!(first.start.origin, Origin::Zero);
     assert!(first.drained && first.knowledge_recorded);
+    let events = a.info().await.unwrap().update_seq;
     assert_eq!(first.progress.changes_read, 2501, "2500 records and the table definition");
-    assert_eq!(first.progress.revisions_written, 2501);
-    assert_eq!(seen.load(Ordering::Relaxed), 2501, "progress reported the final count");
-    assert_eq!(first.end_seq, a.info().await.unwrap().update_seq);
+    assert_eq!(first.progress.revisions_written, events, "every revision, inner ones included");
+    assert_eq!(seen.load(Ordering::Relaxed), events, "progress reported the final count");
+    assert_eq!(first.end_seq, events);
     assert!(first.pages >= 9, "{} pages of at most 300", first.pages);
 
     let second = replicate(&a, &b, &options(300)).await.unwrap();
@@ -107,7 +108,8 @@ async fn an_interrupted_pass_resumes_from_its_committed_point() {
     let rest = replicate(&a, &b, &options(100)).await.unwrap();
     assert_eq!(rest.start.origin, Origin::Resume);
     assert_eq!(rest.start.seq, cut.end_seq);
-    assert_eq!(cut.progress.revisions_written + rest.progress.revisions_written, 1001, "nothing written twice");
+    let events = a.info().await.unwrap().update_seq;
+    assert_eq!(cut.progress.revisions_written + rest.progress.revisions_written, events, "nothing written twice");
     assert_eq!(state(&a).await, state(&b).await);
 }
 
@@ -199,4 +201,65 @@ async fn a_copied_file_that_diverged_is_detected_and_reidentified() {
     // Everything still converges.
     sync(&original, &copy, &options(16)).await.unwrap();
     assert_eq!(state(&original).await, state(&copy).await);
+}
+
+fn ints(pairs: &[(&str, i64)]) -> Attributes {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::Int(*v))).collect()
+}
+
+async fn put_on(db: &Db, parent: Option<RevId>, body: Attributes) -> RevId {
+    let put = PutRecord { id: Some("x".into()), rev: parent, attributes: body, resolves: vec![] };
+    db.put_record("t", put).await.unwrap().rev
+}
+
+#[tokio::test]
+async fn inner_revisions_travel_with_their_bodies_so_merge_fields_reconciles_alike_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (fresh(&dir, "a").await, fresh(&dir, "b").await, fresh(&dir, "c").await);
+    let table = NewTable { name: "t".into(), policy: ReconcilePolicy::MergeFields, ..NewTable::default() };
+    a.create_table(table).await.unwrap();
+    let base = put_on(&a, None, ints(&[("a", 1), ("b", 1)])).await;
+    replicate(&a, &b, &options(10)).await.unwrap();
+    put_on(&a, Some(base), ints(&[("a", 2), ("b", 1)])).await;
+    // c sees the base only as the parent of a's edit...
+    replicate(&a, &c, &options(10)).await.unwrap();
+    put_on(&b, Some(base), ints(&[("a", 1), ("b", 2)])).await;
+    // ...and then b's edit, which makes the base the merge base of two branches.
+    replicate(&b, &c, &options(10)).await.unwrap();
+    replicate(&b, &a, &options(10)).await.unwrap();
+    for (name, db) in [("a", &a), ("c", &c)] {
+        let options = GetOptions { conflicts: true, ..GetOptions::default() };
+        let record = db.get_record("t", "x", options).await.unwrap();
+        assert_eq!(record.attributes, ints(&[("a", 2), ("b", 2)]), "{name} merges against the base");
+        assert_eq!(record.field_conflicts, Some(vec![]), "{name}");
+    }
+    let at_base = GetOptions { rev: Some(base), ..GetOptions::default() };
+    assert_eq!(c.get_record("t", "x", at_base).await.unwrap().attributes, ints(&[("a", 1), ("b", 1)]));
+}
+
+#[tokio::test]
+async fn a_long_history_costs_a_pass_bytes_linear_in_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (fresh(&dir, "a").await, fresh(&dir, "b").await);
+    a.create_table(NewTable { name: "t".into(), ..NewTable::default() }).await.unwrap();
+    let mut rev = None;
+    for i in 0..400 {
+        rev = Some(put_on(&a, rev, ints(&[("n", i)])).await);
+    }
+    let report = replicate(&a, &b, &options(100)).await.unwrap();
+    assert_eq!(report.progress.revisions_written, 401, "every revision, with its body");
+    // 400 revisions of ~40-byte ids and tiny bodies: sending each one's whole ancestry would be
+    // ~80,000 ids (over 3 MB).
+    assert!(report.progress.bytes < 200_000, "{} bytes for a history of 400", report.progress.bytes);
+    let oldest = GetOptions {
+        rev: Some(
+            a.get_record("t", "x", GetOptions { revs: true, ..GetOptions::default() })
+                .await
+                .unwrap()
+                .revisions
+                .unwrap()[399],
+        ),
+        ..GetOptions::default()
+    };
+    assert_eq!(b.get_record("t", "x", oldest).await.unwrap().attributes, ints(&[("n", 0)]));
 }

@@ -169,3 +169,38 @@ pub async fn get_revisions_and_revs_diff_answer_per_revision(f: &dyn Factory) {
     assert_eq!(ok(db.revs_diff(wanted).await, "revs_diff"), expected);
     assert!(ok(db.revs_diff(revs_of("t", "x", &[r1])).await, "revs_diff").is_empty());
 }
+
+/// `get_revisions` of a whole line of history sends each ancestry once: a revision's ancestry stops
+/// at the nearest older revision also asked for, whatever the order asked in; the answer, put
+/// anywhere, rebuilds the whole tree with every body.
+pub async fn get_revisions_of_a_whole_history_sends_each_line_once(f: &dyn Factory) {
+    let (a, b) = (f.fresh().await, f.fresh().await);
+    crate::support::table(&*a, "t").await;
+    crate::support::table(&*b, "t").await;
+    let mut line = vec![put(&*a, "t", "x", None, plain(json!({"v": 0}))).await];
+    for v in 1..6 {
+        line.push(put(&*a, "t", "x", line.last().copied(), plain(json!({ "v": v }))).await);
+    }
+    // Asked for the 6th, 4th and 2nd revisions (newest first): each ancestry ends at the next one
+    // asked for; the oldest goes down to the root.
+    let asked = [line[5], line[3], line[1]];
+    let got = ok(a.get_revisions(revs_of("t", "x", &asked)).await, "get_revisions");
+    let ancestries: Vec<(RevId, Vec<RevId>)> = got.iter().map(|r| (r.rev, r.ancestry.clone())).collect();
+    let expected = vec![(line[5], vec![line[4], line[3]]), (line[3], vec![line[2], line[1]]), (line[1], vec![line[0]])];
+    assert_eq!(ancestries, expected);
+    // Alone, a revision comes with its whole ancestry.
+    let alone = ok(a.get_revisions(revs_of("t", "x", &[line[5]])).await, "get_revisions");
+    assert_eq!(alone[0].ancestry, line[..5].iter().rev().copied().collect::<Vec<_>>());
+    // The whole history, oldest first, rebuilds the tree with every body.
+    let all = ok(a.get_revisions(revs_of("t", "x", &line)).await, "get_revisions");
+    assert!(all.iter().skip(1).all(|r| r.ancestry.len() == 1), "each revision names only its parent");
+    assert_eq!(ok(b.put_revisions(all, None).await, "put_revisions").written, 6);
+    for (v, rev) in line.iter().enumerate() {
+        let options = GetOptions { rev: Some(*rev), ..GetOptions::default() };
+        let record = ok(b.get_record("t", "x", options).await, "get_record of an inner revision");
+        assert_eq!(record.attributes, plain(json!({ "v": v })));
+    }
+    let options = GetOptions { revs: true, ..GetOptions::default() };
+    let history = ok(b.get_record("t", "x", options).await, "get_record with revs").revisions;
+    assert_eq!(history, Some(line.iter().rev().copied().collect()));
+}

@@ -74,35 +74,23 @@ async fn list(dir: &Path, json: bool) -> Result<()> {
         return Err(Error::not_found(format!("{}: no such directory", dir.display())));
     }
     let dbs = SqliteDatabases::new(dir, Limits::default())?;
-    let mut listed = Vec::new();
-    for name in dbs.list().await? {
-        let path = dir.join(format!("{name}.outpost")).display().to_string();
-        // One unreadable file does not hide the others: its row carries the error.
-        let (info, error) = match dbs.open(&name).await {
-            Ok(db) => match db.info().await {
-                Ok(info) => (Some(info), None),
-                Err(e) => (None, Some(e)),
-            },
-            Err(e) => (None, Some(e)),
-        };
-        listed.push(ListedDb { name, path, info, error });
-    }
-    if json {
-        output::emit_json(&listed)
-    } else if listed.is_empty() {
-        output::note(&format!("no databases in {}", dir.display()));
-        Ok(())
-    } else {
-        output::emit(&output::dbs_human(&listed))
-    }
+    let place = dir.display().to_string();
+    list_in(&dbs, &place, |name| dir.join(format!("{name}.outpost")).display().to_string(), json).await
 }
 
 /// The databases of a PostgreSQL (its registry), each with its info or the error opening it.
 async fn list_postgres(url: &str, json: bool) -> Result<()> {
     let dbs = outpost_postgres::PostgresDatabases::connect_url(url, Limits::default()).await?;
+    let place = dbs.shown_url();
+    list_in(&dbs, place, |name| format!("{place} --db {name}"), json).await
+}
+
+/// List the databases of `dbs` (found in `place`), each with its info or the error opening it: one
+/// unreadable database does not hide the others.
+async fn list_in(dbs: &dyn Databases, place: &str, locator: impl Fn(&str) -> String, json: bool) -> Result<()> {
     let mut listed = Vec::new();
     for name in dbs.list().await? {
-        let path = format!("{} --db {name}", dbs.shown_url());
+        let path = locator(&name);
         let (info, error) = match dbs.open(&name).await {
             Ok(db) => match db.info().await {
                 Ok(info) => (Some(info), None),
@@ -115,7 +103,7 @@ async fn list_postgres(url: &str, json: bool) -> Result<()> {
     if json {
         output::emit_json(&listed)
     } else if listed.is_empty() {
-        output::note(&format!("no databases in {}", dbs.shown_url()));
+        output::note(&format!("no databases in {place}"));
         Ok(())
     } else {
         output::emit(&output::dbs_human(&listed))

@@ -193,3 +193,29 @@ pub trait Storage: Send + Sync + 'static {
         None
     }
 }
+
+/// How backends encode and decode the values they store, in one place: what a backend reads back
+/// must be what the engine wrote, and anything else is `Corrupt`.
+pub mod stored {
+    use outpost_api::{ChainHash, Error, Result, RevId};
+
+    /// A chain hash from its 32 stored bytes.
+    pub fn chain(bytes: &[u8]) -> Result<ChainHash> {
+        <[u8; 32]>::try_from(bytes).map(ChainHash).map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
+    }
+
+    /// A revision id from its stored text.
+    pub fn rev(text: &str) -> Result<RevId> {
+        text.parse().map_err(|_| Error::corrupt(format!("a stored revision id {text:?} does not parse")))
+    }
+
+    /// A list of revision ids stored as one space-separated text.
+    pub fn rev_list(text: &str) -> Result<Vec<RevId>> {
+        text.split_whitespace().map(rev).collect()
+    }
+
+    /// The text a list of revision ids is stored as.
+    pub fn join_revs(revs: &[RevId]) -> String {
+        revs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ")
+    }
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_engine::storage::stored::{self, join_revs, rev as parse_rev};
 use outpost_engine::storage::{
     ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
 };
@@ -201,21 +202,11 @@ fn sql_seq(v: u64) -> i64 {
 }
 
 fn to_chain(bytes: Vec<u8>) -> Result<ChainHash> {
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(ChainHash)
-        .map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
-}
-
-fn parse_rev(text: &str) -> Result<RevId> {
-    text.parse().map_err(|_| Error::corrupt(format!("a stored revision id {text:?} does not parse")))
+    stored::chain(&bytes)
 }
 
 fn parse_revs(texts: Vec<String>) -> Result<Vec<RevId>> {
     texts.iter().map(|t| parse_rev(t)).collect()
-}
-
-fn join_revs(revs: &[RevId]) -> String {
-    revs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 fn state_of(row: &Row) -> Result<StoredState> {

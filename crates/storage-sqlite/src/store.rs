@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, Uuid};
+use outpost_engine::storage::stored::{self, join_revs, rev as parse_rev, rev_list as parse_revs};
 use outpost_engine::storage::{
     ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
 };
@@ -53,21 +54,7 @@ fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
 }
 
 fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map(ChainHash)
-        .map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
-}
-
-fn parse_rev(text: &str) -> Result<RevId> {
-    text.parse().map_err(|_| Error::corrupt(format!("a stored revision id {text:?} does not parse")))
-}
-
-fn parse_revs(text: &str) -> Result<Vec<RevId>> {
-    text.split_whitespace().map(parse_rev).collect()
-}
-
-fn join_revs(revs: &[RevId]) -> String {
-    revs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ")
+    stored::chain(&bytes)
 }
 
 impl SqliteStorage {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use outpost_api::{
     ChainHash, Database, DbInfo, Error, InfoReader, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs,
-    ReplicaSource, ReplicaTarget, Result, ResumePoint, RevisionData, Uuid,
+    ReplicaSource, ReplicaTarget, Result, ResumePoint, RevisionData, RevisionEvent, Uuid,
 };
 
 use outpost_reconciler::{CancellationToken, Options, ProgressFn};
@@ -114,6 +114,9 @@ impl ReplicaSource for FlakyTarget {
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
         self.inner.knowledge(upto).await
     }
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
+        self.inner.events(after, limit).await
+    }
 }
 
 #[async_trait]
@@ -136,6 +139,13 @@ impl ReplicaTarget for FlakyTarget {
                 Err(cut())
             }
         }
+    }
+    async fn put_revisions_with_knowledge(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: KnowledgeUpdate,
+    ) -> Result<PutRevisionsResult> {
+        self.inner.put_revisions_with_knowledge(revisions, knowledge).await
     }
     async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()> {
         self.inner.record_knowledge(update).await

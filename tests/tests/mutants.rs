@@ -10,7 +10,7 @@ use outpost_api::{
     BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, Database, DbInfo, ErrorKind, GetOptions,
     InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, NewTable, PutRecord, PutRevisionsResult, Record,
     RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget, Result, ResumePoint,
-    RevisionData, TableDef, TableReader, TableUpdate, TableWriter, Uuid, Value, WriteOp, WriteResult,
+    RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, Value, WriteOp, WriteResult,
 };
 use outpost_tests::{Factory, SqliteFactory};
 
@@ -228,6 +228,9 @@ impl ReplicaSource for Mutant {
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
         self.inner.knowledge(upto).await
     }
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
+        self.inner.events(after, limit).await
+    }
 }
 
 #[async_trait]
@@ -249,6 +252,13 @@ impl ReplicaTarget for Mutant {
             }
             other => self.fix_error(other),
         }
+    }
+    async fn put_revisions_with_knowledge(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: KnowledgeUpdate,
+    ) -> Result<PutRevisionsResult> {
+        self.fix_error(self.inner.put_revisions_with_knowledge(revisions, knowledge).await)
     }
     async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()> {
         self.inner.record_knowledge(update).await

@@ -27,6 +27,7 @@ pub use record::{
 };
 pub use replica::{
     DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
+    RevisionEvent,
 };
 pub use retry::RetryPolicy;
 pub use rev::{ChainHash, RevId};

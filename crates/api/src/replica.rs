@@ -60,6 +60,23 @@ pub struct RevisionData {
     pub ancestry: Vec<RevId>,
 }
 
+/// One revision event as its database stored it, for copying a database's history in seq order
+/// (quicksync, SPEC §9): the seq it took, the chain hash after it, and the revision.
+///
+/// The revision's ancestry runs from its parent through any stubs (ancestors known only by id) and
+/// stops after the first ancestor held with a body: that one has an event of its own, which carries
+/// the rest of its line. A run of events from seq 1 therefore rebuilds every revision tree exactly.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevisionEvent {
+    /// The event's seq.
+    pub seq: u64,
+    /// The chain hash after the event.
+    pub chain: ChainHash,
+    /// The revision stored (with its body, unless compacted).
+    pub revision: RevisionData,
+}
+
 /// The revisions of one record: a `revs_diff` question or answer, or a `get_revisions` request.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

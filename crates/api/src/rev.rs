@@ -100,6 +100,38 @@ impl<'de> Deserialize<'de> for RevId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChainHash(pub [u8; 32]);
 
+impl ChainHash {
+    /// `chain(0) = blake3("outpost/genesis/v1" || first_epoch_uuid_bytes)`.
+    pub fn genesis(first_epoch: uuid::Uuid) -> ChainHash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"outpost/genesis/v1");
+        h.update(first_epoch.as_bytes());
+        ChainHash(*h.finalize().as_bytes())
+    }
+
+    /// The chain hash after revision event `seq`, this being the chain hash before it:
+    /// `blake3("outpost/chain/v1" || chain(n-1) || n:u64 || lb(table) || lb(id) || lb(rev) || deleted:u8)`,
+    /// where `lb` is a big-endian u32 length followed by the bytes.
+    ///
+    /// Defined here rather than in the engine so that anyone holding a run of events (a quicksync
+    /// client) can verify it with the public types alone.
+    pub fn next(&self, seq: u64, table: &str, id: &str, rev: &RevId, deleted: bool) -> ChainHash {
+        fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let mut buf = Vec::with_capacity(96 + table.len() + id.len());
+        buf.extend_from_slice(b"outpost/chain/v1");
+        buf.extend_from_slice(&self.0);
+        buf.extend_from_slice(&seq.to_be_bytes());
+        put_lb(&mut buf, table.as_bytes());
+        put_lb(&mut buf, id.as_bytes());
+        put_lb(&mut buf, rev.to_string().as_bytes());
+        buf.push(deleted as u8);
+        ChainHash(*blake3::hash(&buf).as_bytes())
+    }
+}
+
 impl fmt::Display for ChainHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_hex(f, &self.0)

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::{
     BatchResult, ChainHash, ChangesPage, ChangesRequest, DbInfo, GetOptions, KnowledgeRow, KnowledgeUpdate,
     ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordRevs, Result, ResumePoint, RevId,
-    RevisionData, TableDef, TableUpdate, WriteOp, WriteResult,
+    RevisionData, RevisionEvent, TableDef, TableUpdate, WriteOp, WriteResult,
 };
 
 /// Reading table definitions.
@@ -90,6 +90,10 @@ pub trait ReplicaSource: InfoReader {
     async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash>;
     /// Knowledge rows, those with local seq ≤ `upto` when given.
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>>;
+    /// Revision events with seq > `after`, in seq order, at most `limit` (1..=10,000): every revision
+    /// this database stored, with its body, each at the seq it took (unlike the changes feed, which
+    /// lists each record once). Cost is proportional to the page.
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>>;
 }
 
 /// What a replication target offers (SPEC §7, §8).
@@ -105,6 +109,16 @@ pub trait ReplicaTarget: InfoReader {
         &self,
         revisions: Vec<RevisionData>,
         resume: Option<ResumePoint>,
+    ) -> Result<PutRevisionsResult>;
+    /// `put_revisions`, then `record_knowledge`, in one transaction: for a batch that proves
+    /// knowledge by itself (a verified quicksync batch holds every revision event of its source up to
+    /// `knowledge.source_seq`). The knowledge rows are recorded at the update_seq after the write.
+    /// Idempotent: a batch stored again changes nothing (known revisions are no-ops, and a
+    /// knowledge row for a peer and seq already recorded is kept).
+    async fn put_revisions_with_knowledge(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: KnowledgeUpdate,
     ) -> Result<PutRevisionsResult>;
     /// Record what a drained pass learned: the source's position and its imported knowledge rows,
     /// each at this database's current update_seq.

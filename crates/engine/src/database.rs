@@ -10,8 +10,8 @@ use outpost_api::{
     names, Attributes, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Epoch, Error,
     GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, Limits, ListOptions, NewTable, PutRecord,
     PutRevisionsResult, ReconcilePolicy, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource,
-    ReplicaTarget, Result, ResumePoint, RevId, RevisionData, TableDef, TableReader, TableUpdate, TableWriter,
-    Timestamp, Uuid, WriteOp, WriteOpKind, WriteResult, PENDING_EXACT_UP_TO,
+    ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate,
+    TableWriter, Timestamp, Uuid, WriteOp, WriteOpKind, WriteResult, PENDING_EXACT_UP_TO,
 };
 use tokio::sync::watch;
 
@@ -49,6 +49,30 @@ fn check_page(limit: usize) -> Result<usize> {
         return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE}, not {limit}")));
     }
     Ok(limit)
+}
+
+/// The rows a knowledge update records: the direct row about the source, and the source's own rows
+/// with `via` set (local seqs are set when stored).
+fn knowledge_rows(update: KnowledgeUpdate) -> Result<Vec<KnowledgeRow>> {
+    let direct = KnowledgeRow {
+        peer: update.source,
+        peer_seq: update.source_seq,
+        peer_chain: update.source_chain,
+        local_seq: 0,
+        via: None,
+    };
+    let mut rows = vec![direct];
+    for row in update.imported {
+        // Only knowledge the source held at the drained point may travel (SPEC §8).
+        if row.local_seq > update.source_seq {
+            return Err(Error::invalid(format!(
+                "imported knowledge about {} holds from the source's seq {}, after the drained seq {}",
+                row.peer, row.local_seq, update.source_seq
+            )));
+        }
+        rows.push(KnowledgeRow { via: Some(update.source), ..row });
+    }
+    Ok(rows)
 }
 
 impl<S: Storage> Engine<S> {
@@ -201,6 +225,67 @@ impl<S: Storage> Engine<S> {
         let writes = WriteSet { epoch: Some(epoch), ..WriteSet::default() };
         self.commit(txn, &writes).await?;
         Ok(epoch)
+    }
+
+    /// Store replicated revisions and, atomically with them, a resume point or what a batch proves
+    /// (SPEC §7, §8): the write behind `put_revisions`, `put_revisions_with_knowledge` and
+    /// `record_knowledge`.
+    async fn store_revisions(
+        &self,
+        revisions: Vec<RevisionData>,
+        resume: Option<ResumePoint>,
+        knowledge: Option<KnowledgeUpdate>,
+    ) -> Result<PutRevisionsResult> {
+        if revisions.len() > self.limits.max_bulk_ops {
+            return Err(Error::too_large(format!(
+                "{} revisions in one batch; the limit is {}",
+                revisions.len(),
+                self.limits.max_bulk_ops
+            )));
+        }
+        for r in &revisions {
+            if let Some(a) = &r.attributes {
+                self.check_body(a).map_err(|e| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id)))?;
+            }
+        }
+        let mut rows = match knowledge {
+            Some(update) => knowledge_rows(update)?,
+            None => Vec::new(),
+        };
+        // Chains at committed seqs never change, so the fork check may read before the write begins.
+        let fork = self.fork_point(&rows).await?;
+        let mut txn = self.storage.begin_write().await?;
+        let head = txn.head().await?;
+        let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table.clone(), r.id.clone())).collect();
+        keys.sort();
+        keys.dedup();
+        let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
+        let mut planner = Planner::new(&head, trees);
+        let mut written = 0;
+        for r in &revisions {
+            written += planner.replicated(r)? as u64;
+        }
+        let mut writes = planner.finish()?;
+        writes.resume = resume;
+        let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
+        let own: HashSet<Uuid> = head.epochs.iter().map(|e| e.uuid).collect();
+        rows.retain(|r| !own.contains(&r.peer));
+        for row in &mut rows {
+            // The knowledge holds from the state after this write on.
+            row.local_seq = update_seq;
+        }
+        writes.knowledge = rows;
+        // A fork of the uuid in force when checked; a new epoch begun since already separates the copies.
+        writes.epoch = match fork {
+            Some((uuid, start_seq)) if head.uuid() == uuid => Some(Epoch { uuid: Uuid::new_v4(), start_seq }),
+            _ => None,
+        };
+        if let Some(e) = &writes.epoch {
+            tracing::warn!(db = self.storage.name(), new_uuid = %e.uuid, start_seq = e.start_seq,
+                "a peer's knowledge shows this database's history forked under its uuid: a new epoch begins");
+        }
+        self.commit(txn, &writes).await?;
+        Ok(PutRevisionsResult { written, update_seq })
     }
 
     /// SPEC §6: whether knowledge rows about this database's current uuid contradict its own chain,
@@ -657,6 +742,46 @@ impl<S: Storage> ReplicaSource for Engine<S> {
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
         self.storage.knowledge(upto).await
     }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
+        let limit = check_page(limit)?;
+        let events = self.storage.events(after, limit).await?;
+        // Only revisions with a parent can have stubs above them; their trees say which parents are stubs.
+        let mut keys: Vec<RecordKey> = events
+            .iter()
+            .filter(|e| e.revision.parent.is_some())
+            .map(|e| (e.revision.table.clone(), e.revision.id.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let trees = if keys.is_empty() { HashMap::new() } else { self.storage.load_trees(&keys).await? };
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let r = e.revision;
+            let tree = trees.get(&(r.table.clone(), r.id.clone()));
+            // Through stubs only: a parent held with a body has an event of its own carrying its line.
+            let mut ancestry = Vec::new();
+            let mut next = r.parent;
+            while let Some(p) = next.filter(|_| (ancestry.len() as u64) < r.rev.generation) {
+                ancestry.push(p);
+                next = tree.and_then(|t| t.get(&p)).filter(|n| n.is_stub()).and_then(|n| n.parent);
+            }
+            let attributes = r.body.as_deref().map(parse_body).transpose()?;
+            out.push(RevisionEvent {
+                seq: e.seq,
+                chain: e.chain,
+                revision: RevisionData {
+                    table: r.table,
+                    id: r.id,
+                    rev: r.rev,
+                    deleted: r.deleted,
+                    attributes,
+                    ancestry,
+                },
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -680,75 +805,19 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
         revisions: Vec<RevisionData>,
         resume: Option<ResumePoint>,
     ) -> Result<PutRevisionsResult> {
-        if revisions.len() > self.limits.max_bulk_ops {
-            return Err(Error::too_large(format!(
-                "{} revisions in one batch; the limit is {}",
-                revisions.len(),
-                self.limits.max_bulk_ops
-            )));
-        }
-        for r in &revisions {
-            if let Some(a) = &r.attributes {
-                self.check_body(a).map_err(|e| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id)))?;
-            }
-        }
-        let mut txn = self.storage.begin_write().await?;
-        let head = txn.head().await?;
-        let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table.clone(), r.id.clone())).collect();
-        keys.sort();
-        keys.dedup();
-        let trees = txn.load_trees(&keys).await?;
-        let mut planner = Planner::new(&head, trees);
-        let mut written = 0;
-        for r in &revisions {
-            written += planner.replicated(r)? as u64;
-        }
-        let mut writes = planner.finish()?;
-        writes.resume = resume;
-        let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
-        self.commit(txn, &writes).await?;
-        Ok(PutRevisionsResult { written, update_seq })
+        self.store_revisions(revisions, resume, None).await
+    }
+
+    async fn put_revisions_with_knowledge(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: KnowledgeUpdate,
+    ) -> Result<PutRevisionsResult> {
+        self.store_revisions(revisions, None, Some(knowledge)).await
     }
 
     async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()> {
-        let direct = KnowledgeRow {
-            peer: update.source,
-            peer_seq: update.source_seq,
-            peer_chain: update.source_chain,
-            local_seq: 0,
-            via: None,
-        };
-        let mut rows = vec![direct];
-        for row in update.imported {
-            // Only knowledge the source held at the drained point may travel (SPEC §8).
-            if row.local_seq > update.source_seq {
-                return Err(Error::invalid(format!(
-                    "imported knowledge about {} holds from the source's seq {}, after the drained seq {}",
-                    row.peer, row.local_seq, update.source_seq
-                )));
-            }
-            rows.push(KnowledgeRow { via: Some(update.source), ..row });
-        }
-        // Chains at committed seqs never change, so the fork check may read before the write begins.
-        let fork = self.fork_point(&rows).await?;
-        let mut txn = self.storage.begin_write().await?;
-        let head = txn.head().await?;
-        let own: HashSet<Uuid> = head.epochs.iter().map(|e| e.uuid).collect();
-        rows.retain(|r| !own.contains(&r.peer));
-        for row in &mut rows {
-            row.local_seq = head.update_seq;
-        }
-        // A fork of the uuid in force when checked; a new epoch begun since already separates the copies.
-        let epoch = match fork {
-            Some((uuid, start_seq)) if head.uuid() == uuid => Some(Epoch { uuid: Uuid::new_v4(), start_seq }),
-            _ => None,
-        };
-        if let Some(e) = &epoch {
-            tracing::warn!(db = self.storage.name(), new_uuid = %e.uuid, start_seq = e.start_seq,
-                "a peer's knowledge shows this database's history forked under its uuid: a new epoch begins");
-        }
-        let writes = WriteSet { knowledge: rows, epoch, ..WriteSet::default() };
-        self.commit(txn, &writes).await
+        self.store_revisions(Vec::new(), None, Some(update)).await.map(|_| ())
     }
 
     async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {

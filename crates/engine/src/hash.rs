@@ -31,26 +31,14 @@ pub fn revision_id_of_encoded(table: &str, id: &str, parent: Option<&RevId>, del
     RevId::new(parent.map_or(1, |p| p.generation + 1), hash)
 }
 
-/// `chain(0) = blake3("outpost/genesis/v1" || first_epoch_uuid_bytes)`.
+/// `chain(0)`: see [`ChainHash::genesis`] (the definition lives in outpost-api, where verifiers reach it).
 pub fn genesis_chain(first_epoch: Uuid) -> ChainHash {
-    let mut h = blake3::Hasher::new();
-    h.update(b"outpost/genesis/v1");
-    h.update(first_epoch.as_bytes());
-    ChainHash(*h.finalize().as_bytes())
+    ChainHash::genesis(first_epoch)
 }
 
-/// `chain(n) = blake3("outpost/chain/v1" || chain(n-1) || n:u64 || lb(table) || lb(id) || lb(rev) ||
-/// deleted:u8)`.
+/// `chain(n)`: see [`ChainHash::next`].
 pub fn next_chain(prev: &ChainHash, seq: u64, table: &str, id: &str, rev: &RevId, deleted: bool) -> ChainHash {
-    let mut buf = Vec::with_capacity(96 + table.len() + id.len());
-    buf.extend_from_slice(b"outpost/chain/v1");
-    buf.extend_from_slice(&prev.0);
-    buf.extend_from_slice(&seq.to_be_bytes());
-    put_lb(&mut buf, table.as_bytes());
-    put_lb(&mut buf, id.as_bytes());
-    put_lb(&mut buf, rev.to_string().as_bytes());
-    buf.push(deleted as u8);
-    ChainHash(*blake3::hash(&buf).as_bytes())
+    prev.next(seq, table, id, rev, deleted)
 }
 
 #[cfg(test)]

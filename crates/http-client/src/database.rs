@@ -8,7 +8,7 @@ use outpost_api::{
     names, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, GetOptions, InfoReader,
     KnowledgeRow, KnowledgeUpdate, ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage,
     RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
-    TableDef, TableReader, TableUpdate, TableWriter, Uuid, WriteOp, WriteResult,
+    RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, WriteOp, WriteResult,
 };
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,8 @@ struct PutRevisionsRequest<'a> {
     revisions: &'a [RevisionData],
     #[serde(skip_serializing_if = "Option::is_none")]
     resume: Option<&'a ResumePoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    knowledge: Option<&'a KnowledgeUpdate>,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +268,11 @@ impl ReplicaSource for RemoteDatabase {
         }
         self.send_json(call).await
     }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
+        let call = Call::get(format!("{}/events", self.path)).query("after", after).query("limit", limit);
+        self.send_json(call).await
+    }
 }
 
 #[async_trait]
@@ -280,8 +287,19 @@ impl ReplicaTarget for RemoteDatabase {
         revisions: Vec<RevisionData>,
         resume: Option<ResumePoint>,
     ) -> Result<PutRevisionsResult> {
-        let body = PutRevisionsRequest { revisions: &revisions, resume: resume.as_ref() };
+        let body = PutRevisionsRequest { revisions: &revisions, resume: resume.as_ref(), knowledge: None };
         // Known revisions are no-ops and the resume point is set, not added: safe to repeat.
+        let call = Call::new(Method::POST, format!("{}/revs/put", self.path)).json(&body)?.idempotent();
+        self.send_json(call).await
+    }
+
+    async fn put_revisions_with_knowledge(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: KnowledgeUpdate,
+    ) -> Result<PutRevisionsResult> {
+        let body = PutRevisionsRequest { revisions: &revisions, resume: None, knowledge: Some(&knowledge) };
+        // Known revisions are no-ops and a knowledge row already recorded is kept: safe to repeat.
         let call = Call::new(Method::POST, format!("{}/revs/put", self.path)).json(&body)?.idempotent();
         self.send_json(call).await
     }

@@ -43,6 +43,7 @@ use crate::routes::{changes, dbs, records, replica, replicate, server, tables};
         replica::get_revisions,
         replica::put_revisions,
         replica::chain,
+        replica::events,
         replica::knowledge,
         replica::record_knowledge,
         replica::resume_point,

@@ -49,6 +49,7 @@ pub(crate) fn bounded() -> Router<AppState> {
         .route("/dbs/{db}/revs/get", post(replica::get_revisions))
         .route("/dbs/{db}/revs/put", post(replica::put_revisions))
         .route("/dbs/{db}/chain/{seq}", get(replica::chain))
+        .route("/dbs/{db}/events", get(replica::events))
         .route("/dbs/{db}/knowledge", get(replica::knowledge).post(replica::record_knowledge))
         .route("/dbs/{db}/resume/{source_uuid}", get(replica::resume_point))
         .route("/replicate/jobs", get(replicate::list))

@@ -3,6 +3,7 @@
 use axum::Json;
 use outpost_api::{
     ChainHash, Error, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
+    RevisionEvent,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +21,21 @@ pub struct PutRevisionsRequest {
     /// Where the replication stands, committed with the revisions.
     #[serde(default)]
     pub resume: Option<ResumePoint>,
+    /// What the revisions prove (a verified quicksync batch), recorded with them; not together with
+    /// `resume`.
+    #[serde(default)]
+    pub knowledge: Option<KnowledgeUpdate>,
+}
+
+/// `GET /dbs/{db}/events` parameters.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events with seq above this (default 0).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many (1..=10000, default 1000).
+    pub limit: Option<usize>,
 }
 
 /// `{seq}` of the path.
@@ -88,7 +104,7 @@ pub async fn get_revisions(
     Ok(crate::stream::json_array("[".into(), revisions, "]"))
 }
 
-/// Store replicated revisions (and the resume point) in one transaction.
+/// Store replicated revisions (and the resume point, or the knowledge they prove) in one transaction.
 #[utoipa::path(
     post, path = "/dbs/{db}/revs/put", tag = "replication", operation_id = "put_revisions", params(DbPath),
     request_body = PutRevisionsRequest,
@@ -104,7 +120,26 @@ pub async fn put_revisions(
     Db(db): Db,
     JsonBody(request): JsonBody<PutRevisionsRequest>,
 ) -> ApiResult<Json<PutRevisionsResult>> {
-    Ok(Json(db.put_revisions(request.revisions, request.resume).await?))
+    let result = match (request.resume, request.knowledge) {
+        (resume, None) => db.put_revisions(request.revisions, resume).await?,
+        (None, Some(knowledge)) => db.put_revisions_with_knowledge(request.revisions, knowledge).await?,
+        (Some(_), Some(_)) => return Err(Error::invalid("give either a resume point or knowledge, not both").into()),
+    };
+    Ok(Json(result))
+}
+
+/// Revision events after a seq, in seq order, each revision with its body and ancestry (quicksync).
+#[utoipa::path(
+    get, path = "/dbs/{db}/events", tag = "replication", operation_id = "events", params(DbPath, EventsQuery),
+    responses(
+        (status = 200, body = Vec<RevisionEvent>),
+        (status = 400, description = "Bad `after` or `limit`", body = Error),
+        (status = 404, description = "No such database", body = Error),
+    )
+)]
+pub async fn events(Db(db): Db, Query(query): Query<EventsQuery>) -> ApiResult<axum::response::Response> {
+    let events = db.events(query.after, query.limit.unwrap_or(1000)).await?;
+    Ok(crate::stream::json_array("[".into(), events, "]"))
 }
 
 /// The chain hash after revision event `seq`.

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("post", "/dbs/{db}/revs/get", true),
     ("post", "/dbs/{db}/revs/put", true),
     ("get", "/dbs/{db}/chain/{seq}", false),
+    ("get", "/dbs/{db}/events", false),
     ("get", "/dbs/{db}/knowledge", false),
     ("post", "/dbs/{db}/knowledge", true),
     ("get", "/dbs/{db}/resume/{source_uuid}", false),

@@ -6,6 +6,7 @@ mod attrs;
 mod db;
 mod locator;
 mod output;
+mod quicksync;
 mod records;
 mod serve;
 mod sync;
@@ -81,6 +82,9 @@ enum Command {
     Changes(ChangesArgs),
     /// Replicate SOURCE into TARGET (or both ways): copy every revision the target lacks.
     Sync(SyncArgs),
+    /// Publish a database as static snapshot and delta files, or bootstrap a database from them.
+    #[command(subcommand)]
+    Quicksync(quicksync::QuicksyncCommand),
 }
 
 #[derive(Args, Debug)]
@@ -390,6 +394,7 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
         Command::Ls(args) => records::ls(args, json).await?,
         Command::Changes(args) => records::changes(args, json).await?,
         Command::Sync(args) => sync::run(args, json).await?,
+        Command::Quicksync(cmd) => quicksync::run(cmd, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

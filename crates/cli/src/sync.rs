@@ -128,7 +128,8 @@ fn human(d: &Direction<'_>) -> String {
     )
 }
 
-fn bytes(n: u64) -> String {
+/// A byte count for people.
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),

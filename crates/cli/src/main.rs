@@ -62,7 +62,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the HTTP API over a data directory of databases (one `<name>.outpost` file each) or over
-    /// a PostgreSQL (one schema each; several servers may share it).
+    /// a PostgreSQL (one schema each; several servers may share it), and the quicksync files
+    /// published for them (with range requests, so downloads resume).
     Serve(ServeArgs),
     /// Create, inspect, list, check, back up, restore and reidentify databases.
     #[command(subcommand)]
@@ -98,6 +99,11 @@ struct ServeArgs {
     /// The address to listen on. Without access tokens only loopback addresses are allowed.
     #[arg(long, env = "OUTPOST_LISTEN", default_value = "127.0.0.1:7070")]
     listen: std::net::SocketAddr,
+    /// Serve the quicksync files published under DIR (DIR/<db>/manifest.csv and the files it lists) at
+    /// /dbs/<db>/quicksync/…, with range requests. Default with --data: <data>/quicksync; with --postgres
+    /// none are served unless this is given. Created if missing.
+    #[arg(long, env = "OUTPOST_QUICKSYNC", value_name = "DIR")]
+    quicksync: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -384,7 +390,7 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
                 Some(url) => serve::Store::Postgres(url),
                 None => serve::Store::Data(args.data),
             };
-            serve::run(store, args.listen, outpost_api::Limits::default()).await?
+            serve::run(store, args.listen, args.quicksync, outpost_api::Limits::default()).await?
         }
         Command::Db(cmd) => return db::run(cmd, json).await,
         Command::Table(cmd) => tables::run(cmd, json).await?,

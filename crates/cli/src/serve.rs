@@ -1,5 +1,6 @@
 //! `outpost serve`: the HTTP API (SPEC §11) over a data directory of SQLite databases, or over the
-//! databases of a PostgreSQL (one schema each), which several `outpost serve` processes may share.
+//! databases of a PostgreSQL (one schema each), which several `outpost serve` processes may share;
+//! and the quicksync files published for them (SPEC §9), from `DIR/quicksync` or `--quicksync`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +16,13 @@ pub enum Store {
     Postgres(String),
 }
 
+/// Where a data directory's quicksync files are when `--quicksync` does not say.
+pub const QUICKSYNC_DIR: &str = "quicksync";
+
 /// Serve every database of `store` on `listen` until SIGINT or SIGTERM; in-flight requests finish.
-pub async fn run(store: Store, listen: SocketAddr, limits: Limits) -> Result<()> {
+/// `quicksync` is the root of the published quicksync files (default: `quicksync/` in a data
+/// directory; none on PostgreSQL).
+pub async fn run(store: Store, listen: SocketAddr, quicksync: Option<PathBuf>, limits: Limits) -> Result<()> {
     // Secure default (SPEC §14): without tokens, only loopback addresses are served.
     if !listen.ip().is_loopback() {
         return Err(Error::invalid(format!(
@@ -26,7 +32,13 @@ pub async fn run(store: Store, listen: SocketAddr, limits: Limits) -> Result<()>
     }
     // Continuous replication jobs are listed in `DIR/replication-jobs.json` and resume at the next
     // start; a server on PostgreSQL has no data directory, so its jobs live as long as the process.
-    let (dbs, place, jobs): (Arc<dyn Databases>, String, outpost_server::Jobs) = match store {
+    // Published quicksync files sit beside a data directory's databases; a server on PostgreSQL has no
+    // directory of its own, so it serves them only from a directory it is given.
+    let quicksync = match &store {
+        Store::Data(data) => Some(quicksync.unwrap_or_else(|| data.join(QUICKSYNC_DIR))),
+        Store::Postgres(_) => quicksync,
+    };
+    let (dbs, mut place, jobs): (Arc<dyn Databases>, String, outpost_server::Jobs) = match store {
         Store::Data(data) => {
             let place = format!("data in {}", data.display());
             let jobs = outpost_server::Jobs::persisted(data.join(outpost_server::JOBS_FILE))?;
@@ -38,13 +50,22 @@ pub async fn run(store: Store, listen: SocketAddr, limits: Limits) -> Result<()>
             (Arc::new(dbs), place, outpost_server::Jobs::default())
         }
     };
+    if let Some(root) = &quicksync {
+        // Created now so that a publisher (or an operator) finds where to write.
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::unavailable(format!("cannot create quicksync directory {}: {e}", root.display())))?;
+        place.push_str(&format!(", quicksync files in {}", root.display()));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::unavailable(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
     // The first line says where the server is: scripts and tests read it (port 0 picks a free port).
     println!("outpost listening on http://{addr} ({place})");
-    let state = outpost_server::AppState::new(dbs, limits).with_jobs(jobs);
+    let mut state = outpost_server::AppState::new(dbs, limits).with_jobs(jobs);
+    if let Some(root) = quicksync {
+        state = state.with_quicksync(root);
+    }
     outpost_server::serve(listener, state, outpost_server::shutdown_signal())
         .await
         .map_err(|e| Error::unavailable(format!("serving on {addr}: {e}")))?;

@@ -328,6 +328,7 @@ fn every_subcommand_has_help() {
     let s = Scratch::empty();
     let commands: &[&[&str]] = &[
         &[],
+        &["serve"],
         &["db"],
         &["db", "create"],
         &["db", "info"],
@@ -350,5 +351,9 @@ fn every_subcommand_has_help() {
         let run = s.run(&args).ok();
         assert!(run.stdout.contains("Usage: outpost"), "outpost {}: {}", run.args, run.stdout);
         assert!(run.stdout.contains("Exit codes:"), "outpost {}: {}", run.args, run.stdout);
+    }
+    let serve = s.run(&["serve", "--help"]).ok();
+    for needle in ["--quicksync <DIR>", "OUTPOST_QUICKSYNC", "<data>/quicksync"] {
+        assert!(serve.stdout.contains(needle), "outpost serve --help names {needle}: {}", serve.stdout);
     }
 }

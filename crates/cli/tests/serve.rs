@@ -13,10 +13,17 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server over `data/` in a fresh temp dir, with `extra` arguments.
+    fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.path().join("data"))
+            .args(extra)
+            .env_remove("OUTPOST_QUICKSYNC")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -43,6 +50,23 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET path` over HTTP/1.1 with extra request headers: the status line, the head and the body.
+fn http_get(base: &str, path: &str, headers: &[&str]) -> (String, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").expect("an http:// URL");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    headers.iter().for_each(|h| request.push_str(&format!("{h}\r\n")));
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read");
+    let end = reply.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let head = String::from_utf8(reply[..end].to_vec()).expect("ASCII head").to_ascii_lowercase();
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, head, reply[end + 4..].to_vec())
 }
 
 fn outpost(args: &[&str]) -> (i32, String, String) {
@@ -86,4 +110,42 @@ fn serving_beyond_loopback_without_tokens_is_refused() {
     let (code, _, err) = outpost(&["serve", "--listen", "0.0.0.0:0", "--data", data.to_str().unwrap()]);
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("loopback"), "{err}");
+}
+
+#[test]
+fn quicksync_files_are_served_from_the_data_directory_by_default() {
+    let server = Server::start();
+    let root = server._dir.path().join("data/quicksync");
+    assert!(root.is_dir(), "serve --data DIR creates DIR/quicksync");
+    ok(&["db", "create", &format!("{}/dbs/field", server.url)]);
+    std::fs::create_dir_all(root.join("field")).unwrap();
+    std::fs::write(root.join("field/manifest.csv"), "kind,db_uuid\n").unwrap();
+    std::fs::write(root.join("field/snap.oqs"), b"0123456789abcdefghij").unwrap();
+    let (status, head, body) = http_get(&server.url, "/dbs/field/quicksync/manifest.csv", &[]);
+    assert!(status.contains(" 200 "), "{head}");
+    assert!(head.contains("content-type: text/csv"), "{head}");
+    assert_eq!(body, b"kind,db_uuid\n");
+    let (status, head, body) = http_get(&server.url, "/dbs/field/quicksync/snap.oqs", &["Range: bytes=10-"]);
+    assert!(status.contains(" 206 "), "{head}");
+    assert!(head.contains("content-range: bytes 10-19/20"), "{head}");
+    assert_eq!(body, b"abcdefghij");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_quicksync_flag_names_another_root() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let root = elsewhere.path().join("published");
+    let server = Server::start_with(&["--quicksync".as_ref(), root.as_os_str()]);
+    assert!(root.is_dir(), "--quicksync DIR is created");
+    assert!(!server._dir.path().join("data/quicksync").exists(), "no default beside the data then");
+    ok(&["db", "create", &format!("{}/dbs/field", server.url)]);
+    std::fs::create_dir_all(root.join("field")).unwrap();
+    std::fs::write(root.join("field/manifest.csv"), "kind\n").unwrap();
+    let (status, head, body) = http_get(&server.url, "/dbs/field/quicksync/manifest.csv", &[]);
+    assert!(status.contains(" 200 "), "{head}");
+    assert_eq!(body, b"kind\n");
+    let (status, head, _) = http_get(&server.url, "/dbs/field/quicksync/..%2Fmanifest.csv", &[]);
+    assert!(status.contains(" 400 "), "{head}");
+    assert!(server.stop().success());
 }

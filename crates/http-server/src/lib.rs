@@ -2,6 +2,7 @@
 //! that parse a request, call one trait method and map its error; the error JSON of every failure
 //! (bad JSON, bad query, unknown route, wrong method, oversize body); the changes feed as a page,
 //! a long-poll or server-sent events; server-run replication jobs ([`Jobs`], `POST /replicate`);
+//! the files a quicksync publisher wrote (SPEC §9), with range requests ([`AppState::with_quicksync`]);
 //! and `GET /openapi.json`, generated from the handlers.
 //!
 //! Only this crate knows HTTP status codes. [`router`] builds the service (tests call it
@@ -18,6 +19,7 @@ mod shutdown;
 mod stream;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +44,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How long [`serve`], shutting down, waits for the running replication jobs to stop.
 pub const JOBS_GRACE: Duration = Duration::from_secs(30);
 
-/// What every handler shares: the databases served, the input limits and the replication jobs.
+/// What every handler shares: the databases served, the input limits, the replication jobs and
+/// where the published quicksync files are.
 #[derive(Clone)]
 pub struct AppState {
     /// The databases this server hosts.
@@ -51,18 +54,28 @@ pub struct AppState {
     pub limits: Limits,
     /// Server-run replication jobs (`POST /replicate`).
     pub jobs: Jobs,
+    /// The quicksync root: database `db`'s published files are in `<root>/<db>/`. `None` serves none
+    /// (every `/dbs/{db}/quicksync/…` is 404).
+    pub quicksync: Option<PathBuf>,
 }
 
 impl AppState {
     /// State serving `dbs` with `limits`; replication jobs are kept in memory only (continuous ones
-    /// end with the server; see [`AppState::with_jobs`]).
+    /// end with the server; see [`AppState::with_jobs`]); no quicksync files are served (see
+    /// [`AppState::with_quicksync`]).
     pub fn new(dbs: Arc<dyn Databases>, limits: Limits) -> Self {
-        AppState { dbs, limits, jobs: Jobs::in_memory() }
+        AppState { dbs, limits, jobs: Jobs::in_memory(), quicksync: None }
     }
 
     /// The same state with `jobs`, e.g. [`Jobs::persisted`] so that continuous jobs survive a restart.
     pub fn with_jobs(self, jobs: Jobs) -> Self {
         AppState { jobs, ..self }
+    }
+
+    /// The same state serving the quicksync files under `root` (`<root>/<db>/manifest.csv` and the
+    /// files it lists) at `/dbs/{db}/quicksync/…`. The server only reads them; a publisher writes them.
+    pub fn with_quicksync(self, root: impl Into<PathBuf>) -> Self {
+        AppState { quicksync: Some(root.into()), ..self }
     }
 }
 

@@ -4,7 +4,7 @@
 use outpost_api::{Error, ErrorKind};
 use utoipa::OpenApi;
 
-use crate::routes::{changes, dbs, records, replica, replicate, server, tables};
+use crate::routes::{changes, dbs, quicksync, records, replica, replicate, server, tables};
 
 /// The OpenAPI description of every route.
 #[derive(OpenApi)]
@@ -47,6 +47,8 @@ use crate::routes::{changes, dbs, records, replica, replicate, server, tables};
         replica::knowledge,
         replica::record_knowledge,
         replica::resume_point,
+        quicksync::manifest,
+        quicksync::file,
         replicate::replicate,
         replicate::list,
         replicate::get,
@@ -61,6 +63,7 @@ use crate::routes::{changes, dbs, records, replica, replicate, server, tables};
         (name = "changes", description = "The changes feed"),
         (name = "replication", description = "What replication sources and targets offer"),
         (name = "replication jobs", description = "Replications run by the server, once or continuously"),
+        (name = "quicksync", description = "Published snapshot and delta files, with range requests"),
     )
 )]
 pub struct ApiDoc;

@@ -10,6 +10,7 @@ use crate::AppState;
 
 pub(crate) mod changes;
 pub(crate) mod dbs;
+pub(crate) mod quicksync;
 pub(crate) mod records;
 pub(crate) mod replica;
 pub(crate) mod replicate;
@@ -25,7 +26,8 @@ pub struct OkResponse {
 
 pub(crate) const OK: OkResponse = OkResponse { ok: true };
 
-/// Every route that answers within the request timeout.
+/// Every route that answers within the request timeout. The timeout bounds the time to the response
+/// head, not the body: a quicksync file streams for as long as its download takes.
 pub(crate) fn bounded() -> Router<AppState> {
     Router::new()
         .route("/", get(server::root))
@@ -52,6 +54,10 @@ pub(crate) fn bounded() -> Router<AppState> {
         .route("/dbs/{db}/events", get(replica::events))
         .route("/dbs/{db}/knowledge", get(replica::knowledge).post(replica::record_knowledge))
         .route("/dbs/{db}/resume/{source_uuid}", get(replica::resume_point))
+        // Here rather than in `unbounded`: the head (open the file, seek to the range) comes at once,
+        // or a stuck disk answers 503 after REQUEST_TIMEOUT; the body, however large, is not timed.
+        .route("/dbs/{db}/quicksync/manifest.csv", get(quicksync::manifest))
+        .route("/dbs/{db}/quicksync/{file}", get(quicksync::file))
         .route("/replicate/jobs", get(replicate::list))
         .route("/replicate/jobs/{id}", get(replicate::get).delete(replicate::cancel))
 }

@@ -1,11 +1,12 @@
 //! The HTTP API against docs/HTTP.md: every route in-process (`tower::ServiceExt::oneshot`) over SQLite
 //! in a temp dir, bad input, the long-poll and event-stream feeds (one over a real socket), replication
-//! jobs, and the OpenAPI document.
+//! jobs, quicksync files with range requests, and the OpenAPI document.
 
 mod bad_input;
 mod feeds;
 mod jobs;
 mod openapi;
+mod quicksync;
 mod replica;
 mod routes;
 mod support;

@@ -1,5 +1,5 @@
-//! `GET /openapi.json` lists every route of docs/HTTP.md with request and response schemas, and every
-//! schema it refers to is defined.
+//! `GET /openapi.json` lists every route of docs/HTTP.md with request and response schemas (JSON, or
+//! the content type of a file route), and every schema it refers to is defined.
 
 use serde_json::Value;
 
@@ -43,6 +43,10 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("delete", "/replicate/jobs/{id}", false),
 ];
 
+/// The routes of docs/HTTP.md that answer files rather than JSON: path and the 2xx content type.
+const FILE_ROUTES: &[(&str, &str)] =
+    &[("/dbs/{db}/quicksync/manifest.csv", "text/csv"), ("/dbs/{db}/quicksync/{file}", "application/octet-stream")];
+
 fn refs<'a>(json: &'a Value, out: &mut Vec<&'a str>) {
     match json {
         Value::Object(map) => {
@@ -80,6 +84,25 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
             assert!(params.iter().any(|p| p["name"] == param && p["in"] == "path"), "{method} {path}: {param}");
         }
     }
+    for (path, content_type) in FILE_ROUTES {
+        let op = &doc["paths"][path]["get"];
+        assert!(op.is_object(), "get {path} is missing");
+        for status in ["200", "206"] {
+            assert!(
+                op["responses"][status]["content"][content_type].is_object(),
+                "get {path}: {status} {content_type}"
+            );
+        }
+        assert!(op["responses"]["206"]["headers"]["Content-Range"].is_object(), "get {path}: Content-Range");
+        for status in ["404", "416"] {
+            let error = &op["responses"][status]["content"]["application/json"]["schema"]["$ref"];
+            assert_eq!(error, "#/components/schemas/Error", "get {path}: {status}");
+        }
+        let params = op["parameters"].as_array().expect("parameters");
+        for (name, place) in [("db", "path"), ("Range", "header"), ("If-Range", "header")] {
+            assert!(params.iter().any(|p| p["name"] == name && p["in"] == place), "get {path}: {name}");
+        }
+    }
     let mut operation_ids: Vec<&str> = doc["paths"]
         .as_object()
         .expect("paths")
@@ -91,7 +114,7 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
     operation_ids.sort();
     operation_ids.dedup();
     assert_eq!(operation_ids.len(), count, "operationIds are unique");
-    assert_eq!(count, ROUTES.len() + 1, "the documented routes and /openapi.json, nothing else");
+    assert_eq!(count, ROUTES.len() + FILE_ROUTES.len() + 1, "the documented routes and /openapi.json, nothing else");
     let sse = &doc["paths"]["/dbs/{db}/changes"]["get"]["responses"]["200"]["content"];
     assert!(sse["text/event-stream"].is_object(), "{sse}");
     let mut found = Vec::new();

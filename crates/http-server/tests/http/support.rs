@@ -1,5 +1,6 @@
 //! A server over SQLite in a temp dir, and a small request builder over `oneshot`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -44,6 +45,31 @@ impl Server {
         let jobs = Jobs::persisted(dir.path().join(JOBS_FILE)).expect("no jobs file yet");
         let state = AppState::new(Arc::new(dbs), limits).with_jobs(jobs);
         Server { app: router(state.clone()), state, dir }
+    }
+
+    /// A router over a fresh data directory that serves the quicksync files under `DIR/quicksync`
+    /// (see [`Server::publish`]), with database `a`.
+    pub async fn with_quicksync() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limits = Limits::default();
+        let dbs = SqliteDatabases::new(dir.path(), limits).expect("data dir");
+        let state = AppState::new(Arc::new(dbs), limits).with_quicksync(dir.path().join("quicksync"));
+        let server = Server { app: router(state.clone()), state, dir };
+        server.call(Method::PUT, "/dbs/a").send().await.expect_status(201);
+        server
+    }
+
+    /// The quicksync root of [`Server::with_quicksync`].
+    pub fn quicksync_root(&self) -> PathBuf {
+        self.state.quicksync.clone().expect("a server with_quicksync")
+    }
+
+    /// Write `bytes` as the file `relative` under the quicksync root (`db/name` for a published file),
+    /// as a publisher would.
+    pub fn publish(&self, relative: &str, bytes: &[u8]) {
+        let path = self.quicksync_root().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("directory");
+        std::fs::write(path, bytes).expect("write");
     }
 
     /// The ids of the jobs the jobs file lists (none when there is no file).

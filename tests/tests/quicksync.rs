@@ -332,3 +332,49 @@ async fn damaged_or_lying_input_is_refused_before_anything_is_applied() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_publishes_on_its_schedule_and_serves_the_files_for_a_pull_over_http() {
+    let site = Site::new();
+    let dbs =
+        std::sync::Arc::new(ok(outpost_sqlite::SqliteDatabases::new(site.path("data"), Limits::default()), "data"));
+    let root = site.path("data").join("quicksync");
+    let schedule = outpost_server::PublishSchedule { every: 100, interval: None, snapshot_every: 1_000 };
+    let state =
+        outpost_server::AppState::new(dbs.clone(), Limits::default()).with_quicksync(&root).with_publishing(schedule);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(outpost_server::serve(listener, state, async move {
+        let _ = stopping.await;
+    }));
+    ok(outpost_api::Databases::create(&*dbs, "stock").await, "create");
+    let db = ok(dbs.open_sqlite("stock").await, "open");
+    table(&*db, "t").await;
+    write(&*db, ids(0..250), "v1").await;
+    let update_seq = ok(db.info().await, "info").update_seq;
+    // Published by count (every 100 events): wait until the files reach what was written.
+    let mut reached = None;
+    for _ in 0..600 {
+        reached = Manifest::read(&root.join("stock")).ok().flatten().and_then(|m| m.deltas().last().map(|d| d.end_seq));
+        if reached == Some(update_seq) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reached, Some(update_seq), "the server published everything written");
+    write(&*db, ids(0..3), "tail").await;
+
+    let client = site.db("client").await;
+    let url = format!("http://{addr}/dbs/stock/quicksync/");
+    let files = ok(open_files(&url, &site.path("cache")), "open the URL");
+    let report = ok(pull(&*files, &client, &PullOptions::default()).await, "pull over HTTP");
+    assert_eq!(report.start, PullStart::Snapshot);
+    assert!(report.bytes > 0, "downloaded: {report:?}");
+    let remote = outpost_client::connect(&format!("http://{addr}/dbs/stock")).expect("a locator");
+    let live = ok(replicate(&remote, &client, &Options::default()).await, "the live pass");
+    assert_eq!((live.start.seq, live.progress.changes_read), (update_seq, 3), "only the tail");
+    assert_converged(&[("server", &*db), ("client", &client)]).await;
+    let _ = stop.send(());
+    ok(server.await.expect("the server task").map_err(|e| outpost_api::Error::internal(e.to_string())), "serve");
+}

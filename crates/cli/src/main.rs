@@ -104,6 +104,16 @@ struct ServeArgs {
     /// none are served unless this is given. Created if missing.
     #[arg(long, env = "OUTPOST_QUICKSYNC", value_name = "DIR")]
     quicksync: Option<PathBuf>,
+    /// Publish each database's quicksync files into the quicksync directory by itself, once this many
+    /// revision events are unpublished (also the most events in one delta). Off unless given.
+    #[arg(long, value_name = "N")]
+    publish_every: Option<u64>,
+    /// With --publish-every: also publish whatever is new at least this often, in seconds.
+    #[arg(long, value_name = "SECS", requires = "publish_every")]
+    publish_interval: Option<u64>,
+    /// With --publish-every: a new snapshot once this many events follow the latest one.
+    #[arg(long, value_name = "N", requires = "publish_every", default_value_t = outpost_quicksync::publish::DEFAULT_SNAPSHOT_EVERY)]
+    publish_snapshot_every: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -390,7 +400,12 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
                 Some(url) => serve::Store::Postgres(url),
                 None => serve::Store::Data(args.data),
             };
-            serve::run(store, args.listen, args.quicksync, outpost_api::Limits::default()).await?
+            let publish = args.publish_every.map(|every| outpost_server::PublishSchedule {
+                every,
+                interval: args.publish_interval.map(std::time::Duration::from_secs),
+                snapshot_every: args.publish_snapshot_every,
+            });
+            serve::run(store, args.listen, args.quicksync, publish, outpost_api::Limits::default()).await?
         }
         Command::Db(cmd) => return db::run(cmd, json).await,
         Command::Table(cmd) => tables::run(cmd, json).await?,

@@ -22,7 +22,14 @@ pub const QUICKSYNC_DIR: &str = "quicksync";
 /// Serve every database of `store` on `listen` until SIGINT or SIGTERM; in-flight requests finish.
 /// `quicksync` is the root of the published quicksync files (default: `quicksync/` in a data
 /// directory; none on PostgreSQL).
-pub async fn run(store: Store, listen: SocketAddr, quicksync: Option<PathBuf>, limits: Limits) -> Result<()> {
+/// `publish` makes the server publish quicksync files into that root by itself.
+pub async fn run(
+    store: Store,
+    listen: SocketAddr,
+    quicksync: Option<PathBuf>,
+    publish: Option<outpost_server::PublishSchedule>,
+    limits: Limits,
+) -> Result<()> {
     // Secure default (SPEC §14): without tokens, only loopback addresses are served.
     if !listen.ip().is_loopback() {
         return Err(Error::invalid(format!(
@@ -38,6 +45,12 @@ pub async fn run(store: Store, listen: SocketAddr, quicksync: Option<PathBuf>, l
         Store::Data(data) => Some(quicksync.unwrap_or_else(|| data.join(QUICKSYNC_DIR))),
         Store::Postgres(_) => quicksync,
     };
+    if publish.is_some() && quicksync.is_none() {
+        return Err(Error::invalid("--publish-every needs a quicksync directory: give --quicksync DIR"));
+    }
+    if publish.as_ref().is_some_and(|p| p.every == 0 || p.snapshot_every == 0) {
+        return Err(Error::invalid("--publish-every and --publish-snapshot-every must be at least 1"));
+    }
     let (dbs, mut place, jobs): (Arc<dyn Databases>, String, outpost_server::Jobs) = match store {
         Store::Data(data) => {
             let place = format!("data in {}", data.display());
@@ -55,6 +68,13 @@ pub async fn run(store: Store, listen: SocketAddr, quicksync: Option<PathBuf>, l
         std::fs::create_dir_all(root)
             .map_err(|e| Error::unavailable(format!("cannot create quicksync directory {}: {e}", root.display())))?;
         place.push_str(&format!(", quicksync files in {}", root.display()));
+        if let Some(p) = &publish {
+            place.push_str(&format!(" (published every {} events", p.every));
+            if let Some(i) = p.interval {
+                place.push_str(&format!(" or {}s", i.as_secs()));
+            }
+            place.push(')');
+        }
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -65,6 +85,9 @@ pub async fn run(store: Store, listen: SocketAddr, quicksync: Option<PathBuf>, l
     let mut state = outpost_server::AppState::new(dbs, limits).with_jobs(jobs);
     if let Some(root) = quicksync {
         state = state.with_quicksync(root);
+    }
+    if let Some(schedule) = publish {
+        state = state.with_publishing(schedule);
     }
     outpost_server::serve(listener, state, outpost_server::shutdown_signal())
         .await

@@ -14,6 +14,7 @@ mod error;
 mod extract;
 mod jobs;
 mod openapi;
+mod publisher;
 mod routes;
 mod shutdown;
 mod stream;
@@ -34,6 +35,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, ApiResult};
 pub use jobs::{Job, JobState, Jobs, JOBS_FILE, MAX_FINISHED, MAX_RUNNING};
 pub use openapi::{openapi, ApiDoc};
+pub use publisher::PublishSchedule;
 pub use routes::changes::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 pub use shutdown::shutdown_signal;
 
@@ -57,6 +59,9 @@ pub struct AppState {
     /// The quicksync root: database `db`'s published files are in `<root>/<db>/`. `None` serves none
     /// (every `/dbs/{db}/quicksync/…` is 404).
     pub quicksync: Option<PathBuf>,
+    /// When [`serve`] publishes quicksync files into the quicksync root by itself (`None`: never;
+    /// another process publishes).
+    pub publish: Option<PublishSchedule>,
 }
 
 impl AppState {
@@ -64,7 +69,7 @@ impl AppState {
     /// end with the server; see [`AppState::with_jobs`]); no quicksync files are served (see
     /// [`AppState::with_quicksync`]).
     pub fn new(dbs: Arc<dyn Databases>, limits: Limits) -> Self {
-        AppState { dbs, limits, jobs: Jobs::in_memory(), quicksync: None }
+        AppState { dbs, limits, jobs: Jobs::in_memory(), quicksync: None, publish: None }
     }
 
     /// The same state with `jobs`, e.g. [`Jobs::persisted`] so that continuous jobs survive a restart.
@@ -76,6 +81,12 @@ impl AppState {
     /// files it lists) at `/dbs/{db}/quicksync/…`. The server only reads them; a publisher writes them.
     pub fn with_quicksync(self, root: impl Into<PathBuf>) -> Self {
         AppState { quicksync: Some(root.into()), ..self }
+    }
+
+    /// The same state publishing quicksync files on `schedule` into the quicksync root while
+    /// [`serve`] runs (only when a root is set).
+    pub fn with_publishing(self, schedule: PublishSchedule) -> Self {
+        AppState { publish: Some(schedule), ..self }
     }
 }
 
@@ -117,6 +128,13 @@ pub async fn serve(
     let stopping = shutdown::Stopping::new();
     let jobs = state.jobs.clone();
     jobs.resume(&state.dbs).await;
+    let (stop_publishing, publishing) = tokio::sync::watch::channel(false);
+    let publisher = match (&state.quicksync, &state.publish) {
+        (Some(root), Some(schedule)) => {
+            Some(publisher::Publisher::spawn(state.dbs.clone(), root.clone(), schedule.clone(), publishing))
+        }
+        _ => None,
+    };
     let app = router(state).layer(Extension(stopping.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the Outpost HTTP API");
@@ -132,5 +150,10 @@ pub async fn serve(
     // Also when serving failed: no job outlives its server.
     jobs.stop();
     jobs.stopped(JOBS_GRACE).await;
+    let _ = stop_publishing.send(true);
+    if let Some(publisher) = publisher {
+        // It stops between files; a file being written is finished first.
+        let _ = publisher.await;
+    }
     served
 }

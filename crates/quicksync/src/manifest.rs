@@ -39,11 +39,14 @@ pub struct Row {
     pub blake3: String,
 }
 
-/// Whether `name` may name a published file: letters, digits, `.`, `_`, `-`, not starting with `.`
-/// (no path can hide in it).
+/// The longest published file name.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// Whether `name` may name a published file: letters, digits, `.`, `_`, `-`, not starting with `.`,
+/// at most [`MAX_FILE_NAME`] bytes (no path can hide in it).
 pub fn is_file_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 200
+        && name.len() <= MAX_FILE_NAME
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

@@ -25,7 +25,7 @@ use crate::AppState;
 pub const MANIFEST: &str = "manifest.csv";
 
 /// Longest file name served: a single path component on every common file system.
-const MAX_FILE_NAME: usize = 255;
+const MAX_FILE_NAME: usize = outpost_quicksync::manifest::MAX_FILE_NAME;
 
 /// The manifest changes with every publication: a cache must ask again each time (it may revalidate
 /// with `If-Modified-Since`).
@@ -37,7 +37,7 @@ const FILE_CACHE: &str = "public, max-age=31536000, immutable";
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct FilePath {
-    /// A file the manifest lists: `[A-Za-z0-9._-]+`, not starting with `.`, at most 255 bytes.
+    /// A file the manifest lists: `[A-Za-z0-9._-]+`, not starting with `.`, at most 255 bytes (the rule of `outpost_quicksync::manifest::is_file_name`).
     pub file: String,
 }
 
@@ -97,8 +97,8 @@ pub async fn file(
 /// A file name that names one file directly inside the database's directory: no separators, no `.` or
 /// `..`, no hidden files, nothing a file system would read differently.
 fn validate_file_name(name: &str) -> ApiResult<()> {
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    if name.is_empty() || name.len() > MAX_FILE_NAME || name.starts_with('.') || !name.bytes().all(allowed) {
+    // The publisher's own rule for the names it writes and a manifest may list.
+    if !outpost_quicksync::manifest::is_file_name(name) {
         return Err(ApiError(Error::invalid(format!(
             "invalid quicksync file name {name:?}: expected [A-Za-z0-9._-], 1 to {MAX_FILE_NAME} bytes, not \
              starting with '.'"

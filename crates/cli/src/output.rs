@@ -2,7 +2,10 @@
 //! JSON bodies) and concise human text. Results go to stdout; notes such as "more records after …"
 //! go to stderr so that piped output stays data.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use outpost_api::{Change, ChangesPage, DbInfo, Error, Record, RecordPage, Result, TableDef};
 use outpost_engine::CheckReport;
@@ -247,5 +250,45 @@ mod tests {
         let expect = "rev 2-0123456789abcdef0123456789abcdef\n{\n  \"name\": \"Ann\",\n  \"size\": 4\n}\n\
                       conflicts: 2-00000000000000000000000000000001";
         assert_eq!(text, expect);
+    }
+}
+
+/// A progress bar on stderr when a person is watching and no JSON was asked for.
+#[derive(Clone)]
+pub(crate) struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    /// A bar titled `what`; `unit` goes before the position (e.g. `"seq "`).
+    pub(crate) fn new(json: bool, what: &str, unit: &str) -> Bar {
+        if json || !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{prefix}} [{{bar:30}}] {unit}{{pos}}/{{len}} {{msg}} ({{elapsed}})"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar(Some(bar))
+    }
+
+    /// Show `done` of `total` with a message.
+    pub(crate) fn show(&self, done: u64, total: u64, message: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total.max(done));
+            bar.set_position(done);
+            bar.set_message(message.to_owned());
+        }
+    }
+
+    /// Clear the bar.
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }

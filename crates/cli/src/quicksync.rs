@@ -3,20 +3,18 @@
 //! text or `--json`. A pull ends with a live replication pass from the server for the tail, which
 //! starts where the files ended.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use outpost_api::{Error, ErrorKind, Limits, Result};
 use outpost_quicksync::{PublishOptions, PublishProgress, PullOptions, PullProgress, PullReport};
 use outpost_reconciler::{Options, Report};
 use serde::Serialize;
 
 use crate::locator::{Locator, OpenDatabase};
-use crate::output;
+use crate::output::{self, Bar};
 use crate::sync::bytes;
 
 /// Publish a database's history as static files, or bootstrap a database from them.
@@ -93,7 +91,7 @@ pub async fn run(cmd: QuicksyncCommand, json: bool) -> Result<()> {
 async fn publish(args: PublishArgs, json: bool) -> Result<()> {
     let locator: Locator = args.db.parse()?;
     let db = locator.open(Limits::default()).await?;
-    let bar = Bar::new(json, &format!("publish {locator}"));
+    let bar = Bar::new(json, &format!("publish {locator}"), "");
     let view = bar.clone();
     let options = PublishOptions {
         every: args.every,
@@ -149,7 +147,7 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
     let cache = args.cache.clone().unwrap_or_else(|| default_cache(&locator, &args.url));
     let own_cache = args.cache.is_none();
     let files = outpost_quicksync::open_files(&args.url, &cache)?;
-    let bar = Bar::new(json, &format!("quicksync {} → {locator}", args.url));
+    let bar = Bar::new(json, &format!("quicksync {} → {locator}", args.url), "");
     let view = bar.clone();
     let started = Instant::now();
     let options = PullOptions {
@@ -257,41 +255,6 @@ fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-/// A progress bar on stderr when a person is watching and no JSON was asked for.
-#[derive(Clone)]
-struct Bar(Option<ProgressBar>);
-
-impl Bar {
-    fn new(json: bool, what: &str) -> Bar {
-        if json || !std::io::stderr().is_terminal() {
-            return Bar(None);
-        }
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(what.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Bar(Some(bar))
-    }
-
-    fn show(&self, done: u64, total: u64, message: &str) {
-        if let Some(bar) = &self.0 {
-            bar.set_length(total.max(done));
-            bar.set_position(done);
-            bar.set_message(message.to_owned());
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,17 +1,15 @@
 //! `outpost sync SOURCE TARGET`: replication between any two locators (SPEC §7, §12), with a
 //! progress bar on a terminal and the pass report as text or `--json`.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use outpost_api::{Error, ErrorKind, Limits, Result};
 use outpost_reconciler::{CancellationToken, Options, Progress, ProgressFn, Report};
 use serde::Serialize;
 
 use crate::locator::{Locator, OpenDatabase};
-use crate::output;
+use crate::output::{self, Bar};
 use crate::SyncArgs;
 
 pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
@@ -141,23 +139,12 @@ pub(crate) fn bytes(n: u64) -> String {
 /// A progress bar on stderr (only when a person is watching and no JSON was asked for): the source
 /// seq against the source's update_seq, with records, revisions, bytes and the rate.
 struct ProgressView {
-    bar: Option<ProgressBar>,
+    bar: Bar,
 }
 
 impl ProgressView {
     fn new(json: bool, what: &str) -> Self {
-        if json || !std::io::stderr().is_terminal() {
-            return ProgressView { bar: None };
-        }
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] seq {pos}/{len} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(what.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        ProgressView { bar: Some(bar) }
+        ProgressView { bar: Bar::new(json, what, "seq ") }
     }
 
     fn callback(&self) -> ProgressFn {
@@ -165,23 +152,19 @@ impl ProgressView {
         let started = Instant::now();
         // Both directions of --both report through one bar; the latest report wins.
         Arc::new(move |p: &Progress| {
-            let Some(bar) = &bar else { return };
-            bar.set_length(p.source_update_seq.max(p.source_seq));
-            bar.set_position(p.source_seq);
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!(
+            let message = format!(
                 "{} records, {} written, {} ({:.0} rec/s)",
                 p.changes_read,
                 p.revisions_written,
                 bytes(p.bytes),
                 p.changes_read as f64 / secs
-            ));
+            );
+            bar.show(p.source_seq, p.source_update_seq, &message);
         })
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bar.finish();
     }
 }

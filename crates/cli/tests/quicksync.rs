@@ -11,24 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_api::{Attributes, InfoReader, Limits, NewTable, RecordWriter, ReplicaSource, TableWriter, Value, WriteOp};
-use serde_json::Value as Json;
 
-fn outpost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OUTPOST_LOG")
-        .output()
-        .expect("the outpost binary runs");
-    let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8 output");
-    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
-}
-
-fn json_of(dir: &Path, args: &[&str]) -> Json {
-    let (code, stdout, stderr) = outpost(dir, args);
-    assert_eq!(code, 0, "outpost {}\nstdout: {stdout}\nstderr: {stderr}", args.join(" "));
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("outpost {}: not JSON ({e}): {stdout}", args.join(" ")))
-}
+mod common;
+use common::{entries, json_of, outpost, Rng};
 
 /// A database file with `records` records of about 450 bytes, every seventh deleted.
 async fn source(path: &Path, records: usize) {
@@ -159,18 +144,6 @@ async fn applied_some(path: &Path) -> bool {
     }
 }
 
-/// Deterministic pseudo-random numbers (xorshift), so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_killed_at_random_moments_ends_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,32 +204,13 @@ async fn a_pull_killed_at_random_moments_ends_identical() {
     // Same number of revision events (none written twice) and the same records (chains differ:
     // each database's chain starts from its own genesis).
     assert_eq!((a.update_seq, a.record_count), (b.update_seq, b.record_count));
-    assert!(entries(&dst).await == entries(&reference).await, "the interrupted bootstrap differs from a clean one");
+    let (copy, clean) = (entries(&d.join("dst.outpost")).await, entries(&d.join("ref.outpost")).await);
+    assert!(copy == clean, "the interrupted bootstrap differs from a clean one");
     let again = json_of(d, &pull);
     assert_eq!(again["quicksync"]["applied"].as_array().map(Vec::len), Some(0), "nothing applied twice: {again}");
     assert_eq!(dst.info().await.unwrap().update_seq, a.update_seq);
     assert!(!d.join("dst.outpost.quicksync-cache").exists(), "the cache is removed after a completed pull");
     assert!(!dst.knowledge(None).await.unwrap().is_empty(), "the files' knowledge is recorded");
-}
-
-/// Every record's (table, id, winner, deleted, leaves), from the whole changes feed.
-async fn entries(db: &outpost_sqlite::SqliteDatabase) -> Vec<(String, String, String, bool, Vec<String>)> {
-    use outpost_api::{ChangeReader, ChangesRequest};
-    let mut out = Vec::new();
-    let mut since = 0;
-    loop {
-        let page = db.changes(ChangesRequest { since, limit: 5000, tables: None }).await.unwrap();
-        for c in page.changes {
-            let mut leaves: Vec<String> = c.leaves.iter().map(ToString::to_string).collect();
-            leaves.sort();
-            out.push((c.table, c.id, c.rev.to_string(), c.deleted, leaves));
-        }
-        since = page.last_seq;
-        if page.pending == 0 {
-            out.sort();
-            return out;
-        }
-    }
 }
 
 /// Peak memory of `outpost quicksync pull` applying a snapshot of `records` records.

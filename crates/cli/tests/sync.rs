@@ -6,25 +6,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use outpost_api::{Attributes, InfoReader, Limits, NewTable, RecordWriter, TableWriter, Value, WriteOp, WriteOpKind};
-use serde_json::Value as Json;
 
-/// Run the binary in `dir`: exit code, stdout, stderr.
-fn outpost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OUTPOST_LOG")
-        .output()
-        .expect("the outpost binary runs");
-    let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8 output");
-    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
-}
-
-fn json_of(dir: &Path, args: &[&str]) -> Json {
-    let (code, stdout, stderr) = outpost(dir, args);
-    assert_eq!(code, 0, "outpost {}\nstdout: {stdout}\nstderr: {stderr}", args.join(" "));
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("outpost {}: not JSON ({e}): {stdout}", args.join(" ")))
-}
+mod common;
+use common::{entries, json_of, outpost, Rng};
 
 /// A database file with `records` records in table `items` (every fifth updated, every eleventh
 /// deleted); returns its update_seq.
@@ -116,18 +100,6 @@ async fn a_restored_backup_is_a_new_epoch_that_syncs_back() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// Deterministic pseudo-random numbers (xorshift), so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[tokio::test]
 async fn a_sync_killed_at_random_moments_ends_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,25 +153,4 @@ async fn a_sync_killed_at_random_moments_ends_exact() {
     assert_eq!(info("dst.outpost")["update_seq"], info("ref.outpost")["update_seq"], "no revision written twice");
     assert_eq!(info("dst.outpost")["record_count"], info("src.outpost")["record_count"]);
     assert!(source_seq > 10_000);
-}
-
-/// Every record's (table, id, winner, deleted, leaves), by reading the whole changes feed.
-async fn entries(path: &Path) -> Vec<(String, String, String, bool, Vec<String>)> {
-    use outpost_api::{ChangeReader, ChangesRequest};
-    let db = outpost_sqlite::open_file(path, Limits::default()).await.unwrap();
-    let mut out = Vec::new();
-    let mut since = 0;
-    loop {
-        let page = db.changes(ChangesRequest { since, limit: 5000, tables: None }).await.unwrap();
-        for c in page.changes {
-            let mut leaves: Vec<String> = c.leaves.iter().map(ToString::to_string).collect();
-            leaves.sort();
-            out.push((c.table, c.id, c.rev.to_string(), c.deleted, leaves));
-        }
-        since = page.last_seq;
-        if page.pending == 0 {
-            out.sort();
-            return out;
-        }
-    }
 }

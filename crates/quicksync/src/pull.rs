@@ -4,7 +4,9 @@
 //! 2. Walk the deltas from the newest back: a delta is where applying starts when one of the local
 //!    database's knowledge rows `(s, h)` with `start_seq - 1 ≤ s ≤ end_seq` agrees with the chain
 //!    the delta gives for `s` (its `prev_chain`, its `end_chain`, or — for an `s` inside it — the
-//!    chain carried by its entry at `s`, read from the verified file). A row that disagrees is a
+//!    chain carried by its entry at `s`, read from the verified file — only for rows about an epoch
+//!    the manifest names, as it costs a download; equal chains at a seq prove a shared history
+//!    whatever the row's label). A row that disagrees is a
 //!    history the files do not share (the publisher was restored from a backup, or this database
 //!    learned of another copy): walk on to older deltas.
 //! 3. No delta agrees: apply the latest snapshot (to a new or an existing database: revisions
@@ -119,6 +121,8 @@ struct Start {
 
 struct Pull<'a> {
     files: &'a dyn Files,
+    /// The epoch uuids the manifest names (the files' database).
+    files_db: HashSet<Uuid>,
     target: &'a dyn Database,
     options: &'a PullOptions,
     progress: PullProgress,
@@ -137,6 +141,7 @@ pub async fn pull(files: &dyn Files, target: &dyn Database, options: &PullOption
     check_contiguous(&deltas)?;
     let mut pull = Pull {
         files,
+        files_db: manifest.rows.iter().map(|r| r.db).collect(),
         target,
         options,
         progress: PullProgress::default(),
@@ -166,7 +171,7 @@ pub async fn pull(files: &dyn Files, target: &dyn Database, options: &PullOption
             pull.report.start = if start.index < deltas.len() { PullStart::Delta } else { PullStart::UpToDate };
             plan.extend(following(&deltas, start));
         }
-        None if pull.is_ahead(&manifest, &deltas, &rows) => {}
+        None if pull.is_ahead(&deltas, &rows) => {}
         None => match manifest.latest_snapshot() {
             Some(snapshot) => {
                 pull.report.start = PullStart::Snapshot;
@@ -273,7 +278,9 @@ impl Pull<'_> {
                 match chain {
                     Some(chain) if chain == row.peer_chain => agreed = agreed.max(Some(row.peer_seq)),
                     Some(_) => {}
-                    None => inside.push((row.peer_seq, row.peer_chain)),
+                    // Only rows about the files' database are worth a download to check.
+                    None if self.files_db.contains(&row.peer) => inside.push((row.peer_seq, row.peer_chain)),
+                    None => {}
                 }
             }
             if !inside.is_empty() && agreed.is_none_or(|s| inside.iter().any(|(seq, _)| *seq > s)) {
@@ -303,10 +310,9 @@ impl Pull<'_> {
 
     /// Whether the database already knows the files' database beyond the last delta (then only a
     /// live pass can bring anything newer, and it verifies that knowledge itself).
-    fn is_ahead(&mut self, manifest: &Manifest, deltas: &[Row], rows: &[KnowledgeRow]) -> bool {
+    fn is_ahead(&mut self, deltas: &[Row], rows: &[KnowledgeRow]) -> bool {
         let Some(last) = deltas.last() else { return false };
-        let uuids: HashSet<Uuid> = manifest.rows.iter().map(|r| r.db).collect();
-        let ahead = rows.iter().any(|r| uuids.contains(&r.peer) && r.peer_seq > last.end_seq);
+        let ahead = rows.iter().any(|r| self.files_db.contains(&r.peer) && r.peer_seq > last.end_seq);
         if ahead {
             self.report.warnings.push(format!(
                 "this database already knows {} beyond the files' last seq {}: nothing to apply from them",

@@ -253,7 +253,8 @@ impl<S: Storage> Engine<S> {
             None => Vec::new(),
         };
         // Chains at committed seqs never change, so the fork check may read before the write begins.
-        let fork = self.fork_point(&rows).await?;
+        // Without knowledge (every put_revisions of a pass) there is nothing to check or read.
+        let fork = if rows.is_empty() { None } else { self.fork_point(&rows).await? };
         let mut txn = self.storage.begin_write().await?;
         let head = txn.head().await?;
         let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table.clone(), r.id.clone())).collect();

@@ -13,6 +13,9 @@ usage: cargo xtask <command>
 commands:
   ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, all tests (the PostgreSQL ones
           against a throwaway cluster it starts and stops, unless OUTPOST_TEST_POSTGRES names a server)
+  bench   [--quick] [--only B2,B5] [--out DIR] [--doc FILE]: the SPEC §15 benchmarks on release builds,
+          against a throwaway PostgreSQL for B7; a full run rewrites docs/BENCHMARKS.md and docs/bench/,
+          --quick (a few minutes) writes target/bench/quick/
   pg      start|stop|url: a PostgreSQL for this workspace's tests (export OUTPOST_TEST_POSTGRES=$(cargo xtask pg url))
   tidy    project conventions: dependency direction of SPEC §1, crate-root docs
   help    this text";
@@ -21,6 +24,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench(&args[1..]),
         Some("pg") => pg::command(&workspace_root(), &args[1..]),
         Some("tidy") => tidy::check(&workspace_root()).map_err(|problems| problems.join("\n")),
         Some("help" | "--help" | "-h") | None => {
@@ -91,4 +95,28 @@ fn ci() -> Result<(), String> {
 
     println!("\nci: every check passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `cargo xtask bench`: build `outpost` and `outpost-bench` in release, start a throwaway PostgreSQL
+/// for B7 (unless one is given or B7 is not asked for), and run the benchmarks from the workspace root.
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked", "-p", "outpost-cli", "-p", "outpost-bench"]);
+    step("release build", build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), Into::into);
+    let target = if target.is_absolute() { target } else { workspace_root().join(target) };
+    let only_b7_absent = args
+        .windows(2)
+        .find(|w| w[0] == "--only")
+        .is_some_and(|w| !w[1].split(',').any(|id| id.trim().eq_ignore_ascii_case("B7")));
+    let given = std::env::var("OUTPOST_BENCH_POSTGRES").ok().filter(|u| !u.is_empty());
+    let postgres = if only_b7_absent || given.is_some() { None } else { pg::throwaway()? };
+    let mut run = Command::new(target.join("release").join("outpost-bench"));
+    run.current_dir(workspace_root()).arg("run").args(args);
+    if let Some(pg) = &postgres {
+        run.env("OUTPOST_BENCH_POSTGRES", pg.url());
+    } else if let Some(url) = given.or_else(|| std::env::var(pg::URL_VAR).ok()) {
+        run.env("OUTPOST_BENCH_POSTGRES", url);
+    }
+    step("bench", run)
 }

@@ -7,7 +7,8 @@ use std::process::Command;
 /// Which workspace crates each crate may depend on (normal dependencies), per SPEC §1's layering:
 /// api ← engine ← storage-*; api ← http-client, reconciler, quicksync; engine/api ← http-server, which
 /// also uses the reconciler and http-client for its replication jobs (`POST /replicate`, whose ends may
-/// be URLs of other servers) and quicksync for publishing on a schedule; cli and tests may use everything.
+/// be URLs of other servers) and quicksync for publishing on a schedule; cli, tests and bench may use
+/// everything.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-api", &[]),
     ("outpost-engine", &["outpost-api"]),
@@ -19,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-server", &["outpost-api", "outpost-engine", "outpost-reconciler", "outpost-client", "outpost-quicksync"]),
     ("outpost-cli", &["*"]),
     ("outpost-tests", &["*"]),
+    ("outpost-bench", &["*"]),
     ("xtask", &[]),
 ];
 

@@ -292,3 +292,12 @@ impl Bar {
         }
     }
 }
+
+/// The process's peak resident set size (VmHWM), where the OS tells it: `--json` reports of long
+/// work include it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -182,7 +182,11 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
         None => None,
     };
     if json {
-        return output::emit_json(&PullOutput { quicksync: &report, live: live.as_ref(), peak_rss_bytes: peak_rss() });
+        return output::emit_json(&PullOutput {
+            quicksync: &report,
+            live: live.as_ref(),
+            peak_rss_bytes: output::peak_rss(),
+        });
     }
     let start = match report.start {
         outpost_quicksync::PullStart::Snapshot => "from the snapshot",
@@ -247,14 +251,6 @@ fn live_of(url: &str) -> Option<String> {
     let trimmed = url.trim_end_matches('/');
     let base = trimmed.strip_suffix("/quicksync")?;
     base.rsplit_once("/dbs/").is_some_and(|(_, name)| !name.is_empty() && !name.contains('/')).then(|| base.to_owned())
-}
-
-/// The process's peak resident set size (VmHWM), where the OS tells it.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
         .map(|(i, report)| {
             let (from, to) =
                 if i == 0 { (&source_locator, &target_locator) } else { (&target_locator, &source_locator) };
-            Direction { from: from.to_string(), to: to.to_string(), report }
+            Direction { from: from.to_string(), to: to.to_string(), report, peak_rss_bytes: output::peak_rss() }
         })
         .collect();
     for d in &directions {
@@ -95,6 +95,9 @@ struct Direction<'a> {
     to: String,
     #[serde(flatten)]
     report: &'a Report,
+    /// The peak resident set size of this process (VmHWM), where the OS tells it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_rss_bytes: Option<u64>,
 }
 
 fn human(d: &Direction<'_>) -> String {

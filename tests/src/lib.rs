@@ -71,6 +71,7 @@ macro_rules! conformance_suite {
             values::stored_revisions_match_the_hash_vectors,
             writes::a_created_record_reads_back,
             writes::a_generated_id_is_a_uuid_v7,
+            writes::the_record_count_follows_creates_deletes_and_revivals,
             writes::an_update_names_the_current_rev,
             writes::a_stale_rev_conflicts_with_the_winner,
             writes::creating_an_existing_record_conflicts,

@@ -381,7 +381,8 @@ impl Bench<'_> {
         let east = server.db(&Self::source_name(n));
         for run in 0..self.plan.runs {
             let west = server.db(&format!("west{run}"));
-            self.tools().outpost(&["sync", &east, &west, "--create-target"])?;
+            // us-east ⇄ us-west: both ways, so each holds knowledge about the other.
+            self.tools().outpost(&["sync", &east, &west, "--create-target", "--both"])?;
             let store = self.cfg.work.join(format!("store-{run}.outpost"));
             let full = Pass::of_sync(&self.tools().outpost(&["sync", &east, &path_str(&store), "--create-target"])?);
             let first = Pass::of_sync(&self.tools().outpost(&["sync", &west, &path_str(&store)])?);

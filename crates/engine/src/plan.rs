@@ -2,7 +2,7 @@
 //! the revision trees, which seqs and chain hashes the new revision events get (§5), and the new
 //! reconciled states. Pure: it works on trees the storage loaded and yields a [`WriteSet`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData};
 
@@ -48,14 +48,28 @@ pub struct Planner {
     update_seq: u64,
     chain: ChainHash,
     trees: HashMap<RecordKey, RevisionTree>,
+    /// Records whose winner was live before the transaction (for the live-record count).
+    live_before: HashSet<RecordKey>,
+    /// Touched records in first-touch order, and the same as a set.
     touched: Vec<RecordKey>,
+    touched_set: HashSet<RecordKey>,
     revisions: Vec<StoredRevision>,
 }
 
 impl Planner {
     /// Start from the head and the trees of every record the transaction may touch.
     pub fn new(head: &Head, trees: HashMap<RecordKey, RevisionTree>) -> Self {
-        Planner { update_seq: head.update_seq, chain: head.chain, trees, touched: Vec::new(), revisions: Vec::new() }
+        let live_before =
+            trees.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
+        Planner {
+            update_seq: head.update_seq,
+            chain: head.chain,
+            trees,
+            live_before,
+            touched: Vec::new(),
+            touched_set: HashSet::new(),
+            revisions: Vec::new(),
+        }
     }
 
     /// The tree of a record as planned so far.
@@ -165,7 +179,7 @@ impl Planner {
     }
 
     fn touch(&mut self, key: &RecordKey) {
-        if !self.touched.contains(key) {
+        if self.touched_set.insert(key.clone()) {
             self.touched.push(key.clone());
         }
     }
@@ -212,6 +226,13 @@ impl Planner {
     pub fn finish(self) -> Result<WriteSet> {
         let mut states = Vec::with_capacity(self.touched.len());
         let mut views = Vec::new();
+        let mut live_records = 0i64;
+        // The JSON of every body written now, so a new winner's state reuses it.
+        let written: HashMap<(&str, &str, RevId), &str> = self
+            .revisions
+            .iter()
+            .filter_map(|r| Some(((r.table.as_str(), r.id.as_str(), r.rev), r.body.as_deref()?)))
+            .collect();
         for key in &self.touched {
             let tree = &self.trees[key];
             let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
@@ -219,12 +240,19 @@ impl Planner {
             if key.0 == names::TABLES_TABLE && !r.deleted {
                 views.push(key.1.clone());
             }
+            if counts(key) {
+                live_records += i64::from(!r.deleted) - i64::from(self.live_before.contains(key));
+            }
+            let body = match written.get(&(key.0.as_str(), key.1.as_str(), r.winner)) {
+                Some(json) => (*json).to_owned(),
+                None => serde_json::to_string(&r.body).map_err(|e| Error::internal(e.to_string()))?,
+            };
             states.push(StoredState {
                 table: key.0.clone(),
                 id: key.1.clone(),
                 rev: r.winner,
                 deleted: r.deleted,
-                body: serde_json::to_string(&r.body).map_err(|e| Error::internal(e.to_string()))?,
+                body,
                 leaves: r.leaves,
                 conflicts: r.conflicts,
                 field_conflicts: r.field_conflicts,
@@ -234,8 +262,26 @@ impl Planner {
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
         states.sort_by_key(|s| s.seq);
         let head = (!self.revisions.iter().all(|r| r.event.is_none())).then_some((self.update_seq, self.chain));
-        Ok(WriteSet { revisions: merge_stubs(self.revisions), states, head, views, ..WriteSet::default() })
+        drop(written);
+        Ok(WriteSet {
+            revisions: merge_stubs(self.revisions),
+            states,
+            head,
+            views,
+            live_records,
+            ..WriteSet::default()
+        })
     }
+}
+
+/// Whether a record counts in `record_count`: table definitions do not.
+fn counts(key: &RecordKey) -> bool {
+    key.0 != names::TABLES_TABLE
+}
+
+/// Whether a record's winner is a live (not deleted) revision.
+fn is_live(tree: &RevisionTree) -> bool {
+    tree.winner().is_some_and(|w| tree.get(&w).is_some_and(|n| !n.deleted))
 }
 
 /// One stub entry per revision: a stub made earlier in the transaction and linked to its parent later

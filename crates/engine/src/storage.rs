@@ -97,6 +97,9 @@ pub struct WriteSet {
     pub epoch: Option<Epoch>,
     /// Tables whose SQL views should exist.
     pub views: Vec<String>,
+    /// The change in the number of live records (winner not deleted; table definitions not
+    /// counted), which backends keep so that `record_count` costs nothing.
+    pub live_records: i64,
 }
 
 impl WriteSet {

@@ -47,6 +47,7 @@ struct Sql {
     upsert_events: String,
     upsert_states: String,
     set_head: String,
+    add_live_records: String,
     upsert_resume: String,
     insert_knowledge: String,
     insert_epoch: String,
@@ -106,7 +107,8 @@ impl Sql {
                  ORDER BY local_seq, peer, peer_seq"
             ),
             resume: format!("SELECT source_seq, source_chain FROM {s}._resume WHERE source = $1"),
-            record_count: format!("SELECT count(*) FROM {s}._records WHERE NOT deleted AND tbl <> '_tables'"),
+            record_count: format!("SELECT record_count FROM {s}._meta"),
+            add_live_records: format!("UPDATE {s}._meta SET record_count = record_count + $1"),
             insert_stubs: format!(
                 "INSERT INTO {s}._revisions AS r (tbl, id, rev, parent, deleted)
                  SELECT tbl, id, rev, parent, false FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
@@ -327,6 +329,9 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
         if updated.len() != 1 {
             return Err(Error::corrupt(format!("database {:?} has no head row", inner.name)));
         }
+    }
+    if writes.live_records != 0 {
+        inner.execute(client, &sql.add_live_records, &[&writes.live_records]).await?;
     }
     if let Some(p) = writes.resume {
         inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::SqlResultExt;
 
 /// The newest file format this build reads and writes.
-pub const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first format.
@@ -30,6 +30,9 @@ const MIGRATIONS: &[&str] = &[
         via BLOB, PRIMARY KEY (peer, peer_seq));
      CREATE INDEX _knowledge_local_seq ON _knowledge (local_seq);
      CREATE TABLE _resume (source BLOB PRIMARY KEY, source_seq INTEGER NOT NULL, source_chain BLOB NOT NULL);",
+    // 2: the live-record count kept with every write, so `info` does not scan the records.
+    "INSERT INTO _meta (key, value)
+       SELECT 'record_count', count(*) FROM _records WHERE deleted = 0 AND tbl <> '_tables';",
 ];
 
 /// Bring a file to [`FORMAT_VERSION`]; fails clearly on a file of a newer format.

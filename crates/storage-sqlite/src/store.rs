@@ -314,6 +314,9 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'update_seq'", [seq as i64]).sql()?;
         conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'chain'", [&chain.0[..]]).sql()?;
     }
+    if writes.live_records != 0 {
+        conn.execute("UPDATE _meta SET value = value + ?1 WHERE key = 'record_count'", [writes.live_records]).sql()?;
+    }
     if let Some(p) = writes.resume {
         conn.execute(
             "INSERT INTO _resume (source, source_seq, source_chain) VALUES (?1, ?2, ?3)
@@ -560,9 +563,7 @@ impl Storage for SqliteStorage {
 
     async fn record_count(&self) -> Result<u64> {
         let conn = self.conn.lock().await;
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM _records WHERE deleted = 0 AND tbl <> '_tables'", [], |r| r.get(0))
-            .sql()?;
+        let n: i64 = conn.query_row("SELECT value FROM _meta WHERE key = 'record_count'", [], |r| r.get(0)).sql()?;
         Ok(n as u64)
     }
 }

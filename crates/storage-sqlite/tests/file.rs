@@ -1,6 +1,6 @@
 //! The SQLite file as other tools see it: SQL views per table, format versions, and opening errors.
 
-use outpost_api::{Attributes, ErrorKind, Limits, NewTable, PutRecord, RecordWriter, TableWriter, Value};
+use outpost_api::{Attributes, ErrorKind, InfoReader, Limits, NewTable, PutRecord, RecordWriter, TableWriter, Value};
 
 fn put(id: &str, n: i64) -> PutRecord {
     PutRecord { id: Some(id.into()), attributes: Attributes::new().with("n", Value::Int(n)), ..Default::default() }
@@ -43,6 +43,28 @@ async fn a_file_of_a_newer_format_is_refused_clearly() {
     let err = outpost_sqlite::open_file(&path, Limits::default()).await.err().expect("refused");
     assert_eq!(err.kind, ErrorKind::InvalidInput);
     assert!(err.message.contains("format version 99"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_format_1_file_gets_its_record_count_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.outpost");
+    let db = outpost_sqlite::create_file(&path, "old", Limits::default()).await.unwrap();
+    db.create_table(NewTable { name: "t".into(), ..NewTable::default() }).await.unwrap();
+    for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
+        db.put_record("t", put(id, n as i64)).await.unwrap();
+    }
+    db.delete_record("t", "b", None).await.unwrap();
+    // Back to format 1: no stored count.
+    db.storage()
+        .with_connection(|c| c.execute_batch("DELETE FROM _meta WHERE key = 'record_count'; PRAGMA user_version = 1;"))
+        .await
+        .unwrap();
+    drop(db);
+    let db = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
+    assert_eq!(db.info().await.unwrap().record_count, 2);
+    db.delete_record("t", "a", None).await.unwrap();
+    assert_eq!(db.info().await.unwrap().record_count, 1);
 }
 
 #[tokio::test]

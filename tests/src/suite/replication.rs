@@ -127,6 +127,8 @@ pub async fn winner_and_conflicts_do_not_depend_on_arrival_order(f: &dyn Factory
         let expected = (winner, winner_deleted, conflicts, leaves, expected_body);
         for (replica, db) in [("A", &a), ("B", &b), ("C", &c), ("D", &d)] {
             assert_eq!(reconciled(&**db).await, expected, "{name}: replica {replica}");
+            let count = ok(db.info().await, "info").record_count;
+            assert_eq!(count, u64::from(!winner_deleted), "{name}: replica {replica} counts its live records");
         }
     }
 }

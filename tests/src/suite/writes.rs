@@ -26,6 +26,29 @@ pub async fn a_created_record_reads_back(f: &dyn Factory) {
     assert!(!info.backend.is_empty());
 }
 
+/// The live-record count follows creates, updates, deletes and revivals (and never counts tables).
+pub async fn the_record_count_follows_creates_deletes_and_revivals(f: &dyn Factory) {
+    let db = f.fresh().await;
+    assert_eq!(count(&*db).await, 0);
+    crate::support::table(&*db, "t").await;
+    crate::support::table(&*db, "u").await;
+    let a = put(&*db, "t", "a", None, plain(json!({"n": 1}))).await;
+    put(&*db, "t", "b", None, plain(json!({"n": 2}))).await;
+    put(&*db, "u", "a", None, plain(json!({"n": 3}))).await;
+    assert_eq!(count(&*db).await, 3);
+    put(&*db, "t", "a", Some(a), plain(json!({"n": 4}))).await;
+    assert_eq!(count(&*db).await, 3, "an update is not a new record");
+    delete(&*db, "t", "a", None).await;
+    delete(&*db, "u", "a", None).await;
+    assert_eq!(count(&*db).await, 1);
+    put(&*db, "t", "a", None, plain(json!({"n": 5}))).await;
+    assert_eq!(count(&*db).await, 2, "a revived record counts again");
+}
+
+async fn count(db: &dyn outpost_api::Database) -> u64 {
+    ok(db.info().await, "info").record_count
+}
+
 /// A put without id gets a generated UUID v7 id.
 pub async fn a_generated_id_is_a_uuid_v7(f: &dyn Factory) {
     let db = f.fresh().await;

@@ -701,27 +701,33 @@ impl<S: Storage> InfoReader for Engine<S> {
 impl<S: Storage> ReplicaSource for Engine<S> {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
         let keys: Vec<RecordKey> = wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
-        let trees = self.storage.load_trees(&keys).await?;
+        let mut trees = self.storage.load_trees(&keys).await?;
         let mut out = Vec::new();
         for w in wanted {
-            let Some(tree) = trees.get(&(w.table.clone(), w.id.clone())) else { continue };
+            let Some(tree) = trees.get_mut(&(w.table.clone(), w.id.clone())) else { continue };
             // Each line of history is sent once: a revision's ancestry stops at the nearest older
             // revision also asked for (and sent with its body), which carries the rest. Asking for a
             // whole history of depth d costs O(d), not O(d²).
             let sent: HashSet<RevId> =
                 w.revs.iter().copied().filter(|r| tree.get(r).is_some_and(|n| !n.is_stub())).collect();
+            let mut done = HashSet::new();
             for rev in w.revs {
-                let Some(node) = tree.get(&rev) else { continue };
+                if !done.insert(rev) {
+                    continue;
+                }
                 let mut ancestry = tree.ancestry(&rev);
+                let Some(node) = tree.get_mut(&rev) else { continue };
                 if let Some(i) = ancestry.iter().position(|a| sent.contains(a)) {
                     ancestry.truncate(i + 1);
                 }
+                // Each revision is sent once, so its body moves out of the tree (ancestries only
+                // need parents).
                 out.push(RevisionData {
                     table: w.table.clone(),
                     id: w.id.clone(),
                     rev,
                     deleted: node.deleted,
-                    attributes: node.body.clone(),
+                    attributes: node.body.take(),
                     ancestry,
                 });
             }
@@ -789,11 +795,11 @@ impl<S: Storage> ReplicaSource for Engine<S> {
 impl<S: Storage> ReplicaTarget for Engine<S> {
     async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
         let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
-        let trees = self.storage.load_trees(&keys).await?;
+        let held = self.storage.held_revs(&keys).await?;
         let mut out = Vec::new();
         for h in have {
-            let tree = trees.get(&(h.table.clone(), h.id.clone()));
-            let missing: Vec<RevId> = h.revs.into_iter().filter(|r| !tree.is_some_and(|t| t.contains(r))).collect();
+            let held = held.get(&(h.table.clone(), h.id.clone()));
+            let missing: Vec<RevId> = h.revs.into_iter().filter(|r| !held.is_some_and(|t| t.contains(r))).collect();
             if !missing.is_empty() {
                 out.push(RecordRevs { table: h.table, id: h.id, revs: missing });
             }

@@ -6,7 +6,7 @@
 //! committing. Backends must serialise write transactions per database (seqs are gap-free and
 //! visible in order).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use outpost_api::{ChainHash, Change, Epoch, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
@@ -159,6 +159,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn head(&self) -> Result<Head>;
     /// The revision trees of these records.
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
+    /// The revision ids held (with a body or as stubs) for these records: what `revs_diff` needs,
+    /// which a backend can answer from its key index without reading or parsing bodies.
+    async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        let trees = self.load_trees(keys).await?;
+        Ok(trees.into_iter().map(|(key, tree)| (key, tree.iter().map(|(rev, _)| *rev).collect())).collect())
+    }
     /// The reconciled state of one record.
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>>;
     /// States of a table with id > `after`, in id order, at most `limit`.

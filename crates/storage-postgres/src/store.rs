@@ -11,7 +11,7 @@
 //! processes wake their long-polls (see `notify.rs`). Reads that must be consistent (the changes page,
 //! its pending count and update_seq; the head) are single statements, so one snapshot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,6 +34,7 @@ struct Sql {
     lock: String,
     head: String,
     load_trees: String,
+    held_revs: String,
     load_state: String,
     list_states: String,
     changes: String,
@@ -84,6 +85,10 @@ impl Sql {
                    ARRAY(SELECT uuid FROM {s}._epochs ORDER BY position),
                    ARRAY(SELECT start_seq FROM {s}._epochs ORDER BY position)
                  FROM {s}._meta m"
+            ),
+            held_revs: format!(
+                "SELECT r.tbl, r.id, r.rev FROM unnest($1::text[], $2::text[]) AS k(tbl, id)
+                 JOIN {s}._revisions r ON r.tbl = k.tbl AND r.id = k.id"
             ),
             load_trees: format!(
                 "SELECT r.tbl, r.id, r.rev, r.parent, r.deleted, r.body, r.seq
@@ -257,6 +262,20 @@ async fn load_trees(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Resul
             .transpose()?;
         let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq: col::<Option<i64>>(&row, 6)?.map(seq_of) };
         out.entry(key).or_default().insert(rev, node);
+    }
+    Ok(out)
+}
+
+async fn held_revs(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    let mut out: HashMap<RecordKey, HashSet<RevId>> = keys.iter().map(|k| (k.clone(), HashSet::new())).collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    for row in inner.query(client, &inner.sql.held_revs, &[&tables, &ids]).await? {
+        let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
+        out.entry(key).or_default().insert(parse_rev(col(&row, 2)?)?);
     }
     Ok(out)
 }
@@ -455,6 +474,10 @@ impl Storage for PostgresStorage {
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         load_trees(&self.inner, &self.inner.conn().await?, keys).await
+    }
+
+    async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        held_revs(&self.inner, &self.inner.conn().await?, keys).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {

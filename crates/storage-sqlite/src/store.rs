@@ -1,12 +1,12 @@
 //! [`SqliteStorage`]: the engine's storage trait on one SQLite file. One connection behind an async
 //! mutex serialises writers (seqs are assigned under it, so they commit gap-free and in order).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, Uuid};
+use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
 use outpost_engine::storage::stored::{self, join_revs, rev as parse_rev, rev_list as parse_revs};
 use outpost_engine::storage::{
     ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
@@ -210,6 +210,21 @@ fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey
     Ok(out)
 }
 
+/// The revision ids of each record, read from the `_revisions_key` index alone.
+fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    let mut stmt = conn.prepare_cached("SELECT rev FROM _revisions WHERE tbl = ?1 AND id = ?2").sql()?;
+    let mut out = HashMap::with_capacity(keys.len());
+    for key in keys {
+        let mut revs = HashSet::new();
+        let mut rows = stmt.query(params![key.0, key.1]).sql()?;
+        while let Some(row) = rows.next().sql()? {
+            revs.insert(parse_rev(&row.get::<_, String>(0).sql()?)?);
+        }
+        out.insert(key.clone(), revs);
+    }
+    Ok(out)
+}
+
 /// The changes page query: an index range scan on `_records_seq`, so its cost follows the page size.
 pub(crate) fn changes_sql(filter: &str) -> String {
     format!("SELECT seq, tbl, id, rev, deleted, leaves FROM _records WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2")
@@ -409,6 +424,10 @@ impl Storage for SqliteStorage {
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         load_trees(&*self.conn.lock().await, keys)
+    }
+
+    async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        held_revs(&*self.conn.lock().await, keys)
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {

@@ -29,10 +29,10 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ClientConfig, RetryPolicy};
+pub use config::{AccessToken, ClientConfig, RetryPolicy, MAX_RESPONSE_BYTES};
 pub use database::RemoteDatabase;
 pub use databases::RemoteDatabases;
-pub use paths::Locator;
+pub use paths::{base_url, Locator};
 
 use outpost_api::Result;
 

@@ -46,7 +46,7 @@ pub(crate) fn db_segment(name: &str) -> Result<String> {
 }
 
 /// A server's base URL, checked and without a trailing slash: `http(s)://host[:port][/prefix]`.
-pub(crate) fn base_url(text: &str) -> Result<String> {
+pub fn base_url(text: &str) -> Result<String> {
     let url = parse_http(text)?;
     let mut base = url.as_str().to_owned();
     while base.ends_with('/') {
@@ -64,10 +64,25 @@ fn parse_http(text: &str) -> Result<Url> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid(format!("invalid URL {text:?}: it names no host")));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(format!(
+            "invalid URL {:?}: credentials do not belong in a URL, where `ps` and logs show them; give the token \
+             in OUTPOST_TOKEN or a token file",
+            without_credentials(&url)
+        )));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::invalid(format!("invalid URL {text:?}: a server URL takes no query or fragment")));
     }
     Ok(url)
+}
+
+/// `url` with its user name and password left out, for messages.
+fn without_credentials(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// A database locator split into the server's base URL and the database name.

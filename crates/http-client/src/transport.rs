@@ -89,13 +89,7 @@ enum Attempt {
 impl Transport {
     /// A transport to the server at `base` (already checked by `paths::base_url`).
     pub(crate) fn new(base: String, config: ClientConfig) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .tcp_nodelay(true)
-            .user_agent(concat!("outpost-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        let client = config.http_client()?;
         Ok(Transport { client, base, config })
     }
 
@@ -164,7 +158,7 @@ impl Transport {
 
     /// One attempt: send, read the whole response, classify it.
     async fn attempt(&self, request: reqwest::Request, what: &str) -> Attempt {
-        let response = match self.client.execute(request).await {
+        let mut response = match self.client.execute(request).await {
             Ok(response) => response,
             Err(e) => {
                 return Attempt::Transient { error: from_transport(&e, what), retry_after: None, sent: !e.is_connect() }
@@ -172,12 +166,32 @@ impl Transport {
         };
         let status = response.status();
         let retry_after = retry_after(&response);
-        let body = match response.bytes().await {
-            Ok(body) => body.to_vec(),
-            Err(e) => return Attempt::Transient { error: from_transport(&e, what), retry_after: None, sent: true },
+        let response_headers = response.headers().clone();
+        let cap = self.config.max_response_bytes;
+        let too_large = || {
+            Attempt::Final(Error::too_large(format!("{what}: the response exceeds the client's limit of {cap} bytes")))
         };
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return too_large();
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > cap => return too_large(),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Attempt::Transient { error: from_transport(&e, what), retry_after: None, sent: true },
+            }
+        }
         if status.is_success() {
             return Attempt::Done(body);
+        }
+        if status.is_redirection() {
+            let to = response_location(&response_headers);
+            return Attempt::Final(Error::unavailable(format!(
+                "{what}: the server redirects (HTTP {status}{to}); redirects are not followed, so that a token \
+                 never travels to another address: use the final URL"
+            )));
         }
         let error = from_response(status.as_u16(), &body, what);
         if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT) {
@@ -192,6 +206,11 @@ impl Transport {
 fn gave_up(mut error: Error, attempts: u32) -> Error {
     error.message = format!("{} (gave up after {attempts} attempts)", error.message);
     error
+}
+
+/// ` to <Location>` of a redirect, for its message.
+fn response_location(headers: &reqwest::header::HeaderMap) -> String {
+    headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(|l| format!(" to {l}")).unwrap_or_default()
 }
 
 /// A `Retry-After` in seconds (the HTTP-date form is ignored).

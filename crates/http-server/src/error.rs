@@ -47,7 +47,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = public(self.0);
         let status = StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(error)).into_response()
+        let unauthorized = error.kind == ErrorKind::Unauthorized;
+        let mut response = (status, Json(error)).into_response();
+        if unauthorized {
+            // RFC 9110 §11.6.1: a 401 names the scheme to use.
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"outpost\""));
+        }
+        response
     }
 }
 

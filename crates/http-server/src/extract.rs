@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::access::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -119,7 +120,7 @@ pub struct DbPath {
     pub db: String,
 }
 
-/// `{table}` of the path (`{db}` is the [`Db`] extractor's).
+/// `{table}` of the path (`{db}` is the database extractor's).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct TablePath {
@@ -127,7 +128,7 @@ pub struct TablePath {
     pub table: String,
 }
 
-/// `{table}` and `{id}` of the path (`{db}` is the [`Db`] extractor's).
+/// `{table}` and `{id}` of the path (`{db}` is the database extractor's).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct RecordPath {
@@ -137,8 +138,9 @@ pub struct RecordPath {
     pub id: String,
 }
 
-/// A validated database name from the path; nothing has touched storage yet.
-pub struct DbName(pub String);
+/// A validated database name from the path; nothing has touched storage yet. Private: a handler gets
+/// a database name only through an extractor that checked the caller's role on it.
+struct DbName(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for DbName {
     type Rejection = ApiError;
@@ -150,15 +152,69 @@ impl<S: Send + Sync> FromRequestParts<S> for DbName {
     }
 }
 
-/// The opened database named by the path (its name validated first).
-pub struct Db(pub Arc<dyn Database>);
+/// Who makes the request, as [`crate::access::guard`] established it. A request that reached a
+/// handler without one (a router built without the guard) is refused, never let through.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
 
-impl FromRequestParts<AppState> for Db {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Self> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError(Error::unauthorized("this server needs an access token: send Authorization: Bearer TOKEN"))
+        })
+    }
+}
+
+/// The database name of the path, once the caller is known to hold `need` on it (404 for a database
+/// the caller has no role on, 403 for a weaker role).
+async fn authorized(parts: &mut Parts, state: &AppState, need: Role) -> ApiResult<String> {
+    let DbName(name) = DbName::from_request_parts(parts, state).await?;
+    Caller::from_request_parts(parts, state).await?.require(&name, need)?;
+    Ok(name)
+}
+
+/// An extractor of the database named by the path, opened once the caller holds `$role` on it: a
+/// route's access rule is the type of its database argument (SPEC §14).
+macro_rules! database_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Arc<dyn Database>);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+                let name = authorized(parts, state, $role).await?;
+                Ok($name(state.dbs.open(&name).await?))
+            }
+        }
+    };
+}
+
+database_extractor!(
+    /// The database of the path, for a caller with `read` on it.
+    ReadDb,
+    Role::Read
+);
+database_extractor!(
+    /// The database of the path, for a caller with `write` on it.
+    WriteDb,
+    Role::Write
+);
+database_extractor!(
+    /// The database of the path, for a caller with `admin` on it.
+    AdminDb,
+    Role::Admin
+);
+
+/// The database name of the path (not opened: it may not exist yet), for a caller with `admin` on
+/// it: creating and deleting databases.
+pub struct AdminDbName(pub String);
+
+impl FromRequestParts<AppState> for AdminDbName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let DbName(name) = DbName::from_request_parts(parts, state).await?;
-        Ok(Db(state.dbs.open(&name).await?))
+        authorized(parts, state, Role::Admin).await.map(AdminDbName)
     }
 }
 

@@ -10,9 +10,12 @@
 //! replication jobs first and stopping the running ones at the end.
 #![forbid(unsafe_code)]
 
+pub mod access;
+mod config;
 mod error;
 mod extract;
 mod jobs;
+mod listen;
 mod openapi;
 mod publisher;
 mod routes;
@@ -28,12 +31,15 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::{middleware, Extension, Router};
 use outpost_api::{Databases, Limits};
+pub use access::{Access, Caller, NewToken, Role, TokenConfig};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use config::{check_exposure, CorsConfig, LimitsConfig, ServerConfig, TlsConfig};
 pub use error::{ApiError, ApiResult};
-pub use jobs::{Job, JobState, Jobs, JOBS_FILE, MAX_FINISHED, MAX_RUNNING};
+pub use jobs::{Job, JobState, Jobs, PeerConfig, Peers, JOBS_FILE, MAX_FINISHED, MAX_RUNNING};
+pub use listen::{Tls, HANDSHAKE_TIMEOUT, HEADER_READ_TIMEOUT};
 pub use openapi::{openapi, ApiDoc};
 pub use publisher::PublishSchedule;
 pub use routes::changes::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
@@ -46,14 +52,16 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How long [`serve`], shutting down, waits for the running replication jobs to stop.
 pub const JOBS_GRACE: Duration = Duration::from_secs(30);
 
-/// What every handler shares: the databases served, the input limits, the replication jobs and
-/// where the published quicksync files are.
+/// What every handler shares: the databases served, the input limits, who may do what, the
+/// replication jobs and where the published quicksync files are.
 #[derive(Clone)]
 pub struct AppState {
     /// The databases this server hosts.
     pub dbs: Arc<dyn Databases>,
     /// Input limits; `max_request_bytes` bounds request bodies.
     pub limits: Limits,
+    /// Tokens and browser origins (SPEC §14); [`Access::open`] serves loopback callers only.
+    pub access: Access,
     /// Server-run replication jobs (`POST /replicate`).
     pub jobs: Jobs,
     /// The quicksync root: database `db`'s published files are in `<root>/<db>/`. `None` serves none
@@ -69,7 +77,12 @@ impl AppState {
     /// end with the server; see [`AppState::with_jobs`]); no quicksync files are served (see
     /// [`AppState::with_quicksync`]).
     pub fn new(dbs: Arc<dyn Databases>, limits: Limits) -> Self {
-        AppState { dbs, limits, jobs: Jobs::in_memory(), quicksync: None, publish: None }
+        AppState { dbs, limits, access: Access::open(), jobs: Jobs::in_memory(), quicksync: None, publish: None }
+    }
+
+    /// The same state with `access`: its tokens and the browser origins allowed.
+    pub fn with_access(self, access: Access) -> Self {
+        AppState { access, ..self }
     }
 
     /// The same state with `jobs`, e.g. [`Jobs::persisted`] so that continuous jobs survive a restart.
@@ -95,8 +108,9 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
 }
 
-/// Every route of docs/HTTP.md, with body limit, request timeout, request ids (`x-request-id`,
-/// generated when absent and echoed back) and tracing.
+/// Every route of docs/HTTP.md behind the access rules of SPEC §14 ([`access`]), with body limit,
+/// request timeout, CORS for the configured origins, request ids (`x-request-id`, generated when absent
+/// and echoed back) and tracing.
 pub fn router(state: AppState) -> Router {
     // Long-polls bound themselves (at most MAX_TIMEOUT_MS); event streams are not cut by a
     // timeout layer, which only bounds the time to the response head.
@@ -105,23 +119,40 @@ pub fn router(state: AppState) -> Router {
         routes::bounded().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT));
     let feeds =
         routes::feeds().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
-    bounded
+    let app = bounded
         .merge(feeds)
         .merge(routes::unbounded())
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
-        .layer(middleware::from_fn(error::json_errors))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
+        .layer(middleware::from_fn_with_state(state.clone(), access::guard))
+        .layer(middleware::from_fn(error::json_errors));
+    // No CORS headers at all unless origins are configured (then preflights are answered here, before
+    // the guard: browsers send them without credentials).
+    let app = match access::cors(&state.access) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> tracing::Span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
-/// Serve [`router`] on `listener` until `shutdown` resolves, then shut down gracefully: stop
-/// accepting, end long-polls (with their current page) and event streams, cancel the running
+/// Serve [`router`] on `listener` (plain HTTP; see [`serve_with`] for HTTPS) until `shutdown`
+/// resolves, then shut down gracefully: stop accepting, end long-polls (with their current page) and event streams, cancel the running
 /// replication jobs (continuous ones stay in the jobs file), and let in-flight requests finish.
 /// Before serving, the jobs listed in the jobs file are resumed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, None, state, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (HTTPS).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<Tls>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -140,13 +171,12 @@ pub async fn serve(
         tracing::info!(%addr, "serving the Outpost HTTP API");
     }
     let stop_jobs = jobs.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.raise();
-            stop_jobs.stop();
-        })
-        .await;
+    let served = listen::serve(listener, tls, app, async move {
+        shutdown.await;
+        stopping.raise();
+        stop_jobs.stop();
+    })
+    .await;
     // Also when serving failed: no job outlives its server.
     jobs.stop();
     jobs.stopped(JOBS_GRACE).await;

@@ -8,8 +8,11 @@
 //! it leaves the file when it is cancelled (`DELETE`) or fails.
 
 mod file;
+mod peers;
 mod run;
 pub(crate) mod spec;
+
+pub use peers::{PeerConfig, Peers};
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -93,6 +96,8 @@ pub struct Job {
 #[derive(Clone)]
 pub struct Jobs {
     inner: Arc<Inner>,
+    /// The remote ends jobs may reach.
+    peers: Peers,
 }
 
 struct Inner {
@@ -165,7 +170,13 @@ impl Jobs {
 
     fn with(file: Option<PathBuf>, specs: Vec<JobSpec>) -> Self {
         let table = Table { saved: specs.clone(), to_resume: specs, ..Table::default() };
-        Jobs { inner: Arc::new(Inner { file, table: Mutex::new(table), writer: tokio::sync::Mutex::new(()) }) }
+        let inner = Inner { file, table: Mutex::new(table), writer: tokio::sync::Mutex::new(()) };
+        Jobs { inner: Arc::new(inner), peers: Peers::none() }
+    }
+
+    /// The same jobs, reaching the remote ends `peers` lists (and no others).
+    pub fn with_peers(self, peers: Peers) -> Self {
+        Jobs { peers, ..self }
     }
 
     /// The jobs file, if there is one.
@@ -208,6 +219,9 @@ impl Jobs {
         let (source, target) = spec.endpoints()?;
         // Checked before a target is created for a job that could not run, and again when registering.
         self.table().admit()?;
+        // Both ends are checked before either is opened: no connection to a URL that is not a peer.
+        let source = run::prepare(&self.peers, source, "source")?;
+        let target = run::prepare(&self.peers, target, "target")?;
         let source = run::open(dbs, source, false, "source").await?;
         let target = run::open(dbs, target, spec.create_target, "target").await?;
         let entry = Arc::new(Entry::new(spec));
@@ -370,7 +384,7 @@ impl Table {
     }
 }
 
-fn not_found(id: &str) -> Error {
+pub(crate) fn not_found(id: &str) -> Error {
     Error::not_found(format!("no replication job {id:?} (finished jobs are kept for a while only)"))
 }
 

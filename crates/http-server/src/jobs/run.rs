@@ -4,11 +4,32 @@
 use std::sync::Arc;
 
 use outpost_api::{Database, Databases, Error, ErrorKind, Result};
-use outpost_client::{Locator, RemoteDatabases};
+use outpost_client::{ClientConfig, Locator, RemoteDatabases};
 use outpost_reconciler::{replicate, Options, Progress, Report};
 
+use super::peers::Peers;
 use super::spec::Endpoint;
 use super::Entry;
+
+/// An end of a job whose remote side, if any, is a configured peer.
+pub(super) enum Checked {
+    /// A database this server hosts.
+    Local(String),
+    /// A database of a configured peer, with how to talk to it.
+    Remote(Locator, ClientConfig),
+}
+
+/// Check `endpoint` against the configured peers (`role` is "source" or "target", for messages):
+/// Forbidden for a URL that is not a peer's, before any connection is made.
+pub(super) fn prepare(peers: &Peers, endpoint: Endpoint, role: &str) -> Result<Checked> {
+    match endpoint {
+        Endpoint::Local(name) => Ok(Checked::Local(name)),
+        Endpoint::Remote(locator) => {
+            let config = peers.client_config(&locator.base).map_err(|e| e.context(role))?;
+            Ok(Checked::Remote(locator, config))
+        }
+    }
+}
 
 /// An end of a job, as far as it can be opened before the job runs.
 pub(super) enum Side {
@@ -16,15 +37,15 @@ pub(super) enum Side {
     Ready(Arc<dyn Database>),
     /// A database of another server, reached when the job runs (a peer that is away is retried by the
     /// reconciler, not refused at the door).
-    Remote { locator: Locator, create: bool },
+    Remote { locator: Locator, config: ClientConfig, create: bool },
 }
 
 /// Open `endpoint` (`role` is "source" or "target", for messages), creating a local database when
 /// `create` says so and it is missing.
-pub(super) async fn open(dbs: &Arc<dyn Databases>, endpoint: Endpoint, create: bool, role: &str) -> Result<Side> {
+pub(super) async fn open(dbs: &Arc<dyn Databases>, endpoint: Checked, create: bool, role: &str) -> Result<Side> {
     let name = match endpoint {
-        Endpoint::Remote(locator) => return Ok(Side::Remote { locator, create }),
-        Endpoint::Local(name) => name,
+        Checked::Remote(locator, config) => return Ok(Side::Remote { locator, config, create }),
+        Checked::Local(name) => name,
     };
     let opened = match dbs.open(&name).await {
         Err(e) if e.kind == ErrorKind::NotFound && create => match dbs.create(&name).await {
@@ -80,11 +101,11 @@ fn options(entry: &Arc<Entry>, reverse: bool) -> Options {
 /// The database behind `side`; a remote target is created first when asked (retried while a
 /// continuous job runs, like the replication itself). `None` when cancelled meanwhile.
 async fn reach(entry: &Entry, side: Side, role: &str) -> Result<Option<Arc<dyn Database>>> {
-    let (locator, create) = match side {
+    let (locator, config, create) = match side {
         Side::Ready(db) => return Ok(Some(db)),
-        Side::Remote { locator, create } => (locator, create),
+        Side::Remote { locator, config, create } => (locator, config, create),
     };
-    let server = RemoteDatabases::new(&locator.base).map_err(|e| e.context(role))?;
+    let server = RemoteDatabases::with_config(&locator.base, config).map_err(|e| e.context(role))?;
     if !create {
         return Ok(Some(Arc::new(server.database(&locator.name)?)));
     }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{public, ApiError, ApiResult};
-use crate::extract::{page_limit, Db, DbPath, Query};
+use crate::extract::{page_limit, DbPath, Query, ReadDb};
 use crate::shutdown::Stop;
 use crate::HEARTBEAT;
 
@@ -99,7 +99,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     )
 )]
 pub async fn changes(
-    Db(db): Db,
+    ReadDb(db): ReadDb,
     Query(query): Query<ChangesQuery>,
     headers: HeaderMap,
     mut stop: Stop,
@@ -224,7 +224,7 @@ fn event_stream(feed: EventFeed) -> impl Stream<Item = Result<Event, Infallible>
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn wait(Db(db): Db, Query(query): Query<WaitQuery>, mut stop: Stop) -> ApiResult<Json<UpdateSeq>> {
+pub async fn wait(ReadDb(db): ReadDb, Query(query): Query<WaitQuery>, mut stop: Stop) -> ApiResult<Json<UpdateSeq>> {
     let since = query.since.unwrap_or(0);
     let timeout = timeout_of(query.timeout);
     let update_seq = tokio::select! {

@@ -7,7 +7,8 @@ use outpost_api::{DbInfo, Error};
 
 use super::{OkResponse, OK};
 use crate::error::ApiResult;
-use crate::extract::{Db, DbName, DbPath};
+use crate::access::Caller;
+use crate::extract::{AdminDbName, DbPath, ReadDb};
 use crate::AppState;
 
 /// Database names, sorted.
@@ -15,8 +16,10 @@ use crate::AppState;
     get, path = "/dbs", tag = "databases", operation_id = "list_dbs",
     responses((status = 200, body = Vec<String>), (status = "5XX", body = Error))
 )]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(state.dbs.list().await?))
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<String>>> {
+    let mut names = state.dbs.list().await?;
+    names.retain(|name| caller.sees(name));
+    Ok(Json(names))
 }
 
 /// Create a database.
@@ -28,7 +31,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<String>>>
         (status = 412, description = "A database of that name exists", body = Error),
     )
 )]
-pub async fn create(State(state): State<AppState>, DbName(name): DbName) -> ApiResult<(StatusCode, Json<DbInfo>)> {
+pub async fn create(State(state): State<AppState>, AdminDbName(name): AdminDbName) -> ApiResult<(StatusCode, Json<DbInfo>)> {
     let db = state.dbs.create(&name).await?;
     Ok((StatusCode::CREATED, Json(db.info().await?)))
 }
@@ -42,7 +45,7 @@ pub async fn create(State(state): State<AppState>, DbName(name): DbName) -> ApiR
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn info(Db(db): Db) -> ApiResult<Json<DbInfo>> {
+pub async fn info(ReadDb(db): ReadDb) -> ApiResult<Json<DbInfo>> {
     Ok(Json(db.info().await?))
 }
 
@@ -55,7 +58,7 @@ pub async fn info(Db(db): Db) -> ApiResult<Json<DbInfo>> {
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn delete(State(state): State<AppState>, DbName(name): DbName) -> ApiResult<Json<OkResponse>> {
+pub async fn delete(State(state): State<AppState>, AdminDbName(name): AdminDbName) -> ApiResult<Json<OkResponse>> {
     state.dbs.delete(&name).await?;
     Ok(Json(OK))
 }

@@ -18,7 +18,7 @@ use tower_http::services::ServeFile;
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{DbName, DbPath, PathParams};
+use crate::extract::{DbPath, PathParams, ReadDb};
 use crate::AppState;
 
 /// The manifest's file name: the one quicksync file that changes (replaced atomically on publishing).
@@ -33,7 +33,7 @@ const MANIFEST_CACHE: &str = "no-cache";
 /// Snapshot and batch files never change once written (SPEC §9), so caches and CDNs may keep them.
 const FILE_CACHE: &str = "public, max-age=31536000, immutable";
 
-/// `{file}` of the path (`{db}` is the [`DbName`] extractor's).
+/// `{file}` of the path (`{db}` is the [`ReadDb`] extractor's).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct FilePath {
@@ -60,7 +60,12 @@ pub struct FilePath {
         (status = 416, description = "Range not satisfiable (`Content-Range: bytes */size`)", body = Error),
     )
 )]
-pub async fn manifest(State(state): State<AppState>, DbName(db): DbName, request: Request) -> ApiResult<Response> {
+pub async fn manifest(
+    State(state): State<AppState>,
+    _: ReadDb,
+    PathParams(DbPath { db }): PathParams<DbPath>,
+    request: Request,
+) -> ApiResult<Response> {
     send(&state, &db, MANIFEST, request).await
 }
 
@@ -87,7 +92,8 @@ pub async fn manifest(State(state): State<AppState>, DbName(db): DbName, request
 )]
 pub async fn file(
     State(state): State<AppState>,
-    DbName(db): DbName,
+    _: ReadDb,
+    PathParams(DbPath { db }): PathParams<DbPath>,
     PathParams(FilePath { file }): PathParams<FilePath>,
     request: Request,
 ) -> ApiResult<Response> {
@@ -108,9 +114,9 @@ fn validate_file_name(name: &str) -> ApiResult<()> {
 }
 
 /// Serve `<root>/<db>/<name>` for `request` (GET or HEAD, with its conditional and range headers).
+/// The handlers open the database first (`ReadDb`): an unknown one is 404 even when a directory of its
+/// name is still on disk (it was deleted).
 async fn send(state: &AppState, db: &str, name: &str, request: Request) -> ApiResult<Response> {
-    // An unknown database is 404 even when a directory of its name is still on disk (it was deleted).
-    state.dbs.open(db).await?;
     validate_file_name(name)?;
     let Some(root) = &state.quicksync else {
         return Err(ApiError(Error::not_found(

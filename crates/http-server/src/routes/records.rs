@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{public, ApiError, ApiResult};
 use crate::extract::{
-    page_limit, parse_json, Db, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody, RecordPath,
-    TablePath,
+    page_limit, parse_json, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody, ReadDb, RecordPath,
+    TablePath, WriteDb,
 };
 
 /// `GET .../records` parameters.
@@ -138,7 +138,7 @@ fn put_of(body: &[u8], format: Format, path_id: Option<String>, if_match: IfMatc
     )
 )]
 pub async fn list(
-    Db(db): Db,
+    ReadDb(db): ReadDb,
     PathParams(path): PathParams<TablePath>,
     Query(query): Query<ListQuery>,
     format: Format,
@@ -170,7 +170,7 @@ pub async fn list(
     )
 )]
 pub async fn get(
-    Db(db): Db,
+    ReadDb(db): ReadDb,
     PathParams(path): PathParams<RecordPath>,
     Query(query): Query<GetQuery>,
     format: Format,
@@ -198,7 +198,7 @@ pub async fn get(
     )
 )]
 pub async fn put(
-    Db(db): Db,
+    WriteDb(db): WriteDb,
     PathParams(path): PathParams<RecordPath>,
     format: Format,
     if_match: IfMatch,
@@ -222,7 +222,7 @@ pub async fn put(
     )
 )]
 pub async fn post(
-    Db(db): Db,
+    WriteDb(db): WriteDb,
     PathParams(path): PathParams<TablePath>,
     format: Format,
     if_match: IfMatch,
@@ -244,7 +244,7 @@ pub async fn post(
     )
 )]
 pub async fn delete(
-    Db(db): Db,
+    WriteDb(db): WriteDb,
     PathParams(path): PathParams<RecordPath>,
     Query(query): Query<DeleteQuery>,
     if_match: IfMatch,
@@ -264,7 +264,7 @@ pub async fn delete(
         (status = 413, description = "Too many operations, or body over the limit", body = Error),
     )
 )]
-pub async fn bulk(Db(db): Db, JsonBody(request): JsonBody<BulkRequest>) -> ApiResult<Json<BulkResponse>> {
+pub async fn bulk(WriteDb(db): WriteDb, JsonBody(request): JsonBody<BulkRequest>) -> ApiResult<Json<BulkResponse>> {
     let results = db.write_batch(request.ops).await?;
     let results = results
         .into_iter()
@@ -299,7 +299,7 @@ fn addressed(table: TablePath, id: IdQuery) -> PathParams<RecordPath> {
     )
 )]
 pub async fn get_by_query(
-    db: Db,
+    db: ReadDb,
     PathParams(table): PathParams<TablePath>,
     Query(id): Query<IdQuery>,
     query: Query<GetQuery>,
@@ -322,7 +322,7 @@ pub async fn get_by_query(
     )
 )]
 pub async fn put_by_query(
-    db: Db,
+    db: WriteDb,
     PathParams(table): PathParams<TablePath>,
     Query(id): Query<IdQuery>,
     format: Format,
@@ -344,7 +344,7 @@ pub async fn put_by_query(
     )
 )]
 pub async fn delete_by_query(
-    db: Db,
+    db: WriteDb,
     PathParams(table): PathParams<TablePath>,
     Query(id): Query<IdQuery>,
     query: Query<DeleteQuery>,

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{OkResponse, OK};
 use crate::error::ApiResult;
-use crate::extract::{Db, DbPath, JsonBody, PathParams, Query};
+use crate::extract::{DbPath, JsonBody, PathParams, Query, ReadDb, WriteDb};
 
 /// `POST /dbs/{db}/revs/put`.
 #[derive(Deserialize, ToSchema)]
@@ -82,7 +82,7 @@ pub struct ChainAt {
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn revs_diff(Db(db): Db, JsonBody(have): JsonBody<Vec<RecordRevs>>) -> ApiResult<Json<Vec<RecordRevs>>> {
+pub async fn revs_diff(ReadDb(db): ReadDb, JsonBody(have): JsonBody<Vec<RecordRevs>>) -> ApiResult<Json<Vec<RecordRevs>>> {
     Ok(Json(db.revs_diff(have).await?))
 }
 
@@ -97,7 +97,7 @@ pub async fn revs_diff(Db(db): Db, JsonBody(have): JsonBody<Vec<RecordRevs>>) ->
     )
 )]
 pub async fn get_revisions(
-    Db(db): Db,
+    ReadDb(db): ReadDb,
     JsonBody(wanted): JsonBody<Vec<RecordRevs>>,
 ) -> ApiResult<axum::response::Response> {
     let revisions: Vec<RevisionData> = db.get_revisions(wanted).await?;
@@ -117,7 +117,7 @@ pub async fn get_revisions(
     )
 )]
 pub async fn put_revisions(
-    Db(db): Db,
+    WriteDb(db): WriteDb,
     JsonBody(request): JsonBody<PutRevisionsRequest>,
 ) -> ApiResult<Json<PutRevisionsResult>> {
     let result = match (request.resume, request.knowledge) {
@@ -137,7 +137,7 @@ pub async fn put_revisions(
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn events(Db(db): Db, Query(query): Query<EventsQuery>) -> ApiResult<axum::response::Response> {
+pub async fn events(ReadDb(db): ReadDb, Query(query): Query<EventsQuery>) -> ApiResult<axum::response::Response> {
     let events = db.events(query.after, query.limit.unwrap_or(1000)).await?;
     Ok(crate::stream::json_array("[".into(), events, "]"))
 }
@@ -151,7 +151,7 @@ pub async fn events(Db(db): Db, Query(query): Query<EventsQuery>) -> ApiResult<a
         (status = 404, description = "No such database, or `seq` beyond update_seq", body = Error),
     )
 )]
-pub async fn chain(Db(db): Db, PathParams(path): PathParams<SeqPath>) -> ApiResult<Json<ChainAt>> {
+pub async fn chain(ReadDb(db): ReadDb, PathParams(path): PathParams<SeqPath>) -> ApiResult<Json<ChainAt>> {
     Ok(Json(ChainAt { seq: path.seq, chain: db.chain_hash_at(path.seq).await? }))
 }
 
@@ -164,7 +164,7 @@ pub async fn chain(Db(db): Db, PathParams(path): PathParams<SeqPath>) -> ApiResu
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn knowledge(Db(db): Db, Query(query): Query<KnowledgeQuery>) -> ApiResult<Json<Vec<KnowledgeRow>>> {
+pub async fn knowledge(ReadDb(db): ReadDb, Query(query): Query<KnowledgeQuery>) -> ApiResult<Json<Vec<KnowledgeRow>>> {
     Ok(Json(db.knowledge(query.upto).await?))
 }
 
@@ -178,7 +178,7 @@ pub async fn knowledge(Db(db): Db, Query(query): Query<KnowledgeQuery>) -> ApiRe
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn record_knowledge(Db(db): Db, JsonBody(update): JsonBody<KnowledgeUpdate>) -> ApiResult<Json<OkResponse>> {
+pub async fn record_knowledge(WriteDb(db): WriteDb, JsonBody(update): JsonBody<KnowledgeUpdate>) -> ApiResult<Json<OkResponse>> {
     db.record_knowledge(update).await?;
     Ok(Json(OK))
 }
@@ -194,7 +194,7 @@ pub async fn record_knowledge(Db(db): Db, JsonBody(update): JsonBody<KnowledgeUp
     )
 )]
 pub async fn resume_point(
-    Db(db): Db,
+    ReadDb(db): ReadDb,
     PathParams(path): PathParams<SourcePath>,
 ) -> ApiResult<Json<Option<ResumePoint>>> {
     Ok(Json(db.resume_point(path.source_uuid).await?))

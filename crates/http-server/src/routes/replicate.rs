@@ -10,9 +10,10 @@ use outpost_api::Error;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParams};
-use crate::jobs::spec::{JobSpec, DEFAULT_BATCH_SIZE};
+use crate::jobs::spec::{Endpoint, JobSpec, DEFAULT_BATCH_SIZE};
 use crate::jobs::{Job, JobState};
 use crate::{AppState, REQUEST_TIMEOUT};
 
@@ -72,7 +73,11 @@ pub struct JobPath {
         (status = 503, description = "Shutting down, or too many jobs running", body = Error),
     )
 )]
-pub async fn replicate(State(state): State<AppState>, request: Request) -> ApiResult<(StatusCode, Json<Job>)> {
+pub async fn replicate(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<Job>)> {
     // This route has no timeout layer (a waited-for job may take long); its body still has to arrive
     // in time.
     let JsonBody(body) =
@@ -96,6 +101,8 @@ pub async fn replicate(State(state): State<AppState>, request: Request) -> ApiRe
         batch_size,
         create_target: body.create_target,
     };
+    let (source, target) = spec.endpoints()?;
+    manages(&caller, &source, &target)?;
     let entry = state.jobs.start(&state.dbs, spec).await?;
     if body.wait {
         Ok((StatusCode::OK, Json(entry.finished().await)))
@@ -110,8 +117,10 @@ pub async fn replicate(State(state): State<AppState>, request: Request) -> ApiRe
     get, path = "/replicate/jobs", tag = "replication jobs", operation_id = "list_jobs",
     responses((status = 200, body = Vec<Job>), (status = "5XX", body = Error))
 )]
-pub async fn list(State(state): State<AppState>) -> Json<Vec<Job>> {
-    Json(state.jobs.list())
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Vec<Job>> {
+    let mut jobs = state.jobs.list();
+    jobs.retain(|job| visible(&caller, job));
+    Json(jobs)
 }
 
 /// One job, with its progress and, once finished, its report(s) or error.
@@ -124,9 +133,14 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<Job>> {
 )]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(JobPath { id }): PathParams<JobPath>,
 ) -> ApiResult<Json<Job>> {
-    Ok(Json(state.jobs.get(&id)?))
+    let job = state.jobs.get(&id)?;
+    if !visible(&caller, &job) {
+        return Err(ApiError(crate::jobs::not_found(&id)));
+    }
+    Ok(Json(job))
 }
 
 /// Cancel a job: it stops at its next call boundary, keeping everything it committed. Answers the
@@ -143,9 +157,38 @@ pub async fn get(
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(JobPath { id }): PathParams<JobPath>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
+    if !visible(&caller, &state.jobs.get(&id)?) {
+        return Err(ApiError(crate::jobs::not_found(&id)));
+    }
     let job = state.jobs.cancel(&id, CANCEL_PATIENCE).await?;
     let status = if job.state == JobState::Running { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok((status, Json(job)))
+}
+
+/// Ok when `caller` may run and manage a job between `source` and `target`: admin on each local end,
+/// and admin on every database for a job between two remote ends (it is the server's, not a
+/// database's). Which URLs a job may reach is the peers' rule, checked when it starts.
+fn manages(caller: &Caller, source: &Endpoint, target: &Endpoint) -> ApiResult<()> {
+    let mut local = false;
+    for end in [source, target] {
+        if let Endpoint::Local(name) = end {
+            caller.require(name, Role::Admin)?;
+            local = true;
+        }
+    }
+    if !local {
+        caller.require_everywhere(Role::Admin)?;
+    }
+    Ok(())
+}
+
+/// Whether `caller` may see `job` (as if it did not exist otherwise).
+fn visible(caller: &Caller, job: &Job) -> bool {
+    match (Endpoint::parse(&job.source, "source"), Endpoint::parse(&job.target, "target")) {
+        (Ok(source), Ok(target)) => manages(caller, &source, &target).is_ok(),
+        _ => caller.require_everywhere(Role::Admin).is_ok(),
+    }
 }

@@ -6,14 +6,14 @@ use outpost_api::{Error, NewTable, TableDef, TableUpdate};
 
 use super::{OkResponse, OK};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Db, DbPath, JsonBody, MaybeJsonBody, PathParams, TablePath};
+use crate::extract::{AdminDb, DbPath, JsonBody, MaybeJsonBody, PathParams, ReadDb, TablePath};
 
 /// Every live table.
 #[utoipa::path(
     get, path = "/dbs/{db}/tables", tag = "tables", operation_id = "list_tables", params(DbPath),
     responses((status = 200, body = Vec<TableDef>), (status = 404, description = "No such database", body = Error))
 )]
-pub async fn list(Db(db): Db) -> ApiResult<Json<Vec<TableDef>>> {
+pub async fn list(ReadDb(db): ReadDb) -> ApiResult<Json<Vec<TableDef>>> {
     Ok(Json(db.list_tables().await?))
 }
 
@@ -29,7 +29,7 @@ pub async fn list(Db(db): Db) -> ApiResult<Json<Vec<TableDef>>> {
     )
 )]
 pub async fn create(
-    Db(db): Db,
+    AdminDb(db): AdminDb,
     PathParams(path): PathParams<TablePath>,
     MaybeJsonBody(body): MaybeJsonBody<NewTable>,
 ) -> ApiResult<(StatusCode, Json<TableDef>)> {
@@ -56,7 +56,7 @@ pub async fn create(
     )
 )]
 pub async fn update(
-    Db(db): Db,
+    AdminDb(db): AdminDb,
     PathParams(path): PathParams<TablePath>,
     JsonBody(update): JsonBody<TableUpdate>,
 ) -> ApiResult<Json<TableDef>> {
@@ -68,7 +68,7 @@ pub async fn update(
     get, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "get_table", params(DbPath, TablePath),
     responses((status = 200, body = TableDef), (status = 404, description = "No such database or table", body = Error))
 )]
-pub async fn get(Db(db): Db, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<TableDef>> {
+pub async fn get(ReadDb(db): ReadDb, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<TableDef>> {
     Ok(Json(db.get_table(&path.table).await?))
 }
 
@@ -80,7 +80,7 @@ pub async fn get(Db(db): Db, PathParams(path): PathParams<TablePath>) -> ApiResu
         (status = 404, description = "No such database or table", body = Error),
     )
 )]
-pub async fn delete(Db(db): Db, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<OkResponse>> {
+pub async fn delete(AdminDb(db): AdminDb, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<OkResponse>> {
     db.delete_table(&path.table).await?;
     Ok(Json(OK))
 }

@@ -132,7 +132,7 @@ struct RawResponse {
 impl RawResponse {
     async fn get(addr: std::net::SocketAddr, target: &str) -> (Self, String) {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
+        let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut reader = BufReader::new(stream);
         let mut head = String::new();
@@ -256,7 +256,7 @@ async fn shutdown_lets_an_in_flight_long_poll_finish() {
             let _ = stopped.await;
         }));
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = "GET /dbs/a/changes?feed=longpoll&since=1&timeout=300000 HTTP/1.1\r\nHost: test\r\n\
+        let request = "GET /dbs/a/changes?feed=longpoll&since=1&timeout=300000 HTTP/1.1\r\nHost: localhost\r\n\
                        Connection: close\r\n\r\n";
         stream.write_all(request.as_bytes()).await.expect("send");
         settle().await;

@@ -69,6 +69,7 @@ pub fn check(root: &Path) -> Result<(), Vec<String>> {
             }
         }
     }
+    problems.extend(forbidden_crates(root));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -76,8 +77,47 @@ pub fn check(root: &Path) -> Result<(), Vec<String>> {
     }
 }
 
+/// Crates that must never be built: aws-lc needs cmake and clang, which the build machines lack
+/// (SPEC §14: rustls with the ring provider only).
+const FORBIDDEN: &[&str] = &["aws-lc-rs", "aws-lc-sys"];
+
+/// Every forbidden crate in the dependency graph of any workspace crate, any target, any edge kind.
+fn forbidden_crates(root: &Path) -> Vec<String> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["tree", "--workspace", "--target", "all", "--edges", "all", "--prefix", "none", "--format", "{p}"])
+        .current_dir(root)
+        .output();
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        Ok(output) => return vec![format!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr))],
+        Err(e) => return vec![format!("cannot run cargo tree: {e}")],
+    };
+    let tree = String::from_utf8_lossy(&output.stdout);
+    found_in(&tree)
+}
+
+fn found_in(tree: &str) -> Vec<String> {
+    let mut found: Vec<String> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| FORBIDDEN.contains(name))
+        .map(|name| format!("{name} is in the dependency tree (`cargo tree -i {name}` shows who pulls it in); use rustls with the ring provider"))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forbidden_crates_are_found_by_name() {
+        let tree = "outpost-server v0.1.0 (/w)\nrustls v0.23.1\naws-lc-rs v1.0.0\naws-lc-sys v0.2.0\naws-lc-rs v1.0.0\n";
+        let found = super::found_in(tree);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(super::found_in("ring v0.17.0\nrustls v0.23.1\n").is_empty());
+    }
+
     #[test]
     fn the_workspace_keeps_its_layering() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

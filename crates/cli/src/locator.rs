@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 use outpost_api::{Database, Epoch, Error, Limits, Result};
+use outpost_client::ClientConfig;
 use outpost_engine::CheckReport;
 use outpost_postgres::{PostgresConfig, PostgresDatabase, PostgresDatabases};
 use outpost_sqlite::SqliteDatabase;
@@ -95,8 +96,13 @@ impl Locator {
 
     /// Open an existing database. NotFound when there is none.
     pub async fn open(&self, limits: Limits) -> Result<OpenDatabase> {
+        self.open_with(limits, &crate::remote::config()).await
+    }
+
+    /// [`Locator::open`], reaching a server with `client` (its token and CA).
+    pub async fn open_with(&self, limits: Limits, client: &ClientConfig) -> Result<OpenDatabase> {
         if let Locator::Http(url) = self {
-            let db = outpost_client::connect(url)?;
+            let db = outpost_client::connect_with(url, client.clone())?;
             // Fail now, clearly, when the database or the server is not there.
             outpost_api::InfoReader::info(&db).await?;
             return Ok(OpenDatabase { database: Arc::new(db), local: None });
@@ -115,6 +121,11 @@ impl Locator {
 
     /// Create a database named `name`. AlreadyExists when there is one.
     pub async fn create(&self, name: &str, limits: Limits) -> Result<OpenDatabase> {
+        self.create_with(name, limits, &crate::remote::config()).await
+    }
+
+    /// [`Locator::create`], reaching a server with `client` (its token and CA).
+    pub async fn create_with(&self, name: &str, limits: Limits, client: &ClientConfig) -> Result<OpenDatabase> {
         if let Locator::Http(url) = self {
             let (base, db_name) = url
                 .split_once("/dbs/")
@@ -122,7 +133,8 @@ impl Locator {
             if db_name.trim_end_matches('/') != name {
                 return Err(Error::invalid(format!("{url} names database {db_name:?}, not {name:?}")));
             }
-            let database = Arc::new(outpost_client::RemoteDatabases::new(base)?.create_remote(name).await?);
+            let server = outpost_client::RemoteDatabases::with_config(base, client.clone())?;
+            let database = Arc::new(server.create_remote(name).await?);
             return Ok(OpenDatabase { database, local: None });
         }
         if let Locator::Postgres(url) = self {

@@ -3,14 +3,17 @@
 #![forbid(unsafe_code)]
 
 mod attrs;
+mod cert;
 mod db;
 mod locator;
 mod output;
 mod quicksync;
 mod records;
+mod remote;
 mod serve;
 mod sync;
 mod tables;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +58,15 @@ struct Cli {
     #[arg(long = "db", value_name = "NAME", global = true, env = "OUTPOST_DB")]
     postgres_db: Option<String>,
 
+    /// A file holding the access token sent to http(s):// locators (default: $OUTPOST_TOKEN). The
+    /// token itself is never a command-line argument, where `ps` would show it.
+    #[arg(long, value_name = "FILE", global = true)]
+    token_file: Option<PathBuf>,
+
+    /// A PEM file of certificate authorities to trust for https:// locators, besides the public ones.
+    #[arg(long, value_name = "FILE", global = true, env = "OUTPOST_CA_FILE")]
+    ca_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -86,19 +98,33 @@ enum Command {
     /// Publish a database as static snapshot and delta files, or bootstrap a database from them.
     #[command(subcommand)]
     Quicksync(quicksync::QuicksyncCommand),
+    /// Make access tokens for a server's config (`[[tokens]]`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Make a private certificate authority and a server certificate, for trying out HTTPS and for
+    /// private networks.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Serving on a network needs a config file (docs/SECURITY.md): access tokens \
+(`outpost token new`), and TLS ([tls] cert and key) unless allow_plain_http = true. Flags override the file.")]
 struct ServeArgs {
-    /// The data directory: one SQLite file per database (created if missing).
-    #[arg(long, env = "OUTPOST_DATA", default_value = "outpost-data")]
-    data: PathBuf,
+    /// The server config (TOML): listen, data or postgres, quicksync, [tls], allow_plain_http,
+    /// [[tokens]], [[peers]], [cors], [limits]. See docs/SECURITY.md.
+    #[arg(long, env = "OUTPOST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data directory: one SQLite file per database (created if missing; default outpost-data).
+    #[arg(long, env = "OUTPOST_DATA")]
+    data: Option<PathBuf>,
     /// Serve the databases of this PostgreSQL instead of a data directory (postgres://user:pw@host:port/db).
     #[arg(long, env = "OUTPOST_POSTGRES", value_name = "URL", conflicts_with = "data")]
     postgres: Option<String>,
-    /// The address to listen on. Without access tokens only loopback addresses are allowed.
-    #[arg(long, env = "OUTPOST_LISTEN", default_value = "127.0.0.1:7070")]
-    listen: std::net::SocketAddr,
+    /// The address to listen on (default 127.0.0.1:7070). Any other than a loopback address needs
+    /// access tokens, and TLS unless the config allows plain HTTP.
+    #[arg(long, env = "OUTPOST_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
     /// Serve the quicksync files published under DIR (DIR/<db>/manifest.csv and the files it lists) at
     /// /dbs/<db>/quicksync/…, with range requests. Default with --data: <data>/quicksync; with --postgres
     /// none are served unless this is given. Created if missing.
@@ -363,6 +389,12 @@ struct SyncArgs {
     /// Create TARGET when it does not exist (named after its file or URL).
     #[arg(long)]
     create_target: bool,
+    /// The token for an http(s):// SOURCE, from this file (default: --token-file or $OUTPOST_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    source_token_file: Option<PathBuf>,
+    /// The token for an http(s):// TARGET, from this file (default: --token-file or $OUTPOST_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    target_token_file: Option<PathBuf>,
 }
 
 /// A revision id argument; clap reports a bad one as a usage error.
@@ -394,19 +426,25 @@ fn with_exit_codes(cmd: clap::Command) -> clap::Command {
 async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
     let json = cli.json;
     locator::set_postgres_db(cli.postgres_db);
+    remote::configure(cli.token_file.as_deref(), cli.ca_file)?;
     match cli.command {
         Command::Serve(args) => {
-            let store = match args.postgres {
-                Some(url) => serve::Store::Postgres(url),
-                None => serve::Store::Data(args.data),
-            };
             let publish = args.publish_every.map(|every| outpost_server::PublishSchedule {
                 every,
                 interval: args.publish_interval.map(std::time::Duration::from_secs),
                 snapshot_every: args.publish_snapshot_every,
             });
-            serve::run(store, args.listen, args.quicksync, publish, outpost_api::Limits::default()).await?
+            let flags = serve::Flags {
+                config: args.config,
+                data: args.data,
+                postgres: args.postgres,
+                listen: args.listen,
+                quicksync: args.quicksync,
+            };
+            serve::run(flags, publish).await?
         }
+        Command::Token(cmd) => token::run(cmd, json)?,
+        Command::Cert(cmd) => cert::run(cmd, json)?,
         Command::Db(cmd) => return db::run(cmd, json).await,
         Command::Table(cmd) => tables::run(cmd, json).await?,
         Command::Put(args) => records::put(args, json).await?,
@@ -441,7 +479,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let current = e.current_rev.map(|r| format!(" (current rev: {r})")).unwrap_or_default();
-            eprintln!("error: {}: {}{current}", e.kind, e.message);
+            let hint = match e.kind {
+                ErrorKind::Unauthorized if !remote::has_token() => {
+                    " (no access token was given: set OUTPOST_TOKEN or pass --token-file FILE)"
+                }
+                _ => "",
+            };
+            eprintln!("error: {}: {}{current}{hint}", e.kind, e.message);
             ExitCode::from(exit_code(e.kind))
         }
     }

@@ -146,7 +146,7 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
     let target = open_or_create(&locator).await?;
     let cache = args.cache.clone().unwrap_or_else(|| default_cache(&locator, &args.url));
     let own_cache = args.cache.is_none();
-    let files = outpost_quicksync::open_files(&args.url, &cache)?;
+    let files = outpost_quicksync::files::open_with(&args.url, &cache, crate::remote::download_client()?)?;
     let bar = Bar::new(json, &format!("quicksync {} → {locator}", args.url), "");
     let view = bar.clone();
     let started = Instant::now();

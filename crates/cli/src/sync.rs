@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use outpost_api::{Error, ErrorKind, Limits, Result};
+use outpost_client::ClientConfig;
 use outpost_reconciler::{CancellationToken, Options, Progress, ProgressFn, Report};
 use serde::Serialize;
 
@@ -21,8 +22,13 @@ pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
     if source_locator == target_locator {
         return Err(Error::invalid(format!("{source_locator} is both the source and the target")));
     }
-    let source = source_locator.open(Limits::default()).await.map_err(|e| e.context("source"))?;
-    let target = open_target(&target_locator, args.create_target).await.map_err(|e| e.context("target"))?;
+    let source_client = crate::remote::config_with(args.source_token_file.as_deref())?;
+    let target_client = crate::remote::config_with(args.target_token_file.as_deref())?;
+    let source =
+        source_locator.open_with(Limits::default(), &source_client).await.map_err(|e| e.context("source"))?;
+    let target = open_target(&target_locator, args.create_target, &target_client)
+        .await
+        .map_err(|e| e.context("target"))?;
 
     let cancel = CancellationToken::new();
     let interrupt = cancel.clone();
@@ -74,11 +80,11 @@ pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
     }
 }
 
-async fn open_target(locator: &Locator, create: bool) -> Result<OpenDatabase> {
-    match locator.open(Limits::default()).await {
+async fn open_target(locator: &Locator, create: bool, client: &ClientConfig) -> Result<OpenDatabase> {
+    match locator.open_with(Limits::default(), client).await {
         Err(e) if e.kind == ErrorKind::NotFound && create => {
             let name = locator.default_name()?;
-            locator.create(&name, Limits::default()).await
+            locator.create_with(&name, Limits::default(), client).await
         }
         Err(e) if e.kind == ErrorKind::NotFound => {
             Err(Error::not_found(format!("{}; pass --create-target to create it", e.message)))

@@ -48,6 +48,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Longest wait for a TCP (and TLS) connection to be established.
     pub connect_timeout: Duration,
+    /// Longest pause between two reads of a response, when set. Left unset for API calls, whose
+    /// long-polls are silent until they answer (`request_timeout` bounds them); set for downloads.
+    pub read_timeout: Option<Duration>,
     /// Added to the server-side timeout of a long-poll (`wait_for_changes`) to make the request's own
     /// timeout, so that the server answers before the client gives up.
     pub long_poll_margin: Duration,
@@ -69,6 +72,7 @@ impl Default for ClientConfig {
         ClientConfig {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            read_timeout: None,
             long_poll_margin: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             token: None,
@@ -89,6 +93,9 @@ impl ClientConfig {
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .user_agent(concat!("outpost-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(timeout) = self.read_timeout {
+            builder = builder.read_timeout(timeout);
+        }
         if let Some(token) = &self.token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.secret()))
                 .map_err(|_| Error::invalid("the access token cannot travel in an HTTP header"))?;

@@ -28,12 +28,23 @@ pub trait Files: Send + Sync {
 /// The files at `location`: an `http://` or `https://` URL of the directory, or a directory path.
 /// HTTP downloads are kept in `cache` (created when needed).
 pub fn open(location: &str, cache: &Path) -> Result<Box<dyn Files>> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(READ_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::internal(format!("building the HTTP client: {e}")))?;
+    open_with(location, cache, client)
+}
+
+/// How long a download may stall before it is retried (it resumes where it stopped).
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`open`], downloading with `client` (which carries the credentials and trusted CAs for the
+/// server; it should not follow redirects and should time out stalled reads, not whole downloads).
+pub fn open_with(location: &str, cache: &Path, client: reqwest::Client) -> Result<Box<dyn Files>> {
     if location.starts_with("http://") || location.starts_with("https://") {
         let base = if location.ends_with('/') { location.to_owned() } else { format!("{location}/") };
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::internal(format!("building the HTTP client: {e}")))?;
         return Ok(Box::new(HttpFiles { base, client, cache: cache.to_owned(), retry: RetryPolicy::default() }));
     }
     if location.contains("://") {
@@ -134,6 +145,10 @@ fn status_error(url: &str, status: StatusCode) -> Error {
             Error::not_found(format!("{url}: not found (republished since the manifest was read? run again)"))
         }
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Error::unavailable(format!("{url}: {s}")),
+        StatusCode::UNAUTHORIZED => Error::unauthorized(format!(
+            "{url}: the server needs an access token (OUTPOST_TOKEN or --token-file), or does not know this one"
+        )),
+        StatusCode::FORBIDDEN => Error::forbidden(format!("{url}: the access token may not read this database")),
         s => Error::invalid(format!("{url}: the server answered {s}")),
     }
 }

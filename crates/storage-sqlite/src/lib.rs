@@ -96,10 +96,15 @@ pub struct SqliteDatabases {
 }
 
 impl SqliteDatabases {
-    /// Databases in `dir` (created if missing).
+    /// Databases in `dir` (created if missing, readable by its owner only: SPEC §14).
     pub fn new(dir: impl Into<PathBuf>, limits: Limits) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
             .map_err(|e| Error::unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
         Ok(SqliteDatabases { dir, limits, open: Mutex::new(HashMap::new()) })
     }

@@ -41,6 +41,19 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection> {
 }
 
 /// Remove a database file and its WAL and shared-memory files, if any.
+/// Make the empty file a database will be written into, readable by its owner only (SPEC §14: database
+/// files 0600; SQLite gives its `-wal` and `-shm` files the same mode). AlreadyExists if it is there.
+pub(crate) fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::already_exists(format!("{} exists", path.display())),
+        _ => Error::unavailable(format!("cannot create {}: {e}", path.display())),
+    })
+}
+
 pub(crate) fn remove_with_wal(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
@@ -86,6 +99,7 @@ impl SqliteStorage {
 
     /// Write a new database's schema and identity to `path`, and close it.
     fn build(path: &Path, name: &str) -> Result<()> {
+        create_private(path)?;
         let mut conn = open_connection(path, true)?;
         schema::migrate(&mut conn)?;
         let uuid = Uuid::new_v4();
@@ -139,7 +153,12 @@ impl SqliteStorage {
         }
         let target = to.to_str().ok_or_else(|| Error::invalid(format!("{} is not a UTF-8 path", to.display())))?;
         let conn = self.conn.lock().await;
-        conn.execute("VACUUM INTO ?1", [target]).sql()?;
+        // VACUUM INTO writes into an empty file as into a new one, keeping its mode.
+        create_private(to)?;
+        if let Err(e) = conn.execute("VACUUM INTO ?1", [target]).sql() {
+            let _ = std::fs::remove_file(to);
+            return Err(e);
+        }
         Ok(())
     }
 

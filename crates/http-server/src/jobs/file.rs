@@ -45,7 +45,12 @@ pub(crate) fn store(path: &Path, jobs: &[JobSpec]) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     let temp = temp_path(path);
-    let mut out = std::fs::File::create(&temp)?;
+    // Owner-only (SPEC §14): the file names the servers this one replicates with.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&temp)?;
     out.write_all(&bytes)?;
     out.sync_all()?;
     drop(out);
@@ -95,6 +100,12 @@ mod tests {
         assert_eq!(load(&path).expect("load"), vec![spec("2")]);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["replication-jobs.json"], "no temp file is left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the jobs file is the owner's only");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! in a temp dir, bad input, the long-poll and event-stream feeds (one over a real socket), replication
 //! jobs, quicksync files with range requests, and the OpenAPI document.
 
+mod access;
 mod bad_input;
 mod feeds;
 mod jobs;

@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use outpost_api::{Database, Limits};
-use outpost_server::{router, AppState, Jobs, JOBS_FILE};
+use outpost_server::{router, Access, AppState, Jobs, NewToken, Role, JOBS_FILE};
 use outpost_sqlite::SqliteDatabases;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -28,6 +28,30 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let dbs = SqliteDatabases::new(dir.path(), limits).expect("data dir");
         let state = AppState::new(Arc::new(dbs), limits);
+        Server { app: router(state.clone()), state, dir }
+    }
+
+    /// A router over a fresh data directory that requires tokens: `(name, roles)` each, answered with
+    /// their secrets in the same order.
+    pub fn with_tokens(tokens: &[(&str, &[(&str, Role)])]) -> (Self, Vec<String>) {
+        let made: Vec<NewToken> = tokens
+            .iter()
+            .map(|(name, roles)| {
+                let roles = roles.iter().map(|(db, role)| ((*db).to_owned(), *role)).collect();
+                NewToken::generate(name, roles).expect("token")
+            })
+            .collect();
+        let configs: Vec<_> = made.iter().map(|t| t.config.clone()).collect();
+        let access = Access::open().with_tokens(&configs).expect("valid tokens");
+        (Self::with_access(access), made.into_iter().map(|t| t.secret).collect())
+    }
+
+    /// A router over a fresh data directory with `access`.
+    pub fn with_access(access: Access) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let limits = Limits::default();
+        let dbs = SqliteDatabases::new(dir.path(), limits).expect("data dir");
+        let state = AppState::new(Arc::new(dbs), limits).with_access(access);
         Server { app: router(state.clone()), state, dir }
     }
 
@@ -134,6 +158,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// Send `secret` as a Bearer token.
+    pub fn token(self, secret: &str) -> Self {
+        self.header("authorization", &format!("Bearer {secret}"))
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.request = self.request.header(name, value);
         self
@@ -145,7 +174,13 @@ impl Call {
         self
     }
 
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+    /// A body sent as JSON (`Content-Type: application/json`), whatever it holds.
+    pub fn body(self, body: impl Into<Bytes>) -> Self {
+        self.header("content-type", "application/json").raw_body(body)
+    }
+
+    /// A body with no content type (add one with [`Call::header`]).
+    pub fn raw_body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = Body::from(body.into());
         self
     }

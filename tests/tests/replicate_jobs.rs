@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_api::Limits;
-use outpost_server::{AppState, Jobs, JOBS_FILE};
+use outpost_server::{AppState, Jobs, PeerConfig, Peers, JOBS_FILE};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -24,13 +24,26 @@ struct Running {
 }
 
 impl Running {
+    /// A server whose jobs may reach itself by URL, and no other server.
     async fn start(dir: &Path) -> Running {
+        Self::start_with_peers(dir, &[]).await
+    }
+
+    /// A server whose jobs may reach itself and the servers at `peers` (base URLs), by URL (SPEC §14:
+    /// a job reaches only configured peers).
+    async fn start_with_peers(dir: &Path, peers: &[&str]) -> Running {
         let limits = Limits::default();
         let dbs = outpost_sqlite::SqliteDatabases::new(dir, limits).expect("the data directory");
-        let jobs = Jobs::persisted(dir.join(JOBS_FILE)).expect("the jobs file");
-        let state = AppState::new(Arc::new(dbs), limits).with_jobs(jobs);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("the server's address");
+        let own = format!("http://{addr}");
+        let peers: Vec<PeerConfig> = std::iter::once(own.as_str())
+            .chain(peers.iter().copied())
+            .map(|url| PeerConfig { url: url.to_owned(), token_file: None, ca_file: None })
+            .collect();
+        let peers = Peers::new(&peers).expect("peer URLs");
+        let jobs = Jobs::persisted(dir.join(JOBS_FILE)).expect("the jobs file").with_peers(peers);
+        let state = AppState::new(Arc::new(dbs), limits).with_jobs(jobs);
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(outpost_server::serve(listener, state, async {
             let _ = stopped.await;
@@ -116,7 +129,7 @@ fn temp_dir() -> tempfile::TempDir {
 async fn a_job_pulls_from_and_pushes_to_another_server() {
     let (east_dir, west_dir) = (temp_dir(), temp_dir());
     let east = Running::start(east_dir.path()).await;
-    let west = Running::start(west_dir.path()).await;
+    let west = Running::start_with_peers(west_dir.path(), &[&east.base]).await;
     east.create("src").await;
     for i in 0..20 {
         east.put("src", &format!("r{i}"), i).await;
@@ -155,9 +168,9 @@ async fn a_job_pulls_from_and_pushes_to_another_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_peer_is_away_keeps_retrying_until_cancelled() {
     let dir = temp_dir();
-    let server = Running::start(dir.path()).await;
     // A port nothing listens on: bind one, then let it go.
     let away = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let server = Running::start_with_peers(dir.path(), &[&format!("http://{away}")]).await;
     let body =
         json!({"source": format!("http://{away}/dbs/gone"), "target": "b", "create_target": true, "continuous": true});
     let job = server.replicate(body, 202).await;
@@ -167,6 +180,29 @@ async fn a_job_whose_peer_is_away_keeps_retrying_until_cancelled() {
     let cancelled = server.expect(Method::DELETE, &path, None, 200).await;
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
     assert_eq!(jobs_file(dir.path()), Vec::<String>::new());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reaches_only_configured_peers() {
+    let dir = temp_dir();
+    let server = Running::start(dir.path()).await;
+    server.create("a").await;
+    // Something listening that is not a peer: the job must not connect to it.
+    let bait = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let bait_addr = bait.local_addr().expect("addr");
+    for (source, target) in [
+        (format!("http://{bait_addr}/dbs/x"), "a".to_owned()),
+        ("a".to_owned(), format!("http://{bait_addr}/dbs/x")),
+        ("a".to_owned(), format!("http://user:pw@{}/dbs/b", &server.base["http://".len()..])),
+    ] {
+        let body = json!({"source": source, "target": target, "create_target": true, "wait": true});
+        let (status, answer) = server.call(Method::POST, "/replicate", Some(body)).await;
+        assert!(status == 403 || status == 400, "{source} → {target}: {status} {answer}");
+    }
+    let connected = tokio::time::timeout(Duration::from_millis(200), bait.accept()).await;
+    assert!(connected.is_err(), "no connection was made to a URL that is not a peer");
+    assert_eq!(server.expect(Method::GET, "/replicate/jobs", None, 200).await, json!([]));
     server.stop().await;
 }
 

@@ -112,7 +112,8 @@ fn found_in(tree: &str) -> Vec<String> {
 mod tests {
     #[test]
     fn forbidden_crates_are_found_by_name() {
-        let tree = "outpost-server v0.1.0 (/w)\nrustls v0.23.1\naws-lc-rs v1.0.0\naws-lc-sys v0.2.0\naws-lc-rs v1.0.0\n";
+        let tree =
+            "outpost-server v0.1.0 (/w)\nrustls v0.23.1\naws-lc-rs v1.0.0\naws-lc-sys v0.2.0\naws-lc-rs v1.0.0\n";
         let found = super::found_in(tree);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(super::found_in("ring v0.17.0\nrustls v0.23.1\n").is_empty());

@@ -55,11 +55,18 @@ pub fn run(cmd: CertCommand, json: bool) -> Result<()> {
 
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::invalid(format!("cannot create {}: {e}", args.out.display())))?;
-    let files = [("ca.pem", ca_cert.pem(), false), ("cert.pem", leaf_cert.pem(), false), ("key.pem", key.serialize_pem(), true)];
+    let files = [
+        ("ca.pem", ca_cert.pem(), false),
+        ("cert.pem", leaf_cert.pem(), false),
+        ("key.pem", key.serialize_pem(), true),
+    ];
     for (name, _, _) in &files {
         let path = args.out.join(name);
         if path.exists() {
-            return Err(Error::already_exists(format!("{} exists; certificates are never overwritten", path.display())));
+            return Err(Error::already_exists(format!(
+                "{} exists; certificates are never overwritten",
+                path.display()
+            )));
         }
     }
     for (name, pem, secret) in &files {

@@ -24,11 +24,9 @@ pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
     }
     let source_client = crate::remote::config_with(args.source_token_file.as_deref())?;
     let target_client = crate::remote::config_with(args.target_token_file.as_deref())?;
-    let source =
-        source_locator.open_with(Limits::default(), &source_client).await.map_err(|e| e.context("source"))?;
-    let target = open_target(&target_locator, args.create_target, &target_client)
-        .await
-        .map_err(|e| e.context("target"))?;
+    let source = source_locator.open_with(Limits::default(), &source_client).await.map_err(|e| e.context("source"))?;
+    let target =
+        open_target(&target_locator, args.create_target, &target_client).await.map_err(|e| e.context("target"))?;
 
     let cancel = CancellationToken::new();
     let interrupt = cancel.clone();

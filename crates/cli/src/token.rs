@@ -38,7 +38,8 @@ pub struct NewArgs {
 }
 
 fn parse_role(text: &str) -> std::result::Result<(String, Role), String> {
-    let (db, role) = text.split_once('=').ok_or_else(|| format!("expected DB=ROLE (e.g. field=write), not {text:?}"))?;
+    let (db, role) =
+        text.split_once('=').ok_or_else(|| format!("expected DB=ROLE (e.g. field=write), not {text:?}"))?;
     let role = role.parse::<Role>().map_err(|e| e.message)?;
     Ok((db.trim().to_owned(), role))
 }

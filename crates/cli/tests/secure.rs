@@ -193,10 +193,7 @@ impl Site {
 /// An HTTPS client trusting the site's CA.
 fn client(site: &Site) -> reqwest::Client {
     let pem = std::fs::read(site.path("tls/ca.pem")).unwrap();
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap()
 }
 
 async fn update_seq(http: &reqwest::Client, url: &str, secret: &str) -> u64 {
@@ -234,8 +231,11 @@ fn a_server_refuses_to_be_exposed_without_tokens_or_tls() {
     assert!(err.contains("refusing to serve plain HTTP") && err.contains("[tls]"), "{err}");
 
     let allowed = site.path("allowed.toml");
-    std::fs::write(&allowed, format!("listen = \"0.0.0.0:0\"\ndata = \"d\"\nallow_plain_http = true\n{}", site.blocks["ops"]))
-        .unwrap();
+    std::fs::write(
+        &allowed,
+        format!("listen = \"0.0.0.0:0\"\ndata = \"d\"\nallow_plain_http = true\n{}", site.blocks["ops"]),
+    )
+    .unwrap();
     let mut served = Served::start(&root, &allowed, &[]);
     assert!(served.url.starts_with("http://0.0.0.0:"), "{}", served.url);
     served.stop();
@@ -296,18 +296,17 @@ async fn two_https_servers_replicate_with_tokens_by_cli_and_by_job() {
     let writer = site.path("writer.token").display().to_string();
     let viewer = site.path("viewer.token").display().to_string();
     let before = update_seq(&http, &url_b, &site.secret("ops")).await;
-    let (code, _, err) = site.outpost(
-        &["sync", &url_a, &url_b, "--source-token-file", &reader, "--target-token-file", &viewer],
-        None,
-    );
+    let (code, _, err) =
+        site.outpost(&["sync", &url_a, &url_b, "--source-token-file", &reader, "--target-token-file", &viewer], None);
     assert_eq!(code, 10, "a read-only token on the target is forbidden: {err}");
-    assert!(err.contains("forbidden") && err.contains("\"viewer\" has read on database \"field\"; this needs write"), "{err}");
+    assert!(
+        err.contains("forbidden") && err.contains("\"viewer\" has read on database \"field\"; this needs write"),
+        "{err}"
+    );
     assert_eq!(update_seq(&http, &url_b, &site.secret("ops")).await, before, "nothing was written");
 
-    let out = site.ok(
-        &["sync", &url_a, &url_b, "--source-token-file", &reader, "--target-token-file", &writer, "--json"],
-        None,
-    );
+    let out = site
+        .ok(&["sync", &url_a, &url_b, "--source-token-file", &reader, "--target-token-file", &writer, "--json"], None);
     let report: Value = serde_json::from_str(&out).unwrap();
     let written = report[0]["revisions_written"].as_u64().or(report["revisions_written"].as_u64());
     assert!(written.is_some_and(|n| n >= 6), "{report}");
@@ -354,7 +353,8 @@ async fn two_https_servers_replicate_with_tokens_by_cli_and_by_job() {
     wait_for_record(&http, &url_b, &ops, "live-3").await;
 
     // No credential in the job listing or the jobs file.
-    let listing = http.get(format!("https://localhost:{port_b}/replicate/jobs")).bearer_auth(&ops).send().await.unwrap();
+    let listing =
+        http.get(format!("https://localhost:{port_b}/replicate/jobs")).bearer_auth(&ops).send().await.unwrap();
     let listing = listing.text().await.unwrap();
     assert!(listing.contains("\"running\""), "{listing}");
     let jobs_file = std::fs::read_to_string(site.path("data-b/replication-jobs.json")).unwrap();
@@ -394,7 +394,8 @@ async fn quicksync_pulls_over_https_with_a_token() {
     let want = update_seq(&http, &url, &site.secret("ops")).await;
     let started = Instant::now();
     loop {
-        let manifest = http.get(format!("{url}/quicksync/manifest.csv")).bearer_auth(site.secret("reader")).send().await;
+        let manifest =
+            http.get(format!("{url}/quicksync/manifest.csv")).bearer_auth(site.secret("reader")).send().await;
         let text = match manifest {
             Ok(reply) if reply.status().is_success() => reply.text().await.unwrap(),
             _ => String::new(),
@@ -415,4 +416,43 @@ async fn quicksync_pulls_over_https_with_a_token() {
     assert!(got.contains("\"o-2\""), "{got}");
     served.stop();
     site.logs.assert_free_of(&site.secrets(), &[&served]);
+}
+
+/// The README's "Serving on a network" block, run as written (its port moved to a free one) in a fresh
+/// directory with this build's `outpost` first on the PATH.
+#[test]
+fn the_readme_section_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("<!-- serving-on-a-network").expect("the README marks the section");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").expect("a sh block") + 6..];
+    let script = &block[..block.find("\n```").expect("the block ends")];
+    let port = free_port().to_string();
+    // If a command fails, the server the script started in the background goes with it.
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n", script.replace("7443", &port));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("readme.sh"), &script).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_outpost")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "readme.sh"])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("OUTPOST_TOKEN")
+        .env_remove("OUTPOST_CA_FILE")
+        .env_remove("OUTPOST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the README's commands failed\n--- script\n{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stdout.contains("outpost listening on https://0.0.0.0:"), "{stdout}");
+    assert!(stdout.contains("o-1") && stdout.contains("qty"), "the synced record is read back: {stdout}");
+    for token in ["ops.token", "tablet.token"] {
+        let secret = std::fs::read_to_string(dir.path().join(token)).unwrap();
+        assert!(!stdout.contains(secret.trim()) && !stderr.contains(secret.trim()), "no secret printed");
+    }
 }

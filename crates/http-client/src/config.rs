@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use outpost_api::{Error, Result};
 pub use outpost_api::RetryPolicy;
+use outpost_api::{Error, Result};
 
 /// An access token as the client holds it: sent as `Authorization: Bearer …` (marked sensitive, so
 /// it stays out of logs) and never shown by `Debug`.

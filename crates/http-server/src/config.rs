@@ -94,7 +94,8 @@ impl ServerConfig {
 
     /// Parse config text (paths as written); InvalidInput naming the bad key.
     pub fn parse(text: &str) -> Result<ServerConfig> {
-        let config: ServerConfig = toml::from_str(text).map_err(|e| Error::invalid(e.to_string().trim_end().to_owned()))?;
+        let config: ServerConfig =
+            toml::from_str(text).map_err(|e| Error::invalid(e.to_string().trim_end().to_owned()))?;
         if config.data.is_some() && config.postgres.is_some() {
             return Err(Error::invalid("data and postgres: give one of them, not both"));
         }
@@ -151,7 +152,12 @@ impl ServerConfig {
             max_depth: pick("max_depth", l.max_depth, defaults.max_depth, 128)?,
             max_bulk_ops: pick("max_bulk_ops", l.max_bulk_ops, defaults.max_bulk_ops, 100_000)?,
             max_request_bytes: pick("max_request_bytes", l.max_request_bytes, defaults.max_request_bytes, 1 << 30)?,
-            max_id_bytes: pick("max_id_bytes", l.max_id_bytes, defaults.max_id_bytes, outpost_api::names::MAX_ID_BYTES)?,
+            max_id_bytes: pick(
+                "max_id_bytes",
+                l.max_id_bytes,
+                defaults.max_id_bytes,
+                outpost_api::names::MAX_ID_BYTES,
+            )?,
         };
         if limits.max_body_bytes > limits.max_request_bytes {
             return Err(Error::invalid(format!(
@@ -171,7 +177,12 @@ impl ServerConfig {
 /// The start-up rule of SPEC §14: a server on a non-loopback address needs tokens, and TLS unless
 /// plain HTTP is allowed explicitly (behind a TLS-terminating proxy). Ok with a warning to log when
 /// plain HTTP is served that way; InvalidInput saying what to do otherwise.
-pub fn check_exposure(listen: SocketAddr, access: &Access, tls: bool, allow_plain_http: bool) -> Result<Option<String>> {
+pub fn check_exposure(
+    listen: SocketAddr,
+    access: &Access,
+    tls: bool,
+    allow_plain_http: bool,
+) -> Result<Option<String>> {
     if listen.ip().is_loopback() {
         return Ok(None);
     }
@@ -191,7 +202,9 @@ pub fn check_exposure(listen: SocketAddr, access: &Access, tls: bool, allow_plai
         )));
     }
     Ok((!tls).then(|| {
-        format!("serving plain HTTP on {listen} (allow_plain_http = true): tokens and data are not encrypted on the way")
+        format!(
+            "serving plain HTTP on {listen} (allow_plain_http = true): tokens and data are not encrypted on the way"
+        )
     }))
 }
 
@@ -288,7 +301,8 @@ mod tests {
     fn exposure_needs_tokens_and_tls() {
         let open = Access::open();
         let hash = "blake3:0000000000000000000000000000000000000000000000000000000000000000";
-        let tokens = [TokenConfig { name: "a".into(), hash: hash.into(), roles: [("*".into(), crate::Role::Read)].into() }];
+        let tokens =
+            [TokenConfig { name: "a".into(), hash: hash.into(), roles: [("*".into(), crate::Role::Read)].into() }];
         let with_tokens = Access::open().with_tokens(&tokens).unwrap();
         let local: SocketAddr = "127.0.0.1:7070".parse().unwrap();
         let public: SocketAddr = "0.0.0.0:7070".parse().unwrap();

@@ -51,7 +51,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(error)).into_response();
         if unauthorized {
             // RFC 9110 §11.6.1: a 401 names the scheme to use.
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"outpost\""));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"outpost\""));
         }
         response
     }

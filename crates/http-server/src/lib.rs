@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access::{Access, Caller, NewToken, Role, TokenConfig};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::{middleware, Extension, Router};
 use outpost_api::{Databases, Limits};
-pub use access::{Access, Caller, NewToken, Role, TokenConfig};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;

@@ -53,7 +53,8 @@ impl Tls {
         if chain.is_empty() {
             return Err(bad("no certificate in", cert, &"expected PEM `BEGIN CERTIFICATE` blocks"));
         }
-        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("cannot read the private key file", key, &e))?;
+        let key_der =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| bad("cannot read the private key file", key, &e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -1,26 +1,49 @@
 //! Where the PostgreSQL is and how Outpost connects to it: a libpq-style URL (`postgres://user:pw@host:port/db`
-//! or `host=… user=…`), the pool size, and the URL as shown in messages (never with the password).
+//! or `host=… user=…`), TLS, the pool size, and the URL as shown in messages (never with the password).
+//!
+//! TLS (SPEC §14): `sslmode=require` (or libpq's stricter `verify-ca` / `verify-full`) connects over
+//! TLS and verifies the server's certificate against the public (webpki) roots plus the CAs of
+//! `sslrootcert=FILE`, and its host name — stricter than libpq's `require`, which checks neither.
+//! Any other mode (or none) connects without TLS, as before TLS support existed.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_api::{Error, Result};
-use tokio_postgres::config::Host;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The pool size when none is chosen: enough for a server's concurrent requests on a small machine.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// How to reach one PostgreSQL database (the server's, holding one schema per Outpost database).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PostgresConfig {
     pub(crate) pg: tokio_postgres::Config,
     pub(crate) pool_size: usize,
+    /// How TLS connections are made (used only when `pg` asks for TLS).
+    pub(crate) tls: MakeRustlsConnect,
     shown: String,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.shown)
+            .field("tls", &self.uses_tls())
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 impl PostgresConfig {
     /// Parse a connection URL or key=value string. InvalidInput when it does not parse (the message
     /// never repeats a password).
     pub fn from_url(url: &str) -> Result<Self> {
+        let (url, root_cert) = libpq_options(url);
         let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::invalid(format!(
                 "not a PostgreSQL connection URL ({e}); expected postgres://USER@HOST:PORT/DATABASE"
@@ -36,8 +59,18 @@ impl PostgresConfig {
             pg.connect_timeout(Duration::from_secs(10));
         }
         pg.keepalives(true);
+        if pg.get_ssl_mode() != SslMode::Require {
+            // `prefer` would try TLS without verifying anything; plain is what it always was.
+            pg.ssl_mode(SslMode::Disable);
+        }
+        let tls = tls_connector(root_cert.as_deref())?;
         let shown = shown_url(&pg);
-        Ok(PostgresConfig { pg, pool_size: DEFAULT_POOL_SIZE, shown })
+        Ok(PostgresConfig { pg, pool_size: DEFAULT_POOL_SIZE, tls, shown })
+    }
+
+    /// Whether connections use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.pg.get_ssl_mode() == SslMode::Require
     }
 
     /// Use at most `size` pooled connections (at least 1), besides the one that listens for commits.
@@ -50,6 +83,89 @@ impl PostgresConfig {
     pub fn shown(&self) -> &str {
         &self.shown
     }
+}
+
+/// The URL without the libpq options tokio-postgres does not know, and the `sslrootcert` file if any:
+/// `sslrootcert=FILE` is taken out, `sslmode=verify-ca` and `verify-full` become `require` (whose
+/// verification here is already theirs).
+fn libpq_options(url: &str) -> (String, Option<PathBuf>) {
+    let mut root_cert = None;
+    let mut keep = |pair: &str| -> Option<String> {
+        match pair.split_once('=') {
+            Some(("sslrootcert", file)) => {
+                root_cert = Some(PathBuf::from(percent_decoded(file)));
+                None
+            }
+            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".to_owned()),
+            _ => Some(pair.to_owned()),
+        }
+    };
+    let rewritten = if url.contains("://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let pairs: Vec<String> = query.split('&').filter_map(&mut keep).collect();
+                if pairs.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", pairs.join("&"))
+                }
+            }
+            None => url.to_owned(),
+        }
+    } else {
+        url.split_whitespace().filter_map(&mut keep).collect::<Vec<_>>().join(" ")
+    };
+    (rewritten, root_cert)
+}
+
+/// `%XX` escapes of a URL query value decoded (a path may be written escaped).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TLS connector trusting the public roots and the CAs in `root_cert` (InvalidInput when it cannot
+/// be read or holds no certificate).
+fn tls_connector(root_cert: Option<&std::path::Path>) -> Result<MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = root_cert {
+        let bad = |e: &dyn std::fmt::Display| Error::invalid(format!("sslrootcert {}: {e}", path.display()));
+        let certificates = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(&e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        if certificates.is_empty() {
+            return Err(bad(&"no PEM certificate in the file"));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| bad(&e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::internal(format!("TLS for PostgreSQL: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// `postgres://user@host:port/dbname`, rebuilt from the parsed configuration so that no password

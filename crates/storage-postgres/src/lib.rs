@@ -91,7 +91,7 @@ impl PostgresDatabases {
         let target: Arc<str> = config.shown().into();
         let manager = Manager::from_config(
             config.pg.clone(),
-            tokio_postgres::NoTls,
+            config.tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
@@ -111,7 +111,9 @@ impl PostgresDatabases {
             tx.commit().await.map_err(|e| shared.pg(e))?;
         }
         drop(client);
-        let listener = notify::start(config.pg.clone(), shared.target.to_string(), Arc::downgrade(&shared)).await?;
+        let listener =
+            notify::start(config.pg.clone(), config.tls.clone(), shared.target.to_string(), Arc::downgrade(&shared))
+                .await?;
         Ok(PostgresDatabases { shared, listener })
     }
 

@@ -15,7 +15,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use outpost_api::Result;
 use tokio::sync::{oneshot, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The stream of a connection (TLS or not, as the config says).
+type Stream = <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream;
 
 use crate::schema::{self, CHANGES_CHANNEL, DELETED_CHANNEL};
 use crate::{error, Shared};
@@ -65,12 +70,13 @@ impl Commits {
 /// it is aborted or `shared` is dropped.
 pub(crate) async fn start(
     pg: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     target: String,
     shared: Weak<Shared>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let first = pg.connect(NoTls).await.map_err(|e| error::map(e, &target))?;
+    let first = pg.connect(tls.clone()).await.map_err(|e| error::map(e, &target))?;
     let (ready, listening) = oneshot::channel();
-    let task = tokio::spawn(run(pg, target.clone(), shared, first, ready));
+    let task = tokio::spawn(run(pg, tls, target.clone(), shared, first, ready));
     match listening.await {
         Ok(Ok(())) => Ok(task),
         Ok(Err(e)) => {
@@ -81,11 +87,11 @@ pub(crate) async fn start(
     }
 }
 
-type Connected =
-    (tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>);
+type Connected = (tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, Stream>);
 
 async fn run(
     pg: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     target: String,
     shared: Weak<Shared>,
     first: Connected,
@@ -96,7 +102,7 @@ async fn run(
     loop {
         let connected = match next.take() {
             Some(c) => Ok(c),
-            None => pg.connect(NoTls).await,
+            None => pg.connect(tls.clone()).await,
         };
         let outcome = match connected {
             Ok((client, connection)) => session(&client, connection, &shared, &target, &mut ready).await,
@@ -119,7 +125,7 @@ async fn run(
 /// One listening session, until its connection fails (an error) or `shared` is dropped (Ok).
 async fn session(
     client: &tokio_postgres::Client,
-    mut connection: tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    mut connection: tokio_postgres::Connection<tokio_postgres::Socket, Stream>,
     shared: &Weak<Shared>,
     target: &str,
     ready: &mut Option<oneshot::Sender<Result<()>>>,

@@ -114,9 +114,9 @@ fn json_body(method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(),
         return Ok(());
     }
     let declared = headers.get(header::CONTENT_TYPE);
-    let is_json = declared.and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
-    });
+    let is_json = declared
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
     if is_json || (declared.is_none() && !has_body) {
         return Ok(());
     }
@@ -124,17 +124,21 @@ fn json_body(method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(),
         || "no Content-Type".to_owned(),
         |v| format!("Content-Type {:?}", String::from_utf8_lossy(v.as_bytes())),
     );
-    let error = Error::invalid(format!("the request body must be JSON sent as Content-Type: application/json, not {what}"));
+    let error =
+        Error::invalid(format!("the request body must be JSON sent as Content-Type: application/json, not {what}"));
     Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(error)).into_response())
 }
 
 /// A configured origin, `scheme://host[:port]` as browsers send it.
 pub(crate) fn parse_origin(text: &str) -> Result<HeaderValue> {
     let lower = text.trim().to_ascii_lowercase();
-    let bad = || Error::invalid(format!("cors origin {text:?}: expected scheme://host[:port], e.g. https://app.example"));
+    let bad =
+        || Error::invalid(format!("cors origin {text:?}: expected scheme://host[:port], e.g. https://app.example"));
     let uri: Uri = lower.parse().map_err(|_| bad())?;
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else { return Err(bad()) };
-    if !matches!(scheme, "http" | "https") || lower != format!("{scheme}://{authority}") || authority.as_str().contains('@')
+    if !matches!(scheme, "http" | "https")
+        || lower != format!("{scheme}://{authority}")
+        || authority.as_str().contains('@')
     {
         return Err(bad());
     }
@@ -147,10 +151,30 @@ mod tests {
 
     #[test]
     fn loopback_names_with_or_without_ports() {
-        for good in ["localhost", "LOCALHOST:7070", "localhost.", "app.localhost:1", "127.0.0.1", "127.9.8.7:80", "[::1]", "[::1]:7070"] {
+        for good in [
+            "localhost",
+            "LOCALHOST:7070",
+            "localhost.",
+            "app.localhost:1",
+            "127.0.0.1",
+            "127.9.8.7:80",
+            "[::1]",
+            "[::1]:7070",
+        ] {
             assert!(is_loopback_authority(good), "{good}");
         }
-        for bad in ["", "example.com", "localhost.example.com", "10.0.0.1:7070", "[::2]:1", "[::1", "127.0.0.1:x", "0.0.0.0", "evil.com:7070", "127.0.0.1.evil.com"] {
+        for bad in [
+            "",
+            "example.com",
+            "localhost.example.com",
+            "10.0.0.1:7070",
+            "[::2]:1",
+            "[::1",
+            "127.0.0.1:x",
+            "0.0.0.0",
+            "evil.com:7070",
+            "127.0.0.1.evil.com",
+        ] {
             assert!(!is_loopback_authority(bad), "{bad}");
         }
     }

@@ -98,12 +98,15 @@ impl Token {
         }
         let hash = token::parse_hash(&config.hash).map_err(|e| e.context(format!("token {name:?}: hash")))?;
         if config.roles.is_empty() {
-            return Err(Error::invalid(format!("token {name:?}: roles is empty; give at least one, e.g. {{ \"*\" = \"read\" }}")));
+            return Err(Error::invalid(format!(
+                "token {name:?}: roles is empty; give at least one, e.g. {{ \"*\" = \"read\" }}"
+            )));
         }
         for db in config.roles.keys() {
             if db != EVERY_DATABASE {
-                outpost_api::names::validate_db_name(db)
-                    .map_err(|e| e.context(format!("token {name:?}: roles: {db:?} is neither \"*\" nor a database name")))?;
+                outpost_api::names::validate_db_name(db).map_err(|e| {
+                    e.context(format!("token {name:?}: roles: {db:?} is neither \"*\" nor a database name"))
+                })?;
             }
         }
         Ok(Token { name: name.to_owned(), hash, roles: config.roles.clone() })

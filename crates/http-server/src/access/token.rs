@@ -90,7 +90,9 @@ pub(crate) fn presented(headers: &HeaderMap) -> Result<Option<String>> {
     if values.next().is_some() {
         return Err(Error::unauthorized("send one Authorization header, not several"));
     }
-    let malformed = || Error::unauthorized("the Authorization header is not `Bearer TOKEN` or `Basic …` with the token as password");
+    let malformed = || {
+        Error::unauthorized("the Authorization header is not `Bearer TOKEN` or `Basic …` with the token as password")
+    };
     if value.len() > MAX_CREDENTIALS {
         return Err(malformed());
     }

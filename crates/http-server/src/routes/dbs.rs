@@ -6,8 +6,8 @@ use axum::Json;
 use outpost_api::{DbInfo, Error};
 
 use super::{OkResponse, OK};
-use crate::error::ApiResult;
 use crate::access::Caller;
+use crate::error::ApiResult;
 use crate::extract::{AdminDbName, DbPath, ReadDb};
 use crate::AppState;
 
@@ -31,7 +31,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
         (status = 412, description = "A database of that name exists", body = Error),
     )
 )]
-pub async fn create(State(state): State<AppState>, AdminDbName(name): AdminDbName) -> ApiResult<(StatusCode, Json<DbInfo>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    AdminDbName(name): AdminDbName,
+) -> ApiResult<(StatusCode, Json<DbInfo>)> {
     let db = state.dbs.create(&name).await?;
     Ok((StatusCode::CREATED, Json(db.info().await?)))
 }

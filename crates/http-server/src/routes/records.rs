@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{public, ApiError, ApiResult};
 use crate::extract::{
-    page_limit, parse_json, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody, ReadDb, RecordPath,
-    TablePath, WriteDb,
+    page_limit, parse_json, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody, ReadDb,
+    RecordPath, TablePath, WriteDb,
 };
 
 /// `GET .../records` parameters.

@@ -82,7 +82,10 @@ pub struct ChainAt {
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn revs_diff(ReadDb(db): ReadDb, JsonBody(have): JsonBody<Vec<RecordRevs>>) -> ApiResult<Json<Vec<RecordRevs>>> {
+pub async fn revs_diff(
+    ReadDb(db): ReadDb,
+    JsonBody(have): JsonBody<Vec<RecordRevs>>,
+) -> ApiResult<Json<Vec<RecordRevs>>> {
     Ok(Json(db.revs_diff(have).await?))
 }
 
@@ -178,7 +181,10 @@ pub async fn knowledge(ReadDb(db): ReadDb, Query(query): Query<KnowledgeQuery>) 
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn record_knowledge(WriteDb(db): WriteDb, JsonBody(update): JsonBody<KnowledgeUpdate>) -> ApiResult<Json<OkResponse>> {
+pub async fn record_knowledge(
+    WriteDb(db): WriteDb,
+    JsonBody(update): JsonBody<KnowledgeUpdate>,
+) -> ApiResult<Json<OkResponse>> {
     db.record_knowledge(update).await?;
     Ok(Json(OK))
 }

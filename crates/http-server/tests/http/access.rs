@@ -26,11 +26,30 @@ fn needs(operation: &str) -> Option<Needs> {
     Some(match operation {
         "server_info" | "health" | "openapi" => Needs::Open,
         "list_dbs" | "list_jobs" | "get_job" | "cancel_job" => Needs::Token,
-        "db_info" | "list_tables" | "get_table" | "list_records" | "get_record" | "get_record_by_query" | "changes"
-        | "wait_for_changes" | "revs_diff" | "get_revisions" | "events" | "chain_hash_at" | "knowledge"
-        | "resume_point" | "quicksync_manifest" | "quicksync_file" => Needs::Role(Read),
-        "put_record" | "post_record" | "delete_record" | "put_record_by_query" | "delete_record_by_query"
-        | "write_batch" | "put_revisions" | "record_knowledge" => Needs::Role(Write),
+        "db_info"
+        | "list_tables"
+        | "get_table"
+        | "list_records"
+        | "get_record"
+        | "get_record_by_query"
+        | "changes"
+        | "wait_for_changes"
+        | "revs_diff"
+        | "get_revisions"
+        | "events"
+        | "chain_hash_at"
+        | "knowledge"
+        | "resume_point"
+        | "quicksync_manifest"
+        | "quicksync_file" => Needs::Role(Read),
+        "put_record"
+        | "post_record"
+        | "delete_record"
+        | "put_record_by_query"
+        | "delete_record_by_query"
+        | "write_batch"
+        | "put_revisions"
+        | "record_knowledge" => Needs::Role(Write),
         "create_db" | "delete_db" | "create_table" | "update_table" | "delete_table" | "replicate" => {
             Needs::Role(Admin)
         }
@@ -48,7 +67,8 @@ enum Who {
     Has(Role),
 }
 
-const CALLERS: [Who; 6] = [Who::Nobody, Who::Unknown, Who::Stranger, Who::Has(Role::Read), Who::Has(Role::Write), Who::Has(Role::Admin)];
+const CALLERS: [Who; 6] =
+    [Who::Nobody, Who::Unknown, Who::Stranger, Who::Has(Role::Read), Who::Has(Role::Write), Who::Has(Role::Admin)];
 
 /// A server with databases `a` (table `t`, record `r`) and `b`, `c`; tokens: one per role on `a` and
 /// `c`, a stranger with admin on `b`, and a setup token with admin everywhere. Secrets in that order.
@@ -196,11 +216,7 @@ async fn without_tokens_only_loopback_names_are_served() {
         assert!(body["message"].as_str().unwrap().contains("loopback"), "{host}: {body}");
     }
     // A rebinding page cannot write either.
-    let reply = server
-        .call(Method::DELETE, "/dbs/a")
-        .header("host", "evil.example:7070")
-        .send()
-        .await;
+    let reply = server.call(Method::DELETE, "/dbs/a").header("host", "evil.example:7070").send().await;
     reply.expect_error(403, "forbidden");
     server.get("/dbs/a").await.expect_status(200);
 }

@@ -102,6 +102,7 @@ impl Locator {
     /// [`Locator::open`], reaching a server with `client` (its token and CA).
     pub async fn open_with(&self, limits: Limits, client: &ClientConfig) -> Result<OpenDatabase> {
         if let Locator::Http(url) = self {
+            warn_if_plain(url, client);
             let db = outpost_client::connect_with(url, client.clone())?;
             // Fail now, clearly, when the database or the server is not there.
             outpost_api::InfoReader::info(&db).await?;
@@ -164,6 +165,17 @@ impl Locator {
         path.file_stem().and_then(|s| s.to_str()).map(str::to_owned).ok_or_else(|| {
             Error::invalid(format!("{}: no database name in the file name; pass --name", path.display()))
         })
+    }
+}
+
+/// Warn when a token is about to cross a network unencrypted (`http://` to another machine).
+fn warn_if_plain(url: &str, client: &ClientConfig) {
+    let Some(rest) = url.strip_prefix("http://") else { return };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if client.token.is_some() && !loopback {
+        crate::output::note(&format!("warning: the access token travels unencrypted to {host} (use https://)"));
     }
 }
 

@@ -227,8 +227,9 @@ async fn open_or_create(locator: &Locator) -> Result<OpenDatabase> {
     }
 }
 
-/// `<file>.quicksync-cache` beside a database file; elsewhere a directory in the temp dir named
-/// after the URL (so a rerun finds its partial downloads).
+/// `<file>.quicksync-cache` beside a database file; elsewhere a directory named after the URL (so a
+/// rerun finds its partial downloads) in the user's own cache directory — not the shared temp dir,
+/// where another user could create it first and read or redirect the downloads.
 fn default_cache(locator: &Locator, url: &str) -> PathBuf {
     match locator {
         Locator::File(path) => {
@@ -238,7 +239,9 @@ fn default_cache(locator: &Locator, url: &str) -> PathBuf {
         }
         _ => {
             let key = blake3::hash(format!("{locator}\n{url}").as_bytes()).to_hex();
-            std::env::temp_dir().join(format!("outpost-quicksync-{}", &key[..16]))
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or(home.map(|h| h.join(".cache")));
+            cache.unwrap_or_else(|| PathBuf::from(".")).join("outpost").join(format!("quicksync-{}", &key[..16]))
         }
     }
 }

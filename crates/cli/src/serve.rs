@@ -78,6 +78,7 @@ pub async fn run(flags: Flags, publish: Option<outpost_server::PublishSchedule>)
     let (dbs, mut place, jobs): (Arc<dyn Databases>, String, outpost_server::Jobs) = match store {
         Store::Data(data) => {
             let dbs = outpost_sqlite::SqliteDatabases::new(&data, limits)?;
+            warn_if_shared(&data);
             let place = format!("data in {}", data.display());
             let jobs = outpost_server::Jobs::persisted(data.join(outpost_server::JOBS_FILE))?;
             (Arc::new(dbs), place, jobs)
@@ -125,4 +126,18 @@ pub async fn run(flags: Flags, publish: Option<outpost_server::PublishSchedule>)
         .map_err(|e| Error::unavailable(format!("serving on {addr}: {e}")))?;
     eprintln!("outpost stopped");
     Ok(())
+}
+
+/// Warn when the data directory (made 0700 when this server creates it) lets other users in.
+fn warn_if_shared(data: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(data).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            let warning =
+                format!("the data directory {} is open to other users of this machine; `chmod 700` it", data.display());
+            tracing::warn!("{warning}");
+            eprintln!("warning: {warning}");
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Seen {
     pub(crate) line: String,
     /// The body.
     pub(crate) body: String,
+    /// The request head (request line and headers), lowercased.
+    pub(crate) head: String,
 }
 
 /// The running fake server.
@@ -138,5 +140,5 @@ async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
     }
     let line = head.lines().next()?.rsplit_once(' ')?.0.to_owned();
     let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
-    Some(Seen { line, body })
+    Some(Seen { line, body, head: head.to_ascii_lowercase() })
 }

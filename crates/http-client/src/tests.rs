@@ -10,7 +10,7 @@ use outpost_api::{
 use serde_json::json;
 
 use crate::fake::{FakeServer, Reply};
-use crate::{ClientConfig, RemoteDatabase, RemoteDatabases, RetryPolicy};
+use crate::{AccessToken, ClientConfig, RemoteDatabase, RemoteDatabases, RetryPolicy};
 
 const REV: &str = "1-0123456789abcdef0123456789abcdef";
 const CHAIN: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -294,4 +294,47 @@ fn connect_parses_the_locator() {
     let e = crate::connect("http://127.0.0.1:7070/field").unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
     assert!(e.message.contains("/dbs/NAME"), "{e}");
+}
+
+#[tokio::test]
+async fn the_token_travels_as_a_bearer_header_and_never_in_debug_output() {
+    let server = FakeServer::start(vec![Reply::json(200, info_json())]).await;
+    let token = AccessToken::new("opt_secret-of-the-test").unwrap();
+    let config = ClientConfig { token: Some(token), ..config() };
+    assert!(!format!("{config:?}").contains("opt_secret"), "{config:?}");
+    RemoteDatabases::with_config(&server.url(), config).unwrap().database("db").unwrap().info().await.unwrap();
+    assert!(server.seen()[0].head.contains("authorization: bearer opt_secret-of-the-test"), "{:?}", server.seen());
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let moved = Reply::Status {
+        status: 307,
+        body: String::new(),
+        headers: vec![("location".into(), "http://127.0.0.1:1/elsewhere".into())],
+    };
+    let server = FakeServer::start(vec![moved, Reply::json(200, info_json())]).await;
+    let e = db_on(&server).info().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
+    assert!(e.message.contains("redirects") && e.message.contains("http://127.0.0.1:1/elsewhere"), "{e}");
+    assert_eq!(server.lines().len(), 1, "one request, not followed");
+}
+
+#[tokio::test]
+async fn a_response_over_the_cap_is_too_large() {
+    let big = json!({"padding": "x".repeat(4096)});
+    let server = FakeServer::start(vec![Reply::json(200, big)]).await;
+    let config = ClientConfig { max_response_bytes: 1024, ..config() };
+    let db = RemoteDatabases::with_config(&server.url(), config).unwrap().database("db").unwrap();
+    let e = db.info().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge, "{e}");
+}
+
+#[test]
+fn credentials_in_a_url_are_refused_without_being_repeated() {
+    let e = RemoteDatabases::new("https://user:opt_leaked@hq.example:7443").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(e.message.contains("credentials do not belong in a URL") && !e.message.contains("opt_leaked"), "{e}");
+    let e = AccessToken::new("  ").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
 }

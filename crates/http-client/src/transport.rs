@@ -188,7 +188,7 @@ impl Transport {
         }
         if status.is_redirection() {
             let to = response_location(&response_headers);
-            return Attempt::Final(Error::unavailable(format!(
+            return Attempt::Final(Error::invalid(format!(
                 "{what}: the server redirects (HTTP {status}{to}); redirects are not followed, so that a token \
                  never travels to another address: use the final URL"
             )));

@@ -37,6 +37,9 @@ pub fn open(location: &str, cache: &Path) -> Result<Box<dyn Files>> {
     open_with(location, cache, client)
 }
 
+/// The largest manifest read from a server (a row is ~250 bytes: room for 250,000 files).
+const MAX_MANIFEST_BYTES: usize = 64 << 20;
+
 /// How long a download may stall before it is retried (it resumes where it stopped).
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -44,6 +47,13 @@ pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 /// server; it should not follow redirects and should time out stalled reads, not whole downloads).
 pub fn open_with(location: &str, cache: &Path, client: reqwest::Client) -> Result<Box<dyn Files>> {
     if location.starts_with("http://") || location.starts_with("https://") {
+        let authority = location.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if authority.contains('@') {
+            return Err(Error::invalid(
+                "credentials do not belong in a quicksync URL, where `ps` and logs show them; give the token in \
+                 OUTPOST_TOKEN or a token file",
+            ));
+        }
         let base = if location.ends_with('/') { location.to_owned() } else { format!("{location}/") };
         return Ok(Box::new(HttpFiles { base, client, cache: cache.to_owned(), retry: RetryPolicy::default() }));
     }
@@ -175,7 +185,8 @@ impl HttpFiles {
 
     /// Append what the server has of `url` beyond the `have` bytes of `part` (a range request), or
     /// rewrite it whole when the server ignores ranges.
-    async fn download(&self, url: &str, part: &Path, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<()> {
+    /// A server sending more than the manifest's `size` bytes is refused there (it could fill the disk).
+    async fn download(&self, url: &str, part: &Path, size: u64, progress: &(dyn Fn(u64) + Send + Sync)) -> Result<()> {
         let io = |e: std::io::Error| Error::internal(format!("writing {}: {e}", part.display()));
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let mut request = self.client.get(url);
@@ -205,7 +216,14 @@ impl HttpFiles {
             }
             status => return Err(status_error(url, status)),
         };
+        let mut held = file.metadata().map_err(io)?.len();
         while let Some(chunk) = response.chunk().await.map_err(|e| network(url, e))? {
+            held += chunk.len() as u64;
+            if held > size {
+                drop(file);
+                let _ = fs::remove_file(part);
+                return Err(Error::corrupt(format!("{url}: the server sent more than the manifest's {size} bytes")));
+            }
             file.write_all(&chunk).map_err(io)?;
             progress(chunk.len() as u64);
         }
@@ -222,11 +240,18 @@ impl Files for HttpFiles {
     async fn manifest(&self) -> Result<String> {
         let url = format!("{}{MANIFEST}", self.base);
         self.retrying("fetching the manifest", || async {
-            let response = self.client.get(&url).send().await.map_err(|e| network(&url, e))?;
+            let mut response = self.client.get(&url).send().await.map_err(|e| network(&url, e))?;
             if !response.status().is_success() {
                 return Err(status_error(&url, response.status()));
             }
-            response.text().await.map_err(|e| network(&url, e))
+            let mut text = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| network(&url, e))? {
+                if text.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                    return Err(Error::corrupt(format!("{url}: the manifest exceeds {MAX_MANIFEST_BYTES} bytes")));
+                }
+                text.extend_from_slice(&chunk);
+            }
+            String::from_utf8(text).map_err(|_| Error::corrupt(format!("{url}: the manifest is not UTF-8")))
         })
         .await
     }
@@ -248,7 +273,8 @@ impl Files for HttpFiles {
             let resumed = fs::metadata(&part).map(|m| m.len()).unwrap_or(0) > 0;
             let complete = || fs::metadata(&part).map(|m| m.len() >= row.bytes).unwrap_or(false);
             if !complete() {
-                self.retrying(&format!("downloading {}", row.file), || self.download(&url, &part, progress)).await?;
+                self.retrying(&format!("downloading {}", row.file), || self.download(&url, &part, row.bytes, progress))
+                    .await?;
             }
             match verify_file(&part, row, &|_| {}) {
                 Ok(()) => {

@@ -126,7 +126,7 @@ async fn sslmode_require_connects_over_verified_tls() {
         PostgresDatabases::connect_url(&url, Limits::default()).await.expect("plain connect");
         // A missing CA file is a clear error naming it.
         let missing = with_params(&url, "sslmode=require&sslrootcert=/nonexistent/ca.pem");
-        let e = PostgresConfig::from_url(&missing).err().expect("missing CA file");
+        let e = PostgresConfig::from_url(&missing).expect_err("missing CA file");
         assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
     };
     // Run, then reset the cluster whatever happened.

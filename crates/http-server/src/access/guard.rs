@@ -22,17 +22,39 @@ use super::{token, Access, Caller};
 use crate::error::ApiError;
 use crate::AppState;
 
+/// Headers a proxy adds: a server without tokens behind a proxy on its own host would otherwise take
+/// every caller of the proxy for a loopback one.
+const PROXY_HEADERS: [&str; 6] =
+    ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via"];
+
 /// Routes anyone may call, token or not.
 const OPEN_PATHS: [&str; 3] = ["/", "/health", "/openapi.json"];
 
 pub(crate) async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match admit(&state.access, &mut request) {
         Ok(()) => next.run(request).await,
-        Err(response) => response,
+        Err(refused) => refused.into_response(),
     }
 }
 
-fn admit(access: &Access, request: &mut Request) -> Result<(), Response> {
+/// Why a request goes no further.
+enum Refused {
+    /// An api error, answered with its kind's status.
+    Error(Error),
+    /// A body that is not declared JSON (415, which no error kind maps to).
+    NotJson(Error),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Error(error) => ApiError(error).into_response(),
+            Refused::NotJson(error) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(error)).into_response(),
+        }
+    }
+}
+
+fn admit(access: &Access, request: &mut Request) -> Result<(), Refused> {
     let headers = request.headers();
     if let Some(origin) = headers.get(header::ORIGIN) {
         if !access.origins().iter().any(|allowed| allowed == origin) {
@@ -50,6 +72,12 @@ fn admit(access: &Access, request: &mut Request) -> Result<(), Response> {
             Err(e) => return Err(refuse(e)),
         }
     } else {
+        if let Some(name) = PROXY_HEADERS.iter().find(|name| headers.contains_key(**name)) {
+            return Err(refuse(Error::forbidden(format!(
+                "this server has no access tokens, so it serves loopback callers only, and this request came \
+                 through a proxy ({name}): configure [[tokens]] to serve it through one"
+            ))));
+        }
         if !addressed_to_loopback(headers, request.uri()) {
             return Err(refuse(Error::forbidden(
                 "this server has no access tokens, so it answers only requests addressed to a loopback name \
@@ -67,8 +95,8 @@ fn admit(access: &Access, request: &mut Request) -> Result<(), Response> {
     Ok(())
 }
 
-fn refuse(error: Error) -> Response {
-    ApiError(error).into_response()
+fn refuse(error: Error) -> Refused {
+    Refused::Error(error)
 }
 
 /// The caller a request's credentials name; Unauthorized when there are none or they are unknown.
@@ -109,7 +137,7 @@ pub(crate) fn is_loopback_authority(authority: &str) -> bool {
 }
 
 /// 415 for a request whose body (`has_body`: it may have bytes) is not declared JSON.
-fn json_body(method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(), Response> {
+fn json_body(method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(), Refused> {
     if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         return Ok(());
     }
@@ -126,7 +154,7 @@ fn json_body(method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(),
     );
     let error =
         Error::invalid(format!("the request body must be JSON sent as Content-Type: application/json, not {what}"));
-    Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(error)).into_response())
+    Err(Refused::NotJson(error))
 }
 
 /// A configured origin, `scheme://host[:port]` as browsers send it.
@@ -206,7 +234,8 @@ mod tests {
             (with(&[(header::CONTENT_TYPE, "application/x-www-form-urlencoded")]), false),
             (with(&[]), true),
         ] {
-            let response = json_body(&Method::POST, &bad, has_body).expect_err("415");
+            let response =
+                json_body(&Method::POST, &bad, has_body).map_err(IntoResponse::into_response).expect_err("415");
             assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
     }

@@ -46,8 +46,10 @@ pub(crate) fn store(path: &Path, jobs: &[JobSpec]) -> std::io::Result<()> {
     bytes.push(b'\n');
     let temp = temp_path(path);
     // Owner-only (SPEC §14): the file names the servers this one replicates with.
+    // A stale temp file (a crash mid-write) is removed; a new one is created, never opened through a link.
+    let _ = std::fs::remove_file(&temp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut out = options.open(&temp)?;

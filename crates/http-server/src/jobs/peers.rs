@@ -55,6 +55,9 @@ impl Peers {
                     "peers: url {base:?} names a database; give the server's base URL (https://host:port)"
                 )));
             }
+            if config.token_file.is_some() && base.starts_with("http://") {
+                tracing::warn!(peer = %base, "the token for this peer travels over plain HTTP: use https://");
+            }
             list.push(Peer { base, token_file: config.token_file.clone(), ca_file: config.ca_file.clone() });
         }
         Ok(Peers { list: list.into() })

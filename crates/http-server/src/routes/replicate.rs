@@ -168,19 +168,19 @@ pub async fn cancel(
     Ok((status, Json(job)))
 }
 
-/// Ok when `caller` may run and manage a job between `source` and `target`: admin on each local end,
-/// and admin on every database for a job between two remote ends (it is the server's, not a
-/// database's). Which URLs a job may reach is the peers' rule, checked when it starts.
+/// Ok when `caller` may run and manage a job between `source` and `target`: admin on each local end;
+/// and admin on every database when an end is remote, because the job reaches a peer with the
+/// server's own token for it, which may do far more than the caller could (a token with admin on
+/// one database must not be able to copy a peer's other databases into it). Which URLs a job may reach
+/// is the peers' rule, checked when it starts.
 fn manages(caller: &Caller, source: &Endpoint, target: &Endpoint) -> ApiResult<()> {
-    let mut local = false;
     for end in [source, target] {
-        if let Endpoint::Local(name) = end {
-            caller.require(name, Role::Admin)?;
-            local = true;
+        match end {
+            Endpoint::Local(name) => caller.require(name, Role::Admin)?,
+            Endpoint::Remote(_) => caller.require_everywhere(Role::Admin).map_err(|e| {
+                e.context("a job with a remote end acts with this server's own credentials for that peer")
+            })?,
         }
-    }
-    if !local {
-        caller.require_everywhere(Role::Admin)?;
     }
     Ok(())
 }

@@ -215,6 +215,13 @@ async fn without_tokens_only_loopback_names_are_served() {
         let body = reply.expect_error(403, "forbidden");
         assert!(body["message"].as_str().unwrap().contains("loopback"), "{host}: {body}");
     }
+    // Nor through a proxy on the same host, which would make every caller look local.
+    for header in ["x-forwarded-for", "forwarded", "via", "x-real-ip"] {
+        let reply =
+            server.call(Method::GET, "/dbs/a").header("host", "127.0.0.1:7070").header(header, "1.2.3.4").send().await;
+        let body = reply.expect_error(403, "forbidden");
+        assert!(body["message"].as_str().unwrap().contains("proxy"), "{header}: {body}");
+    }
     // A rebinding page cannot write either.
     let reply = server.call(Method::DELETE, "/dbs/a").header("host", "evil.example:7070").send().await;
     reply.expect_error(403, "forbidden");
@@ -282,4 +289,18 @@ async fn bodies_that_are_not_json_are_415_and_store_nothing() {
     }
     assert_eq!(server.update_seq("a").await, 1, "only the table definition was written");
     server.get("/dbs/a/tables/u").await.expect_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_job_with_a_remote_end_needs_admin_on_every_database() {
+    let (server, secrets) = server().await;
+    // Admin on `a` only: the server's own peer token must not become this token's.
+    let body = json!({"source": "https://hq.example:7443/dbs/payroll", "target": "a", "wait": true});
+    let reply = server.call(Method::POST, "/replicate").token(&secrets[2]).json(body.clone()).send().await;
+    let error = reply.expect_error(403, "forbidden");
+    assert!(error["message"].as_str().unwrap().contains("own credentials"), "{error}");
+    // Admin everywhere passes the role check; the peer rule then refuses a URL no peer has.
+    let reply = server.call(Method::POST, "/replicate").token(&secrets[4]).json(body).send().await;
+    let error = reply.expect_error(403, "forbidden");
+    assert!(error["message"].as_str().unwrap().contains("not a configured peer"), "{error}");
 }

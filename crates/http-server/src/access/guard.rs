@@ -28,7 +28,7 @@ const PROXY_HEADERS: [&str; 6] =
     ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via"];
 
 /// Routes anyone may call, token or not.
-const OPEN_PATHS: [&str; 3] = ["/", "/health", "/openapi.json"];
+pub(crate) const OPEN_PATHS: [&str; 3] = ["/", "/health", "/openapi.json"];
 
 pub(crate) async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match admit(&state.access, &mut request) {

@@ -18,7 +18,7 @@ use outpost_api::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use cors::cors;
-pub(crate) use guard::guard;
+pub(crate) use guard::{guard, OPEN_PATHS};
 pub use token::{NewToken, TOKEN_PREFIX};
 
 /// What a token may do on a database; each role includes the ones before it.

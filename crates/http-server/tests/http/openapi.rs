@@ -134,3 +134,32 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
         assert!(value.contains(&format!("\"{key}\"")), "Value names {key}");
     }
 }
+
+#[tokio::test]
+async fn the_document_says_which_routes_need_a_token_and_how_they_refuse() {
+    let server = Server::new();
+    let doc = server.get("/openapi.json").await.expect_status(200);
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (schemes["bearer"]["scheme"].as_str(), schemes["basic"]["scheme"].as_str()),
+        (Some("bearer"), Some("basic"))
+    );
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let open = ["/", "/health", "/openapi.json"].contains(&path.as_str());
+            let names: Vec<&str> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_object())
+                .flat_map(|r| r.keys())
+                .map(String::as_str)
+                .collect();
+            assert_eq!(names.is_empty(), open, "{method} {path}: security {names:?}");
+            let responses = &op["responses"];
+            assert_eq!(responses["401"].is_object(), !open, "{method} {path}: 401");
+            assert!(responses["403"].is_object(), "{method} {path}: 403");
+            assert_eq!(responses["415"].is_object(), op["requestBody"].is_object(), "{method} {path}: 415");
+        }
+    }
+}

@@ -118,6 +118,7 @@ macro_rules! conformance_suite {
             bad_input::batches_over_the_limit_are_too_large,
             bad_input::page_limits_outside_the_range_are_invalid,
             bad_input::malformed_replicated_revisions_are_rejected,
+            bad_input::protocol_inputs_are_bounded,
             batch::a_batch_reports_a_result_per_operation,
             batch::a_batch_takes_contiguous_seqs,
             batch::a_batch_sees_its_own_earlier_operations,

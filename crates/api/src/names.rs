@@ -15,6 +15,13 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Longest record id, in bytes.
     pub max_id_bytes: usize,
+    /// Most ids of history a replicated revision's ancestry keeps (CouchDB's `revs_limit`); a longer
+    /// one is cut, its oldest kept ancestor becoming a stub.
+    pub max_ancestry: usize,
+    /// Most entries in one revs-diff or revs/get request (records, after duplicates are merged).
+    pub max_request_entries: usize,
+    /// Most tables a changes filter names.
+    pub max_filter_tables: usize,
 }
 
 impl Default for Limits {
@@ -25,6 +32,9 @@ impl Default for Limits {
             max_bulk_ops: 10_000,
             max_request_bytes: 16 << 20,
             max_id_bytes: MAX_ID_BYTES,
+            max_ancestry: 1000,
+            max_request_entries: 10_000,
+            max_filter_tables: 100,
         }
     }
 }

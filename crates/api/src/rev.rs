@@ -20,6 +20,10 @@ pub struct RevId {
     pub hash: [u8; 16],
 }
 
+/// The largest generation a revision may have (SPEC §13): 2^53 − 1, which every JSON number reader
+/// holds exactly. Parsing refuses larger ones, so no arithmetic on a parsed generation overflows.
+pub const MAX_GENERATION: u64 = (1 << 53) - 1;
+
 impl RevId {
     /// A revision id from its parts.
     pub fn new(generation: u64, hash: [u8; 16]) -> Self {
@@ -77,6 +81,11 @@ impl FromStr for RevId {
             return Err(bad());
         }
         let generation: u64 = generation.parse().map_err(|_| bad())?;
+        if generation > MAX_GENERATION {
+            return Err(Error::invalid(format!(
+                "invalid revision id {s:?}: the generation is above the largest one, {MAX_GENERATION}"
+            )));
+        }
         let hash = parse_hex::<16>(hex, "revision id").map_err(|_| bad())?;
         Ok(RevId { generation, hash })
     }
@@ -184,9 +193,13 @@ mod tests {
             "1-0123",
             "x-0123456789abcdef0123456789abcdef",
             "99999999999999999999999-0123456789abcdef0123456789abcdef",
+            "18446744073709551615-0123456789abcdef0123456789abcdef",
+            "9007199254740992-0123456789abcdef0123456789abcdef",
         ] {
             assert!(bad.parse::<RevId>().is_err(), "{bad}");
         }
+        let top: RevId = "9007199254740991-0123456789abcdef0123456789abcdef".parse().unwrap();
+        assert_eq!(top.generation, MAX_GENERATION);
     }
 
     #[test]

@@ -15,7 +15,6 @@ use outpost_api::{
 };
 use tokio::sync::watch;
 
-use crate::canonical::encode_attributes;
 use crate::hash::genesis_chain;
 use crate::plan::{LocalWrite, Planner};
 use crate::reconcile::reconcile;
@@ -95,21 +94,7 @@ impl<S: Storage> Engine<S> {
 
     /// Validate a body for a local or replicated write: nesting depth and encoded size.
     fn check_body(&self, attributes: &Attributes) -> Result<()> {
-        if attributes.depth() > self.limits.max_depth {
-            return Err(Error::invalid(format!(
-                "attributes nest {} deep; the limit is {}",
-                attributes.depth(),
-                self.limits.max_depth
-            )));
-        }
-        let size = encode_attributes(attributes).len();
-        if size > self.limits.max_body_bytes {
-            return Err(Error::too_large(format!(
-                "record body is {size} bytes encoded; the limit is {}",
-                self.limits.max_body_bytes
-            )));
-        }
-        Ok(())
+        crate::input::body(attributes, &self.limits)
     }
 
     async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: &WriteSet) -> Result<()> {
@@ -205,6 +190,9 @@ impl<S: Storage> Engine<S> {
     }
 
     async fn write_table(&self, name: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Result<RevId> {
+        // A definition travels as a `_tables` record: the record body limit binds it too (every peer
+        // would refuse a larger one).
+        self.check_body(&body).map_err(|e| e.context(format!("the definition of table {name:?}")))?;
         let w = LocalWrite {
             table: names::TABLES_TABLE.into(),
             id: name.into(),
@@ -243,10 +231,13 @@ impl<S: Storage> Engine<S> {
                 self.limits.max_bulk_ops
             )));
         }
-        for r in &revisions {
-            if let Some(a) = &r.attributes {
-                self.check_body(a).map_err(|e| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id)))?;
-            }
+        let revisions: Vec<RevisionData> =
+            revisions.into_iter().map(|r| crate::input::replicated(r, &self.limits)).collect::<Result<_>>()?;
+        if let Some(point) = &resume {
+            crate::input::resume_point(point)?;
+        }
+        if let Some(update) = &knowledge {
+            crate::input::knowledge(update)?;
         }
         let mut rows = match knowledge {
             Some(update) => knowledge_rows(update)?,
@@ -630,12 +621,9 @@ impl<S: Storage> RecordWriter for Engine<S> {
 impl<S: Storage> ChangeReader for Engine<S> {
     async fn changes(&self, request: ChangesRequest) -> Result<ChangesPage> {
         let limit = check_page(request.limit)?;
-        if let Some(tables) = &request.tables {
-            for t in tables {
-                names::validate_any_table_name(t)?;
-            }
-        }
-        let read = self.storage.changes(request.since, limit, request.tables.as_deref(), PENDING_EXACT_UP_TO).await?;
+        crate::input::seq(request.since, "since")?;
+        let tables = crate::input::table_filter(request.tables, &self.limits)?;
+        let read = self.storage.changes(request.since, limit, tables.as_deref(), PENDING_EXACT_UP_TO).await?;
         // Drained, the reader has seen everything up to update_seq (the knowledge rule of §8 relies on it).
         let last_seq = match (read.pending, read.changes.last()) {
             (0, _) => read.update_seq.max(request.since),
@@ -700,6 +688,7 @@ impl<S: Storage> InfoReader for Engine<S> {
 #[async_trait]
 impl<S: Storage> ReplicaSource for Engine<S> {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
+        let wanted = crate::input::record_revs(wanted, &self.limits, "revs/get")?;
         let keys: Vec<RecordKey> = wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
         let mut trees = self.storage.load_trees(&keys).await?;
         let mut out = Vec::new();
@@ -747,11 +736,13 @@ impl<S: Storage> ReplicaSource for Engine<S> {
     }
 
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
+        upto.map(|s| crate::input::seq(s, "upto")).transpose()?;
         self.storage.knowledge(upto).await
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
         let limit = check_page(limit)?;
+        crate::input::seq(after, "after")?;
         let events = self.storage.events(after, limit).await?;
         // Only revisions with a parent can have stubs above them; their trees say which parents are stubs.
         let mut keys: Vec<RecordKey> = events
@@ -794,6 +785,7 @@ impl<S: Storage> ReplicaSource for Engine<S> {
 #[async_trait]
 impl<S: Storage> ReplicaTarget for Engine<S> {
     async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
+        let have = crate::input::record_revs(have, &self.limits, "revs-diff")?;
         let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
         let held = self.storage.held_revs(&keys).await?;
         let mut out = Vec::new();

@@ -28,7 +28,8 @@ pub fn revision_id_of_encoded(table: &str, id: &str, parent: Option<&RevId>, del
     let digest = h.finalize();
     let mut hash = [0u8; 16];
     hash.copy_from_slice(&digest.as_bytes()[..16]);
-    RevId::new(parent.map_or(1, |p| p.generation + 1), hash)
+    // Saturating: a generation past MAX_GENERATION is refused before anything is stored (the planner).
+    RevId::new(parent.map_or(1, |p| p.generation.saturating_add(1)), hash)
 }
 
 /// `chain(0)`: see [`ChainHash::genesis`] (the definition lives in outpost-api, where verifiers reach it).

@@ -9,6 +9,7 @@
 pub mod canonical;
 mod database;
 pub mod hash;
+pub mod input;
 pub mod plan;
 pub mod reconcile;
 pub mod storage;

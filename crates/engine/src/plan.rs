@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData};
+use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData, MAX_GENERATION};
 
 use crate::hash::{next_chain, revision_id};
 use crate::reconcile::reconcile;
@@ -87,6 +87,16 @@ impl Planner {
         let key = (w.table.clone(), w.id.clone());
         let tree = self.trees.entry(key.clone()).or_default();
         let (result, new) = plan_local(tree, w, policy)?;
+        // Checked before anything is planned: an id past the largest generation could not be read back.
+        if let Some(n) = new.iter().find(|n| n.rev.generation > MAX_GENERATION) {
+            return Err(Error::invalid(format!(
+                "record {}/{} has reached the largest generation ({MAX_GENERATION}) on the branch of {}; it takes \
+                 no further revision there",
+                w.table,
+                w.id,
+                n.parent.map_or_else(String::new, |p| p.to_string())
+            )));
+        }
         for n in new {
             self.add_event(&key, n.rev, n.parent, n.deleted, &n.body)?;
         }
@@ -105,10 +115,19 @@ impl Planner {
                 return Err(Error::invalid(format!("revision {} of {}/{} carries no body", r.rev, r.table, r.id)))
             }
         };
+        if !(1..=MAX_GENERATION).contains(&r.rev.generation) {
+            return Err(Error::invalid(format!(
+                "revision {} of {}/{}: the generation is not between 1 and {MAX_GENERATION}",
+                r.rev, r.table, r.id
+            )));
+        }
+        // An ancestry cut short (`input::replicated`, SPEC §13's revs limit) ends in a stub without a parent,
+        // linked later if a longer ancestry arrives.
+        let ancestry = &r.ancestry[..];
         // The ancestry must be a chain of consecutive generations ending at the parent.
         let mut expect = r.rev.generation;
-        for a in &r.ancestry {
-            if a.generation + 1 != expect {
+        for a in ancestry {
+            if a.generation.checked_add(1) != Some(expect) {
                 return Err(Error::invalid(format!(
                     "revision {} of {}/{}: ancestry is not a chain of consecutive generations",
                     r.rev, r.table, r.id
@@ -116,7 +135,7 @@ impl Planner {
             }
             expect = a.generation;
         }
-        let parent = r.ancestry.first().copied();
+        let parent = ancestry.first().copied();
         if parent.is_none() && r.rev.generation != 1 {
             return Err(Error::invalid(format!(
                 "revision {} of {}/{} has no parent in its ancestry",
@@ -141,8 +160,8 @@ impl Planner {
         // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
         // otherwise its own ancestors would look like separate leaves.
         let mut stubs = Vec::new();
-        for (i, a) in r.ancestry.iter().enumerate() {
-            let up = r.ancestry.get(i + 1).copied();
+        for (i, a) in ancestry.iter().enumerate() {
+            let up = ancestry.get(i + 1).copied();
             match tree.get_mut(a) {
                 None => {
                     tree.insert(*a, RevisionNode { parent: up, deleted: false, body: None, seq: None });
@@ -192,6 +211,7 @@ impl Planner {
         deleted: bool,
         body: &Attributes,
     ) -> Result<()> {
+        debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
         let seq = self.update_seq + 1;
         let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
         let json = serde_json::to_string(body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;

@@ -120,7 +120,7 @@ impl RevisionTree {
     pub fn check(&self) -> Result<(), Error> {
         for (rev, node) in &self.nodes {
             if let Some(p) = node.parent {
-                if p.generation + 1 != rev.generation {
+                if p.generation.checked_add(1) != Some(rev.generation) {
                     return Err(Error::corrupt(format!("revision {rev} has parent {p} of the wrong generation")));
                 }
             }

@@ -64,6 +64,9 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
 }
 
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Default [`ClientConfig::max_response_bytes`]: room for a full page of large revisions.
 pub const MAX_RESPONSE_BYTES: usize = 512 << 20;
 
@@ -91,6 +94,9 @@ impl ClientConfig {
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // Below the server's idle keep-alive timeout (10 s), so a pooled connection is not reused
+            // just as the server closes it.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true)
             .user_agent(concat!("outpost-client/", env!("CARGO_PKG_VERSION")));
         if let Some(timeout) = self.read_timeout {

@@ -78,6 +78,12 @@ pub struct LimitsConfig {
     pub max_request_bytes: Option<usize>,
     /// Longest record id, in bytes (default 256, the most there is).
     pub max_id_bytes: Option<usize>,
+    /// Most ids of history a replicated revision keeps (default 1,000; longer ones are cut to stubs).
+    pub max_ancestry: Option<usize>,
+    /// Most records in one revs-diff or revs/get request, duplicates merged (default 10,000).
+    pub max_request_entries: Option<usize>,
+    /// Most tables a changes filter names (default 100).
+    pub max_filter_tables: Option<usize>,
 }
 
 impl ServerConfig {
@@ -158,6 +164,14 @@ impl ServerConfig {
                 defaults.max_id_bytes,
                 outpost_api::names::MAX_ID_BYTES,
             )?,
+            max_ancestry: pick("max_ancestry", l.max_ancestry, defaults.max_ancestry, 100_000)?,
+            max_request_entries: pick(
+                "max_request_entries",
+                l.max_request_entries,
+                defaults.max_request_entries,
+                100_000,
+            )?,
+            max_filter_tables: pick("max_filter_tables", l.max_filter_tables, defaults.max_filter_tables, 10_000)?,
         };
         if limits.max_body_bytes > limits.max_request_bytes {
             return Err(Error::invalid(format!(

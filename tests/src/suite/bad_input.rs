@@ -299,3 +299,94 @@ pub async fn malformed_replicated_revisions_are_rejected(f: &dyn Factory) {
     }
     assert_eq!(ok(db.put_revisions(vec![good, base], None).await, "well-formed revisions").written, 2);
 }
+
+/// SPEC §13, the replication protocol as an input boundary: seqs above i64::MAX, oversized filters and
+/// requests, generations at and past the largest, long ancestries and oversized table definitions are
+/// refused (or bounded) the same way on every backend, store nothing, and leave the feed readable.
+pub async fn protocol_inputs_are_bounded(f: &dyn Factory) {
+    use outpost_api::{ChainHash, ResumePoint, RevId, MAX_GENERATION};
+
+    let db = f.fresh().await;
+    crate::support::table(&*db, "t").await;
+    let seq = update_seq(&*db).await;
+    let huge = i64::MAX as u64 + 1;
+
+    let request = ChangesRequest { since: huge, ..ChangesRequest::default() };
+    expect_err(db.changes(request).await, ErrorKind::InvalidInput, "changes since > i64::MAX");
+    expect_err(db.events(huge, 10).await, ErrorKind::InvalidInput, "events after > i64::MAX");
+    expect_err(db.knowledge(Some(u64::MAX)).await, ErrorKind::InvalidInput, "knowledge upto > i64::MAX");
+    let resume =
+        ResumePoint { source: outpost_api::Uuid::new_v4(), source_seq: huge, source_chain: ChainHash([0; 32]) };
+    let put = db.put_revisions(vec![revision("r", plain(json!({"v": 1})))], Some(resume)).await;
+    expect_err(put, ErrorKind::InvalidInput, "a resume point past i64::MAX");
+    unchanged(&*db, seq, "seqs past i64::MAX").await;
+
+    let tables: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    let request = ChangesRequest { tables: Some(tables), ..ChangesRequest::default() };
+    expect_err(db.changes(request).await, ErrorKind::InvalidInput, "a filter of 101 tables");
+
+    // Duplicates collapse: 60,000 copies of one key are one entry, answered once.
+    let one = revision("dup", plain(json!({"v": 1})));
+    ok(db.put_revisions(vec![one.clone()], None).await, "one revision");
+    let copies = vec![RecordRevs { table: "t".into(), id: "dup".into(), revs: vec![one.rev] }; 60_000];
+    let got = ok(db.get_revisions(copies.clone()).await, "revs/get of copies");
+    assert_eq!(got.len(), 1, "one revision answered, not 60,000");
+    assert!(ok(db.revs_diff(copies).await, "revs-diff of copies").is_empty());
+    let distinct: Vec<RecordRevs> =
+        (0..10_001).map(|i| RecordRevs { table: "t".into(), id: format!("r{i}"), revs: vec![one.rev] }).collect();
+    expect_err(db.revs_diff(distinct).await, ErrorKind::TooLarge, "revs-diff of 10,001 records");
+    let seq = update_seq(&*db).await;
+
+    // The largest generation is a revision like any; a write past it is refused, and the feed stays
+    // readable for every peer.
+    let body = plain(json!({"v": 2}));
+    let top_parent = RevId::new(MAX_GENERATION - 1, [7; 16]);
+    let top = RevisionData {
+        table: "t".into(),
+        id: "deep".into(),
+        rev: revision_id("t", "deep", Some(&top_parent), false, &body),
+        deleted: false,
+        attributes: Some(body.clone()),
+        ancestry: vec![top_parent],
+    };
+    assert_eq!(top.rev.generation, MAX_GENERATION);
+    ok(db.put_revisions(vec![top.clone()], None).await, "a revision at the largest generation");
+    let next = db.put_record("t", put_of("deep", Some(top.rev), plain(json!({"v": 3})))).await;
+    expect_err(next, ErrorKind::InvalidInput, "a write past the largest generation");
+    let past = RevisionData {
+        rev: RevId::new(u64::MAX, [1; 16]),
+        ancestry: vec![RevId::new(u64::MAX - 1, [2; 16])],
+        ..top.clone()
+    };
+    expect_err(db.put_revisions(vec![past], None).await, ErrorKind::InvalidInput, "a generation past the largest");
+    assert_eq!(update_seq(&*db).await, seq + 1, "only the valid revision was stored");
+    let feed = all_changes(&*db, 0, None).await;
+    assert!(feed.iter().any(|c| c.id == "deep" && c.rev == top.rev), "the feed reads the deep record");
+
+    // A long ancestry is cut to 1,000 ids: stored, the oldest kept one a stub.
+    let mut chain = vec![revision_id("t", "long", None, false, &body)];
+    for _ in 0..1_500 {
+        let last = *chain.last().unwrap();
+        chain.push(revision_id("t", "long", Some(&last), false, &body));
+    }
+    let leaf = chain.pop().unwrap();
+    chain.reverse();
+    let long = RevisionData {
+        table: "t".into(),
+        id: "long".into(),
+        rev: leaf,
+        deleted: false,
+        attributes: Some(body.clone()),
+        ancestry: chain,
+    };
+    ok(db.put_revisions(vec![long], None).await, "a revision with 1,500 ancestors");
+    let record = ok(db.get_record("t", "long", GetOptions { revs: true, ..GetOptions::default() }).await, "long");
+    let history = record.revisions.map(|r| r.len()).unwrap_or_default();
+    assert!((2..=1_001).contains(&history), "history cut to the limit: {history}");
+
+    // A table definition obeys the record body limit (every peer would refuse a larger one).
+    let seq = update_seq(&*db).await;
+    let big = NewTable { name: "big".into(), description: "d".repeat(3 << 20), ..NewTable::default() };
+    expect_err(db.create_table(big).await, ErrorKind::TooLarge, "a 3 MiB table description");
+    unchanged(&*db, seq, "oversized table definition").await;
+}

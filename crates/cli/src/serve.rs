@@ -55,6 +55,7 @@ pub async fn run(flags: Flags, publish: Option<outpost_server::PublishSchedule>)
     let access = config.access()?;
     let tls = config.tls()?;
     let limits = config.limits()?;
+    let connections = config.connection_limits()?;
     if let Some(warning) = outpost_server::check_exposure(listen, &access, tls.is_some(), config.allow_plain_http)? {
         tracing::warn!("{warning}");
         eprintln!("warning: {warning}");
@@ -114,7 +115,10 @@ pub async fn run(flags: Flags, publish: Option<outpost_server::PublishSchedule>)
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line says where the server is: scripts and tests read it (port 0 picks a free port).
     println!("outpost listening on {scheme}://{addr} ({place})");
-    let mut state = outpost_server::AppState::new(dbs, limits).with_access(access).with_jobs(jobs.with_peers(peers));
+    let mut state = outpost_server::AppState::new(dbs, limits)
+        .with_access(access)
+        .with_connection_limits(connections)
+        .with_jobs(jobs.with_peers(peers));
     if let Some(root) = quicksync {
         state = state.with_quicksync(root);
     }

@@ -11,6 +11,7 @@ use outpost_api::{Error, Limits, Result};
 use serde::Deserialize;
 
 use crate::access::{Access, TokenConfig};
+use crate::connections::ConnectionLimits;
 use crate::jobs::{PeerConfig, Peers};
 use crate::listen::Tls;
 
@@ -84,6 +85,18 @@ pub struct LimitsConfig {
     pub max_request_entries: Option<usize>,
     /// Most tables a changes filter names (default 100).
     pub max_filter_tables: Option<usize>,
+    /// Seconds a client may take to send request headers; also how long an idle keep-alive connection
+    /// stays open (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Connections served at once; more wait in the listen backlog (default 1,024).
+    pub max_connections: Option<usize>,
+    /// Long-polls and event streams open at once (default 512).
+    pub max_feeds: Option<usize>,
+    /// Long-polls and event streams one token may hold at once (default 64).
+    pub max_feeds_per_token: Option<usize>,
+    /// Request-body bytes read at once across all requests (default 256 MiB; at least
+    /// max_request_bytes).
+    pub max_upload_bytes: Option<usize>,
 }
 
 impl ServerConfig {
@@ -109,6 +122,7 @@ impl ServerConfig {
         config.access()?;
         config.peers()?;
         config.limits()?;
+        config.connection_limits()?;
         Ok(config)
     }
 
@@ -177,6 +191,45 @@ impl ServerConfig {
             return Err(Error::invalid(format!(
                 "limits.max_body_bytes ({}) is larger than limits.max_request_bytes ({}): no such record could arrive",
                 limits.max_body_bytes, limits.max_request_bytes
+            )));
+        }
+        Ok(limits)
+    }
+
+    /// The connection-level limits.
+    pub fn connection_limits(&self) -> Result<ConnectionLimits> {
+        let defaults = ConnectionLimits::default();
+        let l = &self.limits;
+        let pick = |key: &str, value: Option<usize>, default: usize, max: usize| match value {
+            None => Ok(default),
+            Some(v) if (1..=max).contains(&v) => Ok(v),
+            Some(v) => Err(Error::invalid(format!("limits.{key} = {v}: expected 1 to {max}"))),
+        };
+        let timeout = match l.header_read_timeout_secs {
+            None => defaults.header_read_timeout,
+            Some(s @ 1..=3600) => std::time::Duration::from_secs(s),
+            Some(s) => {
+                return Err(Error::invalid(format!("limits.header_read_timeout_secs = {s}: expected 1 to 3600")))
+            }
+        };
+        let limits = ConnectionLimits {
+            header_read_timeout: timeout,
+            max_connections: pick("max_connections", l.max_connections, defaults.max_connections, 1_000_000)?,
+            max_feeds: pick("max_feeds", l.max_feeds, defaults.max_feeds, 1_000_000)?,
+            max_feeds_per_token: pick(
+                "max_feeds_per_token",
+                l.max_feeds_per_token,
+                defaults.max_feeds_per_token,
+                1_000_000,
+            )?,
+            max_upload_bytes: pick("max_upload_bytes", l.max_upload_bytes, defaults.max_upload_bytes, 1 << 32)?,
+        };
+        let request = self.limits()?.max_request_bytes;
+        if limits.max_upload_bytes < request {
+            return Err(Error::invalid(format!(
+                "limits.max_upload_bytes ({}) is smaller than limits.max_request_bytes ({request}): no request of the \
+                 largest size could be read",
+                limits.max_upload_bytes
             )));
         }
         Ok(limits)
@@ -299,6 +352,9 @@ mod tests {
             ("[limits]\nmax_depth = 0", "limits.max_depth"),
             ("[limits]\nmax_bodybytes = 5", "max_bodybytes"),
             ("[limits]\nmax_body_bytes = 100\nmax_request_bytes = 10", "limits.max_body_bytes"),
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            ("[limits]\nheader_read_timeout_secs = 0", "limits.header_read_timeout_secs"),
+            ("[limits]\nmax_upload_bytes = 1000", "limits.max_upload_bytes"),
             ("[[tokens]]\nname = \"a\"\nhash = \"secret\"\nroles = { \"*\" = \"read\" }", "tokens"),
             ("[[tokens]]\nname = \"a\"\nhash = \"x\"\nroles = { \"*\" = \"owner\" }", "owner"),
             ("[cors]\norigins = [\"*\"]", "cors.origins"),

@@ -35,6 +35,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 async fn read_body(request: Request, state: &AppState) -> ApiResult<Bytes> {
+    // Room in the upload budget for what the body may be (its declared length, else the most a body
+    // may be), held while it is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(state.limits.max_request_bytes);
+    let _room = state.budgets.upload(declared.min(state.limits.max_request_bytes)).await?;
     Bytes::from_request(request, state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(Error::too_large(format!(

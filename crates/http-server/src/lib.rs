@@ -12,6 +12,7 @@
 
 pub mod access;
 mod config;
+mod connections;
 mod error;
 mod extract;
 mod jobs;
@@ -37,9 +38,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::{check_exposure, CorsConfig, LimitsConfig, ServerConfig, TlsConfig};
+pub use connections::{ConnectionLimits, UPLOAD_PATIENCE};
 pub use error::{ApiError, ApiResult};
 pub use jobs::{Job, JobState, Jobs, PeerConfig, Peers, JOBS_FILE, MAX_FINISHED, MAX_RUNNING};
-pub use listen::{Tls, HANDSHAKE_TIMEOUT, HEADER_READ_TIMEOUT};
+pub use listen::{Tls, HANDSHAKE_TIMEOUT};
 pub use openapi::{openapi, ApiDoc};
 pub use publisher::PublishSchedule;
 pub use routes::changes::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
@@ -62,6 +64,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Tokens and browser origins (SPEC §14); [`Access::open`] serves loopback callers only.
     pub access: Access,
+    /// Connection-level limits (SPEC §14): header timeout, connections, feeds, upload bytes.
+    pub connections: ConnectionLimits,
+    /// The counters behind `connections`.
+    pub(crate) budgets: connections::Budgets,
     /// Server-run replication jobs (`POST /replicate`).
     pub jobs: Jobs,
     /// The quicksync root: database `db`'s published files are in `<root>/<db>/`. `None` serves none
@@ -77,7 +83,24 @@ impl AppState {
     /// end with the server; see [`AppState::with_jobs`]); no quicksync files are served (see
     /// [`AppState::with_quicksync`]).
     pub fn new(dbs: Arc<dyn Databases>, limits: Limits) -> Self {
-        AppState { dbs, limits, access: Access::open(), jobs: Jobs::in_memory(), quicksync: None, publish: None }
+        let connections = ConnectionLimits::default();
+        let budgets = connections::Budgets::new(&connections);
+        AppState {
+            dbs,
+            limits,
+            access: Access::open(),
+            connections,
+            budgets,
+            jobs: Jobs::in_memory(),
+            quicksync: None,
+            publish: None,
+        }
+    }
+
+    /// The same state with these connection-level limits.
+    pub fn with_connection_limits(self, connections: ConnectionLimits) -> Self {
+        let budgets = connections::Budgets::new(&connections);
+        AppState { connections, budgets, ..self }
     }
 
     /// The same state with `access`: its tokens and the browser origins allowed.
@@ -166,12 +189,14 @@ pub async fn serve_with(
         }
         _ => None,
     };
+    let (header_read_timeout, max_connections) =
+        (state.connections.header_read_timeout, state.connections.max_connections);
     let app = router(state).layer(Extension(stopping.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the Outpost HTTP API");
     }
     let stop_jobs = jobs.clone();
-    let served = listen::serve(listener, tls, app, async move {
+    let served = listen::serve(listener, tls, app, header_read_timeout, max_connections, async move {
         shutdown.await;
         stopping.raise();
         stop_jobs.stop();

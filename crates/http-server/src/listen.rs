@@ -19,9 +19,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to send a request's headers (SPEC §14), and how long an idle
-/// keep-alive connection stays open waiting for the next request.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to pause accepting after the listener fails (out of file descriptors, typically).
@@ -68,16 +65,27 @@ impl Tls {
 }
 
 /// Serve `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves; then stop
-/// accepting and wait for every open connection to finish what it serves.
+/// accepting and wait for every open connection to finish what it serves. At most `max_connections`
+/// are served at once: the next one is accepted when one closes (meanwhile the kernel's listen
+/// backlog holds it), so a flood of connections cannot take file descriptors from the served ones.
+/// `header_read_timeout` bounds both a request's headers and an idle keep-alive connection (hyper
+/// starts the timer whenever a connection waits for a request head).
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<Tls>,
     app: Router,
+    header_read_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -85,7 +93,8 @@ pub(crate) async fn serve(
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // EMFILE and friends pass; the connections being served go on meanwhile.
+                // EMFILE and friends pass; the connections being served go on meanwhile (the slot is
+                // given back as it drops).
                 tracing::warn!(error = %e, "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
@@ -94,10 +103,11 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let (app, tls, watcher) = (app.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
-                None => connection(stream, app, watcher).await,
+                None => connection(stream, app, watcher, header_read_timeout).await,
                 Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(stream, app, watcher).await,
+                    Ok(Ok(stream)) => connection(stream, app, watcher, header_read_timeout).await,
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 },
@@ -111,12 +121,12 @@ pub(crate) async fn serve(
 
 /// One connection's requests, until the client closes it, it idles past the header-read timeout, or
 /// the server shuts down.
-async fn connection<I>(io: I, app: Router, watcher: Watcher)
+async fn connection<I>(io: I, app: Router, watcher: Watcher, header_read_timeout: Duration)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     let served = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     if let Err(e) = watcher.watch(served).await {
         tracing::debug!(error = %e, "connection ended with an error");

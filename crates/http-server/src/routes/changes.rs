@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,10 +18,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access::Caller;
+use crate::connections::FeedSlot;
 use crate::error::{public, ApiError, ApiResult};
 use crate::extract::{page_limit, DbPath, Query, ReadDb};
 use crate::shutdown::Stop;
-use crate::HEARTBEAT;
+use crate::{AppState, HEARTBEAT};
 
 /// `timeout` when not given, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -99,6 +102,8 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     )
 )]
 pub async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
     ReadDb(db): ReadDb,
     Query(query): Query<ChangesQuery>,
     headers: HeaderMap,
@@ -115,13 +120,19 @@ pub async fn changes(
         tables: query.tables.map(|t| if t.is_empty() { Vec::new() } else { t.split(',').map(str::to_owned).collect() }),
     };
     let timeout = timeout_of(query.timeout);
+    // A feed that may wait holds a slot while it is open (SPEC §14: feeds are capped).
+    let slot = match feed {
+        Feed::Normal => None,
+        Feed::Longpoll | Feed::Sse => Some(state.budgets.feed(&caller)?),
+    };
     // The first page is read before answering, so that a bad request is a 4xx, not a broken stream.
     let page = db.changes(request.clone()).await?;
     match feed {
         Feed::Normal => Ok(streamed_page(page)),
         Feed::Longpoll => Ok(Json(long_poll(&*db, request, page, timeout, &mut stop).await?).into_response()),
         Feed::Sse => {
-            let events = event_stream(EventFeed { db, request, buffer: page.changes.into(), stop, done: false });
+            let buffer = page.changes.into();
+            let events = event_stream(EventFeed { db, request, buffer, stop, done: false, _slot: slot });
             Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")).into_response())
         }
     }
@@ -164,6 +175,8 @@ struct EventFeed {
     buffer: VecDeque<Change>,
     stop: Stop,
     done: bool,
+    /// Counted among the open feeds for as long as the stream lives.
+    _slot: Option<FeedSlot>,
 }
 
 fn error_event(error: Error) -> Event {
@@ -224,7 +237,14 @@ fn event_stream(feed: EventFeed) -> impl Stream<Item = Result<Event, Infallible>
         (status = 404, description = "No such database", body = Error),
     )
 )]
-pub async fn wait(ReadDb(db): ReadDb, Query(query): Query<WaitQuery>, mut stop: Stop) -> ApiResult<Json<UpdateSeq>> {
+pub async fn wait(
+    State(state): State<AppState>,
+    caller: Caller,
+    ReadDb(db): ReadDb,
+    Query(query): Query<WaitQuery>,
+    mut stop: Stop,
+) -> ApiResult<Json<UpdateSeq>> {
+    let _slot = state.budgets.feed(&caller)?;
     let since = query.since.unwrap_or(0);
     let timeout = timeout_of(query.timeout);
     let update_seq = tokio::select! {

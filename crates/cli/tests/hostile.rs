@@ -1,0 +1,258 @@
+//! Hostile clients against a real `outpost serve` on a loopback socket (SPEC §13, §14): half-sent
+//! requests and idle connections are closed, a connection flood waits without harming served
+//! connections, long-polls are capped globally and per token, and the protocol inputs that once
+//! poisoned a database are refused. Each test ends with the server answering `/health`, and the
+//! database passing `outpost db check`. Every loop is bounded; every process is stopped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The longest any bounded wait here may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `outpost serve --config` on a free loopback port in `dir`; killed when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(dir: &Path, config: &str) -> Served {
+        let path = dir.join("outpost.toml");
+        std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\ndata = \"data\"\n{config}")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir)
+            .env_remove("OUTPOST_DATA")
+            .env_remove("OUTPOST_LISTEN")
+            .env_remove("OUTPOST_QUICKSYNC")
+            .env_remove("OUTPOST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("outpost serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Served { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET /health` on a fresh connection answers 200.
+    fn healthy(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(&self.addr) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!("GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let mut reply = String::new();
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut reply).is_ok()
+            && reply.starts_with("HTTP/1.1 200")
+    }
+
+    fn stop(&mut self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the server has closed `stream` (a read sees the end, or the connection reset).
+fn closed(stream: &mut TcpStream) -> bool {
+    let _ = stream.set_nonblocking(true);
+    let mut byte = [0u8; 1024];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Wait (bounded) until every stream is closed by the server, checking `/health` meanwhile when asked
+/// (not while a flood holds every connection slot: new connections then wait their turn).
+fn all_closed(server: &Served, streams: &mut [TcpStream], what: &str, health: bool) {
+    let started = Instant::now();
+    let mut open: Vec<usize> = (0..streams.len()).collect();
+    while !open.is_empty() {
+        assert!(started.elapsed() < PATIENCE, "{what}: {} connections still open", open.len());
+        assert!(!health || server.healthy(), "{what}: /health answers meanwhile");
+        open.retain(|&i| !closed(&mut streams[i]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn db_check(dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["db", "check", "data/field.outpost"])
+        .current_dir(dir)
+        .env_remove("OUTPOST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "db check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+#[test]
+fn half_sent_requests_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Served::start(dir.path(), "[limits]\nheader_read_timeout_secs = 1\n");
+    // Slowloris: half a request line and some headers, then nothing.
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(&server.addr).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    all_closed(&server, &mut slow, "half-sent requests", true);
+    // An idle keep-alive connection after a served request.
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    all_closed(&server, &mut [idle], "an idle keep-alive connection", true);
+    assert!(server.healthy());
+}
+
+#[test]
+fn a_connection_flood_waits_without_harming_served_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Served::start(dir.path(), "[limits]\nmax_connections = 20\nheader_read_timeout_secs = 2\n");
+    // A client already served keeps its connection.
+    let mut served = TcpStream::connect(&server.addr).unwrap();
+    let ask = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    let mut answer = |stream: &mut TcpStream| {
+        stream.write_all(ask.as_bytes()).unwrap();
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(answer(&mut served).starts_with("HTTP/1.1 200"));
+    // 100 connections that send nothing: 19 take the remaining slots, the rest wait in the backlog.
+    let mut flood: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(&server.addr).ok()).collect();
+    assert!(flood.len() >= 50, "the backlog holds the flood ({})", flood.len());
+    assert!(answer(&mut served).starts_with("HTTP/1.1 200"), "the served connection is unharmed");
+    // The header timeout frees slots; the waiting ones are taken in turn and closed too.
+    all_closed(&server, &mut flood, "the flood", false);
+    assert!(server.healthy(), "new connections are served again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_capped_globally_and_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut secrets = Vec::new();
+    let mut blocks = String::new();
+    for name in ["a", "b", "c"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .args(["token", "new", "--name", name, "--role", "*=admin", "--json"])
+            .output()
+            .unwrap();
+        let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+        secrets.push(made["token"].as_str().unwrap().to_owned());
+        blocks.push_str(made["toml"].as_str().unwrap());
+    }
+    let config = format!("[limits]\nmax_feeds = 3\nmax_feeds_per_token = 2\n{blocks}");
+    let server = Served::start(dir.path(), &config);
+    let http = http();
+    let create = http.put(server.url("/dbs/field")).bearer_auth(&secrets[0]).send().await.unwrap();
+    assert_eq!(create.status(), 201);
+    let poll = |secret: &str, ms: u64| {
+        let request = http
+            .get(server.url(&format!("/dbs/field/changes?feed=longpoll&since=0&timeout={ms}")))
+            .bearer_auth(secret.to_owned());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Two of a's, one of b's: the server's three slots are held for a few seconds.
+    let held: Vec<_> =
+        [(0, 4000), (0, 4000), (1, 4000)].into_iter().map(|(who, ms)| tokio::spawn(poll(&secrets[who], ms))).collect();
+    // Until they are open, extra polls may still find a slot: wait (bounded) for the cap to show.
+    let started = Instant::now();
+    loop {
+        if poll(&secrets[2], 1).await == 503 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the global cap never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(poll(&secrets[0], 1).await, 503, "a's own cap (and the server's)");
+    // A normal page is no feed: always served.
+    let page = http.get(server.url("/dbs/field/changes")).bearer_auth(&secrets[2]).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    for poll in held {
+        assert_eq!(poll.await.unwrap(), 200, "the held polls end normally");
+    }
+    assert_eq!(poll(&secrets[2], 1).await, 200, "slots are given back");
+    assert_eq!(poll(&secrets[0], 1).await, 200);
+    assert!(server.healthy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inputs_that_poisoned_a_database_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Served::start(dir.path(), "");
+    let http = http();
+    assert_eq!(http.put(server.url("/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(server.url("/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    let put = |body: Value| http.post(server.url("/dbs/field/revs/put")).json(&body).send();
+
+    // An ancestry naming a generation near u64::MAX.
+    let near = format!("{}-{}", u64::MAX - 1, "0".repeat(32));
+    let top = format!("{}-{}", u64::MAX, "1".repeat(32));
+    let body = json!({"revisions": [{"table": "t", "id": "x", "rev": top, "deleted": false,
+        "attributes": {}, "ancestry": [near]}]});
+    let reply = put(body).await.unwrap();
+    assert_eq!(reply.status(), 400, "{}", reply.text().await.unwrap());
+
+    // A 3 MiB table description.
+    let big = json!({"description": "d".repeat(3 << 20)});
+    let reply = http.put(server.url("/dbs/field/tables/big")).json(&big).send().await.unwrap();
+    assert_eq!(reply.status(), 413);
+
+    // A revs/get of 60,000 copies of one key: answered once.
+    let write = json!({"attributes": {"n": {"int": "1"}}});
+    let written: Value =
+        http.put(server.url("/dbs/field/tables/t/records/r")).json(&write).send().await.unwrap().json().await.unwrap();
+    let copies: Vec<Value> = (0..60_000).map(|_| json!({"table": "t", "id": "r", "revs": [written["rev"]]})).collect();
+    let reply = http.post(server.url("/dbs/field/revs/get")).json(&copies).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+    let answered: Vec<Value> = reply.json().await.unwrap();
+    assert_eq!(answered.len(), 1, "one revision, not 60,000");
+
+    // The changes feed still answers for every reader, and a seq past i64::MAX is refused.
+    let feed = http.get(server.url("/dbs/field/changes?since=0")).send().await.unwrap();
+    assert_eq!(feed.status(), 200);
+    let past = http.get(server.url("/dbs/field/changes?since=9223372036854775808")).send().await.unwrap();
+    assert_eq!(past.status(), 400);
+    assert!(server.healthy());
+    server.stop();
+    db_check(dir.path());
+}

@@ -149,7 +149,7 @@ fn a_connection_flood_waits_without_harming_served_connections() {
     // A client already served keeps its connection.
     let mut served = TcpStream::connect(&server.addr).unwrap();
     let ask = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
-    let mut answer = |stream: &mut TcpStream| {
+    let answer = |stream: &mut TcpStream| {
         stream.write_all(ask.as_bytes()).unwrap();
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
         let mut buf = [0u8; 512];

@@ -44,11 +44,14 @@ impl Default for ConnectionLimits {
 /// How long a request waits for room in the upload budget before it is answered 503.
 pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(5);
 
+/// Open feeds per token name.
+type TokenCounts = Arc<Mutex<HashMap<String, usize>>>;
+
 /// The running counters behind the limits. Cloning shares them.
 #[derive(Clone, Debug)]
 pub(crate) struct Budgets {
     feeds: Arc<Semaphore>,
-    per_token: Arc<Mutex<HashMap<String, usize>>>,
+    per_token: TokenCounts,
     max_per_token: usize,
     uploads: Arc<Semaphore>,
     max_upload: usize,
@@ -107,7 +110,7 @@ impl Budgets {
 /// One open long-poll or event stream, counted until dropped.
 pub(crate) struct FeedSlot {
     _permit: OwnedSemaphorePermit,
-    token: Option<(String, Arc<Mutex<HashMap<String, usize>>>)>,
+    token: Option<(String, TokenCounts)>,
 }
 
 impl Drop for FeedSlot {

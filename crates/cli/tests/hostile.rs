@@ -4,76 +4,43 @@
 //! poisoned a database are refused. Each test ends with the server answering `/health`, and the
 //! database passing `outpost db check`. Every loop is bounded; every process is stopped.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "common/served.rs"]
+mod served;
+use served::Served;
+
 /// The longest any bounded wait here may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// `outpost serve --config` on a free loopback port in `dir`; killed when dropped.
-struct Served {
-    child: Child,
-    addr: String,
+/// `outpost serve --config` on a free loopback port in `dir`, with `config` after its `listen` and
+/// `data` lines.
+fn serve(dir: &Path, config: &str) -> Served {
+    let path = dir.join("outpost.toml");
+    std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\ndata = \"data\"\n{config}")).unwrap();
+    Served::start(dir, &path, &[])
 }
 
-impl Served {
-    fn start(dir: &Path, config: &str) -> Served {
-        let path = dir.join("outpost.toml");
-        std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\ndata = \"data\"\n{config}")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir)
-            .env_remove("OUTPOST_DATA")
-            .env_remove("OUTPOST_LISTEN")
-            .env_remove("OUTPOST_QUICKSYNC")
-            .env_remove("OUTPOST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("outpost serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Served { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// `GET /health` on a fresh connection answers 200.
-    fn healthy(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(&self.addr) else { return false };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let request = format!("GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
-        let mut reply = String::new();
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_to_string(&mut reply).is_ok()
-            && reply.starts_with("HTTP/1.1 200")
-    }
-
-    fn stop(&mut self) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let _ = self.child.wait();
-    }
+/// `http://host:port{path}`.
+fn url(server: &Served, path: &str) -> String {
+    format!("{}{path}", server.url)
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `GET /health` on a fresh connection answers 200.
+fn healthy(server: &Served) -> bool {
+    let Ok(mut stream) = TcpStream::connect(server.addr()) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr());
+    let mut reply = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut reply).is_ok()
+        && reply.starts_with("HTTP/1.1 200")
 }
 
 /// Whether the server has closed `stream` (a read sees the end, or the connection reset).
@@ -94,7 +61,7 @@ fn all_closed(server: &Served, streams: &mut [TcpStream], what: &str, health: bo
     let mut open: Vec<usize> = (0..streams.len()).collect();
     while !open.is_empty() {
         assert!(started.elapsed() < PATIENCE, "{what}: {} connections still open", open.len());
-        assert!(!health || server.healthy(), "{what}: /health answers meanwhile");
+        assert!(!health || healthy(server), "{what}: /health answers meanwhile");
         open.retain(|&i| !closed(&mut streams[i]));
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -122,33 +89,33 @@ fn http() -> reqwest::Client {
 #[test]
 fn half_sent_requests_and_idle_connections_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Served::start(dir.path(), "[limits]\nheader_read_timeout_secs = 1\n");
+    let server = serve(dir.path(), "[limits]\nheader_read_timeout_secs = 1\n");
     // Slowloris: half a request line and some headers, then nothing.
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
-            let mut s = TcpStream::connect(&server.addr).unwrap();
+            let mut s = TcpStream::connect(server.addr()).unwrap();
             s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").unwrap();
             s
         })
         .collect();
     all_closed(&server, &mut slow, "half-sent requests", true);
     // An idle keep-alive connection after a served request.
-    let mut idle = TcpStream::connect(&server.addr).unwrap();
-    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes()).unwrap();
+    let mut idle = TcpStream::connect(server.addr()).unwrap();
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr()).as_bytes()).unwrap();
     let mut head = [0u8; 12];
     idle.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
     all_closed(&server, &mut [idle], "an idle keep-alive connection", true);
-    assert!(server.healthy());
+    assert!(healthy(&server));
 }
 
 #[test]
 fn a_connection_flood_waits_without_harming_served_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Served::start(dir.path(), "[limits]\nmax_connections = 20\nheader_read_timeout_secs = 2\n");
+    let server = serve(dir.path(), "[limits]\nmax_connections = 20\nheader_read_timeout_secs = 2\n");
     // A client already served keeps its connection.
-    let mut served = TcpStream::connect(&server.addr).unwrap();
-    let ask = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    let mut served = TcpStream::connect(server.addr()).unwrap();
+    let ask = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr());
     let answer = |stream: &mut TcpStream| {
         stream.write_all(ask.as_bytes()).unwrap();
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -158,12 +125,12 @@ fn a_connection_flood_waits_without_harming_served_connections() {
     };
     assert!(answer(&mut served).starts_with("HTTP/1.1 200"));
     // 100 connections that send nothing: 19 take the remaining slots, the rest wait in the backlog.
-    let mut flood: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(&server.addr).ok()).collect();
+    let mut flood: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(server.addr()).ok()).collect();
     assert!(flood.len() >= 50, "the backlog holds the flood ({})", flood.len());
     assert!(answer(&mut served).starts_with("HTTP/1.1 200"), "the served connection is unharmed");
     // The header timeout frees slots; the waiting ones are taken in turn and closed too.
     all_closed(&server, &mut flood, "the flood", false);
-    assert!(server.healthy(), "new connections are served again");
+    assert!(healthy(&server), "new connections are served again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,13 +148,13 @@ async fn long_polls_are_capped_globally_and_per_token() {
         blocks.push_str(made["toml"].as_str().unwrap());
     }
     let config = format!("[limits]\nmax_feeds = 3\nmax_feeds_per_token = 2\n{blocks}");
-    let server = Served::start(dir.path(), &config);
+    let server = serve(dir.path(), &config);
     let http = http();
-    let create = http.put(server.url("/dbs/field")).bearer_auth(&secrets[0]).send().await.unwrap();
+    let create = http.put(url(&server, "/dbs/field")).bearer_auth(&secrets[0]).send().await.unwrap();
     assert_eq!(create.status(), 201);
     let poll = |secret: &str, ms: u64| {
         let request = http
-            .get(server.url(&format!("/dbs/field/changes?feed=longpoll&since=0&timeout={ms}")))
+            .get(url(&server, &format!("/dbs/field/changes?feed=longpoll&since=0&timeout={ms}")))
             .bearer_auth(secret.to_owned());
         async move { request.send().await.unwrap().status().as_u16() }
     };
@@ -218,20 +185,20 @@ async fn long_polls_are_capped_globally_and_per_token() {
     }
     assert_eq!(poll(&secrets[0], 1).await, 503, "a's own cap (and the server's)");
     // A normal page is no feed: always served.
-    let page = http.get(server.url("/dbs/field/changes")).bearer_auth(&secrets[2]).send().await.unwrap();
+    let page = http.get(url(&server, "/dbs/field/changes")).bearer_auth(&secrets[2]).send().await.unwrap();
     assert_eq!(page.status(), 200);
     for poll in held {
         assert_eq!(poll.await.unwrap(), 200, "the held polls end normally");
     }
     assert_eq!(poll(&secrets[2], 1).await, 200, "slots are given back");
     assert_eq!(poll(&secrets[0], 1).await, 200);
-    assert!(server.healthy());
+    assert!(healthy(&server));
 }
 
 /// A long-poll of 10 s with `secret`, tried again (bounded) while the server answers 503.
 fn poll_again(http: &reqwest::Client, server: &Served, secret: &str) -> impl std::future::Future<Output = u16> {
     let request =
-        http.get(server.url("/dbs/field/changes?feed=longpoll&since=0&timeout=10000")).bearer_auth(secret.to_owned());
+        http.get(url(server, "/dbs/field/changes?feed=longpoll&since=0&timeout=10000")).bearer_auth(secret.to_owned());
     async move {
         for _ in 0..200 {
             let status = request.try_clone().expect("no body").send().await.unwrap().status().as_u16();
@@ -247,11 +214,11 @@ fn poll_again(http: &reqwest::Client, server: &Served, secret: &str) -> impl std
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inputs_that_poisoned_a_database_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Served::start(dir.path(), "");
+    let mut server = serve(dir.path(), "");
     let http = http();
-    assert_eq!(http.put(server.url("/dbs/field")).send().await.unwrap().status(), 201);
-    assert_eq!(http.put(server.url("/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
-    let put = |body: Value| http.post(server.url("/dbs/field/revs/put")).json(&body).send();
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    let put = |body: Value| http.post(url(&server, "/dbs/field/revs/put")).json(&body).send();
 
     // An ancestry naming a generation near u64::MAX.
     let near = format!("{}-{}", u64::MAX - 1, "0".repeat(32));
@@ -263,25 +230,32 @@ async fn the_inputs_that_poisoned_a_database_are_refused() {
 
     // A 3 MiB table description.
     let big = json!({"description": "d".repeat(3 << 20)});
-    let reply = http.put(server.url("/dbs/field/tables/big")).json(&big).send().await.unwrap();
+    let reply = http.put(url(&server, "/dbs/field/tables/big")).json(&big).send().await.unwrap();
     assert_eq!(reply.status(), 413);
 
     // A revs/get of 60,000 copies of one key: answered once.
     let write = json!({"attributes": {"n": {"int": "1"}}});
-    let written: Value =
-        http.put(server.url("/dbs/field/tables/t/records/r")).json(&write).send().await.unwrap().json().await.unwrap();
+    let written: Value = http
+        .put(url(&server, "/dbs/field/tables/t/records/r"))
+        .json(&write)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let copies: Vec<Value> = (0..60_000).map(|_| json!({"table": "t", "id": "r", "revs": [written["rev"]]})).collect();
-    let reply = http.post(server.url("/dbs/field/revs/get")).json(&copies).send().await.unwrap();
+    let reply = http.post(url(&server, "/dbs/field/revs/get")).json(&copies).send().await.unwrap();
     assert_eq!(reply.status(), 200);
     let answered: Vec<Value> = reply.json().await.unwrap();
     assert_eq!(answered.len(), 1, "one revision, not 60,000");
 
     // The changes feed still answers for every reader, and a seq past i64::MAX is refused.
-    let feed = http.get(server.url("/dbs/field/changes?since=0")).send().await.unwrap();
+    let feed = http.get(url(&server, "/dbs/field/changes?since=0")).send().await.unwrap();
     assert_eq!(feed.status(), 200);
-    let past = http.get(server.url("/dbs/field/changes?since=9223372036854775808")).send().await.unwrap();
+    let past = http.get(url(&server, "/dbs/field/changes?since=9223372036854775808")).send().await.unwrap();
     assert_eq!(past.status(), 400);
-    assert!(server.healthy());
+    assert!(healthy(&server));
     server.stop();
     db_check(dir.path());
 }

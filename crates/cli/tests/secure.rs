@@ -4,12 +4,15 @@
 //! a server-run continuous job between them through `[[peers]]`, surviving a restart of either
 //! server; `quicksync pull` over HTTPS with a token; the start-up refusals; and no secret in any log.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "common/served.rs"]
+mod served;
+use served::Served;
 
 /// How long a wait for replication may take before the test fails (bounded loops only).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -62,58 +65,6 @@ impl Logs {
 /// A port that was free a moment ago (for a server that must come back on the same address).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running `outpost serve --config`, its log in a file; killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Served {
-    /// Start `outpost serve --config CONFIG` in `dir` with extra arguments; the URL from its first line.
-    fn start(dir: &Path, config: &Path, extra: &[&str]) -> Served {
-        let log = dir.join(format!("serve-{}.log", std::process::id() ^ rand_suffix()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .current_dir(dir)
-            .env("OUTPOST_LOG", "debug")
-            .env_remove("OUTPOST_DATA")
-            .env_remove("OUTPOST_LISTEN")
-            .env_remove("OUTPOST_QUICKSYNC")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("outpost serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("https://") || w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", std::fs::read_to_string(&log).unwrap()))
-            .to_owned();
-        Served { child, url, log }
-    }
-
-    fn stop(&mut self) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
 }
 
 /// A temp dir with a private CA (`tls/`) and the token files asked for; the secrets, by name.

@@ -18,7 +18,15 @@ pub struct ApiError(pub Error);
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl From<Error> for ApiError {
+    /// An error from below the handlers (storage, the engine). An Unauthorized among them is the
+    /// server's own credentials failing — a PostgreSQL login, say — not the caller's: it is answered
+    /// 503 (logged with its detail), so that clients retry instead of doubting a good token. The
+    /// caller's 401s are made by the access rules, which construct `ApiError` directly.
     fn from(e: Error) -> Self {
+        if e.kind == ErrorKind::Unauthorized {
+            tracing::error!(message = %e.message, "the server's own credentials were refused");
+            return ApiError(Error::unavailable("the server cannot reach its storage; its operator has been told"));
+        }
         ApiError(e)
     }
 }
@@ -120,6 +128,23 @@ mod tests {
         let conflict = Error::conflict("stale", Some("2-00000000000000000000000000000000".parse().unwrap()));
         let body = body_of(ApiError(conflict).into_response()).await;
         assert_eq!(body["current_rev"], "2-00000000000000000000000000000000");
+    }
+
+    #[tokio::test]
+    async fn the_servers_own_refused_credentials_are_503_not_401() {
+        let storage = Error::unauthorized(
+            "postgres: password authentication failed for user \"outpost\" [postgres://outpost@db/x]",
+        );
+        let response = ApiError::from(storage).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let body = body_of(response).await;
+        assert_eq!(body["error"], "unavailable");
+        assert!(!body["message"].as_str().unwrap().contains("postgres"), "{body}");
+        // The caller's own 401 keeps its status and challenge.
+        let caller = ApiError(Error::unauthorized("this server needs an access token")).into_response();
+        assert_eq!(caller.status(), StatusCode::UNAUTHORIZED);
+        assert!(caller.headers().get(header::WWW_AUTHENTICATE).is_some());
     }
 
     #[tokio::test]

@@ -162,11 +162,6 @@ impl ServerConfig {
     pub fn limits(&self) -> Result<Limits> {
         let defaults = Limits::default();
         let l = &self.limits;
-        let pick = |key: &str, value: Option<usize>, default: usize, max: usize| match value {
-            None => Ok(default),
-            Some(v) if (1..=max).contains(&v) => Ok(v),
-            Some(v) => Err(Error::invalid(format!("limits.{key} = {v}: expected 1 to {max}"))),
-        };
         let limits = Limits {
             max_body_bytes: pick("max_body_bytes", l.max_body_bytes, defaults.max_body_bytes, 64 << 20)?,
             max_depth: pick("max_depth", l.max_depth, defaults.max_depth, 128)?,
@@ -200,11 +195,6 @@ impl ServerConfig {
     pub fn connection_limits(&self) -> Result<ConnectionLimits> {
         let defaults = ConnectionLimits::default();
         let l = &self.limits;
-        let pick = |key: &str, value: Option<usize>, default: usize, max: usize| match value {
-            None => Ok(default),
-            Some(v) if (1..=max).contains(&v) => Ok(v),
-            Some(v) => Err(Error::invalid(format!("limits.{key} = {v}: expected 1 to {max}"))),
-        };
         let timeout = match l.header_read_timeout_secs {
             None => defaults.header_read_timeout,
             Some(s @ 1..=3600) => std::time::Duration::from_secs(s),
@@ -238,6 +228,15 @@ impl ServerConfig {
     /// The TLS certificate and key, loaded; None without `[tls]`.
     pub fn tls(&self) -> Result<Option<Tls>> {
         self.tls.as_ref().map(|t| Tls::from_pem_files(&t.cert, &t.key)).transpose()
+    }
+}
+
+/// `[limits] key`: its value when given (1 to `max`), else `default`.
+fn pick(key: &str, value: Option<usize>, default: usize, max: usize) -> Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(v) if (1..=max).contains(&v) => Ok(v),
+        Some(v) => Err(Error::invalid(format!("limits.{key} = {v}: expected 1 to {max}"))),
     }
 }
 

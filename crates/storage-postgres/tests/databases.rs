@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 use outpost_api::{Attributes, ChangesRequest, Database, Databases, ErrorKind, Limits, NewTable, PutRecord};
 use outpost_postgres::{PostgresConfig, PostgresDatabases};
 
-fn test_url() -> Option<String> {
-    match std::env::var("OUTPOST_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "OUTPOST_TEST_POSTGRES is unset under CI=true: PostgreSQL tests must run");
-            eprintln!("skipped: OUTPOST_TEST_POSTGRES is unset (cargo xtask pg start)");
-            None
-        }
-    }
-}
+mod common;
+use common::test_url;
 
 /// A database name no other test (here or in another process) uses.
 fn unique(prefix: &str) -> String {

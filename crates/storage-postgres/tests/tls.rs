@@ -8,17 +8,8 @@ use outpost_api::{Databases, ErrorKind, Limits};
 use outpost_postgres::{PostgresConfig, PostgresDatabases};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
-fn test_url() -> Option<String> {
-    match std::env::var("OUTPOST_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "OUTPOST_TEST_POSTGRES is unset under CI=true: PostgreSQL tests must run");
-            eprintln!("skipped: OUTPOST_TEST_POSTGRES is unset (cargo xtask pg start)");
-            None
-        }
-    }
-}
+mod common;
+use common::test_url;
 
 async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");

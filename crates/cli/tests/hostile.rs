@@ -259,3 +259,301 @@ async fn the_inputs_that_poisoned_a_database_are_refused() {
     server.stop();
     db_check(dir.path());
 }
+
+/// `GET /health` polled on fresh connections every 50 ms on its own thread until `done`; the slowest
+/// answer seen, or the first failure (no answer within a second counts as one).
+fn poll_health(
+    addr: String,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<Duration, String>> {
+    std::thread::spawn(move || {
+        let mut slowest = Duration::ZERO;
+        let mut polls = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || polls == 0 {
+            let started = Instant::now();
+            let answer = (|| {
+                let mut stream = TcpStream::connect(&addr).ok()?;
+                stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+                let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                stream.write_all(request.as_bytes()).ok()?;
+                let mut reply = String::new();
+                stream.read_to_string(&mut reply).ok()?;
+                Some(reply)
+            })();
+            let took = started.elapsed();
+            match answer {
+                Some(reply) if reply.starts_with("HTTP/1.1 200") && took <= Duration::from_secs(1) => {}
+                other => return Err(format!("poll {polls}: /health gave {other:?} after {took:?}")),
+            }
+            slowest = slowest.max(took);
+            polls += 1;
+            assert!(polls < 20 * 600, "the heavy requests never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(slowest)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_huge_replication_requests_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), "");
+    let http = http();
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    // 10,000 records of about 1 KiB: a revs/get of all of them is as large as one request may ask.
+    let text = "x".repeat(1000);
+    let mut wanted = Vec::new();
+    for batch in 0..4 {
+        let ops: Vec<Value> = (0..2500)
+            .map(|i| {
+                json!({"op": "put", "table": "t", "id": format!("r{batch}-{i}"),
+                "attributes": {"text": {"string": text}, "n": {"int": i.to_string()}}})
+            })
+            .collect();
+        let reply = http.post(url(&server, "/dbs/field/bulk")).json(&json!({"ops": ops})).send().await.unwrap();
+        assert_eq!(reply.status(), 200);
+        let results: Value = reply.json().await.unwrap();
+        for r in results["results"].as_array().unwrap() {
+            wanted.push(json!({"table": "t", "id": r["id"], "revs": [r["rev"]]}));
+        }
+    }
+    assert_eq!(wanted.len(), 10_000);
+    let reply = http.post(url(&server, "/dbs/field/revs/get")).json(&wanted).send().await.unwrap();
+    let revisions: Value = json!({"revisions": reply.json::<Value>().await.unwrap()});
+    let revisions = std::sync::Arc::new(revisions);
+    for copy in 0..3 {
+        assert_eq!(http.put(url(&server, &format!("/dbs/copy{copy}"))).send().await.unwrap().status(), 201);
+    }
+    let wanted = std::sync::Arc::new(wanted);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = poll_health(server.addr().to_owned(), done.clone());
+    // Six readers at once, each asking for everything three times, and three writers each storing
+    // all of it (11 MiB of bodies, every one hashed) into a database of its own: more heavy requests
+    // than the server has async workers.
+    let writers: Vec<_> = (0..3)
+        .map(|copy| {
+            let (http, revisions, at) =
+                (http.clone(), revisions.clone(), url(&server, &format!("/dbs/copy{copy}/revs/put")));
+            tokio::spawn(async move {
+                let reply = http.post(&at).json(&*revisions).send().await.unwrap();
+                assert_eq!(reply.status(), 200);
+                let put: Value = reply.json().await.unwrap();
+                assert_eq!(put["written"], 10_000, "{put}");
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (http, wanted, at) = (http.clone(), wanted.clone(), url(&server, "/dbs/field/revs/get"));
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    let reply = http.post(&at).json(&*wanted).send().await.unwrap();
+                    assert_eq!(reply.status(), 200);
+                    let got: Vec<Value> = reply.json().await.unwrap();
+                    assert_eq!(got.len(), 10_000);
+                }
+            })
+        })
+        .collect();
+    for task in readers.into_iter().chain(writers) {
+        task.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let slowest = health.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("slowest /health answer during the revs/gets: {slowest:?}");
+    assert!(healthy(&server));
+    server.stop();
+    db_check(dir.path());
+}
+
+/// The server process's peak resident memory (VmHWM), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_16_mib_bodies_stays_within_the_upload_budget() {
+    const BUDGET: usize = 64 << 20;
+    const LIMIT: usize = 16 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &format!("[limits]\nmax_upload_bytes = {BUDGET}\n"));
+    let http = http();
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    let before = peak_memory(server.pid());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = poll_health(server.addr().to_owned(), done.clone());
+    // Sixteen clients at once, 256 MiB in all: bodies of exactly the request limit (valid JSON that
+    // stores nothing), one byte over it, and over it without a declared length.
+    let body = |size: usize| {
+        let (head, tail) = ("{\"revisions\": [", "]}");
+        format!("{head}{}{tail}", " ".repeat(size - head.len() - tail.len())).into_bytes()
+    };
+    let (at_limit, over) = (body(LIMIT), body(LIMIT + 1));
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let http = http.clone();
+            let at = url(&server, "/dbs/field/revs/put");
+            let (kind, payload) = match i % 4 {
+                0 | 1 => ("at the limit", reqwest::Body::from(at_limit.clone())),
+                2 => ("one byte over", reqwest::Body::from(over.clone())),
+                _ => {
+                    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                        over.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
+                    ("over, chunked", reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+                }
+            };
+            tokio::spawn(async move {
+                let reply = http.post(at).header("content-type", "application/json").body(payload).send().await;
+                (kind, reply.map(|r| r.status().as_u16()).map_err(|e| e.to_string()))
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for client in clients {
+        let (kind, status) = client.await.unwrap();
+        match (kind, status) {
+            ("at the limit", Ok(200)) => stored += 1,
+            // Waited longer than the server waits for room in the budget.
+            (_, Ok(503)) => {}
+            ("one byte over" | "over, chunked", Ok(413)) => {}
+            // The server may answer 413 and close before the whole body is sent.
+            ("one byte over" | "over, chunked", Err(_)) => {}
+            other => panic!("unexpected answer: {other:?}"),
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let slowest = health.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert!(stored > 0, "bodies at the limit are served");
+    // The bodies read at once never exceed the budget: a body is held about twice while it is
+    // collected, so the peak stays near twice the budget, far below the 16 bodies (512 MiB held).
+    let peak = peak_memory(server.pid());
+    eprintln!("slowest /health: {slowest:?}; peak memory {} MiB (before {} MiB)", peak >> 20, before >> 20);
+    assert!(peak < before + 2 * BUDGET as u64 + (48 << 20), "peak memory {} MiB", peak >> 20);
+    // Nothing was stored, and the server serves normal requests.
+    let info: Value = http.get(url(&server, "/dbs/field")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["update_seq"], 1, "only the table definition: {info}");
+    assert!(healthy(&server));
+    server.stop();
+    db_check(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_bodies_name_no_files_or_os_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), "");
+    let http = http();
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    // A data directory damaged behind the server's back: a file that is no database, a directory
+    // where a database file should be.
+    let data = dir.path().join("data");
+    std::fs::write(data.join("junk.outpost"), b"not a database at all, just some bytes").unwrap();
+    std::fs::create_dir(data.join("hollow.outpost")).unwrap();
+    let data_path = data.canonicalize().unwrap().display().to_string();
+    for db in ["junk", "hollow"] {
+        for (method, path) in
+            [("GET", format!("/dbs/{db}")), ("GET", format!("/dbs/{db}/changes")), ("PUT", format!("/dbs/{db}"))]
+        {
+            let request = http.request(method.parse().unwrap(), url(&server, &path));
+            let reply = request.send().await.unwrap();
+            let status = reply.status().as_u16();
+            let body = reply.text().await.unwrap();
+            assert!(status >= 400, "{method} {path}: {status} {body}");
+            let error: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"));
+            assert!(error["error"].is_string() && error["message"].is_string(), "{body}");
+            for secret in [data_path.as_str(), "/tmp", ".outpost", "os error", "sqlite"] {
+                assert!(!body.contains(secret), "{method} {path} ({status}) shows {secret:?}: {body}");
+            }
+        }
+    }
+    // The log has the detail for the operator.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("junk.outpost"), "the log names the damaged file");
+    assert!(healthy(&server));
+    server.stop();
+    db_check(dir.path());
+}
+
+/// Open descriptors of process `pid` on files that were deleted.
+fn deleted_files_held(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return vec![] };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.ends_with("(deleted)"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_database_ends_the_streams_polls_and_jobs_that_hold_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), "");
+    let http = http();
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    // An event stream, a long-poll waiting for the next write, and a continuous job reading it.
+    let mut events = http.get(url(&server, "/dbs/field/changes?feed=sse&since=0")).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let first = events.chunk().await.unwrap().expect("the table's event");
+    assert!(String::from_utf8_lossy(&first).contains("event: change"), "{first:?}");
+    let poll = tokio::spawn({
+        let request = http.get(url(&server, "/dbs/field/changes?feed=longpoll&since=1&timeout=60000"));
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let job: Value = http
+        .post(url(&server, "/replicate"))
+        .json(&json!({"source": "field", "target": "copy", "continuous": true, "create_target": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_url = url(&server, &format!("/replicate/jobs/{}", job["id"].as_str().unwrap()));
+    // The job has copied what there is (and waits for more).
+    let started = Instant::now();
+    while http.get(url(&server, "/dbs/copy")).send().await.unwrap().status() != 200
+        || http.get(url(&server, "/dbs/copy")).send().await.unwrap().json::<Value>().await.unwrap()["update_seq"] != 1
+    {
+        assert!(started.elapsed() < PATIENCE, "the job never copied the table");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(http.delete(url(&server, "/dbs/field")).send().await.unwrap().status(), 200);
+    // The long-poll answers that the database is gone, the stream ends with an error event, the job
+    // fails; none of them waits for its timeout.
+    let status = tokio::time::timeout(PATIENCE, poll).await.expect("the long-poll ends").unwrap();
+    assert_eq!(status, 404);
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(PATIENCE, events.chunk()).await.expect("the stream ends").unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(rest.contains("event: error") && rest.contains("not_found"), "{rest}");
+    let started = Instant::now();
+    loop {
+        let job: Value = http.get(&job_url).send().await.unwrap().json().await.unwrap();
+        if job["state"] != "running" {
+            assert_eq!(job["state"], "failed", "{job}");
+            assert_eq!(job["error"]["error"], "not_found", "{job}");
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the job still runs: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nobody holds the unlinked file any more, and the name is free for a new database.
+    let started = Instant::now();
+    while !deleted_files_held(server.pid()).is_empty() {
+        assert!(started.elapsed() < PATIENCE, "still open: {:?}", deleted_files_held(server.pid()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    let info: Value = http.get(url(&server, "/dbs/field")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["update_seq"], 0, "a new database: {info}");
+    assert!(healthy(&server));
+    server.stop();
+    db_check(dir.path());
+}

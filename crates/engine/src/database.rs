@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::hash::genesis_chain;
 use crate::plan::{LocalWrite, Planner};
 use crate::reconcile::reconcile;
-use crate::storage::{Head, RecordKey, Storage, StoredState, WriteSet, WriteTxn};
+use crate::storage::{blocking, Head, RecordKey, Storage, StoredState, WriteSet, WriteTxn};
 use crate::tree::RevisionTree;
 
 /// Largest page a read may ask for (records, changes, revisions).
@@ -30,6 +30,8 @@ pub struct Engine<S: Storage> {
     limits: Limits,
     /// The latest committed update_seq, for long-polls.
     committed: watch::Sender<u64>,
+    /// Set by [`Engine::close`] when the database is deleted.
+    closed: watch::Sender<bool>,
 }
 
 fn parse_body(json: &str) -> Result<Attributes> {
@@ -74,12 +76,62 @@ fn knowledge_rows(update: KnowledgeUpdate) -> Result<Vec<KnowledgeRow>> {
     Ok(rows)
 }
 
+/// Turn an operation into a validated local write (before any storage access).
+fn prepare(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
+    names::validate_table_name(&op.table)?;
+    let id = match (op.id, op.op) {
+        (Some(id), _) => id,
+        (None, WriteOpKind::Put) => Uuid::now_v7().to_string(),
+        (None, WriteOpKind::Delete) => return Err(Error::invalid("a delete names the record id")),
+    };
+    // The configured id limit binds new records; ids already stored (perhaps replicated from a peer
+    // with a larger limit) stay reachable up to the protocol's maximum.
+    let creating = op.op == WriteOpKind::Put && op.rev.is_none();
+    names::validate_record_id(&id, if creating { limits.max_id_bytes } else { names::MAX_ID_BYTES })?;
+    let deleted = op.op == WriteOpKind::Delete;
+    if deleted && (!op.attributes.is_empty() || !op.resolves.is_empty()) {
+        return Err(Error::invalid("a delete carries no attributes and resolves nothing"));
+    }
+    for name in op.attributes.keys() {
+        names::validate_attribute_name(name)?;
+    }
+    crate::input::body(&op.attributes, limits)?;
+    Ok(LocalWrite { table: op.table, id, parent: op.rev, deleted, attributes: op.attributes, resolves: op.resolves })
+}
+
 impl<S: Storage> Engine<S> {
     /// A database over `storage`, checking input against `limits`.
     pub async fn new(storage: S, limits: Limits) -> Result<Self> {
         let head = storage.head().await?;
         let (committed, _) = watch::channel(head.update_seq);
-        Ok(Engine { storage, limits, committed })
+        let (closed, _) = watch::channel(false);
+        Ok(Engine { storage, limits, committed, closed })
+    }
+
+    /// End this database, as its backend deletes it: every later call answers NotFound, waiting
+    /// long-polls and event streams wake to see that, and a write in progress ends (commits or rolls
+    /// back) before this returns. Writers check under the writer lock, so nothing writes into the
+    /// database once this has returned.
+    pub async fn close(&self) {
+        self.closed.send_replace(true);
+        // Taking the writer lock waits for the write in progress; a backend that cannot begin one any
+        // more has no write in progress either.
+        drop(self.storage.begin_write().await);
+    }
+
+    /// The storage, unless the database was closed.
+    fn store(&self) -> Result<&S> {
+        if *self.closed.borrow() {
+            return Err(Error::not_found(format!("database {:?} was deleted", self.storage.name())));
+        }
+        Ok(&self.storage)
+    }
+
+    /// Begin a write transaction of an open database (checked under the writer lock).
+    async fn begin(&self) -> Result<Box<dyn WriteTxn>> {
+        let txn = self.store()?.begin_write().await?;
+        self.store()?;
+        Ok(txn)
     }
 
     /// The storage underneath.
@@ -97,13 +149,14 @@ impl<S: Storage> Engine<S> {
         crate::input::body(attributes, &self.limits)
     }
 
-    async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: &WriteSet) -> Result<()> {
+    async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: WriteSet) -> Result<()> {
         if writes.is_empty() {
             return Ok(());
         }
+        let head = writes.head;
         txn.apply(writes).await?;
         txn.commit().await?;
-        if let Some((seq, _)) = writes.head {
+        if let Some((seq, _)) = head {
             self.committed.send_if_modified(|s| {
                 let newer = seq > *s;
                 if newer {
@@ -117,37 +170,12 @@ impl<S: Storage> Engine<S> {
 
     /// Turn an operation into a validated local write (before any storage access).
     fn prepare(&self, op: WriteOp) -> Result<LocalWrite> {
-        names::validate_table_name(&op.table)?;
-        let id = match (op.id, op.op) {
-            (Some(id), _) => id,
-            (None, WriteOpKind::Put) => Uuid::now_v7().to_string(),
-            (None, WriteOpKind::Delete) => return Err(Error::invalid("a delete names the record id")),
-        };
-        // The configured id limit binds new records; ids already stored (perhaps replicated from a peer
-        // with a larger limit) stay reachable up to the protocol's maximum.
-        let creating = op.op == WriteOpKind::Put && op.rev.is_none();
-        names::validate_record_id(&id, if creating { self.limits.max_id_bytes } else { names::MAX_ID_BYTES })?;
-        let deleted = op.op == WriteOpKind::Delete;
-        if deleted && (!op.attributes.is_empty() || !op.resolves.is_empty()) {
-            return Err(Error::invalid("a delete carries no attributes and resolves nothing"));
-        }
-        for name in op.attributes.keys() {
-            names::validate_attribute_name(name)?;
-        }
-        self.check_body(&op.attributes)?;
-        Ok(LocalWrite {
-            table: op.table,
-            id,
-            parent: op.rev,
-            deleted,
-            attributes: op.attributes,
-            resolves: op.resolves,
-        })
+        prepare(&self.limits, op)
     }
 
     /// Run local writes in one transaction; per-operation results in order.
     async fn write_local(&self, ops: Vec<Result<LocalWrite>>, check_fields: bool) -> Result<BatchResult> {
-        let mut txn = self.storage.begin_write().await?;
+        let mut txn = self.begin().await?;
         let head = txn.head().await?;
         let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
         let mut keys: Vec<RecordKey> = Vec::new();
@@ -162,26 +190,30 @@ impl<S: Storage> Engine<S> {
             }
         }
         let trees = txn.load_trees(&keys).await?;
-        let mut planner = Planner::new(&head, trees);
-        let mut results = Vec::with_capacity(ops.len());
-        for w in ops {
-            let outcome = w.and_then(|w| {
-                let policy = if w.table == names::TABLES_TABLE {
-                    ReconcilePolicy::KeepConflicts
-                } else {
-                    let def = defs[&w.table].as_ref().map_err(Clone::clone)?;
-                    if check_fields && !w.deleted {
-                        def.check_fields(&w.attributes)?;
-                    }
-                    def.policy
-                };
-                let rev = planner.local_write(&w, policy)?;
-                Ok(WriteResult { table: w.table, id: w.id, rev })
-            });
-            results.push(outcome);
-        }
-        let writes = planner.finish()?;
-        self.commit(txn, &writes).await?;
+        // Planning encodes and hashes every body: CPU work, kept off the async workers.
+        let (writes, results) = blocking(move || {
+            let mut planner = Planner::new(&head, trees);
+            let mut results = Vec::with_capacity(ops.len());
+            for w in ops {
+                let outcome = w.and_then(|w| {
+                    let policy = if w.table == names::TABLES_TABLE {
+                        ReconcilePolicy::KeepConflicts
+                    } else {
+                        let def = defs[&w.table].as_ref().map_err(Clone::clone)?;
+                        if check_fields && !w.deleted {
+                            def.check_fields(&w.attributes)?;
+                        }
+                        def.policy
+                    };
+                    let rev = planner.local_write(&w, policy)?;
+                    Ok(WriteResult { table: w.table, id: w.id, rev })
+                });
+                results.push(outcome);
+            }
+            Ok::<_, Error>((planner.finish()?, results))
+        })
+        .await??;
+        self.commit(txn, writes).await?;
         Ok(results)
     }
 
@@ -207,11 +239,11 @@ impl<S: Storage> Engine<S> {
     /// Begin a new epoch (SPEC §6): a fresh uuid naming this database from `update_seq + 1` on. Used
     /// after a copy or restore so that no two databases share a (uuid, seq) pair.
     pub async fn reidentify(&self) -> Result<Epoch> {
-        let mut txn = self.storage.begin_write().await?;
+        let mut txn = self.begin().await?;
         let head = txn.head().await?;
         let epoch = Epoch { uuid: Uuid::new_v4(), start_seq: head.update_seq + 1 };
         let writes = WriteSet { epoch: Some(epoch), ..WriteSet::default() };
-        self.commit(txn, &writes).await?;
+        self.commit(txn, writes).await?;
         Ok(epoch)
     }
 
@@ -231,8 +263,12 @@ impl<S: Storage> Engine<S> {
                 self.limits.max_bulk_ops
             )));
         }
-        let revisions: Vec<RevisionData> =
-            revisions.into_iter().map(|r| crate::input::replicated(r, &self.limits)).collect::<Result<_>>()?;
+        // Validation encodes every body to measure it: off the async workers, like the planning below.
+        let limits = self.limits;
+        let revisions: Vec<RevisionData> = blocking(move || {
+            revisions.into_iter().map(|r| crate::input::replicated(r, &limits)).collect::<Result<_>>()
+        })
+        .await??;
         if let Some(point) = &resume {
             crate::input::resume_point(point)?;
         }
@@ -246,18 +282,23 @@ impl<S: Storage> Engine<S> {
         // Chains at committed seqs never change, so the fork check may read before the write begins.
         // Without knowledge (every put_revisions of a pass) there is nothing to check or read.
         let fork = if rows.is_empty() { None } else { self.fork_point(&rows).await? };
-        let mut txn = self.storage.begin_write().await?;
+        let mut txn = self.begin().await?;
         let head = txn.head().await?;
         let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table.clone(), r.id.clone())).collect();
         keys.sort();
         keys.dedup();
         let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
-        let mut planner = Planner::new(&head, trees);
-        let mut written = 0;
-        for r in &revisions {
-            written += planner.replicated(r)? as u64;
-        }
-        let mut writes = planner.finish()?;
+        // Planning verifies the hash of every body.
+        let planned = head.clone();
+        let (mut writes, written) = blocking(move || {
+            let mut planner = Planner::new(&planned, trees);
+            let mut written = 0;
+            for r in &revisions {
+                written += planner.replicated(r)? as u64;
+            }
+            Ok::<_, Error>((planner.finish()?, written))
+        })
+        .await??;
         writes.resume = resume;
         let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
         let own: HashSet<Uuid> = head.epochs.iter().map(|e| e.uuid).collect();
@@ -276,7 +317,7 @@ impl<S: Storage> Engine<S> {
             tracing::warn!(db = self.storage.name(), new_uuid = %e.uuid, start_seq = e.start_seq,
                 "a peer's knowledge shows this database's history forked under its uuid: a new epoch begins");
         }
-        self.commit(txn, &writes).await?;
+        self.commit(txn, writes).await?;
         Ok(PutRevisionsResult { written, update_seq })
     }
 
@@ -286,7 +327,7 @@ impl<S: Storage> Engine<S> {
     /// one where a presented row matches this database's chain (bounded below by the current epoch's
     /// start, which any copy under this uuid shares), so no peer can mistake the fork's seqs for ours.
     async fn fork_point(&self, rows: &[KnowledgeRow]) -> Result<Option<(Uuid, u64)>> {
-        let head = self.storage.head().await?;
+        let head = self.store()?.head().await?;
         let current = *head.epochs.last().expect("a database has at least one epoch");
         let mut agreeing = Vec::new();
         let mut first_contradiction = None::<u64>;
@@ -307,12 +348,12 @@ impl<S: Storage> Engine<S> {
     /// Verify every revision event: seqs gap-free from 1, each body hashing to its rev id (where the
     /// body and parent are stored), the chain folding to the head's hash.
     pub async fn check(&self) -> Result<CheckReport> {
-        let head = self.storage.head().await?;
+        let head = self.store()?.head().await?;
         let mut report = CheckReport { update_seq: head.update_seq, ..CheckReport::default() };
         let mut chain = genesis_chain(head.epochs[0].uuid);
         let mut expect = 1;
         loop {
-            let events = self.storage.events(expect - 1, 1000).await?;
+            let events = self.store()?.events(expect - 1, 1000).await?;
             if events.is_empty() {
                 break;
             }
@@ -363,13 +404,13 @@ impl<S: Storage> Engine<S> {
     async fn check_states(&self, report: &mut CheckReport) -> Result<()> {
         let mut since = 0;
         loop {
-            let read = self.storage.changes(since, 1000, None, 1).await?;
+            let read = self.store()?.changes(since, 1000, None, 1).await?;
             let Some(last) = read.changes.last() else { return Ok(()) };
             since = last.seq;
             let keys: Vec<RecordKey> = read.changes.iter().map(|c| (c.table.clone(), c.id.clone())).collect();
-            let trees = self.storage.load_trees(&keys).await?;
+            let trees = self.store()?.load_trees(&keys).await?;
             for key in keys {
-                let Some(stored) = self.storage.load_state(&key.0, &key.1).await? else { continue };
+                let Some(stored) = self.store()?.load_state(&key.0, &key.1).await? else { continue };
                 report.records += 1;
                 let expected =
                     trees.get(&key).filter(|t| !t.is_empty()).map(|t| reconcile(t, ReconcilePolicy::KeepConflicts));
@@ -412,7 +453,7 @@ pub struct CheckReport {
 impl<S: Storage> TableReader for Engine<S> {
     async fn get_table(&self, name: &str) -> Result<TableDef> {
         names::validate_table_name(name)?;
-        let state = self.storage.load_state(names::TABLES_TABLE, name).await?;
+        let state = self.store()?.load_state(names::TABLES_TABLE, name).await?;
         table_def_of(name, state.as_ref())
     }
 
@@ -420,7 +461,7 @@ impl<S: Storage> TableReader for Engine<S> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.storage.list_states(names::TABLES_TABLE, after.as_deref(), 1000, false).await?;
+            let page = self.store()?.list_states(names::TABLES_TABLE, after.as_deref(), 1000, false).await?;
             let done = page.len() < 1000;
             for s in &page {
                 out.push(table_def_of(&s.id, Some(s))?);
@@ -441,7 +482,7 @@ impl<S: Storage> TableWriter for Engine<S> {
             names::validate_attribute_name(name)?;
         }
         self.check_body(&table.metadata)?;
-        if let Some(state) = self.storage.load_state(names::TABLES_TABLE, &table.name).await? {
+        if let Some(state) = self.store()?.load_state(names::TABLES_TABLE, &table.name).await? {
             if !state.deleted {
                 return Err(Error::already_exists(format!("table {:?} exists", table.name)));
             }
@@ -500,11 +541,11 @@ impl<S: Storage> RecordReader for Engine<S> {
         let def = self.get_table(table).await?;
         names::validate_record_id(id, names::MAX_ID_BYTES)?;
         let missing = || Error::not_found(format!("record {table}/{id} does not exist"));
-        let state = self.storage.load_state(table, id).await?.ok_or_else(missing)?;
+        let state = self.store()?.load_state(table, id).await?.ok_or_else(missing)?;
         let merges = merges_on_read(&def, &state);
         let tree = if options.rev.is_some() || options.revs || merges {
             let key = (table.to_owned(), id.to_owned());
-            self.storage.load_trees(std::slice::from_ref(&key)).await?.remove(&key).unwrap_or_default()
+            self.store()?.load_trees(std::slice::from_ref(&key)).await?.remove(&key).unwrap_or_default()
         } else {
             RevisionTree::new()
         };
@@ -549,13 +590,13 @@ impl<S: Storage> RecordReader for Engine<S> {
         let def = self.get_table(table).await?;
         let limit = check_page(options.limit)?;
         let mut states =
-            self.storage.list_states(table, options.after.as_deref(), limit + 1, options.include_deleted).await?;
+            self.store()?.list_states(table, options.after.as_deref(), limit + 1, options.include_deleted).await?;
         let more = states.len() > limit;
         states.truncate(limit);
         let next_after = if more { states.last().map(|s| s.id.clone()) } else { None };
         let merge_keys: Vec<RecordKey> =
             states.iter().filter(|s| merges_on_read(&def, s)).map(|s| (s.table.clone(), s.id.clone())).collect();
-        let trees = if merge_keys.is_empty() { HashMap::new() } else { self.storage.load_trees(&merge_keys).await? };
+        let trees = if merge_keys.is_empty() { HashMap::new() } else { self.store()?.load_trees(&merge_keys).await? };
         let mut records = Vec::with_capacity(states.len());
         for s in states {
             let tree = trees.get(&(s.table.clone(), s.id.clone()));
@@ -612,7 +653,8 @@ impl<S: Storage> RecordWriter for Engine<S> {
                 self.limits.max_bulk_ops
             )));
         }
-        let prepared = ops.into_iter().map(|op| self.prepare(op)).collect();
+        let limits = self.limits;
+        let prepared = blocking(move || ops.into_iter().map(|op| prepare(&limits, op)).collect()).await?;
         self.write_local(prepared, true).await
     }
 }
@@ -623,7 +665,7 @@ impl<S: Storage> ChangeReader for Engine<S> {
         let limit = check_page(request.limit)?;
         crate::input::seq(request.since, "since")?;
         let tables = crate::input::table_filter(request.tables, &self.limits)?;
-        let read = self.storage.changes(request.since, limit, tables.as_deref(), PENDING_EXACT_UP_TO).await?;
+        let read = self.store()?.changes(request.since, limit, tables.as_deref(), PENDING_EXACT_UP_TO).await?;
         // Drained, the reader has seen everything up to update_seq (the knowledge rule of §8 relies on it).
         let last_seq = match (read.pending, read.changes.last()) {
             (0, _) => read.update_seq.max(request.since),
@@ -638,11 +680,17 @@ impl<S: Storage> ChangeReader for Engine<S> {
         // Subscribe before reading the head, so that no commit falls between the two.
         let mut rx = self.committed.subscribe();
         let external = self.storage.external_commits();
-        let current = self.storage.head().await?.update_seq;
+        let current = self.store()?.head().await?.update_seq;
         if current > since {
             return Ok(current);
         }
         let ours = async { rx.wait_for(|s| *s > since).await.ok().map(|s| *s) };
+        // Closed (the database deleted): wake, so that the head read below answers NotFound.
+        let mut closed = self.closed.subscribe();
+        let deleted = async {
+            let _ = closed.wait_for(|c| *c).await;
+            None
+        };
         // Commits by other writers of the same storage only wake the wait: the head read below is the
         // answer. A closed channel never wakes.
         let theirs = async {
@@ -657,6 +705,7 @@ impl<S: Storage> ChangeReader for Engine<S> {
             tokio::select! {
                 seq = ours => seq,
                 seq = theirs => seq,
+                seq = deleted => seq,
             }
         })
         .await
@@ -664,7 +713,7 @@ impl<S: Storage> ChangeReader for Engine<S> {
         .flatten();
         match woken {
             Some(seq) => Ok(seq),
-            None => Ok(self.storage.head().await?.update_seq),
+            None => Ok(self.store()?.head().await?.update_seq),
         }
     }
 }
@@ -672,14 +721,14 @@ impl<S: Storage> ChangeReader for Engine<S> {
 #[async_trait]
 impl<S: Storage> InfoReader for Engine<S> {
     async fn info(&self) -> Result<DbInfo> {
-        let head: Head = self.storage.head().await?;
+        let head: Head = self.store()?.head().await?;
         Ok(DbInfo {
             name: self.storage.name().to_owned(),
             uuid: head.uuid(),
             epochs: head.epochs.clone(),
             update_seq: head.update_seq,
             chain: head.chain,
-            record_count: self.storage.record_count().await?,
+            record_count: self.store()?.record_count().await?,
             backend: self.storage.backend().to_owned(),
         })
     }
@@ -690,7 +739,7 @@ impl<S: Storage> ReplicaSource for Engine<S> {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
         let wanted = crate::input::record_revs(wanted, &self.limits, "revs/get")?;
         let keys: Vec<RecordKey> = wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
-        let mut trees = self.storage.load_trees(&keys).await?;
+        let mut trees = self.store()?.load_trees(&keys).await?;
         let mut out = Vec::new();
         for w in wanted {
             let Some(tree) = trees.get_mut(&(w.table.clone(), w.id.clone())) else { continue };
@@ -725,25 +774,28 @@ impl<S: Storage> ReplicaSource for Engine<S> {
     }
 
     async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash> {
-        let head = self.storage.head().await?;
+        let head = self.store()?.head().await?;
         if seq == 0 {
             return Ok(genesis_chain(head.epochs[0].uuid));
         }
         if seq > head.update_seq {
             return Err(Error::not_found(format!("seq {seq} is beyond update_seq {}", head.update_seq)));
         }
-        self.storage.chain_at(seq).await?.ok_or_else(|| Error::corrupt(format!("no chain hash is stored at seq {seq}")))
+        self.store()?
+            .chain_at(seq)
+            .await?
+            .ok_or_else(|| Error::corrupt(format!("no chain hash is stored at seq {seq}")))
     }
 
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
         upto.map(|s| crate::input::seq(s, "upto")).transpose()?;
-        self.storage.knowledge(upto).await
+        self.store()?.knowledge(upto).await
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
         let limit = check_page(limit)?;
         crate::input::seq(after, "after")?;
-        let events = self.storage.events(after, limit).await?;
+        let events = self.store()?.events(after, limit).await?;
         // Only revisions with a parent can have stubs above them; their trees say which parents are stubs.
         let mut keys: Vec<RecordKey> = events
             .iter()
@@ -752,7 +804,7 @@ impl<S: Storage> ReplicaSource for Engine<S> {
             .collect();
         keys.sort();
         keys.dedup();
-        let trees = if keys.is_empty() { HashMap::new() } else { self.storage.load_trees(&keys).await? };
+        let trees = if keys.is_empty() { HashMap::new() } else { self.store()?.load_trees(&keys).await? };
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             let r = e.revision;
@@ -787,7 +839,7 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
     async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
         let have = crate::input::record_revs(have, &self.limits, "revs-diff")?;
         let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
-        let held = self.storage.held_revs(&keys).await?;
+        let held = self.store()?.held_revs(&keys).await?;
         let mut out = Vec::new();
         for h in have {
             let held = held.get(&(h.table.clone(), h.id.clone()));
@@ -820,6 +872,6 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
     }
 
     async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {
-        self.storage.resume_point(source).await
+        self.store()?.resume_point(source).await
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use outpost_api::{ChainHash, Change, Epoch, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_api::{ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
 
 use crate::tree::RevisionTree;
 
@@ -131,6 +131,18 @@ pub struct ChangesRead {
     pub update_seq: u64,
 }
 
+/// Run blocking work on tokio's blocking pool: storage calls that block (SQLite reads, fsyncs), and
+/// CPU work such as validating, encoding, hashing or parsing megabytes of bodies. An async worker
+/// serves the I/O of every other request, so a heavy request must never hold one. A panic in `f` is
+/// re-raised here.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(out) => Ok(out),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::unavailable("the runtime is shutting down")),
+    }
+}
+
 /// An open write transaction. Dropped without `commit`, it rolls back.
 #[async_trait]
 pub trait WriteTxn: Send {
@@ -141,7 +153,7 @@ pub trait WriteTxn: Send {
     /// The reconciled state of one record, if any.
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>>;
     /// Store a write set (may be called more than once).
-    async fn apply(&mut self, writes: &WriteSet) -> Result<()>;
+    async fn apply(&mut self, writes: WriteSet) -> Result<()>;
     /// Make everything applied durable and visible, atomically.
     async fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -34,17 +34,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON body: {e}"))))
 }
 
-async fn read_body(request: Request, state: &AppState) -> ApiResult<Bytes> {
+/// A request body as read, holding its room in the upload budget until dropped (so the room covers
+/// parsing too, when the parsed form is built beside the bytes).
+struct ReadBody {
+    bytes: Bytes,
+    _room: tokio::sync::OwnedSemaphorePermit,
+}
+
+async fn read_body(request: Request, state: &AppState) -> ApiResult<ReadBody> {
     // Room in the upload budget for what the body may be (its declared length, else the most a body
-    // may be), held while it is read.
+    // may be), held while it is read and parsed.
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(state.limits.max_request_bytes);
-    let _room = state.budgets.upload(declared.min(state.limits.max_request_bytes)).await?;
-    Bytes::from_request(request, state).await.map_err(|r| {
+    let room = state.budgets.upload(declared.min(state.limits.max_request_bytes)).await?;
+    let bytes = Bytes::from_request(request, state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(Error::too_large(format!(
                 "the request body exceeds the limit of {} bytes",
@@ -53,32 +60,57 @@ async fn read_body(request: Request, state: &AppState) -> ApiResult<Bytes> {
         } else {
             rejection(r.status(), r.body_text())
         }
-    })
+    })?;
+    Ok(ReadBody { bytes, _room: room })
+}
+
+/// Bodies up to this size are parsed where they are read; larger ones on the blocking pool, so that
+/// parsing megabytes never holds an async worker.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+async fn parse_body<T: DeserializeOwned + Send + 'static>(body: ReadBody) -> ApiResult<T> {
+    parse_sized(body.bytes.len(), move || parse_json(&body.bytes)).await
+}
+
+/// Parse a request body of `len` bytes with `parse`: where it was read when small, on the blocking
+/// pool when large.
+pub(crate) async fn parse_sized<T: Send + 'static>(
+    len: usize,
+    parse: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    if len <= INLINE_PARSE_BYTES {
+        return parse();
+    }
+    match tokio::task::spawn_blocking(parse).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ApiError(Error::unavailable("the server is shutting down"))),
+    }
 }
 
 /// A JSON request body of type `T` (no content-type check: the route says what it expects).
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
-        parse_json(&read_body(request, state).await?).map(JsonBody)
+        parse_body(read_body(request, state).await?).await.map(JsonBody)
     }
 }
 
 /// A JSON request body that may be left out (`None` for an empty body).
 pub struct MaybeJsonBody<T>(pub Option<T>);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for MaybeJsonBody<T> {
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for MaybeJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
-        let bytes = read_body(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        let body = read_body(request, state).await?;
+        if body.bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(MaybeJsonBody(None));
         }
-        parse_json(&bytes).map(|t| MaybeJsonBody(Some(t)))
+        parse_body(body).await.map(|t| MaybeJsonBody(Some(t)))
     }
 }
 
@@ -89,7 +121,7 @@ impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
-        read_body(request, state).await.map(RawBody)
+        read_body(request, state).await.map(|body| RawBody(body.bytes))
     }
 }
 

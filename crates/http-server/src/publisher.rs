@@ -43,14 +43,31 @@ impl Publisher {
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let mut publisher = Publisher { dbs, root, schedule, last: HashMap::new() };
+        let runtime = tokio::runtime::Handle::current();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     () = tokio::time::sleep(CHECK_EVERY) => {}
                 }
-                if let Err(e) = publisher.round(&stop).await {
-                    tracing::warn!("quicksync publishing: {e}");
+                // A round compresses, hashes and syncs files: it runs on the blocking pool, so it never
+                // holds an async worker that requests need.
+                let (stop_seen, runtime_seen) = (stop.clone(), runtime.clone());
+                let round = tokio::task::spawn_blocking(move || {
+                    let result = runtime_seen.block_on(publisher.round(&stop_seen));
+                    (publisher, result)
+                });
+                match round.await {
+                    Ok((back, result)) => {
+                        publisher = back;
+                        if let Err(e) = result {
+                            tracing::warn!("quicksync publishing: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("quicksync publishing stopped: {e}");
+                        return;
+                    }
                 }
             }
         })

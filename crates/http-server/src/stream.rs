@@ -1,6 +1,6 @@
 //! Streamed JSON for responses that can be large (a changes page, revisions with their bodies): the
 //! items are serialised a chunk at a time as the client reads, so the server never holds the whole
-//! encoded response.
+//! encoded response, and off the async workers.
 
 use axum::body::{Body, Bytes};
 use axum::http::header;
@@ -10,36 +10,63 @@ use serde::Serialize;
 /// About how many bytes one chunk of the stream carries.
 const CHUNK: usize = 64 * 1024;
 
-/// `prefix`, then `items` as a JSON array's elements separated by commas, then `suffix`.
+/// What is left to send of a streamed array.
+struct Rest<T> {
+    items: std::iter::Peekable<std::vec::IntoIter<T>>,
+    prefix: Option<String>,
+    suffix: &'static str,
+}
+
+impl<T: Serialize> Rest<T> {
+    /// The next chunk: the prefix if not yet sent, then items until the chunk is full, then the
+    /// suffix after the last item. `None` once everything was sent.
+    fn chunk(&mut self, done: &mut bool) -> Option<std::io::Result<Bytes>> {
+        if *done {
+            return None;
+        }
+        let mut buf = self.prefix.take().map(String::into_bytes).unwrap_or_default();
+        while buf.len() < CHUNK {
+            let Some(item) = self.items.next() else {
+                buf.extend_from_slice(self.suffix.as_bytes());
+                *done = true;
+                break;
+            };
+            if let Err(e) = serde_json::to_writer(&mut buf, &item) {
+                *done = true;
+                return Some(Err(std::io::Error::other(e)));
+            }
+            if self.items.peek().is_some() {
+                buf.push(b',');
+            }
+        }
+        Some(Ok(Bytes::from(buf)))
+    }
+}
+
+/// `prefix`, then `items` as a JSON array's elements separated by commas, then `suffix`. Each chunk
+/// is encoded on the blocking pool (encoding megabytes of bodies is CPU work that would otherwise
+/// hold an async worker, and with it the I/O of every other connection); no thread waits for a
+/// slow reader between chunks.
 pub(crate) fn json_array<T: Serialize + Send + 'static>(
     prefix: String,
     items: Vec<T>,
     suffix: &'static str,
 ) -> Response {
-    let mut items = items.into_iter().peekable();
-    let mut prefix = Some(prefix);
-    let mut done = false;
-    let chunks = std::iter::from_fn(move || {
-        if done {
-            return None;
+    let rest = Rest { items: items.into_iter().peekable(), prefix: Some(prefix), suffix };
+    let chunks = futures_util::stream::unfold(Some((rest, false)), |state| async move {
+        let (mut rest, mut done) = state?;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let chunk = rest.chunk(&mut done);
+            (chunk, rest, done)
+        })
+        .await;
+        match encoded {
+            Ok((Some(chunk), rest, done)) => Some((chunk, Some((rest, done)))),
+            Ok((None, _, _)) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
         }
-        let mut buf = prefix.take().map(String::into_bytes).unwrap_or_default();
-        while buf.len() < CHUNK {
-            let Some(item) = items.next() else {
-                buf.extend_from_slice(suffix.as_bytes());
-                done = true;
-                break;
-            };
-            if let Err(e) = serde_json::to_writer(&mut buf, &item) {
-                return Some(Err(std::io::Error::other(e)));
-            }
-            if items.peek().is_some() {
-                buf.push(b',');
-            }
-        }
-        Some(Ok(Bytes::from(buf)))
     });
-    let body = Body::from_stream(futures_util::stream::iter(chunks));
+    let body = Body::from_stream(chunks);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

@@ -5,7 +5,8 @@ use outpost_api::{Error, ErrorKind};
 use tokio_postgres::error::SqlState;
 
 /// The kind of a SQLSTATE: connection trouble, lock and serialisation failures, cancellation and
-/// resource exhaustion → Unavailable (retrying may succeed); a dropped schema → NotFound; corruption →
+/// resource exhaustion → Unavailable (retrying may succeed), and so is a missing PostgreSQL database (the
+/// server's configuration, not a client's request, names it); a dropped schema → NotFound; corruption →
 /// Corrupt; bad credentials → Unauthorized; anything else → Internal.
 pub fn kind_of(code: &SqlState) -> ErrorKind {
     let class = &code.code()[..2];
@@ -15,7 +16,7 @@ pub fn kind_of(code: &SqlState) -> ErrorKind {
         "XX" if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED => ErrorKind::Corrupt,
         _ if *code == SqlState::LOCK_NOT_AVAILABLE => ErrorKind::Unavailable,
         _ if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME => ErrorKind::NotFound,
-        _ if *code == SqlState::INVALID_CATALOG_NAME => ErrorKind::NotFound,
+        _ if *code == SqlState::INVALID_CATALOG_NAME => ErrorKind::Unavailable,
         // Text PostgreSQL cannot hold (a NUL character): bad input, whatever path let it through.
         _ if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER => {
             ErrorKind::InvalidInput
@@ -73,7 +74,7 @@ mod tests {
             (SqlState::INVALID_PASSWORD, ErrorKind::Unauthorized),
             (SqlState::DATA_CORRUPTED, ErrorKind::Corrupt),
             (SqlState::UNDEFINED_TABLE, ErrorKind::NotFound),
-            (SqlState::INVALID_CATALOG_NAME, ErrorKind::NotFound),
+            (SqlState::INVALID_CATALOG_NAME, ErrorKind::Unavailable),
             (SqlState::CHARACTER_NOT_IN_REPERTOIRE, ErrorKind::InvalidInput),
             (SqlState::UNIQUE_VIOLATION, ErrorKind::Internal),
             (SqlState::SYNTAX_ERROR, ErrorKind::Internal),

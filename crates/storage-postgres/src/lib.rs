@@ -53,10 +53,14 @@ impl Shared {
         error::map(e, &self.target)
     }
 
-    /// A database was deleted (here or by another process): forget its engine and channel.
+    /// A database is deleted (here or by another process): forget its engine and channel, and close
+    /// the engine, so that the streams, long-polls and jobs holding it end.
     pub(crate) async fn forget(&self, name: &str) {
-        self.open.lock().await.remove(name);
+        let engine = self.open.lock().await.remove(name);
         self.commits.forget(name);
+        if let Some(engine) = engine {
+            engine.close().await;
+        }
     }
 
     async fn engine(&self, name: &str) -> Result<Arc<PostgresDatabase>> {
@@ -225,6 +229,8 @@ impl Databases for PostgresDatabases {
             _ => e,
         })?;
         let target = &self.shared.target;
+        // This process's users of the database end, and its last write here finishes, first.
+        self.shared.forget(name).await;
         let mut client = self.shared.conn().await?;
         let tx = client.transaction().await.map_err(|e| self.shared.pg(e))?;
         schema::lock_ddl(&tx, target).await?;
@@ -240,7 +246,6 @@ impl Databases for PostgresDatabases {
             .await
             .map_err(|e| self.shared.pg(e))?;
         tx.commit().await.map_err(|e| self.shared.pg(e))?;
-        self.shared.forget(name).await;
         Ok(())
     }
 }

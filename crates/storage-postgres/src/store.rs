@@ -250,20 +250,26 @@ async fn load_trees(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Resul
     }
     let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    for row in inner.query(client, &inner.sql.load_trees, &[&tables, &ids]).await? {
-        let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
-        let rev = parse_rev(col(&row, 2)?)?;
-        let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
-        let body = col::<Option<&str>>(&row, 5)?
-            .map(|b| {
-                serde_json::from_str::<Attributes>(b)
-                    .map_err(|e| Error::corrupt(format!("stored body of {}/{} {rev}: {e}", key.0, key.1)))
-            })
-            .transpose()?;
-        let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq: col::<Option<i64>>(&row, 6)?.map(seq_of) };
-        out.entry(key).or_default().insert(rev, node);
-    }
-    Ok(out)
+    let rows = inner.query(client, &inner.sql.load_trees, &[&tables, &ids]).await?;
+    // Parsing the bodies is CPU work: off the async workers.
+    outpost_engine::storage::blocking(move || {
+        for row in rows {
+            let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
+            let rev = parse_rev(col(&row, 2)?)?;
+            let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
+            let body = col::<Option<&str>>(&row, 5)?
+                .map(|b| {
+                    serde_json::from_str::<Attributes>(b)
+                        .map_err(|e| Error::corrupt(format!("stored body of {}/{} {rev}: {e}", key.0, key.1)))
+                })
+                .transpose()?;
+            let seq = col::<Option<i64>>(&row, 6)?.map(seq_of);
+            let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq };
+            out.entry(key).or_default().insert(rev, node);
+        }
+        Ok(out)
+    })
+    .await?
 }
 
 async fn held_revs(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
@@ -414,8 +420,8 @@ impl WriteTxn for PgWriteTxn {
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         load_state(&self.inner, self.client()?, table, id).await
     }
-    async fn apply(&mut self, writes: &WriteSet) -> Result<()> {
-        apply(&self.inner, self.client()?, writes).await
+    async fn apply(&mut self, writes: WriteSet) -> Result<()> {
+        apply(&self.inner, self.client()?, &writes).await
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
         let client = self.client.take().ok_or_else(|| Error::internal("the write transaction has ended"))?;

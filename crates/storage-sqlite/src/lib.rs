@@ -15,6 +15,7 @@ mod store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use outpost_api::{names, Database, Databases, Epoch, Error, InfoReader, Limits, Result};
@@ -31,13 +32,15 @@ pub const FILE_EXTENSION: &str = "outpost";
 
 /// Create a new database file at `path` named `name`. AlreadyExists if the file exists.
 pub async fn create_file(path: &Path, name: &str, limits: Limits) -> Result<SqliteDatabase> {
-    let storage = SqliteStorage::create(path, name)?;
+    let (path, name) = (path.to_owned(), name.to_owned());
+    let storage = outpost_engine::storage::blocking(move || SqliteStorage::create(&path, &name)).await??;
     outpost_engine::Engine::new(storage, limits).await
 }
 
 /// Open an existing database file. NotFound when there is none.
 pub async fn open_file(path: &Path, limits: Limits) -> Result<SqliteDatabase> {
-    let storage = SqliteStorage::open(path)?;
+    let path = path.to_owned();
+    let storage = outpost_engine::storage::blocking(move || SqliteStorage::open(&path)).await??;
     outpost_engine::Engine::new(storage, limits).await
 }
 
@@ -88,12 +91,23 @@ fn staging_path(path: &Path) -> PathBuf {
 }
 
 /// Databases in a directory, one `<name>.outpost` file each. Opened databases are kept open and shared,
-/// so every user of one name sees the same writer lock and change notifications.
+/// so every user of one name sees the same writer lock and change notifications. One that nobody has
+/// used for [`IDLE_CLOSE`] is closed (its file descriptors given back) when another is opened.
 pub struct SqliteDatabases {
     dir: PathBuf,
     limits: Limits,
-    open: Mutex<HashMap<String, Arc<SqliteDatabase>>>,
+    open: Mutex<HashMap<String, Opened>>,
+    idle_close: Duration,
 }
+
+/// An open database and when it was last handed out.
+struct Opened {
+    db: Arc<SqliteDatabase>,
+    used: Instant,
+}
+
+/// How long an open database that nobody holds stays open.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(60);
 
 impl SqliteDatabases {
     /// Databases in `dir` (created if missing, readable by its owner only: SPEC §14).
@@ -106,7 +120,27 @@ impl SqliteDatabases {
         builder
             .create(&dir)
             .map_err(|e| Error::unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
-        Ok(SqliteDatabases { dir, limits, open: Mutex::new(HashMap::new()) })
+        Ok(SqliteDatabases { dir, limits, open: Mutex::new(HashMap::new()), idle_close: IDLE_CLOSE })
+    }
+
+    /// Close databases nobody holds after `idle` instead of [`IDLE_CLOSE`].
+    pub fn with_idle_close(mut self, idle: Duration) -> Self {
+        self.idle_close = idle;
+        self
+    }
+
+    /// How many databases are open now.
+    pub async fn open_count(&self) -> usize {
+        self.open.lock().await.len()
+    }
+
+    /// Hand out `db`, remembering the use, and close those nobody has held for a while: only this map
+    /// holds them (a stream, poll or job holding one keeps it open).
+    fn hand_out(&self, open: &mut HashMap<String, Opened>, name: &str, db: Arc<SqliteDatabase>) -> Arc<SqliteDatabase> {
+        let now = Instant::now();
+        open.retain(|n, o| n == name || Arc::strong_count(&o.db) > 1 || now.duration_since(o.used) < self.idle_close);
+        open.insert(name.to_owned(), Opened { db: db.clone(), used: now });
+        db
     }
 
     /// The file of a database name (validated, so no path tricks).
@@ -119,15 +153,31 @@ impl SqliteDatabases {
     pub async fn open_sqlite(&self, name: &str) -> Result<Arc<SqliteDatabase>> {
         let path = self.path_of(name)?;
         let mut open = self.open.lock().await;
-        if let Some(db) = open.get(name) {
-            return Ok(db.clone());
+        if let Some(opened) = open.get(name) {
+            let db = opened.db.clone();
+            return Ok(self.hand_out(&mut open, name, db));
         }
-        let db = Arc::new(open_file(&path, self.limits).await.map_err(|e| match e.kind {
-            outpost_api::ErrorKind::NotFound => Error::not_found(format!("database {name:?} does not exist")),
-            _ => e,
-        })?);
-        open.insert(name.to_owned(), db.clone());
-        Ok(db)
+        let db = Arc::new(open_file(&path, self.limits).await.map_err(|e| by_name(name, &path, e))?);
+        Ok(self.hand_out(&mut open, name, db))
+    }
+}
+
+/// An error opening or creating a database of a data directory, as its users (the server's clients)
+/// may see it: by the database's name, never its file. An error about the file itself (a directory in
+/// its place, a file that is not an Outpost database) is damage to the data directory: Corrupt, with
+/// the file's path and SQLite's words in the log only.
+fn by_name(name: &str, path: &Path, e: Error) -> Error {
+    use outpost_api::ErrorKind;
+    match e.kind {
+        ErrorKind::NotFound => Error::not_found(format!("database {name:?} does not exist")),
+        ErrorKind::AlreadyExists => Error::already_exists(format!("database {name:?} exists")),
+        kind if kind.http_status() >= 500 => e,
+        _ => {
+            tracing::error!(db = name, file = %path.display(), error = %e.message, "a database file of the data directory cannot be opened");
+            Error::corrupt(format!(
+                "database {name:?} is damaged: its file cannot be opened (the server log has the details)"
+            ))
+        }
     }
 }
 
@@ -162,9 +212,8 @@ impl Databases for SqliteDatabases {
         if path.exists() {
             return Err(Error::already_exists(format!("database {name:?} exists")));
         }
-        let db = Arc::new(create_file(&path, name, self.limits).await?);
-        open.insert(name.to_owned(), db.clone());
-        Ok(db)
+        let db = Arc::new(create_file(&path, name, self.limits).await.map_err(|e| by_name(name, &path, e))?);
+        Ok(self.hand_out(&mut open, name, db))
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
@@ -173,7 +222,11 @@ impl Databases for SqliteDatabases {
         if !path.exists() {
             return Err(Error::not_found(format!("database {name:?} does not exist")));
         }
-        open.remove(name);
+        // Streams, long-polls and jobs that hold the database end, and its last write finishes,
+        // before its files go: nothing writes into an unlinked file.
+        if let Some(opened) = open.remove(name) {
+            opened.db.close().await;
+        }
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.clone().into_os_string();
             p.push(suffix);

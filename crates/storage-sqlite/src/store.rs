@@ -1,5 +1,10 @@
 //! [`SqliteStorage`]: the engine's storage trait on one SQLite file. One connection behind an async
 //! mutex serialises writers (seqs are assigned under it, so they commit gap-free and in order).
+//!
+//! SQLite calls block (reads, fsyncs, `busy_timeout` waits), so every one runs on tokio's blocking
+//! pool, never on an async worker: a heavy request cannot stall `/health` or other requests, and a
+//! request timeout answers on time while the work it abandoned finishes (or rolls back) in the
+//! background with the connection still held.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -9,7 +14,7 @@ use async_trait::async_trait;
 use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
 use outpost_engine::storage::stored::{self, join_revs, rev as parse_rev, rev_list as parse_revs};
 use outpost_engine::storage::{
-    ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
+    blocking, ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
 };
 use outpost_engine::tree::{RevisionNode, RevisionTree};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -40,7 +45,6 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Remove a database file and its WAL and shared-memory files, if any.
 /// Make the empty file a database will be written into, readable by its owner only (SPEC §14: database
 /// files 0600; SQLite gives its `-wal` and `-shm` files the same mode). AlreadyExists if it is there.
 pub(crate) fn create_private(path: &Path) -> Result<()> {
@@ -145,6 +149,12 @@ impl SqliteStorage {
         &self.path
     }
 
+    /// Run `f` on the connection, on the blocking pool, once no writer holds it.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let conn = self.conn.clone().lock_owned().await;
+        blocking(move || f(&conn)).await?
+    }
+
     /// Write a consistent copy of the database to the new file `to` (SQLite's `VACUUM INTO`: one read
     /// transaction, so writers may go on; the copy is compact and self-contained, without a WAL).
     pub async fn backup_to(&self, to: &Path) -> Result<()> {
@@ -152,22 +162,24 @@ impl SqliteStorage {
             return Err(Error::already_exists(format!("{} exists; a backup never overwrites a file", to.display())));
         }
         let target = to.to_str().ok_or_else(|| Error::invalid(format!("{} is not a UTF-8 path", to.display())))?;
-        let conn = self.conn.lock().await;
-        // VACUUM INTO writes into an empty file as into a new one, keeping its mode.
-        create_private(to)?;
-        if let Err(e) = conn.execute("VACUUM INTO ?1", [target]).sql() {
-            let _ = std::fs::remove_file(to);
-            return Err(e);
-        }
-        Ok(())
+        let (to, target) = (to.to_owned(), target.to_owned());
+        self.run(move |conn| {
+            // VACUUM INTO writes into an empty file as into a new one, keeping its mode.
+            create_private(&to)?;
+            if let Err(e) = conn.execute("VACUUM INTO ?1", [target]).sql() {
+                let _ = std::fs::remove_file(&to);
+                return Err(e);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Set the name recorded in the file (a restored copy takes the name it is restored under).
     pub async fn set_name(&mut self, name: &str) -> Result<()> {
         outpost_api::names::validate_db_name(name)?;
-        let conn = self.conn.lock().await;
-        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'name'", [name]).sql()?;
-        drop(conn);
+        let new = name.to_owned();
+        self.run(move |conn| conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'name'", [new]).sql()).await?;
         self.name = name.to_owned();
         Ok(())
     }
@@ -386,13 +398,14 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
     Ok(())
 }
 
-/// A write transaction: holds the connection until commit or drop (drop rolls back).
-struct SqliteWriteTxn {
+/// An open transaction on the connection: rolled back when dropped uncommitted, wherever that happens
+/// (also on the blocking pool, after the request that began it was cancelled).
+struct OpenTxn {
     conn: OwnedMutexGuard<Connection>,
     open: bool,
 }
 
-impl Drop for SqliteWriteTxn {
+impl Drop for OpenTxn {
     fn drop(&mut self) {
         if self.open {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -400,24 +413,52 @@ impl Drop for SqliteWriteTxn {
     }
 }
 
+/// A write transaction: holds the connection until commit or drop (drop rolls back). Each step moves
+/// the transaction to the blocking pool and back.
+struct SqliteWriteTxn {
+    txn: Option<OpenTxn>,
+}
+
+impl SqliteWriteTxn {
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut OpenTxn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        // Only a step whose future was dropped mid-way leaves no transaction; it was rolled back.
+        let mut txn = self.txn.take().ok_or_else(|| Error::unavailable("this write was cancelled and rolled back"))?;
+        let (txn, out) = blocking(move || {
+            let out = f(&mut txn);
+            (txn, out)
+        })
+        .await?;
+        self.txn = Some(txn);
+        out
+    }
+}
+
 #[async_trait]
 impl WriteTxn for SqliteWriteTxn {
     async fn head(&mut self) -> Result<Head> {
-        read_head(&self.conn)
+        self.run(|t| read_head(&t.conn)).await
     }
     async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-        load_trees(&self.conn, keys)
+        let keys = keys.to_vec();
+        self.run(move |t| load_trees(&t.conn, &keys)).await
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
-        load_state(&self.conn, table, id)
+        let (table, id) = (table.to_owned(), id.to_owned());
+        self.run(move |t| load_state(&t.conn, &table, &id)).await
     }
-    async fn apply(&mut self, writes: &WriteSet) -> Result<()> {
-        apply(&self.conn, writes)
+    async fn apply(&mut self, writes: WriteSet) -> Result<()> {
+        self.run(move |t| apply(&t.conn, &writes)).await
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.conn.execute_batch("COMMIT").sql()?;
-        self.open = false;
-        Ok(())
+        self.run(|t| {
+            t.conn.execute_batch("COMMIT").sql()?;
+            t.open = false;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -433,24 +474,32 @@ impl Storage for SqliteStorage {
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let conn = self.conn.clone().lock_owned().await;
-        conn.execute_batch("BEGIN IMMEDIATE").sql()?;
-        Ok(Box::new(SqliteWriteTxn { conn, open: true }))
+        let txn = blocking(move || {
+            // Waits up to the busy timeout for another process's writer.
+            conn.execute_batch("BEGIN IMMEDIATE").sql()?;
+            Ok::<_, Error>(OpenTxn { conn, open: true })
+        })
+        .await??;
+        Ok(Box::new(SqliteWriteTxn { txn: Some(txn) }))
     }
 
     async fn head(&self) -> Result<Head> {
-        read_head(&*self.conn.lock().await)
+        self.run(read_head).await
     }
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-        load_trees(&*self.conn.lock().await, keys)
+        let keys = keys.to_vec();
+        self.run(move |conn| load_trees(conn, &keys)).await
     }
 
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-        held_revs(&*self.conn.lock().await, keys)
+        let keys = keys.to_vec();
+        self.run(move |conn| held_revs(conn, &keys)).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
-        load_state(&*self.conn.lock().await, table, id)
+        let (table, id) = (table.to_owned(), id.to_owned());
+        self.run(move |conn| load_state(conn, &table, &id)).await
     }
 
     async fn list_states(
@@ -460,19 +509,22 @@ impl Storage for SqliteStorage {
         limit: usize,
         include_deleted: bool,
     ) -> Result<Vec<StoredState>> {
-        let conn = self.conn.lock().await;
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id > ?2 AND (?3 OR deleted = 0)
-                 ORDER BY id LIMIT ?4"
-            ))
-            .sql()?;
-        let mut rows = stmt.query(params![table, after.unwrap_or(""), include_deleted, limit as i64]).sql()?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().sql()? {
-            out.push(state_of(row)?);
-        }
-        Ok(out)
+        let (table, after) = (table.to_owned(), after.unwrap_or("").to_owned());
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id > ?2 AND (?3 OR deleted = 0)
+                     ORDER BY id LIMIT ?4"
+                ))
+                .sql()?;
+            let mut rows = stmt.query(params![table, after, include_deleted, limit as i64]).sql()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().sql()? {
+                out.push(state_of(row)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn changes(
@@ -482,128 +534,152 @@ impl Storage for SqliteStorage {
         tables: Option<&[String]>,
         pending_cap: u64,
     ) -> Result<ChangesRead> {
-        let conn = self.conn.lock().await;
-        // With a filter: the named tables' records, and their definitions in `_tables`.
-        let (filter, mut args): (String, Vec<rusqlite::types::Value>) = match tables {
-            None => (String::new(), vec![]),
-            Some(tables) => {
-                let marks = (0..tables.len()).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", ");
-                let filter = format!(" AND (tbl IN ({marks}) OR (tbl = '_tables' AND id IN ({marks})))");
-                (filter, tables.iter().map(|t| t.clone().into()).collect())
-            }
-        };
-        let sql = changes_sql(&filter);
-        let mut all_args: Vec<rusqlite::types::Value> = vec![(since as i64).into(), (limit as i64).into()];
-        all_args.append(&mut args.clone());
-        let mut stmt = conn.prepare_cached(&sql).sql()?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(all_args.iter())).sql()?;
-        let mut changes = Vec::new();
-        while let Some(row) = rows.next().sql()? {
-            changes.push(Change {
-                seq: row.get::<_, i64>(0).sql()? as u64,
-                table: row.get(1).sql()?,
-                id: row.get(2).sql()?,
-                rev: parse_rev(&row.get::<_, String>(3).sql()?)?,
-                deleted: row.get(4).sql()?,
-                leaves: parse_revs(&row.get::<_, String>(5).sql()?)?,
-            });
-        }
-        drop(rows);
-        let last = changes.last().map_or(since, |c| c.seq);
-        let pending_sql = pending_sql(&filter);
-        let mut count_args: Vec<rusqlite::types::Value> = vec![(last as i64).into(), (pending_cap as i64).into()];
-        count_args.append(&mut args);
-        let pending: i64 = conn
-            .prepare_cached(&pending_sql)
-            .sql()?
-            .query_row(rusqlite::params_from_iter(count_args.iter()), |r| r.get(0))
-            .sql()?;
-        let update_seq = read_head(&conn)?.update_seq;
-        Ok(ChangesRead { changes, pending: pending as u64, update_seq })
+        let tables = tables.map(<[String]>::to_vec);
+        self.run(move |conn| changes(conn, since, limit, tables.as_deref(), pending_cap)).await
     }
 
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
-        let conn = self.conn.lock().await;
-        let chain: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT chain FROM _revisions WHERE seq = ?1")
-            .sql()?
-            .query_row([seq as i64], |r| r.get(0))
-            .optional()
-            .sql()?;
-        chain.map(blob_chain).transpose()
+        self.run(move |conn| {
+            let chain: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT chain FROM _revisions WHERE seq = ?1")
+                .sql()?
+                .query_row([seq as i64], |r| r.get(0))
+                .optional()
+                .sql()?;
+            chain.map(blob_chain).transpose()
+        })
+        .await
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let conn = self.conn.lock().await;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM _revisions
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .sql()?;
-        let mut rows = stmt.query(params![after as i64, limit as i64]).sql()?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().sql()? {
-            let seq = row.get::<_, i64>(0).sql()? as u64;
-            let chain = blob_chain(row.get(1).sql()?)?;
-            out.push(StoredEvent {
-                seq,
-                chain,
-                revision: StoredRevision {
-                    table: row.get(2).sql()?,
-                    id: row.get(3).sql()?,
-                    rev: parse_rev(&row.get::<_, String>(4).sql()?)?,
-                    parent: row.get::<_, Option<String>>(5).sql()?.map(|p| parse_rev(&p)).transpose()?,
-                    deleted: row.get(6).sql()?,
-                    body: row.get(7).sql()?,
-                    event: Some((seq, chain)),
-                },
-            });
-        }
-        Ok(out)
+        self.run(move |conn| events(conn, after, limit)).await
     }
 
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
-        let conn = self.conn.lock().await;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT peer, peer_seq, peer_chain, local_seq, via FROM _knowledge WHERE local_seq <= ?1
-                 ORDER BY local_seq, peer, peer_seq",
-            )
-            .sql()?;
-        let mut rows = stmt.query([upto.map_or(i64::MAX, |u| u as i64)]).sql()?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().sql()? {
-            out.push(KnowledgeRow {
-                peer: blob_uuid(row.get(0).sql()?)?,
-                peer_seq: row.get::<_, i64>(1).sql()? as u64,
-                peer_chain: blob_chain(row.get(2).sql()?)?,
-                local_seq: row.get::<_, i64>(3).sql()? as u64,
-                via: row.get::<_, Option<Vec<u8>>>(4).sql()?.map(blob_uuid).transpose()?,
-            });
-        }
-        Ok(out)
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT peer, peer_seq, peer_chain, local_seq, via FROM _knowledge WHERE local_seq <= ?1
+                     ORDER BY local_seq, peer, peer_seq",
+                )
+                .sql()?;
+            let mut rows = stmt.query([upto.map_or(i64::MAX, |u| u as i64)]).sql()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().sql()? {
+                out.push(KnowledgeRow {
+                    peer: blob_uuid(row.get(0).sql()?)?,
+                    peer_seq: row.get::<_, i64>(1).sql()? as u64,
+                    peer_chain: blob_chain(row.get(2).sql()?)?,
+                    local_seq: row.get::<_, i64>(3).sql()? as u64,
+                    via: row.get::<_, Option<Vec<u8>>>(4).sql()?.map(blob_uuid).transpose()?,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {
-        let conn = self.conn.lock().await;
-        let row: Option<(i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT source_seq, source_chain FROM _resume WHERE source = ?1",
-                [&source.as_bytes()[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .sql()?;
-        row.map(|(seq, chain)| Ok(ResumePoint { source, source_seq: seq as u64, source_chain: blob_chain(chain)? }))
-            .transpose()
+        self.run(move |conn| {
+            let row: Option<(i64, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT source_seq, source_chain FROM _resume WHERE source = ?1",
+                    [&source.as_bytes()[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .sql()?;
+            row.map(|(seq, chain)| Ok(ResumePoint { source, source_seq: seq as u64, source_chain: blob_chain(chain)? }))
+                .transpose()
+        })
+        .await
     }
 
     async fn record_count(&self) -> Result<u64> {
-        let conn = self.conn.lock().await;
-        let n: i64 = conn.query_row("SELECT value FROM _meta WHERE key = 'record_count'", [], |r| r.get(0)).sql()?;
-        Ok(n as u64)
+        self.run(|conn| {
+            let n: i64 =
+                conn.query_row("SELECT value FROM _meta WHERE key = 'record_count'", [], |r| r.get(0)).sql()?;
+            Ok(n as u64)
+        })
+        .await
     }
+}
+
+/// A changes page: see [`Storage::changes`].
+fn changes(
+    conn: &Connection,
+    since: u64,
+    limit: usize,
+    tables: Option<&[String]>,
+    pending_cap: u64,
+) -> Result<ChangesRead> {
+    // With a filter: the named tables' records, and their definitions in `_tables`.
+    let (filter, mut args): (String, Vec<rusqlite::types::Value>) = match tables {
+        None => (String::new(), vec![]),
+        Some(tables) => {
+            let marks = (0..tables.len()).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", ");
+            let filter = format!(" AND (tbl IN ({marks}) OR (tbl = '_tables' AND id IN ({marks})))");
+            (filter, tables.iter().map(|t| t.clone().into()).collect())
+        }
+    };
+    let sql = changes_sql(&filter);
+    let mut all_args: Vec<rusqlite::types::Value> = vec![(since as i64).into(), (limit as i64).into()];
+    all_args.append(&mut args.clone());
+    let mut stmt = conn.prepare_cached(&sql).sql()?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(all_args.iter())).sql()?;
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next().sql()? {
+        changes.push(Change {
+            seq: row.get::<_, i64>(0).sql()? as u64,
+            table: row.get(1).sql()?,
+            id: row.get(2).sql()?,
+            rev: parse_rev(&row.get::<_, String>(3).sql()?)?,
+            deleted: row.get(4).sql()?,
+            leaves: parse_revs(&row.get::<_, String>(5).sql()?)?,
+        });
+    }
+    drop(rows);
+    let last = changes.last().map_or(since, |c| c.seq);
+    let pending_sql = pending_sql(&filter);
+    let mut count_args: Vec<rusqlite::types::Value> = vec![(last as i64).into(), (pending_cap as i64).into()];
+    count_args.append(&mut args);
+    let pending: i64 = conn
+        .prepare_cached(&pending_sql)
+        .sql()?
+        .query_row(rusqlite::params_from_iter(count_args.iter()), |r| r.get(0))
+        .sql()?;
+    let update_seq = read_head(conn)?.update_seq;
+    Ok(ChangesRead { changes, pending: pending as u64, update_seq })
+}
+
+/// Revision events after a seq: see [`Storage::events`].
+fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM _revisions
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .sql()?;
+    let mut rows = stmt.query(params![after as i64, limit as i64]).sql()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().sql()? {
+        let seq = row.get::<_, i64>(0).sql()? as u64;
+        let chain = blob_chain(row.get(1).sql()?)?;
+        out.push(StoredEvent {
+            seq,
+            chain,
+            revision: StoredRevision {
+                table: row.get(2).sql()?,
+                id: row.get(3).sql()?,
+                rev: parse_rev(&row.get::<_, String>(4).sql()?)?,
+                parent: row.get::<_, Option<String>>(5).sql()?.map(|p| parse_rev(&p)).transpose()?,
+                deleted: row.get(6).sql()?,
+                body: row.get(7).sql()?,
+                event: Some((seq, chain)),
+            },
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -166,3 +166,38 @@ async fn a_restored_backup_holds_the_data_and_begins_a_new_epoch() {
     assert_eq!(missing.kind, ErrorKind::NotFound);
     assert!(!dir.path().join("n.outpost").exists() && !dir.path().join("n.outpost.restoring").exists());
 }
+
+/// This process's open descriptors on files whose name ends with `suffix`.
+fn open_files_ending(suffix: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter(|target| target.to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn databases_nobody_holds_are_closed_once_idle() {
+    use outpost_api::Databases;
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = outpost_sqlite::SqliteDatabases::new(dir.path().join("data"), Limits::default())
+        .unwrap()
+        .with_idle_close(std::time::Duration::ZERO);
+    let held = dbs.create("held").await.unwrap();
+    drop(dbs.create("idle").await.unwrap());
+    assert_eq!(open_files_ending("/idle.outpost"), 1);
+    // Opening another closes the idle one; the held one stays open for its holder.
+    let other = dbs.open("held").await.unwrap();
+    assert_eq!(dbs.open_count().await, 1);
+    assert_eq!(open_files_ending("/idle.outpost"), 0, "the idle database's file is closed");
+    assert_eq!(open_files_ending("/held.outpost"), 1);
+    // A closed one opens again when asked for.
+    assert_eq!(dbs.open("idle").await.unwrap().info().await.unwrap().name, "idle");
+    drop((held, other));
+    drop(dbs.open("idle").await.unwrap());
+    assert_eq!(dbs.open_count().await, 1, "held, released, is closed too");
+    assert_eq!(open_files_ending("/held.outpost"), 0);
+}

@@ -50,6 +50,11 @@ impl Served {
         self.url.split_once("://").map_or(self.url.as_str(), |(_, addr)| addr)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stop with SIGTERM (a graceful shutdown) and wait for the process.
     pub fn stop(&mut self) {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();

@@ -388,14 +388,18 @@ pub(crate) fn not_found(id: &str) -> Error {
     Error::not_found(format!("no replication job {id:?} (finished jobs are kept for a while only)"))
 }
 
-/// A job's error as clients see it: an internal failure's detail goes to the log; the others (a
-/// peer that is away, a database that is missing) are what an operator needs to know.
+/// A job's error as clients see it: a client error (a database missing, a peer refusing a token) as
+/// it is; a server-side failure (a peer or storage unreachable, damage, a bug) by its kind only, since
+/// its detail (addresses, paths, OS errors) is for the log, where [`Jobs::finish`] wrote it.
 fn shown(error: Error) -> Error {
-    if error.kind == ErrorKind::Internal {
-        crate::error::public(error)
-    } else {
-        error
+    if error.kind.http_status() < 500 {
+        return error;
     }
+    let message = match error.kind {
+        ErrorKind::Unavailable => "a peer or this server's storage was unavailable; start the job again later (the server log has the details)",
+        _ => "the job failed inside the server; the server log has the details",
+    };
+    Error::new(error.kind, message)
 }
 
 impl Entry {
@@ -458,5 +462,30 @@ impl Entry {
             progress: status.progress,
             reverse_progress: status.reverse_progress,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_error_shows_no_addresses_paths_or_os_texts() {
+        let hidden = [
+            Error::unavailable("postgres at postgres://outpost@10.0.0.7:5432/outpost is unavailable: Connection refused (os error 111)"),
+            Error::unavailable("cannot read /var/lib/outpost/data: Permission denied (os error 13)"),
+            Error::internal("sqlite: disk I/O error at /var/lib/outpost/data/field.outpost"),
+        ];
+        for error in hidden {
+            let kind = error.kind;
+            let shown = shown(error);
+            assert_eq!(shown.kind, kind);
+            for secret in ["10.0.0.7", "5432", "os error", "/var/lib", "postgres://"] {
+                assert!(!shown.message.contains(secret), "{kind:?}: {}", shown.message);
+            }
+        }
+        // A client error is what the caller needs to fix: shown as it is.
+        let missing = Error::not_found("database \"field\" does not exist");
+        assert_eq!(shown(missing.clone()), missing);
     }
 }

@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{public, ApiError, ApiResult};
 use crate::extract::{
-    page_limit, parse_json, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody, ReadDb,
-    RecordPath, TablePath, WriteDb,
+    page_limit, parse_json, parse_sized, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody,
+    ReadDb, RecordPath, TablePath, WriteDb,
 };
 
 /// `GET .../records` parameters.
@@ -204,7 +204,7 @@ pub async fn put(
     if_match: IfMatch,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<WriteResult>> {
-    let put = put_of(&body, format, Some(path.id), if_match)?;
+    let put = parse_sized(body.len(), move || put_of(&body, format, Some(path.id), if_match)).await?;
     Ok(Json(db.put_record(&path.table, put).await?))
 }
 
@@ -228,7 +228,7 @@ pub async fn post(
     if_match: IfMatch,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<WriteResult>> {
-    let put = put_of(&body, format, None, if_match)?;
+    let put = parse_sized(body.len(), move || put_of(&body, format, None, if_match)).await?;
     Ok(Json(db.put_record(&path.table, put).await?))
 }
 

@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's automation. `cargo xtask ci` is the one command CI and developers
 //! run: if it passes locally, CI is green.
 
+mod fuzz;
 mod pg;
+mod schemathesis;
 mod tidy;
 
 use std::process::{Command, ExitCode};
@@ -12,10 +14,16 @@ usage: cargo xtask <command>
 
 commands:
   ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, all tests (the PostgreSQL ones
-          against a throwaway cluster it starts and stops, unless OUTPOST_TEST_POSTGRES names a server)
+          against a throwaway cluster it starts and stops, unless OUTPOST_TEST_POSTGRES names a server),
+          then Schemathesis against a running server and every fuzz target for 20 s
   bench   [--quick] [--only B2,B5] [--out DIR] [--doc FILE]: the SPEC §15 benchmarks on release builds,
           against a throwaway PostgreSQL for B7; a full run rewrites docs/BENCHMARKS.md and docs/bench/,
           --quick (a few minutes) writes target/bench/quick/
+  fuzz    [--seconds N] [TARGET]: the cargo-fuzz targets of fuzz/ on the nightly toolchain (cargo-fuzz is
+          installed if missing), each for N seconds (default 60) from its seeds in fuzz/seeds/TARGET;
+          targets: value_decoder, rev_id, planner, quicksync_reader, manifest, http_bodies
+  schemathesis  [--examples N]: Schemathesis (pip, into target/schemathesis-venv) against a running
+          outpost serve's /openapi.json with the four conformance checks; N test cases per operation
   pg      start|stop|url: a PostgreSQL for this workspace's tests (export OUTPOST_TEST_POSTGRES=$(cargo xtask pg url))
   tidy    project conventions: dependency direction of SPEC §1, crate-root docs
   help    this text";
@@ -26,6 +34,8 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("pg") => pg::command(&workspace_root(), &args[1..]),
+        Some("fuzz") => fuzz::command(&args[1..]),
+        Some("schemathesis") => schemathesis::command(&args[1..]),
         Some("tidy") => tidy::check(&workspace_root()).map_err(|problems| problems.join("\n")),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
@@ -65,6 +75,9 @@ fn step(name: &str, mut cmd: Command) -> Result<(), String> {
     }
 }
 
+/// How long CI runs each fuzz target.
+const CI_FUZZ_SECONDS: u64 = 20;
+
 fn ci() -> Result<(), String> {
     let started = Instant::now();
     let mut fmt = cargo();
@@ -92,6 +105,12 @@ fn ci() -> Result<(), String> {
     doc.args(["test", "--workspace", "--doc", "--locked"]);
     step("doc tests", doc)?;
     drop(postgres);
+
+    // The OpenAPI document against the running server.
+    schemathesis::run(schemathesis::DEFAULT_EXAMPLES)?;
+
+    // Every fuzz target, briefly, from its committed seeds.
+    fuzz::run(&fuzz::TARGETS, CI_FUZZ_SECONDS)?;
 
     println!("\nci: every check passed in {:.0?}", started.elapsed());
     Ok(())

@@ -79,7 +79,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// SPEC §14 in the document, for every route at once (so no annotation can forget it): the bearer and
 /// basic schemes; every route but the open ones requiring one, with its 401; the 403 that any route
 /// may answer (a weak role; without tokens, a caller that is not a loopback one; a foreign Origin);
-/// and the 415 of every route that takes a body.
+/// the 415 of every route that takes a body; and the 400 of every route naming a database (an invalid
+/// name is refused before anything looks for it).
 fn secure(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
     use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
@@ -113,6 +114,11 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
             responses.entry("403".into()).or_insert_with(|| {
                 error("The token's role is too weak; without tokens, a caller that is not a loopback one; a foreign Origin")
             });
+            if path.contains("{db}") {
+                responses
+                    .entry("400".into())
+                    .or_insert_with(|| error("An invalid database name (or another invalid parameter)"));
+            }
             if operation.request_body.is_some() {
                 responses
                     .entry("415".into())

@@ -94,9 +94,9 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 #[utoipa::path(
     get, path = "/dbs/{db}/changes", tag = "changes", operation_id = "changes", params(DbPath, ChangesQuery),
     responses(
-        (status = 200, description = "A page (`normal`, `longpoll`); for `sse` a `text/event-stream` of events \
-            `id: <seq>`, `event: change`, `data: <Change>`, with `: heartbeat` every 15 s",
-            content((ChangesPage = "application/json"), (Change = "text/event-stream"))),
+        (status = 200, description = "A page (`normal`, `longpoll`); for `sse` a `text/event-stream` of \
+            `ChangeEvent`s, with a `: heartbeat` comment line every 15 s while there is nothing to send",
+            content((ChangesPage = "application/json"), (ChangeEvent = "text/event-stream"))),
         (status = 400, description = "Invalid parameter", body = Error),
         (status = 404, description = "No such database", body = Error),
     )
@@ -165,6 +165,21 @@ async fn long_poll(
         page = db.changes(request.clone()).await?;
     }
     Ok(page)
+}
+
+/// One event of a `feed=sse` stream, as the OpenAPI document describes it: `id: <seq>`,
+/// `event: change`, `data: <a Change as JSON>`; a stream that ends on an error ends with an
+/// `event: error` whose data is an `Error`. Heartbeats are comment lines (`: heartbeat`), not events.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ChangeEvent {
+    /// The change's seq (absent on an `error` event); send it back as `Last-Event-ID` to resume.
+    id: Option<String>,
+    /// `change`, or `error` for the last event of a stream that ends on an error.
+    event: String,
+    /// The JSON of a `Change` (of an `Error` for `event: error`).
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// What an event stream carries from one event to the next.

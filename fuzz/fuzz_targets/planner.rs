@@ -103,7 +103,8 @@ fn build(store: &Store, r: &Revision) -> RevisionData {
         ancestry.insert(0, parent.expect("an ancestry starts at its parent"));
     }
     // A table definition's body is a definition: an empty one is valid.
-    let attributes = if table == "_tables" { Attributes::new() } else { body(r.value) };
+    // A tombstone's body is empty.
+    let attributes = if table == "_tables" || r.deleted { Attributes::new() } else { body(r.value) };
     let mut rev = revision_id(table, id, parent.as_ref(), r.deleted, &attributes);
     if let Some(cut) = r.cut {
         ancestry.truncate(usize::from(cut).max(1));

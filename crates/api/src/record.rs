@@ -98,9 +98,11 @@ pub struct WriteOp {
     pub table: String,
     /// The record id (required for delete; generated for put when absent).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub id: Option<String>,
     /// The edited revision (see [`PutRecord::rev`]).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub rev: Option<RevId>,
     /// Attributes of a put.
     #[serde(default)]

@@ -108,25 +108,32 @@ pub struct NewTable {
     pub metadata: Attributes,
 }
 
-/// A change to a table definition; `None` keeps the current value.
+/// A change to a table definition; a field left out keeps the current value.
+// The OpenAPI document leaves `null` out of the fields' schemas, though it means the same: a `oneOf`
+// of `null` and a pattern or a reference is what Schemathesis cannot negate.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TableUpdate {
     /// The definition revision the update is based on (stale → Conflict); `None` = the current one.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub rev: Option<RevId>,
     /// New description.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub description: Option<String>,
     /// New policy.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub policy: Option<ReconcilePolicy>,
     /// New field declarations (replacing all).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub fields: Option<BTreeMap<String, FieldDecl>>,
     /// New metadata (replacing all).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub metadata: Option<Attributes>,
 }
 

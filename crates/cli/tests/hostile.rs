@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -32,15 +34,28 @@ fn url(server: &Served, path: &str) -> String {
     format!("{}{path}", server.url)
 }
 
-/// `GET /health` on a fresh connection answers 200.
+/// `GET /health` on a fresh connection answers 200 within a second.
 fn healthy(server: &Served) -> bool {
+    let started = Instant::now();
     let Ok(mut stream) = TcpStream::connect(server.addr()) else { return false };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let request = format!("GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr());
     let mut reply = String::new();
     stream.write_all(request.as_bytes()).is_ok()
         && stream.read_to_string(&mut reply).is_ok()
         && reply.starts_with("HTTP/1.1 200")
+        && started.elapsed() <= Duration::from_secs(1)
+}
+
+/// Create the database `field` with a request on a fresh connection.
+fn create_field(server: &Served) {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let request =
+        format!("PUT /dbs/field HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", server.addr());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
 }
 
 /// Whether the server has closed `stream` (a read sees the end, or the connection reset).
@@ -82,6 +97,12 @@ fn db_check(dir: &Path) {
     );
 }
 
+/// Create the database `field` with an empty table `t`.
+async fn field_with_table(http: &reqwest::Client, server: &Served) {
+    assert_eq!(http.put(url(server, "/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(url(server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
@@ -89,7 +110,8 @@ fn http() -> reqwest::Client {
 #[test]
 fn half_sent_requests_and_idle_connections_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), "[limits]\nheader_read_timeout_secs = 1\n");
+    let mut server = serve(dir.path(), "[limits]\nheader_read_timeout_secs = 1\n");
+    create_field(&server);
     // Slowloris: half a request line and some headers, then nothing.
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
@@ -107,12 +129,15 @@ fn half_sent_requests_and_idle_connections_are_closed() {
     assert_eq!(&head, b"HTTP/1.1 200");
     all_closed(&server, &mut [idle], "an idle keep-alive connection", true);
     assert!(healthy(&server));
+    server.stop();
+    db_check(dir.path());
 }
 
 #[test]
 fn a_connection_flood_waits_without_harming_served_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), "[limits]\nmax_connections = 20\nheader_read_timeout_secs = 2\n");
+    let mut server = serve(dir.path(), "[limits]\nmax_connections = 20\nheader_read_timeout_secs = 2\n");
+    create_field(&server);
     // A client already served keeps its connection.
     let mut served = TcpStream::connect(server.addr()).unwrap();
     let ask = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr());
@@ -131,6 +156,8 @@ fn a_connection_flood_waits_without_harming_served_connections() {
     // The header timeout frees slots; the waiting ones are taken in turn and closed too.
     all_closed(&server, &mut flood, "the flood", false);
     assert!(healthy(&server), "new connections are served again");
+    server.stop();
+    db_check(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,10 +175,11 @@ async fn long_polls_are_capped_globally_and_per_token() {
         blocks.push_str(made["toml"].as_str().unwrap());
     }
     let config = format!("[limits]\nmax_feeds = 3\nmax_feeds_per_token = 2\n{blocks}");
-    let server = serve(dir.path(), &config);
+    let mut server = serve(dir.path(), &config);
     let http = http();
     let create = http.put(url(&server, "/dbs/field")).bearer_auth(&secrets[0]).send().await.unwrap();
     assert_eq!(create.status(), 201);
+    let health = HealthWatch::start(&server);
     let poll = |secret: &str, ms: u64| {
         let request = http
             .get(url(&server, &format!("/dbs/field/changes?feed=longpoll&since=0&timeout={ms}")))
@@ -192,7 +220,10 @@ async fn long_polls_are_capped_globally_and_per_token() {
     }
     assert_eq!(poll(&secrets[2], 1).await, 200, "slots are given back");
     assert_eq!(poll(&secrets[0], 1).await, 200);
+    health.finish();
     assert!(healthy(&server));
+    server.stop();
+    db_check(dir.path());
 }
 
 /// A long-poll of 10 s with `secret`, tried again (bounded) while the server answers 503.
@@ -216,9 +247,9 @@ async fn the_inputs_that_poisoned_a_database_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), "");
     let http = http();
-    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
-    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    field_with_table(&http, &server).await;
     let put = |body: Value| http.post(url(&server, "/dbs/field/revs/put")).json(&body).send();
+    let health = HealthWatch::start(&server);
 
     // An ancestry naming a generation near u64::MAX.
     let near = format!("{}-{}", u64::MAX - 1, "0".repeat(32));
@@ -255,43 +286,59 @@ async fn the_inputs_that_poisoned_a_database_are_refused() {
     assert_eq!(feed.status(), 200);
     let past = http.get(url(&server, "/dbs/field/changes?since=9223372036854775808")).send().await.unwrap();
     assert_eq!(past.status(), 400);
+    health.finish();
     assert!(healthy(&server));
     server.stop();
     db_check(dir.path());
 }
 
-/// `GET /health` polled on fresh connections every 50 ms on its own thread until `done`; the slowest
-/// answer seen, or the first failure (no answer within a second counts as one).
-fn poll_health(
-    addr: String,
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<Result<Duration, String>> {
-    std::thread::spawn(move || {
-        let mut slowest = Duration::ZERO;
-        let mut polls = 0;
-        while !done.load(std::sync::atomic::Ordering::SeqCst) || polls == 0 {
-            let started = Instant::now();
-            let answer = (|| {
-                let mut stream = TcpStream::connect(&addr).ok()?;
-                stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-                let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-                stream.write_all(request.as_bytes()).ok()?;
-                let mut reply = String::new();
-                stream.read_to_string(&mut reply).ok()?;
-                Some(reply)
-            })();
-            let took = started.elapsed();
-            match answer {
-                Some(reply) if reply.starts_with("HTTP/1.1 200") && took <= Duration::from_secs(1) => {}
-                other => return Err(format!("poll {polls}: /health gave {other:?} after {took:?}")),
+/// `GET /health` polled on fresh connections every 50 ms on a thread of its own, from `start` until
+/// `finish`, which fails the test unless every poll was answered 200 within a second.
+struct HealthWatch {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<Duration, String>>,
+}
+
+impl HealthWatch {
+    fn start(server: &Served) -> Self {
+        let (done, addr) = (Arc::new(AtomicBool::new(false)), server.addr().to_owned());
+        let stop = done.clone();
+        let thread = std::thread::spawn(move || {
+            let mut slowest = Duration::ZERO;
+            let mut polls = 0;
+            while !stop.load(Ordering::SeqCst) || polls == 0 {
+                let started = Instant::now();
+                let answer = (|| {
+                    let mut stream = TcpStream::connect(&addr).ok()?;
+                    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+                    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                    stream.write_all(request.as_bytes()).ok()?;
+                    let mut reply = String::new();
+                    stream.read_to_string(&mut reply).ok()?;
+                    Some(reply)
+                })();
+                let took = started.elapsed();
+                match answer {
+                    Some(reply) if reply.starts_with("HTTP/1.1 200") && took <= Duration::from_secs(1) => {}
+                    other => return Err(format!("poll {polls}: /health gave {other:?} after {took:?}")),
+                }
+                slowest = slowest.max(took);
+                polls += 1;
+                if polls > 20 * 600 {
+                    return Err("the watched work did not end in ten minutes".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            slowest = slowest.max(took);
-            polls += 1;
-            assert!(polls < 20 * 600, "the heavy requests never ended");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(slowest)
-    })
+            Ok(slowest)
+        });
+        HealthWatch { done, thread }
+    }
+
+    /// Stop polling; the slowest answer.
+    fn finish(self) -> Duration {
+        self.done.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the health thread").unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,8 +346,7 @@ async fn health_answers_while_huge_replication_requests_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), "");
     let http = http();
-    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
-    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    field_with_table(&http, &server).await;
     // 10,000 records of about 1 KiB: a revs/get of all of them is as large as one request may ask.
     let text = "x".repeat(1000);
     let mut wanted = Vec::new();
@@ -321,13 +367,12 @@ async fn health_answers_while_huge_replication_requests_run() {
     assert_eq!(wanted.len(), 10_000);
     let reply = http.post(url(&server, "/dbs/field/revs/get")).json(&wanted).send().await.unwrap();
     let revisions: Value = json!({"revisions": reply.json::<Value>().await.unwrap()});
-    let revisions = std::sync::Arc::new(revisions);
+    let revisions = Arc::new(revisions);
     for copy in 0..3 {
         assert_eq!(http.put(url(&server, &format!("/dbs/copy{copy}"))).send().await.unwrap().status(), 201);
     }
-    let wanted = std::sync::Arc::new(wanted);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let health = poll_health(server.addr().to_owned(), done.clone());
+    let wanted = Arc::new(wanted);
+    let health = HealthWatch::start(&server);
     // Six readers at once, each asking for everything three times, and three writers each storing
     // all of it (11 MiB of bodies, every one hashed) into a database of its own: more heavy requests
     // than the server has async workers.
@@ -359,8 +404,7 @@ async fn health_answers_while_huge_replication_requests_run() {
     for task in readers.into_iter().chain(writers) {
         task.await.unwrap();
     }
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let slowest = health.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let slowest = health.finish();
     eprintln!("slowest /health answer during the revs/gets: {slowest:?}");
     assert!(healthy(&server));
     server.stop();
@@ -382,11 +426,9 @@ async fn a_flood_of_16_mib_bodies_stays_within_the_upload_budget() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), &format!("[limits]\nmax_upload_bytes = {BUDGET}\n"));
     let http = http();
-    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
-    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    field_with_table(&http, &server).await;
     let before = peak_memory(server.pid());
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let health = poll_health(server.addr().to_owned(), done.clone());
+    let health = HealthWatch::start(&server);
     // Sixteen clients at once, 256 MiB in all: bodies of exactly the request limit (valid JSON that
     // stores nothing), one byte over it, and over it without a declared length.
     let body = |size: usize| {
@@ -426,8 +468,7 @@ async fn a_flood_of_16_mib_bodies_stays_within_the_upload_budget() {
             other => panic!("unexpected answer: {other:?}"),
         }
     }
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let slowest = health.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let slowest = health.finish();
     assert!(stored > 0, "bodies at the limit are served");
     // The bodies read at once never exceed the budget: a body is held about twice while it is
     // collected, so the peak stays near twice the budget, far below the 16 bodies (512 MiB held).
@@ -493,8 +534,7 @@ async fn deleting_a_database_ends_the_streams_polls_and_jobs_that_hold_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path(), "");
     let http = http();
-    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
-    assert_eq!(http.put(url(&server, "/dbs/field/tables/t")).json(&json!({})).send().await.unwrap().status(), 201);
+    field_with_table(&http, &server).await;
     // An event stream, a long-poll waiting for the next write, and a continuous job reading it.
     let mut events = http.get(url(&server, "/dbs/field/changes?feed=sse&since=0")).send().await.unwrap();
     assert_eq!(events.status(), 200);

@@ -28,8 +28,8 @@ pub const MAX_PAGE: usize = 10_000;
 pub struct Engine<S: Storage> {
     storage: S,
     limits: Limits,
-    /// The latest committed update_seq, for long-polls.
-    committed: watch::Sender<u64>,
+    /// The latest committed update_seq, for long-polls (shared with the task that commits).
+    committed: std::sync::Arc<watch::Sender<u64>>,
     /// Set by [`Engine::close`] when the database is deleted.
     closed: watch::Sender<bool>,
 }
@@ -103,7 +103,7 @@ impl<S: Storage> Engine<S> {
     /// A database over `storage`, checking input against `limits`.
     pub async fn new(storage: S, limits: Limits) -> Result<Self> {
         let head = storage.head().await?;
-        let (committed, _) = watch::channel(head.update_seq);
+        let committed = std::sync::Arc::new(watch::channel(head.update_seq).0);
         let (closed, _) = watch::channel(false);
         Ok(Engine { storage, limits, committed, closed })
     }
@@ -114,9 +114,7 @@ impl<S: Storage> Engine<S> {
     /// database once this has returned.
     pub async fn close(&self) {
         self.closed.send_replace(true);
-        // Taking the writer lock waits for the write in progress; a backend that cannot begin one any
-        // more has no write in progress either.
-        drop(self.storage.begin_write().await);
+        self.storage.close().await;
     }
 
     /// The storage, unless the database was closed.
@@ -154,18 +152,28 @@ impl<S: Storage> Engine<S> {
             return Ok(());
         }
         let head = writes.head;
-        txn.apply(writes).await?;
-        txn.commit().await?;
-        if let Some((seq, _)) = head {
-            self.committed.send_if_modified(|s| {
-                let newer = seq > *s;
-                if newer {
-                    *s = seq;
-                }
-                newer
-            });
+        let committed = self.committed.clone();
+        // Applied, committed and announced in a task of its own: a request cancelled meanwhile (its
+        // timeout, its client gone) cannot stop a commit from waking the long-polls that wait for it.
+        let task = tokio::spawn(async move {
+            txn.apply(writes).await?;
+            txn.commit().await?;
+            if let Some((seq, _)) = head {
+                committed.send_if_modified(|s| {
+                    let newer = seq > *s;
+                    if newer {
+                        *s = seq;
+                    }
+                    newer
+                });
+            }
+            Ok(())
+        });
+        match task.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::unavailable("the runtime is shutting down")),
         }
-        Ok(())
     }
 
     /// Turn an operation into a validated local write (before any storage access).
@@ -677,6 +685,7 @@ impl<S: Storage> ChangeReader for Engine<S> {
     }
 
     async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {
+        crate::input::seq(since, "since")?;
         // Subscribe before reading the head, so that no commit falls between the two.
         let mut rx = self.committed.subscribe();
         let external = self.storage.external_commits();

@@ -167,6 +167,12 @@ pub trait Storage: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Begin a write transaction; waits for any other writer of this database.
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
+    /// Close the storage of a database being deleted, once the write in progress (if any) has ended,
+    /// so that nothing holds its files when they are removed; every later call fails. The default, for
+    /// a backend whose connections are pooled, only waits for the writer.
+    async fn close(&self) {
+        drop(self.begin_write().await);
+    }
     /// The current head.
     async fn head(&self) -> Result<Head>;
     /// The revision trees of these records.

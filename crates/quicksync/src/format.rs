@@ -79,6 +79,12 @@ impl Header {
                 self.start_seq, self.end_seq
             )));
         }
+        if self.end_seq > i64::MAX as u64 {
+            return Err(Error::corrupt(format!(
+                "the header's end seq {} is past the largest seq, 2^63 - 1",
+                self.end_seq
+            )));
+        }
         if self.kind == Kind::Snapshot && self.start_seq != 1 {
             return Err(Error::corrupt(format!("a snapshot starts at seq 1, not {}", self.start_seq)));
         }

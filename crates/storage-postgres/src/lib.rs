@@ -172,8 +172,10 @@ impl PostgresDatabases {
             .await
             .map_err(|e| self.shared.pg(e))?;
         if taken.is_some() {
+            // The PostgreSQL address stays in the log; the caller learns the name is taken.
+            tracing::warn!(db = name, target = %target, "a schema of that name exists and is not an Outpost database");
             return Err(Error::already_exists(format!(
-                "a schema named {name:?} exists in {target} and is not an Outpost database; choose another name"
+                "a schema named {name:?} exists in the server's PostgreSQL and is not an Outpost database; choose another name"
             )));
         }
         schema::migrate_database(&tx, name, target).await?;

@@ -135,10 +135,25 @@ impl SqliteDatabases {
     }
 
     /// Hand out `db`, remembering the use, and close those nobody has held for a while: only this map
-    /// holds them (a stream, poll or job holding one keeps it open).
+    /// holds them (a stream, poll or job holding one keeps it open) and no work runs on their
+    /// connection (a cancelled request's may still).
     fn hand_out(&self, open: &mut HashMap<String, Opened>, name: &str, db: Arc<SqliteDatabase>) -> Arc<SqliteDatabase> {
         let now = Instant::now();
-        open.retain(|n, o| n == name || Arc::strong_count(&o.db) > 1 || now.duration_since(o.used) < self.idle_close);
+        let idle: Vec<String> = open
+            .iter()
+            .filter(|(n, o)| {
+                *n != name
+                    && Arc::strong_count(&o.db) == 1
+                    && !o.db.storage().in_use()
+                    && now.duration_since(o.used) >= self.idle_close
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        let closed: Vec<Opened> = idle.iter().filter_map(|n| open.remove(n)).collect();
+        if !closed.is_empty() {
+            // Closing a connection checkpoints its WAL and syncs: on the blocking pool.
+            tokio::task::spawn_blocking(move || drop(closed));
+        }
         open.insert(name.to_owned(), Opened { db: db.clone(), used: now });
         db
     }

@@ -23,11 +23,16 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::error::SqlResultExt;
 use crate::schema;
 
-/// One database in one SQLite file.
+/// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
     name: String,
     path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+/// The connection in `slot`, or NotFound once the database was closed for deletion.
+fn open_in(slot: &Option<Connection>) -> Result<&Connection> {
+    slot.as_ref().ok_or_else(|| Error::not_found("the database was deleted"))
 }
 
 fn open_connection(path: &Path, create: bool) -> Result<Connection> {
@@ -141,7 +146,7 @@ impl SqliteStorage {
             .optional()
             .sql()?
             .ok_or_else(not_outpost)?;
-        Ok(SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))) })
     }
 
     /// The file this database lives in.
@@ -149,10 +154,16 @@ impl SqliteStorage {
         &self.path
     }
 
+    /// Whether anything uses the connection now: a read or write running (perhaps on the blocking
+    /// pool after its request was cancelled) or a write transaction open.
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.conn) > 1 || self.conn.try_lock().is_err()
+    }
+
     /// Run `f` on the connection, on the blocking pool, once no writer holds it.
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
-        let conn = self.conn.clone().lock_owned().await;
-        blocking(move || f(&conn)).await?
+        let slot = self.conn.clone().lock_owned().await;
+        blocking(move || f(open_in(&slot)?)).await?
     }
 
     /// Write a consistent copy of the database to the new file `to` (SQLite's `VACUUM INTO`: one read
@@ -185,9 +196,10 @@ impl SqliteStorage {
     }
 
     /// Run a closure on the connection (for tests and tools that inspect the file, e.g. query plans).
+    /// Panics on a database closed for deletion.
     pub async fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let conn = self.conn.lock().await;
-        f(&conn)
+        let slot = self.conn.lock().await;
+        f(open_in(&slot).expect("with_connection on a database that was deleted"))
     }
 }
 
@@ -401,14 +413,20 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
 /// An open transaction on the connection: rolled back when dropped uncommitted, wherever that happens
 /// (also on the blocking pool, after the request that began it was cancelled).
 struct OpenTxn {
-    conn: OwnedMutexGuard<Connection>,
+    slot: OwnedMutexGuard<Option<Connection>>,
     open: bool,
+}
+
+impl OpenTxn {
+    fn conn(&self) -> &Connection {
+        self.slot.as_ref().expect("a transaction began on an open connection, which it holds")
+    }
 }
 
 impl Drop for OpenTxn {
     fn drop(&mut self) {
         if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.conn().execute_batch("ROLLBACK");
         }
     }
 }
@@ -439,22 +457,22 @@ impl SqliteWriteTxn {
 #[async_trait]
 impl WriteTxn for SqliteWriteTxn {
     async fn head(&mut self) -> Result<Head> {
-        self.run(|t| read_head(&t.conn)).await
+        self.run(|t| read_head(t.conn())).await
     }
     async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         let keys = keys.to_vec();
-        self.run(move |t| load_trees(&t.conn, &keys)).await
+        self.run(move |t| load_trees(t.conn(), &keys)).await
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         let (table, id) = (table.to_owned(), id.to_owned());
-        self.run(move |t| load_state(&t.conn, &table, &id)).await
+        self.run(move |t| load_state(t.conn(), &table, &id)).await
     }
     async fn apply(&mut self, writes: WriteSet) -> Result<()> {
-        self.run(move |t| apply(&t.conn, &writes)).await
+        self.run(move |t| apply(t.conn(), &writes)).await
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
         self.run(|t| {
-            t.conn.execute_batch("COMMIT").sql()?;
+            t.conn().execute_batch("COMMIT").sql()?;
             t.open = false;
             Ok(())
         })
@@ -473,14 +491,24 @@ impl Storage for SqliteStorage {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
-        let conn = self.conn.clone().lock_owned().await;
+        let slot = self.conn.clone().lock_owned().await;
         let txn = blocking(move || {
             // Waits up to the busy timeout for another process's writer.
-            conn.execute_batch("BEGIN IMMEDIATE").sql()?;
-            Ok::<_, Error>(OpenTxn { conn, open: true })
+            open_in(&slot)?.execute_batch("BEGIN IMMEDIATE").sql()?;
+            Ok::<_, Error>(OpenTxn { slot, open: true })
         })
         .await??;
         Ok(Box::new(SqliteWriteTxn { txn: Some(txn) }))
+    }
+
+    async fn close(&self) {
+        // Under the connection's lock, so after the write or read in progress; closing checkpoints the
+        // WAL and syncs, on the blocking pool. The files may be removed once this returns.
+        let Some(conn) = self.conn.lock().await.take() else { return };
+        let closed = blocking(move || conn.close().map_err(|(_, e)| crate::error::map(e))).await;
+        if let Err(e) | Ok(Err(e)) = closed {
+            tracing::warn!(db = %self.name, error = %e, "closing a deleted database's connection");
+        }
     }
 
     async fn head(&self) -> Result<Head> {
@@ -711,7 +739,8 @@ mod tests {
     fn a_changes_page_costs_the_same_on_a_million_records() {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::create(&dir.path().join("big.outpost"), "big").unwrap();
-        let conn = storage.conn.try_lock().unwrap();
+        let slot = storage.conn.try_lock().unwrap();
+        let conn = slot.as_ref().unwrap();
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", changes_sql("")))
             .unwrap()
@@ -722,10 +751,10 @@ mod tests {
         assert!(plan.iter().any(|p| p.contains("USING INDEX _records_seq")), "{plan:?}");
         assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
 
-        fill(&conn, 1, 10_000);
-        let small = page_cost(&conn, 5_000);
-        fill(&conn, 10_001, 1_000_000);
-        let big = page_cost(&conn, 500_000);
+        fill(conn, 1, 10_000);
+        let small = page_cost(conn, 5_000);
+        fill(conn, 10_001, 1_000_000);
+        let big = page_cost(conn, 500_000);
         assert_eq!((small.2, big.2), (100, 100));
         // Same work on 10k and 1M records: the page is an index range scan, the count is capped.
         assert!(big.0 <= small.0 * 3 / 2, "page on 1M: {} VM steps, on 10k: {}", big.0, small.0);

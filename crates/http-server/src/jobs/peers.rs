@@ -64,15 +64,26 @@ impl Peers {
     }
 
     /// How a job talks to the server at `base` (a locator's base URL): Forbidden when it is not a
-    /// configured peer; InvalidInput when its token file cannot be read.
+    /// configured peer; Unavailable when the token or CA file the config names for it cannot be read
+    /// (the server's own configuration: the file's path and the OS's words go to the log only).
     pub(crate) fn client_config(&self, base: &str) -> Result<ClientConfig> {
         let peer = self.list.iter().find(|p| p.base == base).ok_or_else(|| {
             Error::forbidden(format!(
                 "{base} is not a configured peer; a server-run job reaches only the [[peers]] of the server's config"
             ))
         })?;
-        let token = peer.token_file.as_deref().map(AccessToken::from_file).transpose()?;
-        Ok(ClientConfig { token, ca_file: peer.ca_file.clone(), ..ClientConfig::default() })
+        let unreadable = |what: &str, e: Error| {
+            tracing::error!(peer = %base, error = %e.message, "the {what} file configured for a peer cannot be used");
+            Error::unavailable(format!(
+                "the {what} file configured for peer {base} cannot be used; its operator has been told"
+            ))
+        };
+        let token =
+            peer.token_file.as_deref().map(AccessToken::from_file).transpose().map_err(|e| unreadable("token", e))?;
+        let config = ClientConfig { token, ca_file: peer.ca_file.clone(), ..ClientConfig::default() };
+        // The CA file is read here too, so that a bad one is this error rather than a client error later.
+        config.http_client().map_err(|e| unreadable("CA", e))?;
+        Ok(config)
     }
 }
 
@@ -106,7 +117,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hq.token");
         let peers = Peers::new(&[PeerConfig { token_file: Some(file.clone()), ..peer("https://hq:1") }]).unwrap();
-        assert!(peers.client_config("https://hq:1").unwrap_err().message.contains("cannot read the token file"));
+        let unreadable = peers.client_config("https://hq:1").unwrap_err();
+        assert_eq!(unreadable.kind, outpost_api::ErrorKind::Unavailable);
+        assert!(unreadable.message.contains("token file configured for peer https://hq:1"), "{unreadable}");
+        assert!(!unreadable.message.contains(&*dir.path().to_string_lossy()), "no server path: {unreadable}");
         std::fs::write(&file, "opt_one\n").unwrap();
         assert_eq!(peers.client_config("https://hq:1").unwrap().token, Some(AccessToken::new("opt_one").unwrap()));
         std::fs::write(&file, "opt_two").unwrap();

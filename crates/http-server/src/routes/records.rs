@@ -49,18 +49,23 @@ pub struct DeleteQuery {
 }
 
 /// The body of a record write (`PUT`, `POST`).
-// `A` is the attributes' form: `Attributes` (typed) or `serde_json::Value` (plain JSON).
+// `A` is the attributes' form: `Attributes` (typed) or `serde_json::Value` (plain JSON). The OpenAPI
+// document leaves `null` out of the optional fields' schemas (it means the same as leaving the field
+// out): a `oneOf` of `null` and a pattern or a reference is what Schemathesis cannot negate.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordWrite<A> {
     /// The record id: for `PUT` the path's (if given, it must be the same); for `POST` generated
     /// (UUID v7) when absent.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub id: Option<String>,
     /// The revision this write edits (a current leaf); absent to create. `If-Match` may carry it.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub rev: Option<RevId>,
     /// The new attributes (empty when absent).
+    #[schema(nullable = false)]
     pub attributes: Option<A>,
     /// Conflicting leaves this write resolves.
     #[serde(default)]

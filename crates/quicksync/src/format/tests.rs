@@ -150,3 +150,16 @@ fn forged_content_is_refused() {
     let e = Reader::new(&forged(&[future])[..]).err().unwrap();
     assert!(e.message.contains("version 2"), "{e}");
 }
+
+#[test]
+fn a_header_past_the_largest_seq_is_refused() {
+    // A seq is at most i64::MAX (SPEC §13); a header naming u64::MAX once overflowed the reader's
+    // end-of-file check (found by review of the fuzz target's assertions).
+    for end in [i64::MAX as u64 + 1, u64::MAX] {
+        let header = Header::new(Kind::Snapshot, Uuid::nil(), 1, end, ChainHash([0; 32]));
+        let line = serde_json::to_string(&Line::<(), (), _, ()>::Header(header)).unwrap();
+        let e = Reader::new(&forged(&[line])[..]).err().expect("refused");
+        assert_eq!(e.kind, outpost_api::ErrorKind::Corrupt, "{e}");
+        assert!(e.message.contains("largest seq"), "{e}");
+    }
+}

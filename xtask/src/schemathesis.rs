@@ -1,7 +1,7 @@
 //! `cargo xtask schemathesis [--examples N]`: Schemathesis (a pip package, installed into the
 //! git-ignored `target/schemathesis-venv`) against a running `outpost serve`'s `/openapi.json`, with
 //! the checks `not_a_server_error`, `status_code_conformance`, `content_type_conformance` and
-//! `response_schema_conformance`. Any failure or error fails the step. The server runs on a free
+//! `response_schema_conformance`, on valid requests (see `run`). Any failure or error fails the step. The server runs on a free
 //! loopback port over a throwaway data directory holding one database with a table and a record, so
 //! that generated requests find something; it is stopped whatever happens.
 
@@ -15,7 +15,7 @@ use crate::{cargo, step, workspace_root};
 const VERSION: &str = "4.32.5";
 
 /// Test cases per API operation and phase when `--examples` is not given.
-pub const DEFAULT_EXAMPLES: u32 = 10;
+pub const DEFAULT_EXAMPLES: u32 = 40;
 
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 
@@ -110,9 +110,13 @@ pub fn run(examples: u32) -> Result<(), String> {
     run.arg("run")
         .arg(format!("{url}/openapi.json"))
         .args(["--checks", CHECKS, "--max-examples", &examples.to_string()])
+        // Valid requests only: for some operations (PATCH of a table) Schemathesis 4 cannot build the
+        // negated schemas of its negative mode ("a `not` whose complement is not spelled out") and
+        // reports an error. Invalid input is the fuzz targets' and the bad-input suites' work.
+        .args(["--mode", "positive"])
         // A fixed seed and no example database: the same cases on every machine and run.
-        .args(["--seed", "1", "--generation-database", "none"])
-        .args(["--request-timeout", "70", "--no-color", "--workers", "2"])
+        .args(["--seed", "1", "--generation-database", "none", "--workers", "2"])
+        .args(["--request-timeout", "70", "--no-color"])
         .current_dir(std::env::temp_dir());
     let result = step(&format!("schemathesis ({examples} examples per operation)"), run);
     drop(server);

@@ -160,10 +160,10 @@ fuzz_target!(|batches: Vec<Batch>| {
         let mut planner = Planner::new(&store.head, store.trees.clone());
         let mut ok = true;
         for r in &revisions {
-            let limited = outpost_engine::input::replicated(r.clone(), &Default::default());
+            let limited = outpost_engine::validate::replicated(r.clone(), &Default::default());
             let result = limited.and_then(|r| planner.replicated(&r));
             if batch.replay {
-                if let Ok(r) = outpost_engine::input::replicated(r.clone(), &Default::default()) {
+                if let Ok(r) = outpost_engine::validate::replicated(r.clone(), &Default::default()) {
                     if result.is_ok() {
                         assert_eq!(planner.replicated(&r).ok(), Some(false), "a replay adds nothing");
                     }

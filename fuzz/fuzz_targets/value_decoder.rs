@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
     let again: Attributes = serde_json::from_str(&text).expect("an encoded body decodes");
     assert_eq!(again, attributes, "the wire form round-trips");
     assert_eq!(encode_attributes(&again), encode_attributes(&attributes), "one canonical encoding");
-    let _ = outpost_engine::input::body(&attributes, &Limits::default());
+    let _ = outpost_engine::validate::body(&attributes, &Limits::default());
 });

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use outpost_api::{
-    Attributes, ChainHash, Epoch, ErrorKind, GetOptions, ReconcilePolicy, RecordRevs, RevId, RevisionData, Uuid, Value,
+    Attributes, ChainHash, Epoch, ErrorKind, GetOptions, Limits, ReconcilePolicy, RecordRevs, RevId, RevisionData, Uuid, Value,
 };
 use outpost_engine::canonical::encode_attributes;
 use outpost_engine::hash::revision_id;
@@ -14,6 +14,7 @@ use outpost_engine::plan::Planner;
 use outpost_engine::reconcile::{reconcile, Reconciled};
 use outpost_engine::storage::Head;
 use outpost_engine::tree::RevisionTree;
+use outpost_engine::validate::{self, VerifiedRevision};
 use outpost_tests::support::{change_of, table_with, winner_of};
 use outpost_tests::{Factory, SqliteFactory};
 use proptest::prelude::*;
@@ -93,13 +94,17 @@ fn plan(revisions: &[RevisionData], order: &[usize]) -> (RevisionTree, usize) {
     let head =
         Head { update_seq: 0, chain: ChainHash([0; 32]), epochs: vec![Epoch { uuid: Uuid::nil(), start_seq: 1 }] };
     let mut planner = Planner::new(&head, HashMap::new());
+    let verified: Vec<VerifiedRevision> = revisions
+        .iter()
+        .map(|r| validate::replicated(r.clone(), &Limits::default()).unwrap_or_else(|e| panic!("{r:?}: {e}")))
+        .collect();
     for &i in order {
-        let new = planner.replicated(&revisions[i]).unwrap_or_else(|e| panic!("{:?}: {e}", revisions[i]));
+        let new = planner.replicated(&verified[i]).unwrap_or_else(|e| panic!("{:?}: {e}", revisions[i]));
         assert!(new, "revision {} arrives once and is new", revisions[i].rev);
     }
     // A replay of everything is a no-op.
-    for r in revisions {
-        assert!(!planner.replicated(r).expect("replay"), "replaying {} is a no-op", r.rev);
+    for r in &verified {
+        assert!(!planner.replicated(r).expect("replay"), "replaying {} is a no-op", r.rev());
     }
     let events = planner.events();
     (planner.tree("t", "x").expect("the record has a tree").clone(), events)

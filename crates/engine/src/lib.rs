@@ -9,11 +9,12 @@
 pub mod canonical;
 mod database;
 pub mod hash;
-pub mod input;
+mod knowledge;
 pub mod plan;
 pub mod reconcile;
 pub mod storage;
 pub mod tree;
+pub mod validate;
 #[cfg(test)]
 mod vectors;
 

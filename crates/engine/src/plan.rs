@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, RevisionData, MAX_GENERATION};
+use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, MAX_GENERATION};
 
 use crate::hash::{next_chain, revision_id};
 use crate::reconcile::reconcile;
 use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
 use crate::tree::{RevisionNode, RevisionTree};
+use crate::validate::VerifiedRevision;
 
 /// A local write, already validated against limits and field declarations.
 #[derive(Clone, Debug)]
@@ -45,6 +46,8 @@ impl NewRevision {
 
 /// Accumulates the writes of one transaction.
 pub struct Planner {
+    /// The head the transaction started from.
+    start: (u64, ChainHash),
     update_seq: u64,
     chain: ChainHash,
     trees: HashMap<RecordKey, RevisionTree>,
@@ -62,6 +65,7 @@ impl Planner {
         let live_before =
             trees.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
         Planner {
+            start: (head.update_seq, head.chain),
             update_seq: head.update_seq,
             chain: head.chain,
             trees,
@@ -103,59 +107,15 @@ impl Planner {
         Ok(result)
     }
 
-    /// Plan one replicated revision (SPEC §4.2): verify its hash, add missing ancestors as stubs, add it
-    /// (or fill in its stub). Returns whether it was a new revision event; a known revision is a no-op.
-    pub fn replicated(&mut self, r: &RevisionData) -> Result<bool> {
-        names::validate_any_table_name(&r.table)?;
-        names::validate_record_id(&r.id, names::MAX_ID_BYTES)?;
-        let body = match (&r.attributes, r.deleted) {
-            (Some(a), _) => a.clone(),
-            (None, true) => Attributes::new(),
-            (None, false) => {
-                return Err(Error::invalid(format!("revision {} of {}/{} carries no body", r.rev, r.table, r.id)))
-            }
-        };
-        if !(1..=MAX_GENERATION).contains(&r.rev.generation) {
-            return Err(Error::invalid(format!(
-                "revision {} of {}/{}: the generation is not between 1 and {MAX_GENERATION}",
-                r.rev, r.table, r.id
-            )));
-        }
-        // An ancestry cut short (`input::replicated`, SPEC §13's revs limit) ends in a stub without a parent,
-        // linked later if a longer ancestry arrives.
-        let ancestry = &r.ancestry[..];
-        // The ancestry must be a chain of consecutive generations ending at the parent.
-        let mut expect = r.rev.generation;
-        for a in ancestry {
-            if a.generation.checked_add(1) != Some(expect) {
-                return Err(Error::invalid(format!(
-                    "revision {} of {}/{}: ancestry is not a chain of consecutive generations",
-                    r.rev, r.table, r.id
-                )));
-            }
-            expect = a.generation;
-        }
-        let parent = ancestry.first().copied();
-        if parent.is_none() && r.rev.generation != 1 {
-            return Err(Error::invalid(format!(
-                "revision {} of {}/{} has no parent in its ancestry",
-                r.rev, r.table, r.id
-            )));
-        }
-        let actual = revision_id(&r.table, &r.id, parent.as_ref(), r.deleted, &body);
-        if actual != r.rev {
-            return Err(Error::corrupt(format!(
-                "revision {} of {}/{} does not match its body (it hashes to {actual})",
-                r.rev, r.table, r.id
-            )));
-        }
-        if r.table == names::TABLES_TABLE && !r.deleted {
-            names::validate_table_name(&r.id)?;
-            outpost_api::TableDef::from_record(&r.id, r.rev, &body)?;
-        }
-        let key = (r.table.clone(), r.id.clone());
+    /// Plan one replicated revision (SPEC §4.2), verified by [`crate::validate::replicated`]: add
+    /// missing ancestors as stubs, add it (or fill in its stub). Returns whether it was a new revision
+    /// event; a known revision is a no-op.
+    pub fn replicated(&mut self, r: &VerifiedRevision) -> Result<bool> {
+        let ancestry = r.ancestry();
+        let parent = r.parent();
+        let key = (r.table().to_owned(), r.id().to_owned());
         let tree = self.trees.entry(key.clone()).or_default();
-        let held = tree.get(&r.rev).is_some_and(|n| !n.is_stub());
+        let held = tree.get(&r.rev()).is_some_and(|n| !n.is_stub());
         // Ancestors we lack become stubs, each linked to the next one up when the ancestry says. An
         // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
         // otherwise its own ancestors would look like separate leaves.
@@ -177,8 +137,8 @@ impl Planner {
         let linked = !stubs.is_empty();
         for (rev, up) in stubs {
             self.revisions.push(StoredRevision {
-                table: r.table.clone(),
-                id: r.id.clone(),
+                table: key.0.clone(),
+                id: key.1.clone(),
                 rev,
                 parent: up,
                 deleted: false,
@@ -193,7 +153,7 @@ impl Planner {
             }
             return Ok(false);
         }
-        self.add_event(&key, r.rev, parent, r.deleted, &body)?;
+        self.add_event(&key, r.rev(), parent, r.deleted(), r.body())?;
         Ok(true)
     }
 
@@ -212,6 +172,8 @@ impl Planner {
         body: &Attributes,
     ) -> Result<()> {
         debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
+        // Invariant: a revision is one generation above its parent (generation chains in trees).
+        debug_assert!(parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} is not a child of {parent:?}");
         let seq = self.update_seq + 1;
         let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
         let json = serde_json::to_string(body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;
@@ -283,15 +245,49 @@ impl Planner {
         states.sort_by_key(|s| s.seq);
         let head = (!self.revisions.iter().all(|r| r.event.is_none())).then_some((self.update_seq, self.chain));
         drop(written);
-        Ok(WriteSet {
+        let writes = WriteSet {
             revisions: merge_stubs(self.revisions),
             states,
             head,
             views,
             live_records,
             ..WriteSet::default()
-        })
+        };
+        // Invariant: seqs are gap-free from the head on, and each chain hash extends the one before.
+        debug_assert!(extends(&writes, self.start), "the events of a write set do not extend its head");
+        // Invariant: one event per revision, and one stub entry per revision.
+        debug_assert!(each_revision_once(&writes), "a write set stores a revision twice");
+        Ok(writes)
     }
+}
+
+/// Whether the events of `writes` take the seqs after `start` in order, each chain hash folding the
+/// one before, ending at the write set's head.
+fn extends(writes: &WriteSet, start: (u64, ChainHash)) -> bool {
+    let mut at = start;
+    for r in &writes.revisions {
+        if let Some((seq, chain)) = r.event {
+            if seq != at.0 + 1 || chain != next_chain(&at.1, seq, &r.table, &r.id, &r.rev, r.deleted) {
+                return false;
+            }
+            at = (seq, chain);
+        }
+    }
+    writes.head.map_or(at == start, |h| h == at)
+}
+
+/// Whether each revision has at most one event entry and at most one stub entry, a stub never after
+/// its event (backends may write stubs and events in one statement each).
+fn each_revision_once(writes: &WriteSet) -> bool {
+    let mut events = HashSet::new();
+    let mut stubs = HashSet::new();
+    writes.revisions.iter().all(|r| {
+        let key = (r.table.as_str(), r.id.as_str(), r.rev);
+        match r.event {
+            Some(_) => events.insert(key),
+            None => !events.contains(&key) && stubs.insert(key),
+        }
+    })
 }
 
 /// Whether a record counts in `record_count`: table definitions do not.
@@ -394,7 +390,8 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
 mod tests {
     use super::*;
     use crate::hash::genesis_chain;
-    use outpost_api::{ErrorKind, Uuid, Value};
+    use crate::validate::replicated;
+    use outpost_api::{ErrorKind, Limits, RevisionData, Uuid, Value};
 
     fn head() -> Head {
         Head {
@@ -410,6 +407,10 @@ mod tests {
 
     fn write(parent: Option<RevId>, deleted: bool, attributes: Attributes) -> LocalWrite {
         LocalWrite { table: "t".into(), id: "x".into(), parent, deleted, attributes, resolves: vec![] }
+    }
+
+    fn verified(r: RevisionData) -> VerifiedRevision {
+        replicated(r, &Limits::default()).expect("a sound revision")
     }
 
     struct Doc {
@@ -428,33 +429,64 @@ mod tests {
         }
     }
 
+    /// What a step of [`local_write_rules`] writes: a put of body `n` or a delete, on the revision a
+    /// step returned (or none).
+    enum Op {
+        Put(Option<usize>, i64),
+        Delete(Option<usize>),
+    }
+
+    /// What it must give: a new revision of this generation, the revision an earlier step returned
+    /// (nothing written), a conflict carrying that step's revision, or NotFound.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        New(u64),
+        Same(usize),
+        Conflict(usize),
+        NotFound,
+    }
+
     #[test]
     fn local_write_rules() {
+        use Expect::*;
+        use Op::*;
+        let steps: &[(&str, Op, Expect)] = &[
+            ("a delete of a missing record", Delete(None), NotFound),
+            ("a create", Put(None, 1), New(1)),
+            ("a create on a live record conflicts with the winner", Put(None, 2), Conflict(1)),
+            ("the identical create is a retry", Put(None, 1), Same(1)),
+            ("an edit", Put(Some(1), 2), New(2)),
+            ("a retried edit", Put(Some(1), 2), Same(4)),
+            ("an edit of a stale revision conflicts with the winner", Put(Some(1), 3), Conflict(4)),
+            ("an edit that changes nothing returns its parent", Put(Some(4), 2), Same(4)),
+            ("a delete without rev deletes the winner", Delete(None), New(3)),
+            ("a create after a delete extends the tombstone's branch", Put(None, 4), New(4)),
+            ("a retried delete returns its tombstone", Delete(Some(4)), Same(8)),
+            ("an edit of a revision below a tombstone conflicts", Put(Some(4), 5), Conflict(9)),
+        ];
         let mut d = Doc::new();
-        let r1 = d.put(None, 1).unwrap();
-        assert_eq!(r1.generation, 1);
-        // Create on a live record: conflict carrying the winner; the identical create is a retry.
-        let e = d.put(None, 2).unwrap_err();
-        assert_eq!((e.kind, e.current_rev), (ErrorKind::Conflict, Some(r1)));
-        assert_eq!(d.put(None, 1).unwrap(), r1);
-        let r2 = d.put(Some(r1), 2).unwrap();
-        assert_eq!(r2.generation, 2);
-        // Retry of the same edit: same rev, no new event. Stale parent: conflict.
-        let events = d.planner.events();
-        assert_eq!(d.put(Some(r1), 2).unwrap(), r2);
-        assert_eq!(d.planner.events(), events);
-        assert_eq!(d.put(Some(r1), 3).unwrap_err().current_rev, Some(r2));
-        // No-op returns the parent.
-        assert_eq!(d.put(Some(r2), 2).unwrap(), r2);
-        assert_eq!(d.planner.events(), events);
-        // Delete without rev deletes the winner; a create then extends the tombstone's branch.
-        let del = d.planner.local_write(&write(None, true, Attributes::new()), ReconcilePolicy::KeepConflicts).unwrap();
-        assert_eq!(del.generation, 3);
-        assert!(d.tree().get(&del).unwrap().deleted);
-        let r4 = d.put(None, 4).unwrap();
-        assert_eq!(r4.generation, 4);
-        assert_eq!(d.tree().winner(), Some(r4));
-        assert_eq!(d.planner.events(), 4);
+        let mut revs: Vec<Option<RevId>> = Vec::new();
+        for (what, op, expect) in steps {
+            let events = d.planner.events();
+            let (parent, deleted, attributes) = match op {
+                Put(p, n) => (p.map(|i| revs[i].expect("the step wrote")), false, body(*n)),
+                Delete(p) => (p.map(|i| revs[i].expect("the step wrote")), true, Attributes::new()),
+            };
+            let got = d.planner.local_write(&write(parent, deleted, attributes), ReconcilePolicy::KeepConflicts);
+            let seen = match &got {
+                Ok(rev) if d.planner.events() > events => New(rev.generation),
+                Ok(rev) => Same(revs.iter().position(|r| *r == Some(*rev)).expect("an earlier revision")),
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    Conflict(revs.iter().position(|r| *r == e.current_rev).expect("the winner"))
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => NotFound,
+                Err(e) => panic!("{what}: {e}"),
+            };
+            assert_eq!(&seen, expect, "{what}");
+            revs.push(got.ok());
+        }
+        assert_eq!(d.tree().winner(), revs[9]);
+        assert!(d.tree().get(&revs[8].unwrap()).unwrap().deleted);
     }
 
     #[test]
@@ -466,19 +498,24 @@ mod tests {
             // A second branch from r1 arrives by replication.
             let b_body = body(3);
             let b = revision_id("t", "x", Some(&r1), false, &b_body);
-            d.planner
-                .replicated(&RevisionData {
-                    table: "t".into(),
-                    id: "x".into(),
-                    rev: b,
-                    deleted: false,
-                    attributes: Some(b_body),
-                    ancestry: vec![r1],
-                })
-                .unwrap();
+            let branch = RevisionData {
+                table: "t".into(),
+                id: "x".into(),
+                rev: b,
+                deleted: false,
+                attributes: Some(b_body),
+                ancestry: vec![r1],
+            };
+            d.planner.replicated(&verified(branch)).unwrap();
             assert_eq!(d.tree().conflicts().len(), 1);
             let winner = d.tree().winner().unwrap();
             let loser = if winner == a { b } else { a };
+            // Resolving the winner itself, or a revision that is not a leaf, is refused.
+            for wrong in [winner, r1] {
+                let mut w = write(Some(winner), false, body(9));
+                w.resolves = vec![wrong];
+                assert_eq!(d.planner.local_write(&w, policy).unwrap_err().kind, ErrorKind::Conflict, "{wrong}");
+            }
             let mut w = write(Some(winner), false, body(9));
             if resolves {
                 w.resolves = vec![loser];
@@ -489,40 +526,36 @@ mod tests {
     }
 
     #[test]
-    fn replicated_revisions_are_verified() {
+    fn replicated_revisions_are_planned_once() {
         let mut d = Doc::new();
         let b = body(1);
         let rev = revision_id("t", "x", None, false, &b);
-        let ok = RevisionData {
+        let ok = verified(RevisionData {
             table: "t".into(),
             id: "x".into(),
             rev,
             deleted: false,
             attributes: Some(b),
             ancestry: vec![],
-        };
+        });
         assert!(d.planner.replicated(&ok).unwrap());
         assert!(!d.planner.replicated(&ok).unwrap(), "replay is a no-op");
-        let bad = RevisionData { attributes: Some(body(2)), ..ok.clone() };
-        assert_eq!(d.planner.replicated(&bad).unwrap_err().kind, ErrorKind::Corrupt);
         // Ancestors become stubs; a later body fills the stub in as a new event.
         let b3 = body(3);
         let p2 = RevId::new(2, [7; 16]);
         let r3 = revision_id("t", "y", Some(&p2), false, &b3);
-        let deep = RevisionData {
+        let deep = verified(RevisionData {
             table: "t".into(),
             id: "y".into(),
             rev: r3,
             deleted: false,
             attributes: Some(b3),
             ancestry: vec![p2, RevId::new(1, [8; 16])],
-        };
+        });
         assert!(d.planner.replicated(&deep).unwrap());
         let tree = d.planner.tree("t", "y").unwrap();
         assert!(tree.get(&p2).unwrap().is_stub());
         assert_eq!(tree.ancestry(&r3).len(), 2);
-        let gap = RevisionData { ancestry: vec![RevId::new(1, [8; 16])], ..deep };
-        assert_eq!(d.planner.replicated(&gap).unwrap_err().kind, ErrorKind::InvalidInput);
     }
 
     #[test]
@@ -531,11 +564,11 @@ mod tests {
         let revision = |parent: Option<RevId>, n: i64, ancestry: Vec<RevId>| {
             let b = body(n);
             let rev = revision_id("t", "x", parent.as_ref(), false, &b);
-            RevisionData { table: "t".into(), id: "x".into(), rev, deleted: false, attributes: Some(b), ancestry }
+            verified(RevisionData { table: "t".into(), id: "x".into(), rev, deleted: false, attributes: Some(b), ancestry })
         };
-        let r1 = revision(None, 1, vec![]).rev;
-        let r2 = revision(Some(r1), 2, vec![r1]).rev;
-        let r3 = revision(Some(r2), 3, vec![r2, r1]).rev;
+        let r1 = revision(None, 1, vec![]).rev();
+        let r2 = revision(Some(r1), 2, vec![r1]).rev();
+        let r3 = revision(Some(r2), 3, vec![r2, r1]).rev();
         // r4 arrives with its ancestry truncated at r3, which becomes a stub of unknown parent...
         let r4 = revision(Some(r3), 4, vec![r3]);
         assert!(d.planner.replicated(&r4).unwrap());
@@ -544,7 +577,7 @@ mod tests {
         assert!(d.planner.replicated(&sibling).unwrap());
         let tree = d.planner.tree("t", "x").unwrap();
         assert_eq!(tree.get(&r3).unwrap().parent, Some(r2));
-        let mut leaves = vec![r4.rev, sibling.rev];
+        let mut leaves = vec![r4.rev(), sibling.rev()];
         leaves.sort();
         assert_eq!(tree.leaves(), leaves);
         let ws = d.planner.finish().unwrap();
@@ -568,5 +601,6 @@ mod tests {
         assert_eq!(ws.head, Some((2, c2)));
         assert_eq!(ws.states.len(), 1);
         assert_eq!((ws.states[0].rev, ws.states[0].seq), (r2, 2));
+        assert_eq!(ws.live_records, 1);
     }
 }

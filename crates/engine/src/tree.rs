@@ -44,6 +44,8 @@ impl RevisionTree {
 
     /// Add or replace a node.
     pub fn insert(&mut self, rev: RevId, node: RevisionNode) {
+        // Invariant: a revision is one generation above its parent (revision ids are verified before stored).
+        debug_assert!(node.parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} under {:?}", node.parent);
         self.nodes.insert(rev, node);
     }
 

@@ -1,0 +1,169 @@
+//! Local writes (SPEC §4.1): records, batches and table definitions, validated by
+//! [`crate::validate::local`], planned in one transaction by [`Planner::local_write`].
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use outpost_api::{
+    names, Attributes, BatchResult, Error, NewTable, PutRecord, ReconcilePolicy, RecordWriter, Result, RevId,
+    TableDef, TableReader, TableUpdate, TableWriter, Timestamp, WriteOp, WriteResult,
+};
+
+use super::{table_def_of, Engine};
+use crate::plan::{LocalWrite, Planner};
+use crate::storage::{blocking, RecordKey, Storage};
+use crate::validate;
+
+impl<S: Storage> Engine<S> {
+    /// Run local writes in one transaction; per-operation results in order.
+    async fn write_local(&self, ops: Vec<Result<LocalWrite>>, check_fields: bool) -> Result<BatchResult> {
+        let mut txn = self.begin().await?;
+        let head = txn.head().await?;
+        let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
+        let mut keys: Vec<RecordKey> = Vec::new();
+        let mut seen = HashSet::new();
+        for w in ops.iter().flatten() {
+            if w.table != names::TABLES_TABLE && !defs.contains_key(&w.table) {
+                let state = txn.load_state(names::TABLES_TABLE, &w.table).await?;
+                defs.insert(w.table.clone(), table_def_of(&w.table, state.as_ref()));
+            }
+            if seen.insert((w.table.as_str(), w.id.as_str())) {
+                keys.push((w.table.clone(), w.id.clone()));
+            }
+        }
+        let trees = txn.load_trees(&keys).await?;
+        // Planning encodes and hashes every body: CPU work, kept off the async workers.
+        let (writes, results) = blocking(move || {
+            let mut planner = Planner::new(&head, trees);
+            let mut results = Vec::with_capacity(ops.len());
+            for w in ops {
+                let outcome = w.and_then(|w| {
+                    let policy = if w.table == names::TABLES_TABLE {
+                        ReconcilePolicy::KeepConflicts
+                    } else {
+                        let def = defs[&w.table].as_ref().map_err(Clone::clone)?;
+                        if check_fields && !w.deleted {
+                            def.check_fields(&w.attributes)?;
+                        }
+                        def.policy
+                    };
+                    let rev = planner.local_write(&w, policy)?;
+                    Ok(WriteResult { table: w.table, id: w.id, rev })
+                });
+                results.push(outcome);
+            }
+            Ok::<_, Error>((planner.finish()?, results))
+        })
+        .await??;
+        self.commit(txn, writes).await?;
+        Ok(results)
+    }
+
+    async fn write_one(&self, w: Result<LocalWrite>) -> Result<WriteResult> {
+        self.write_local(vec![w], true).await?.pop().expect("one result per operation")
+    }
+
+    async fn write_table(&self, name: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Result<RevId> {
+        // A definition travels as a `_tables` record: the record body limit binds it too (every peer
+        // would refuse a larger one).
+        self.check_body(&body).map_err(|e| e.context(format!("the definition of table {name:?}")))?;
+        let w = LocalWrite {
+            table: names::TABLES_TABLE.into(),
+            id: name.into(),
+            parent,
+            deleted,
+            attributes: body,
+            resolves: vec![],
+        };
+        Ok(self.write_one(Ok(w)).await?.rev)
+    }
+
+}
+
+#[async_trait]
+impl<S: Storage> RecordWriter for Engine<S> {
+    async fn put_record(&self, table: &str, put: PutRecord) -> Result<WriteResult> {
+        let op = WriteOp::put(table, put);
+        self.write_one(validate::local(&self.limits, op)).await
+    }
+
+    async fn delete_record(&self, table: &str, id: &str, rev: Option<RevId>) -> Result<WriteResult> {
+        self.write_one(validate::local(&self.limits, WriteOp::delete(table, id, rev))).await
+    }
+
+    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<BatchResult> {
+        if ops.len() > self.limits.max_bulk_ops {
+            return Err(Error::too_large(format!(
+                "{} operations in one batch; the limit is {}",
+                ops.len(),
+                self.limits.max_bulk_ops
+            )));
+        }
+        let limits = self.limits;
+        let prepared = blocking(move || ops.into_iter().map(|op| validate::local(&limits, op)).collect()).await?;
+        self.write_local(prepared, true).await
+    }
+}
+
+
+#[async_trait]
+impl<S: Storage> TableWriter for Engine<S> {
+    async fn create_table(&self, table: NewTable) -> Result<TableDef> {
+        names::validate_table_name(&table.name)?;
+        for name in table.fields.keys().chain(table.metadata.keys()) {
+            names::validate_attribute_name(name)?;
+        }
+        self.check_body(&table.metadata)?;
+        if let Some(state) = self.store()?.load_state(names::TABLES_TABLE, &table.name).await? {
+            if !state.deleted {
+                return Err(Error::already_exists(format!("table {:?} exists", table.name)));
+            }
+        }
+        let def = TableDef {
+            name: table.name.clone(),
+            rev: RevId::new(1, [0; 16]),
+            description: table.description,
+            created_at: Timestamp::now(),
+            created_by: table.created_by,
+            policy: table.policy,
+            fields: table.fields,
+            metadata: table.metadata,
+        };
+        // A concurrent create of the same name wins the race inside the transaction: that is AlreadyExists.
+        self.write_table(&table.name, None, false, def.to_attributes()).await.map_err(|e| match e.kind {
+            outpost_api::ErrorKind::Conflict => Error::already_exists(format!("table {:?} exists", table.name)),
+            _ => e,
+        })?;
+        self.get_table(&table.name).await
+    }
+
+    async fn update_table(&self, name: &str, update: TableUpdate) -> Result<TableDef> {
+        let mut def = self.get_table(name).await?;
+        let parent = update.rev.unwrap_or(def.rev);
+        if let Some(d) = update.description {
+            def.description = d;
+        }
+        if let Some(p) = update.policy {
+            def.policy = p;
+        }
+        if let Some(f) = update.fields {
+            for name in f.keys() {
+                names::validate_attribute_name(name)?;
+            }
+            def.fields = f;
+        }
+        if let Some(m) = update.metadata {
+            self.check_body(&m)?;
+            def.metadata = m;
+        }
+        self.write_table(name, Some(parent), false, def.to_attributes()).await?;
+        self.get_table(name).await
+    }
+
+    async fn delete_table(&self, name: &str) -> Result<()> {
+        let def = self.get_table(name).await?;
+        self.write_table(name, Some(def.rev), true, Attributes::new()).await?;
+        Ok(())
+    }
+}
+

@@ -1,0 +1,144 @@
+//! [`Engine`]: the `Database` implementation, generic over a [`Storage`]. Every api call is decided
+//! in the engine (validation, the write rules, winners, seqs and chain hashes, knowledge rules) and
+//! stored through the storage trait. This module holds the engine itself (construction, closing, the
+//! commit of a write set); each role has a file of its own:
+//!
+//! - `local.rs`: local writes (records, batches, table definitions);
+//! - `read.rs`: reads (records, tables, the changes feed and its waits, info);
+//! - `replica.rs`: the replica source and target (replicated revisions, knowledge, fork detection);
+//! - `check.rs`: the integrity check.
+
+use std::sync::Arc;
+
+use outpost_api::{Attributes, Epoch, Error, Limits, Result, TableDef, Uuid};
+use tokio::sync::watch;
+
+use crate::storage::{Storage, StoredState, WriteSet, WriteTxn};
+
+mod check;
+mod local;
+mod read;
+mod replica;
+
+pub use check::CheckReport;
+
+/// Largest page a read may ask for (records, changes, revisions).
+pub const MAX_PAGE: usize = 10_000;
+
+/// A database: the engine's semantics over one storage.
+pub struct Engine<S: Storage> {
+    storage: S,
+    limits: Limits,
+    /// The latest committed update_seq, for long-polls (shared with the task that commits).
+    committed: Arc<watch::Sender<u64>>,
+    /// Set by [`Engine::close`] when the database is deleted.
+    closed: watch::Sender<bool>,
+}
+
+fn parse_body(json: &str) -> Result<Attributes> {
+    serde_json::from_str(json).map_err(|e| Error::corrupt(format!("a stored body does not parse: {e}")))
+}
+
+fn table_def_of(name: &str, state: Option<&StoredState>) -> Result<TableDef> {
+    match state {
+        Some(s) if !s.deleted => TableDef::from_record(name, s.rev, &parse_body(&s.body)?),
+        _ => Err(Error::not_found(format!("table {name:?} does not exist"))),
+    }
+}
+
+fn check_page(limit: usize) -> Result<usize> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE}, not {limit}")));
+    }
+    Ok(limit)
+}
+
+impl<S: Storage> Engine<S> {
+    /// A database over `storage`, checking input against `limits`.
+    pub async fn new(storage: S, limits: Limits) -> Result<Self> {
+        let head = storage.head().await?;
+        let committed = Arc::new(watch::channel(head.update_seq).0);
+        let (closed, _) = watch::channel(false);
+        Ok(Engine { storage, limits, committed, closed })
+    }
+
+    /// End this database, as its backend deletes it: every later call answers NotFound, waiting
+    /// long-polls and event streams wake to see that, and a write in progress ends (commits or rolls
+    /// back) before this returns. Writers check under the writer lock, so nothing writes into the
+    /// database once this has returned.
+    pub async fn close(&self) {
+        self.closed.send_replace(true);
+        self.storage.close().await;
+    }
+
+    /// The storage, unless the database was closed.
+    fn store(&self) -> Result<&S> {
+        if *self.closed.borrow() {
+            return Err(Error::not_found(format!("database {:?} was deleted", self.storage.name())));
+        }
+        Ok(&self.storage)
+    }
+
+    /// Begin a write transaction of an open database (checked under the writer lock).
+    async fn begin(&self) -> Result<Box<dyn WriteTxn>> {
+        let txn = self.store()?.begin_write().await?;
+        self.store()?;
+        Ok(txn)
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validate a body for a local or replicated write: nesting depth and encoded size.
+    fn check_body(&self, attributes: &Attributes) -> Result<()> {
+        crate::validate::body(attributes, &self.limits)
+    }
+
+    async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: WriteSet) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let head = writes.head;
+        let committed = self.committed.clone();
+        // Applied, committed and announced in a task of its own: a request cancelled meanwhile (its
+        // timeout, its client gone) cannot stop a commit from waking the long-polls that wait for it.
+        let task = tokio::spawn(async move {
+            txn.apply(writes).await?;
+            txn.commit().await?;
+            if let Some((seq, _)) = head {
+                committed.send_if_modified(|s| {
+                    let newer = seq > *s;
+                    if newer {
+                        *s = seq;
+                    }
+                    newer
+                });
+            }
+            Ok(())
+        });
+        match task.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::unavailable("the runtime is shutting down")),
+        }
+    }
+
+    /// Begin a new epoch (SPEC §6): a fresh uuid naming this database from `update_seq + 1` on. Used
+    /// after a copy or restore so that no two databases share a (uuid, seq) pair.
+    pub async fn reidentify(&self) -> Result<Epoch> {
+        let mut txn = self.begin().await?;
+        let head = txn.head().await?;
+        let epoch = Epoch { uuid: Uuid::new_v4(), start_seq: head.update_seq + 1 };
+        let writes = WriteSet { epoch: Some(epoch), ..WriteSet::default() };
+        self.commit(txn, writes).await?;
+        Ok(epoch)
+    }
+
+}

@@ -1,0 +1,241 @@
+//! The replica source and target (SPEC §7, §8): revisions and events for a peer, revs-diff, replicated
+//! revisions stored with their resume point or the knowledge a batch proves, and fork detection.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use outpost_api::{
+    ChainHash, Epoch, Error, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ReplicaSource,
+    ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, Uuid,
+};
+
+use super::{check_page, parse_body, Engine};
+use crate::hash::genesis_chain;
+use crate::knowledge;
+use crate::plan::Planner;
+use crate::storage::{blocking, RecordKey, Storage};
+use crate::validate::{self, VerifiedRevision};
+
+impl<S: Storage> Engine<S> {
+    /// Store replicated revisions and, atomically with them, a resume point or what a batch proves
+    /// (SPEC §7, §8): the write behind `put_revisions`, `put_revisions_with_knowledge` and
+    /// `record_knowledge`.
+    async fn store_revisions(
+        &self,
+        revisions: Vec<RevisionData>,
+        resume: Option<ResumePoint>,
+        knowledge: Option<KnowledgeUpdate>,
+    ) -> Result<PutRevisionsResult> {
+        if revisions.len() > self.limits.max_bulk_ops {
+            return Err(Error::too_large(format!(
+                "{} revisions in one batch; the limit is {}",
+                revisions.len(),
+                self.limits.max_bulk_ops
+            )));
+        }
+        // Validation encodes every body to measure it: off the async workers, like the planning below.
+        let limits = self.limits;
+        let revisions: Vec<VerifiedRevision> = blocking(move || {
+            revisions.into_iter().map(|r| validate::replicated(r, &limits)).collect::<Result<_>>()
+        })
+        .await??;
+        if let Some(point) = &resume {
+            validate::resume_point(point)?;
+        }
+        if let Some(update) = &knowledge {
+            validate::knowledge(update)?;
+        }
+        let rows = match knowledge {
+            Some(update) => knowledge::rows(update)?,
+            None => Vec::new(),
+        };
+        // Chains at committed seqs never change, so the fork check may read before the write begins.
+        // Without knowledge (every put_revisions of a pass) there is nothing to check or read.
+        let fork = if rows.is_empty() { None } else { self.fork_point(&rows).await? };
+        let mut txn = self.begin().await?;
+        let head = txn.head().await?;
+        let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table().to_owned(), r.id().to_owned())).collect();
+        keys.sort();
+        keys.dedup();
+        let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
+        let planned = head.clone();
+        let (mut writes, written) = blocking(move || {
+            let mut planner = Planner::new(&planned, trees);
+            let mut written = 0;
+            for r in &revisions {
+                written += planner.replicated(r)? as u64;
+            }
+            Ok::<_, Error>((planner.finish()?, written))
+        })
+        .await??;
+        writes.resume = resume;
+        let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
+        writes.knowledge = knowledge::stamped(rows, &head, update_seq);
+        // Invariant: knowledge holds from the state after the write that records it.
+        debug_assert!(writes.knowledge.iter().all(|r| r.local_seq == update_seq), "knowledge stamped at its write");
+        // A fork of the uuid in force when checked; a new epoch begun since already separates the copies.
+        writes.epoch = match fork {
+            Some((uuid, start_seq)) if head.uuid() == uuid => Some(Epoch { uuid: Uuid::new_v4(), start_seq }),
+            _ => None,
+        };
+        if let Some(e) = &writes.epoch {
+            tracing::warn!(db = self.storage.name(), new_uuid = %e.uuid, start_seq = e.start_seq,
+                "a peer's knowledge shows this database's history forked under its uuid: a new epoch begins");
+        }
+        self.commit(txn, writes).await?;
+        Ok(PutRevisionsResult { written, update_seq })
+    }
+
+    /// The fork rule of [`knowledge::fork_point`], fed this database's chain hashes at the seqs the
+    /// rows name.
+    async fn fork_point(&self, rows: &[KnowledgeRow]) -> Result<Option<(Uuid, u64)>> {
+        let head = self.store()?.head().await?;
+        let mut chains: HashMap<u64, ChainHash> = HashMap::new();
+        for seq in knowledge::seqs_to_check(&head, rows) {
+            chains.insert(seq, self.chain_hash_at(seq).await?);
+        }
+        Ok(knowledge::fork_point(&head, rows, &chains))
+    }
+}
+
+#[async_trait]
+impl<S: Storage> ReplicaSource for Engine<S> {
+    async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
+        let wanted = validate::record_revs(wanted, &self.limits, "revs/get")?;
+        let keys: Vec<RecordKey> = wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
+        let mut trees = self.store()?.load_trees(&keys).await?;
+        let mut out = Vec::new();
+        for w in wanted {
+            let Some(tree) = trees.get_mut(&(w.table.clone(), w.id.clone())) else { continue };
+            // Each line of history is sent once: a revision's ancestry stops at the nearest older
+            // revision also asked for (and sent with its body), which carries the rest. Asking for a
+            // whole history of depth d costs O(d), not O(d²).
+            let sent: HashSet<RevId> =
+                w.revs.iter().copied().filter(|r| tree.get(r).is_some_and(|n| !n.is_stub())).collect();
+            let mut done = HashSet::new();
+            for rev in w.revs {
+                if !done.insert(rev) {
+                    continue;
+                }
+                let mut ancestry = tree.ancestry(&rev);
+                let Some(node) = tree.get_mut(&rev) else { continue };
+                if let Some(i) = ancestry.iter().position(|a| sent.contains(a)) {
+                    ancestry.truncate(i + 1);
+                }
+                // Each revision is sent once, so its body moves out of the tree (ancestries only
+                // need parents).
+                out.push(RevisionData {
+                    table: w.table.clone(),
+                    id: w.id.clone(),
+                    rev,
+                    deleted: node.deleted,
+                    attributes: node.body.take(),
+                    ancestry,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash> {
+        let head = self.store()?.head().await?;
+        if seq == 0 {
+            return Ok(genesis_chain(head.epochs[0].uuid));
+        }
+        if seq > head.update_seq {
+            return Err(Error::not_found(format!("seq {seq} is beyond update_seq {}", head.update_seq)));
+        }
+        self.store()?
+            .chain_at(seq)
+            .await?
+            .ok_or_else(|| Error::corrupt(format!("no chain hash is stored at seq {seq}")))
+    }
+
+    async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
+        upto.map(|s| validate::seq(s, "upto")).transpose()?;
+        self.store()?.knowledge(upto).await
+    }
+
+    async fn events(&self, after: u64, limit: usize) -> Result<Vec<RevisionEvent>> {
+        let limit = check_page(limit)?;
+        validate::seq(after, "after")?;
+        let events = self.store()?.events(after, limit).await?;
+        // Only revisions with a parent can have stubs above them; their trees say which parents are stubs.
+        let mut keys: Vec<RecordKey> = events
+            .iter()
+            .filter(|e| e.revision.parent.is_some())
+            .map(|e| (e.revision.table.clone(), e.revision.id.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let trees = if keys.is_empty() { HashMap::new() } else { self.store()?.load_trees(&keys).await? };
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let r = e.revision;
+            let tree = trees.get(&(r.table.clone(), r.id.clone()));
+            // Through stubs only: a parent held with a body has an event of its own carrying its line.
+            let mut ancestry = Vec::new();
+            let mut next = r.parent;
+            while let Some(p) = next.filter(|_| (ancestry.len() as u64) < r.rev.generation) {
+                ancestry.push(p);
+                next = tree.and_then(|t| t.get(&p)).filter(|n| n.is_stub()).and_then(|n| n.parent);
+            }
+            let attributes = r.body.as_deref().map(parse_body).transpose()?;
+            out.push(RevisionEvent {
+                seq: e.seq,
+                chain: e.chain,
+                revision: RevisionData {
+                    table: r.table,
+                    id: r.id,
+                    rev: r.rev,
+                    deleted: r.deleted,
+                    attributes,
+                    ancestry,
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl<S: Storage> ReplicaTarget for Engine<S> {
+    async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
+        let have = validate::record_revs(have, &self.limits, "revs-diff")?;
+        let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
+        let held = self.store()?.held_revs(&keys).await?;
+        let mut out = Vec::new();
+        for h in have {
+            let held = held.get(&(h.table.clone(), h.id.clone()));
+            let missing: Vec<RevId> = h.revs.into_iter().filter(|r| !held.is_some_and(|t| t.contains(r))).collect();
+            if !missing.is_empty() {
+                out.push(RecordRevs { table: h.table, id: h.id, revs: missing });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_revisions(
+        &self,
+        revisions: Vec<RevisionData>,
+        resume: Option<ResumePoint>,
+    ) -> Result<PutRevisionsResult> {
+        self.store_revisions(revisions, resume, None).await
+    }
+
+    async fn put_revisions_with_knowledge(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: KnowledgeUpdate,
+    ) -> Result<PutRevisionsResult> {
+        self.store_revisions(revisions, None, Some(knowledge)).await
+    }
+
+    async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()> {
+        self.store_revisions(Vec::new(), None, Some(update)).await.map(|_| ())
+    }
+
+    async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {
+        self.store()?.resume_point(source).await
+    }
+}

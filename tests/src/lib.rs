@@ -24,6 +24,7 @@ use outpost_api::Database;
 
 pub mod faults;
 pub mod http;
+mod memory;
 pub mod peer;
 pub mod postgres;
 pub mod proxy;
@@ -33,6 +34,7 @@ pub mod suite;
 pub mod support;
 pub mod vectors;
 
+pub use memory::MemoryFactory;
 pub use sqlite::SqliteFactory;
 
 /// Makes databases for the conformance suite.

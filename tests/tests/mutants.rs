@@ -1,6 +1,7 @@
-//! The conformance suite catches bugs: each test here wraps SQLite databases in a [`Mutant`] that
-//! breaks one guarantee at the api boundary, and checks that the suite tests covering that guarantee
-//! fail (panic) against it. An unbroken wrapper passes them (the `control` test).
+//! The conformance suite catches bugs: each test here wraps in-memory databases (the engine with no
+//! SQL under it, so the memory configuration alone has these teeth) in a [`Mutant`] that breaks one
+//! guarantee at the api boundary, and checks that the suite tests covering that guarantee fail (panic)
+//! against it. An unbroken wrapper passes them (the `control` test).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use outpost_api::{
     RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget, Result, ResumePoint,
     RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, Value, WriteOp, WriteResult,
 };
-use outpost_tests::{Factory, SqliteFactory};
+use outpost_tests::{Factory, MemoryFactory};
 
 /// The one bug a [`Mutant`] has.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -268,9 +269,9 @@ impl ReplicaTarget for Mutant {
     }
 }
 
-/// SQLite databases wrapped in a [`Mutant`].
+/// In-memory databases wrapped in a [`Mutant`]: the memory configuration alone catches every mutation.
 struct MutantFactory {
-    inner: SqliteFactory,
+    inner: MemoryFactory,
     mutation: Mutation,
 }
 
@@ -301,7 +302,7 @@ macro_rules! check {
         let mutation: Mutation = $mutation;
         $(
             let handle = tokio::spawn(async move {
-                let factory = MutantFactory { inner: SqliteFactory::new(), mutation };
+                let factory = MutantFactory { inner: MemoryFactory::new(), mutation };
                 outpost_tests::suite::$module::$test(&factory).await;
             });
             let panicked = handle.await.is_err_and(|e| e.is_panic());

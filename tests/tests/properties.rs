@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use outpost_api::{
-    Attributes, ChainHash, Epoch, ErrorKind, GetOptions, Limits, ReconcilePolicy, RecordRevs, RevId, RevisionData, Uuid, Value,
+    Attributes, ChainHash, Epoch, ErrorKind, GetOptions, Limits, ReconcilePolicy, RecordRevs, RevId, RevisionData,
+    Uuid, Value,
 };
 use outpost_engine::canonical::encode_attributes;
 use outpost_engine::hash::revision_id;

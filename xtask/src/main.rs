@@ -75,6 +75,18 @@ fn step(name: &str, mut cmd: Command) -> Result<(), String> {
     }
 }
 
+/// The examples: every `examples/*.rs` (tidy checks that crates/outpost/Cargo.toml names each).
+fn examples() -> Result<Vec<String>, String> {
+    let dir = workspace_root().join("examples");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.path().file_name()?.to_str()?.strip_suffix(".rs").map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// How long CI runs each fuzz target.
 const CI_FUZZ_SECONDS: u64 = 20;
 
@@ -105,6 +117,13 @@ fn ci() -> Result<(), String> {
     doc.args(["test", "--workspace", "--doc", "--locked"]);
     step("doc tests", doc)?;
     drop(postgres);
+
+    // Every example, as a user runs it from a fresh clone.
+    for example in examples()? {
+        let mut run = cargo();
+        run.args(["run", "--locked", "--example", &example]);
+        step(&format!("example {example}"), run)?;
+    }
 
     // The OpenAPI document against the running server.
     schemathesis::run(schemathesis::DEFAULT_EXAMPLES)?;

@@ -37,6 +37,17 @@ pub trait TableWriter: Send + Sync {
 }
 
 /// Reading records.
+///
+/// ```
+/// use outpost_api::{GetOptions, RecordReader, Result};
+///
+/// /// A record's text and how many conflicting versions it has.
+/// async fn show(db: &dyn RecordReader, id: &str) -> Result<String> {
+///     let record = db.get_record("notes", id, GetOptions { conflicts: true, ..Default::default() }).await?;
+///     let conflicts = record.conflicts.map_or(0, |c| c.len());
+///     Ok(format!("{:?} ({conflicts} conflicting)", record.attributes.get("text")))
+/// }
+/// ```
 #[async_trait]
 pub trait RecordReader: Send + Sync {
     /// The reconciled state of a record (or, with `options.rev`, that revision's own body).
@@ -47,6 +58,25 @@ pub trait RecordReader: Send + Sync {
 }
 
 /// Local writes (SPEC §4.1).
+///
+/// An update names the revision it edits; a stale one is refused as `Conflict`, carrying the current
+/// winner, so nothing is overwritten unseen:
+///
+/// ```
+/// use outpost_api::{Attributes, ErrorKind, PutRecord, RecordWriter, Result, RevId, Value};
+///
+/// /// Write `count` on the revision last seen: `Err(winner)` when someone else wrote first (read it
+/// /// again and decide), `Ok` with the new revision otherwise.
+/// async fn set_count(db: &dyn RecordWriter, id: &str, seen: RevId, count: i64) -> Result<Result<RevId, Option<RevId>>> {
+///     let attributes = Attributes::new().with("count", Value::Int(count));
+///     let put = PutRecord { id: Some(id.into()), rev: Some(seen), attributes, ..Default::default() };
+///     match db.put_record("items", put).await {
+///         Ok(written) => Ok(Ok(written.rev)),
+///         Err(e) if e.kind == ErrorKind::Conflict => Ok(Err(e.current_rev)),
+///         Err(e) => Err(e),
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait RecordWriter: Send + Sync {
     /// Create or update a record. The named parent rev must be a current leaf, else Conflict carrying
@@ -61,6 +91,27 @@ pub trait RecordWriter: Send + Sync {
 }
 
 /// The changes feed (SPEC §5).
+///
+/// Following it: read pages from a seq, and wait for commits when drained.
+///
+/// ```
+/// use std::time::Duration;
+/// use outpost_api::{ChangeReader, ChangesRequest, Result};
+///
+/// async fn follow(db: &dyn ChangeReader, mut since: u64, rounds: usize) -> Result<u64> {
+///     for _ in 0..rounds {
+///         let page = db.changes(ChangesRequest { since, ..Default::default() }).await?;
+///         for change in &page.changes {
+///             println!("{} {}/{} is now {}", change.seq, change.table, change.id, change.rev);
+///         }
+///         since = page.last_seq;
+///         if page.pending == 0 {
+///             db.wait_for_changes(since, Duration::from_secs(30)).await?;
+///         }
+///     }
+///     Ok(since)
+/// }
+/// ```
 #[async_trait]
 pub trait ChangeReader: Send + Sync {
     /// One page of changes after `since`: each changed record once, at its latest seq, in seq order.
@@ -128,6 +179,19 @@ pub trait ReplicaTarget: InfoReader {
 }
 
 /// Everything a database offers. Implemented automatically for any type with all the parts.
+///
+/// A SQLite file, a PostgreSQL schema, a database in memory and one on a remote server are all a
+/// `Database`, so code written against it runs on any of them:
+///
+/// ```
+/// use outpost_api::{Database, Result};
+///
+/// /// How many live records a database holds, and its position in its history.
+/// async fn summary(db: &dyn Database) -> Result<String> {
+///     let info = db.info().await?;
+///     Ok(format!("{}: {} records at seq {} ({} backend)", info.name, info.record_count, info.update_seq, info.backend))
+/// }
+/// ```
 pub trait Database:
     TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget
 {

@@ -113,7 +113,11 @@ mod tests {
             ("a row that agrees", vec![row(2, 7, 7)], None),
             ("rows about another peer", vec![row(3, 7, 99)], None),
             ("rows about an older epoch of ours", vec![row(1, 3, 99)], None),
-            ("a contradiction: the epoch restarts after the last agreement", vec![row(2, 7, 7), row(2, 9, 99)], Some(8)),
+            (
+                "a contradiction: the epoch restarts after the last agreement",
+                vec![row(2, 7, 7), row(2, 9, 99)],
+                Some(8),
+            ),
             ("an agreement after the contradiction does not count", vec![row(2, 6, 99), row(2, 8, 8)], Some(5)),
             ("bounded below by the epoch's start", vec![row(2, 6, 99)], Some(5)),
             ("a row beyond our head contradicts", vec![row(2, 12, 12)], Some(5)),

@@ -10,6 +10,8 @@ pub mod canonical;
 mod database;
 pub mod hash;
 mod knowledge;
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod plan;
 pub mod reconcile;
 pub mod storage;

@@ -292,7 +292,12 @@ fn each_revision_once(writes: &WriteSet) -> bool {
 
 /// Whether a record counts in `record_count`: table definitions do not.
 fn counts(key: &RecordKey) -> bool {
-    key.0 != names::TABLES_TABLE
+    counts_table(&key.0)
+}
+
+/// Whether the live records of `table` count in `record_count`: every table but `_tables`.
+pub fn counts_table(table: &str) -> bool {
+    table != names::TABLES_TABLE
 }
 
 /// Whether a record's winner is a live (not deleted) revision.
@@ -564,7 +569,14 @@ mod tests {
         let revision = |parent: Option<RevId>, n: i64, ancestry: Vec<RevId>| {
             let b = body(n);
             let rev = revision_id("t", "x", parent.as_ref(), false, &b);
-            verified(RevisionData { table: "t".into(), id: "x".into(), rev, deleted: false, attributes: Some(b), ancestry })
+            verified(RevisionData {
+                table: "t".into(),
+                id: "x".into(),
+                rev,
+                deleted: false,
+                attributes: Some(b),
+                ancestry,
+            })
         };
         let r1 = revision(None, 1, vec![]).rev();
         let r2 = revision(Some(r1), 2, vec![r1]).rev();

@@ -34,6 +34,43 @@ impl Head {
     }
 }
 
+/// A new database's identity, decided here and nowhere else (SPEC §6): a fresh uuid, its first epoch
+/// from seq 1, and the genesis chain hash as the head of an empty database. A backend creating a
+/// database stores its name and this head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Genesis {
+    /// The database's name (validated).
+    pub name: String,
+    /// The head of the empty database: update_seq 0, the genesis chain, one epoch.
+    pub head: Head,
+}
+
+impl Genesis {
+    /// The identity of a new database called `name`.
+    pub fn new(name: &str) -> Result<Genesis> {
+        outpost_api::names::validate_db_name(name)?;
+        let uuid = Uuid::new_v4();
+        let head =
+            Head { update_seq: 0, chain: crate::hash::genesis_chain(uuid), epochs: vec![Epoch { uuid, start_seq: 1 }] };
+        Ok(Genesis { name: name.to_owned(), head })
+    }
+
+    /// The first epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.head.epochs[0]
+    }
+}
+
+/// Which entries a filtered changes feed carries: the states of `tables`, and the states of the
+/// records named in `records` (the engine adds the definitions of the tables it names, SPEC §7).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedFilter {
+    /// Tables whose every state passes.
+    pub tables: Vec<String>,
+    /// Single records that pass too.
+    pub records: Vec<RecordKey>,
+}
+
 /// A revision to store: new, the body of a revision previously held as a stub, or (a stub again,
 /// without event) the parent of a stub whose parent was unknown. Storing never replaces a known
 /// parent.
@@ -79,6 +116,12 @@ pub struct StoredState {
 }
 
 /// Everything one write transaction stores, decided by the engine.
+///
+/// What a backend may assume of a write set the engine gives it: revision events take the seqs after
+/// the head in the order listed, each chain hash extending the one before, `head` the last of them;
+/// each revision has at most one event entry and one stub entry, a stub entry never after its event;
+/// `states` are in seq order, one per record; knowledge rows hold from the new head's seq. A backend
+/// stores them as given, in one transaction, and decides nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteSet {
     /// Revisions to insert; one whose rev is already stored as a stub fills it in. A stub entry (no
@@ -97,8 +140,11 @@ pub struct WriteSet {
     pub epoch: Option<Epoch>,
     /// Tables whose SQL views should exist.
     pub views: Vec<String>,
-    /// The change in the number of live records (winner not deleted; table definitions not
-    /// counted), which backends keep so that `record_count` costs nothing.
+    /// The live-record count counted afresh, stored before `live_records` is added.
+    pub record_count: Option<u64>,
+    /// The change in the number of live records (the engine's rule: `plan::counts`), which backends
+    /// add to the stored count so that `record_count` costs nothing. Added to no count, it changes
+    /// nothing: the engine then counts afresh.
     pub live_records: i64,
 }
 
@@ -152,6 +198,9 @@ pub trait WriteTxn: Send {
     async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
     /// The reconciled state of one record, if any.
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>>;
+    /// How many states of each table have a winner that is not a tombstone (an aggregate, read when
+    /// the engine counts the live records afresh).
+    async fn live_states_by_table(&mut self) -> Result<Vec<(String, u64)>>;
     /// Store a write set (may be called more than once).
     async fn apply(&mut self, writes: WriteSet) -> Result<()>;
     /// Make everything applied durable and visible, atomically.
@@ -193,13 +242,14 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
         include_deleted: bool,
     ) -> Result<Vec<StoredState>>;
-    /// States with seq > `since` in seq order, at most `limit`, optionally only of `tables`; `pending`
-    /// counted up to `pending_cap`. Must use an index on seq: cost proportional to the page.
+    /// States with seq > `since` in seq order, at most `limit`, optionally only those passing `filter`;
+    /// `pending` counted up to `pending_cap` (with the same filter). Must use an index on seq: cost
+    /// proportional to the page.
     async fn changes(
         &self,
         since: u64,
         limit: usize,
-        tables: Option<&[String]>,
+        filter: Option<&FeedFilter>,
         pending_cap: u64,
     ) -> Result<ChangesRead>;
     /// The chain hash after event `seq` (1 ≤ seq ≤ update_seq), by index lookup.
@@ -210,8 +260,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>>;
     /// The resume point stored for a source.
     async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>>;
-    /// Records whose winner is not a tombstone, in user tables.
-    async fn record_count(&self) -> Result<u64>;
+    /// The live-record count the engine keeps (`WriteSet::record_count`, `WriteSet::live_records`);
+    /// `None` while it was never counted (a new database, or one from before format 2).
+    async fn record_count(&self) -> Result<Option<u64>>;
     /// Commits made to this database by other writers sharing the storage (e.g. other server processes
     /// on one PostgreSQL), as the update_seq each reached, so that long-polls wake for them too. A value
     /// must only be sent once that seq is committed. `None` (the default): this engine is the only
@@ -224,7 +275,7 @@ pub trait Storage: Send + Sync + 'static {
 /// How backends encode and decode the values they store, in one place: what a backend reads back
 /// must be what the engine wrote, and anything else is `Corrupt`.
 pub mod stored {
-    use outpost_api::{ChainHash, Error, Result, RevId};
+    use outpost_api::{Attributes, ChainHash, Error, Result, RevId, Uuid};
 
     /// A chain hash from its 32 stored bytes.
     pub fn chain(bytes: &[u8]) -> Result<ChainHash> {
@@ -244,5 +295,25 @@ pub mod stored {
     /// The text a list of revision ids is stored as.
     pub fn join_revs(revs: &[RevId]) -> String {
         revs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// A uuid from its 16 stored bytes.
+    pub fn uuid(bytes: &[u8]) -> Result<Uuid> {
+        Uuid::from_slice(bytes).map_err(|_| Error::corrupt("a stored uuid is not 16 bytes"))
+    }
+
+    /// A revision's body from its stored wire JSON (`rev` of `table`/`id`, for the message).
+    pub fn body(json: &str, table: &str, id: &str, rev: &RevId) -> Result<Attributes> {
+        serde_json::from_str(json).map_err(|e| Error::corrupt(format!("stored body of {table}/{id} {rev}: {e}")))
+    }
+
+    /// A state's field conflicts from their stored JSON list.
+    pub fn field_conflicts(json: &str) -> Result<Vec<String>> {
+        serde_json::from_str(json).map_err(|e| Error::corrupt(format!("stored field conflicts: {e}")))
+    }
+
+    /// The JSON list field conflicts are stored as.
+    pub fn encode_field_conflicts(fields: &[String]) -> String {
+        serde_json::Value::from(fields.to_vec()).to_string()
     }
 }

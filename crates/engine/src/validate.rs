@@ -332,7 +332,11 @@ mod tests {
                 Some(ErrorKind::Corrupt),
             ),
             ("tombstone flag", RevisionData { deleted: true, ..good.clone() }, Some(ErrorKind::Corrupt)),
-            ("generation 0", RevisionData { rev: RevId::new(0, [1; 16]), ..good.clone() }, Some(ErrorKind::InvalidInput)),
+            (
+                "generation 0",
+                RevisionData { rev: RevId::new(0, [1; 16]), ..good.clone() },
+                Some(ErrorKind::InvalidInput),
+            ),
             ("bad table", RevisionData { table: "T".into(), ..good.clone() }, Some(ErrorKind::InvalidInput)),
             (
                 "a definition that is not one",

@@ -25,6 +25,21 @@ impl<T: ReplicaTarget + ReplicaSource + ?Sized> Target for T {}
 /// transient failures restart the pass from the target's committed point, with capped exponential
 /// backoff. Returns the report; an error that is not transient (or outlasts the retries) is returned
 /// as is, with everything committed before it kept.
+///
+/// Either end may be local or remote (any `Database`): a pass from a server to a local file, with
+/// progress and a way to stop it:
+///
+/// ```
+/// use outpost_api::{Database, Result};
+/// use outpost_reconciler::{replicate, CancellationToken, Options};
+///
+/// async fn pull(server: &dyn Database, local: &dyn Database, stop: CancellationToken) -> Result<u64> {
+///     let options = Options { cancel: stop, ..Options::default() };
+///     let report = replicate(server, local, &options).await?;
+///     // A pass interrupted anywhere resumes where it committed: running it again is always safe.
+///     Ok(report.progress.revisions_written)
+/// }
+/// ```
 pub async fn replicate<S, T>(source: &S, target: &T, options: &Options) -> Result<Report>
 where
     S: Source + ?Sized,

@@ -22,8 +22,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// The stream of a connection (TLS or not, as the config says).
 type Stream = <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream;
 
+use crate::error;
+use crate::lifecycle::Shared;
 use crate::schema::{self, CHANGES_CHANNEL, DELETED_CHANNEL};
-use crate::{error, Shared};
 
 /// How long to wait before reconnecting a lost listening session.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);

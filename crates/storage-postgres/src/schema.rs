@@ -62,9 +62,9 @@ const MIGRATIONS: &[&str] = &[
         via uuid, PRIMARY KEY (peer, peer_seq));
      CREATE INDEX _knowledge_local_seq ON {schema}._knowledge (local_seq);
      CREATE TABLE {schema}._resume (source uuid PRIMARY KEY, source_seq bigint NOT NULL, source_chain bytea NOT NULL);",
-    // 2: the live-record count kept with every write, so `info` does not scan the records.
-    "ALTER TABLE {schema}._meta ADD COLUMN record_count bigint NOT NULL DEFAULT 0;
-     UPDATE {schema}._meta SET record_count = (SELECT count(*) FROM {schema}._records WHERE NOT deleted AND tbl <> '_tables');",
+    // 2: the live-record count kept with every write, so `info` does not scan the records; NULL until
+    // the engine counts, on first open.
+    "ALTER TABLE {schema}._meta ADD COLUMN record_count bigint;",
 ];
 
 /// `name` as a quoted SQL identifier (`"name"`, inner quotes doubled).

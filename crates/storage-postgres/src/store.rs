@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
-use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
-use outpost_engine::storage::stored::{self, join_revs, rev as parse_rev};
+use outpost_api::{ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_engine::storage::stored::{self, rev as parse_rev};
 use outpost_engine::storage::{
-    ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
+    ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
 };
 use outpost_engine::tree::{RevisionNode, RevisionTree};
 use tokio::sync::watch;
@@ -30,31 +30,33 @@ use crate::error;
 use crate::schema::{self, CHANGES_CHANNEL};
 
 /// The SQL of one database, its schema name filled in once.
-struct Sql {
-    lock: String,
-    head: String,
-    load_trees: String,
-    held_revs: String,
-    load_state: String,
-    list_states: String,
-    changes: String,
-    changes_filtered: String,
-    chain_at: String,
-    events: String,
-    knowledge: String,
-    resume: String,
-    record_count: String,
-    insert_stubs: String,
-    upsert_events: String,
-    upsert_states: String,
-    set_head: String,
-    add_live_records: String,
-    upsert_resume: String,
-    insert_knowledge: String,
-    insert_epoch: String,
+pub(crate) struct Sql {
+    pub(crate) lock: String,
+    pub(crate) head: String,
+    pub(crate) load_trees: String,
+    pub(crate) held_revs: String,
+    pub(crate) load_state: String,
+    pub(crate) list_states: String,
+    pub(crate) changes: String,
+    pub(crate) changes_filtered: String,
+    pub(crate) chain_at: String,
+    pub(crate) events: String,
+    pub(crate) knowledge: String,
+    pub(crate) resume: String,
+    pub(crate) record_count: String,
+    pub(crate) insert_stubs: String,
+    pub(crate) upsert_events: String,
+    pub(crate) upsert_states: String,
+    pub(crate) set_head: String,
+    pub(crate) add_live_records: String,
+    pub(crate) set_record_count: String,
+    pub(crate) live_states_by_table: String,
+    pub(crate) upsert_resume: String,
+    pub(crate) insert_knowledge: String,
+    pub(crate) insert_epoch: String,
 }
 
-const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
+pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
 
 /// The changes page, the entries pending after it (counted up to a cap) and update_seq, in one
 /// statement so in one snapshot. Both scans are index range scans on `_records_seq`: the cost follows
@@ -101,7 +103,10 @@ impl Sql {
                  ORDER BY id LIMIT $4"
             ),
             changes: changes_sql(s, ""),
-            changes_filtered: changes_sql(s, " AND (tbl = ANY($4) OR (tbl = '_tables' AND id = ANY($4)))"),
+            changes_filtered: changes_sql(
+                s,
+                " AND (tbl = ANY($4) OR (tbl, id) IN (SELECT * FROM unnest($5::text[], $6::text[])))",
+            ),
             chain_at: format!("SELECT chain FROM {s}._revisions WHERE seq = $1"),
             events: format!(
                 "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM {s}._revisions
@@ -114,6 +119,8 @@ impl Sql {
             resume: format!("SELECT source_seq, source_chain FROM {s}._resume WHERE source = $1"),
             record_count: format!("SELECT record_count FROM {s}._meta"),
             add_live_records: format!("UPDATE {s}._meta SET record_count = record_count + $1"),
+            set_record_count: format!("UPDATE {s}._meta SET record_count = $1"),
+            live_states_by_table: format!("SELECT tbl, count(*) FROM {s}._records WHERE NOT deleted GROUP BY tbl"),
             insert_stubs: format!(
                 "INSERT INTO {s}._revisions AS r (tbl, id, rev, parent, deleted)
                  SELECT tbl, id, rev, parent, false FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
@@ -161,28 +168,28 @@ impl Sql {
 }
 
 /// What a storage and its write transactions share.
-struct Inner {
-    name: String,
-    pool: Pool,
-    target: Arc<str>,
-    sql: Sql,
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) pool: Pool,
+    pub(crate) target: Arc<str>,
+    pub(crate) sql: Sql,
 }
 
 impl Inner {
-    fn pg(&self, e: tokio_postgres::Error) -> Error {
+    pub(crate) fn pg(&self, e: tokio_postgres::Error) -> Error {
         error::map(e, &self.target)
     }
 
-    async fn conn(&self) -> Result<Object> {
+    pub(crate) async fn conn(&self) -> Result<Object> {
         self.pool.get().await.map_err(|e| error::map_pool(e, &self.target))
     }
 
-    async fn query(&self, client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    pub(crate) async fn query(&self, client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
         client.query(&stmt, params).await.map_err(|e| self.pg(e))
     }
 
-    async fn execute(&self, client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    pub(crate) async fn execute(&self, client: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
         client.execute(&stmt, params).await.map_err(|e| self.pg(e))
     }
@@ -195,24 +202,24 @@ pub struct PostgresStorage {
 }
 
 /// A column, with a type mismatch reported as corruption rather than a panic.
-fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+pub(crate) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
     row.try_get(i).map_err(|e| Error::corrupt(format!("postgres: unexpected column {i}: {e}")))
 }
 
-fn seq_of(v: i64) -> u64 {
+pub(crate) fn seq_of(v: i64) -> u64 {
     debug_assert!(v >= 0, "seqs are never negative");
     v as u64
 }
 
-fn sql_seq(v: u64) -> i64 {
+pub(crate) fn sql_seq(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn to_chain(bytes: Vec<u8>) -> Result<ChainHash> {
+pub(crate) fn to_chain(bytes: Vec<u8>) -> Result<ChainHash> {
     stored::chain(&bytes)
 }
 
-fn parse_revs(texts: Vec<String>) -> Result<Vec<RevId>> {
+pub(crate) fn parse_revs(texts: Vec<String>) -> Result<Vec<RevId>> {
     texts.iter().map(|t| parse_rev(t)).collect()
 }
 
@@ -226,12 +233,12 @@ fn state_of(row: &Row) -> Result<StoredState> {
         body: col(row, 4)?,
         leaves: parse_revs(col(row, 5)?)?,
         conflicts: parse_revs(col(row, 6)?)?,
-        field_conflicts: serde_json::from_str(&field_conflicts).map_err(|e| Error::corrupt(e.to_string()))?,
+        field_conflicts: stored::field_conflicts(&field_conflicts)?,
         seq: seq_of(col(row, 8)?),
     })
 }
 
-async fn read_head(inner: &Inner, client: &Object) -> Result<Head> {
+pub(crate) async fn read_head(inner: &Inner, client: &Object) -> Result<Head> {
     let rows = inner.query(client, &inner.sql.head, &[]).await?;
     let row = rows.first().ok_or_else(|| Error::corrupt(format!("database {:?} has no head row", inner.name)))?;
     let uuids: Vec<Uuid> = col(row, 2)?;
@@ -243,7 +250,11 @@ async fn read_head(inner: &Inner, client: &Object) -> Result<Head> {
     Ok(Head { update_seq: seq_of(col(row, 0)?), chain: to_chain(col(row, 1)?)?, epochs })
 }
 
-async fn load_trees(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+pub(crate) async fn load_trees(
+    inner: &Inner,
+    client: &Object,
+    keys: &[RecordKey],
+) -> Result<HashMap<RecordKey, RevisionTree>> {
     let mut out: HashMap<RecordKey, RevisionTree> = keys.iter().map(|k| (k.clone(), RevisionTree::new())).collect();
     if keys.is_empty() {
         return Ok(out);
@@ -257,12 +268,7 @@ async fn load_trees(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Resul
             let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
             let rev = parse_rev(col(&row, 2)?)?;
             let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
-            let body = col::<Option<&str>>(&row, 5)?
-                .map(|b| {
-                    serde_json::from_str::<Attributes>(b)
-                        .map_err(|e| Error::corrupt(format!("stored body of {}/{} {rev}: {e}", key.0, key.1)))
-                })
-                .transpose()?;
+            let body = col::<Option<&str>>(&row, 5)?.map(|b| stored::body(b, &key.0, &key.1, &rev)).transpose()?;
             let seq = col::<Option<i64>>(&row, 6)?.map(seq_of);
             let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq };
             out.entry(key).or_default().insert(rev, node);
@@ -286,154 +292,8 @@ async fn held_revs(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result
     Ok(out)
 }
 
-async fn load_state(inner: &Inner, client: &Object, table: &str, id: &str) -> Result<Option<StoredState>> {
+pub(crate) async fn load_state(inner: &Inner, client: &Object, table: &str, id: &str) -> Result<Option<StoredState>> {
     inner.query(client, &inner.sql.load_state, &[&table, &id]).await?.first().map(state_of).transpose()
-}
-
-async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> {
-    let sql = &inner.sql;
-    let stubs: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_none()).collect();
-    if !stubs.is_empty() {
-        let tables: Vec<&str> = stubs.iter().map(|r| r.table.as_str()).collect();
-        let ids: Vec<&str> = stubs.iter().map(|r| r.id.as_str()).collect();
-        let revs: Vec<String> = stubs.iter().map(|r| r.rev.to_string()).collect();
-        let parents: Vec<Option<String>> = stubs.iter().map(|r| r.parent.map(|p| p.to_string())).collect();
-        inner.execute(client, &sql.insert_stubs, &[&tables, &ids, &revs, &parents]).await?;
-    }
-    // One row per revision in an upsert (PostgreSQL refuses to update a row twice in one statement); a
-    // later entry for the same revision wins, as it would written one by one.
-    let mut events: Vec<&StoredRevision> = Vec::new();
-    let mut at: HashMap<(&str, &str, RevId), usize> = HashMap::new();
-    for r in writes.revisions.iter().filter(|r| r.event.is_some()) {
-        match at.get(&(r.table.as_str(), r.id.as_str(), r.rev)) {
-            Some(&i) => events[i] = r,
-            None => {
-                at.insert((r.table.as_str(), r.id.as_str(), r.rev), events.len());
-                events.push(r);
-            }
-        }
-    }
-    if !events.is_empty() {
-        let tables: Vec<&str> = events.iter().map(|r| r.table.as_str()).collect();
-        let ids: Vec<&str> = events.iter().map(|r| r.id.as_str()).collect();
-        let revs: Vec<String> = events.iter().map(|r| r.rev.to_string()).collect();
-        let parents: Vec<Option<String>> = events.iter().map(|r| r.parent.map(|p| p.to_string())).collect();
-        let deleted: Vec<bool> = events.iter().map(|r| r.deleted).collect();
-        let bodies: Vec<Option<&str>> = events.iter().map(|r| r.body.as_deref()).collect();
-        let (seqs, chains): (Vec<i64>, Vec<&[u8]>) =
-            events.iter().filter_map(|r| r.event.as_ref()).map(|(seq, chain)| (sql_seq(*seq), &chain.0[..])).unzip();
-        inner
-            .execute(client, &sql.upsert_events, &[&tables, &ids, &revs, &parents, &deleted, &bodies, &seqs, &chains])
-            .await?;
-    }
-    if !writes.states.is_empty() {
-        let s = &writes.states;
-        let tables: Vec<&str> = s.iter().map(|s| s.table.as_str()).collect();
-        let ids: Vec<&str> = s.iter().map(|s| s.id.as_str()).collect();
-        let revs: Vec<String> = s.iter().map(|s| s.rev.to_string()).collect();
-        let deleted: Vec<bool> = s.iter().map(|s| s.deleted).collect();
-        let bodies: Vec<&str> = s.iter().map(|s| s.body.as_str()).collect();
-        let leaves: Vec<String> = s.iter().map(|s| join_revs(&s.leaves)).collect();
-        let conflicts: Vec<String> = s.iter().map(|s| join_revs(&s.conflicts)).collect();
-        let field_conflicts = s
-            .iter()
-            .map(|s| serde_json::to_string(&s.field_conflicts).map_err(|e| Error::internal(e.to_string())))
-            .collect::<Result<Vec<String>>>()?;
-        let seqs: Vec<i64> = s.iter().map(|s| sql_seq(s.seq)).collect();
-        inner
-            .execute(
-                client,
-                &sql.upsert_states,
-                &[&tables, &ids, &revs, &deleted, &bodies, &leaves, &conflicts, &field_conflicts, &seqs],
-            )
-            .await?;
-    }
-    if let Some((seq, chain)) = writes.head {
-        let payload = format!("{} {seq}", inner.name);
-        let updated = inner.query(client, &sql.set_head, &[&sql_seq(seq), &&chain.0[..], &payload]).await?;
-        if updated.len() != 1 {
-            return Err(Error::corrupt(format!("database {:?} has no head row", inner.name)));
-        }
-    }
-    if writes.live_records != 0 {
-        inner.execute(client, &sql.add_live_records, &[&writes.live_records]).await?;
-    }
-    if let Some(p) = writes.resume {
-        inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;
-    }
-    if !writes.knowledge.is_empty() {
-        let k = &writes.knowledge;
-        let peers: Vec<Uuid> = k.iter().map(|k| k.peer).collect();
-        let peer_seqs: Vec<i64> = k.iter().map(|k| sql_seq(k.peer_seq)).collect();
-        let chains: Vec<&[u8]> = k.iter().map(|k| &k.peer_chain.0[..]).collect();
-        let local: Vec<i64> = k.iter().map(|k| sql_seq(k.local_seq)).collect();
-        let via: Vec<Option<Uuid>> = k.iter().map(|k| k.via).collect();
-        inner.execute(client, &sql.insert_knowledge, &[&peers, &peer_seqs, &chains, &local, &via]).await?;
-    }
-    if let Some(e) = writes.epoch {
-        inner.execute(client, &sql.insert_epoch, &[&e.uuid, &sql_seq(e.start_seq)]).await?;
-    }
-    for table in &writes.views {
-        schema::ensure_views(client, &inner.name, table, &inner.target).await?;
-    }
-    Ok(())
-}
-
-/// A write transaction: a pooled connection inside `BEGIN … COMMIT`, holding the database's `_meta`
-/// row lock. Dropped without commit, it rolls back before the connection is reused.
-struct PgWriteTxn {
-    inner: Arc<Inner>,
-    client: Option<Object>,
-}
-
-impl PgWriteTxn {
-    fn client(&self) -> Result<&Object> {
-        self.client.as_ref().ok_or_else(|| Error::internal("the write transaction has ended"))
-    }
-}
-
-impl Drop for PgWriteTxn {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else { return };
-        // ROLLBACK needs an await; without a runtime the connection is closed instead, which rolls back too.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if client.batch_execute("ROLLBACK").await.is_err() {
-                        drop(Object::take(client));
-                    }
-                });
-            }
-            Err(_) => drop(Object::take(client)),
-        }
-    }
-}
-
-#[async_trait]
-impl WriteTxn for PgWriteTxn {
-    async fn head(&mut self) -> Result<Head> {
-        read_head(&self.inner, self.client()?).await
-    }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-        load_trees(&self.inner, self.client()?, keys).await
-    }
-    async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
-        load_state(&self.inner, self.client()?, table, id).await
-    }
-    async fn apply(&mut self, writes: WriteSet) -> Result<()> {
-        apply(&self.inner, self.client()?, &writes).await
-    }
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        let client = self.client.take().ok_or_else(|| Error::internal("the write transaction has ended"))?;
-        match client.batch_execute("COMMIT").await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // The outcome is the server's to tell; this connection is not reused either way.
-                drop(Object::take(client));
-                Err(self.inner.pg(e))
-            }
-        }
-    }
 }
 
 impl PostgresStorage {
@@ -468,10 +328,7 @@ impl Storage for PostgresStorage {
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let client = self.inner.conn().await?;
-        let txn = PgWriteTxn { inner: self.inner.clone(), client: Some(client) };
-        // On error the transaction is dropped, which rolls back whatever part of the batch ran.
-        txn.client()?.batch_execute(&self.inner.sql.lock).await.map_err(|e| self.inner.pg(e))?;
-        Ok(Box::new(txn))
+        crate::write::begin(self.inner.clone(), client).await
     }
 
     async fn head(&self) -> Result<Head> {
@@ -506,15 +363,18 @@ impl Storage for PostgresStorage {
         &self,
         since: u64,
         limit: usize,
-        tables: Option<&[String]>,
+        filter: Option<&FeedFilter>,
         pending_cap: u64,
     ) -> Result<ChangesRead> {
         let client = self.inner.conn().await?;
         let (since, limit, cap) = (sql_seq(since), limit as i64, sql_seq(pending_cap));
-        let rows = match tables {
+        let rows = match filter {
             None => self.inner.query(&client, &self.inner.sql.changes, &[&since, &limit, &cap]).await?,
-            Some(tables) => {
-                let params: [&(dyn ToSql + Sync); 4] = [&since, &limit, &cap, &tables];
+            Some(filter) => {
+                let record_tables: Vec<&str> = filter.records.iter().map(|k| k.0.as_str()).collect();
+                let record_ids: Vec<&str> = filter.records.iter().map(|k| k.1.as_str()).collect();
+                let params: [&(dyn ToSql + Sync); 6] =
+                    [&since, &limit, &cap, &filter.tables, &record_tables, &record_ids];
                 self.inner.query(&client, &self.inner.sql.changes_filtered, &params).await?
             }
         };
@@ -592,10 +452,11 @@ impl Storage for PostgresStorage {
             .transpose()
     }
 
-    async fn record_count(&self) -> Result<u64> {
+    async fn record_count(&self) -> Result<Option<u64>> {
         let client = self.inner.conn().await?;
         let rows = self.inner.query(&client, &self.inner.sql.record_count, &[]).await?;
-        Ok(seq_of(col(rows.first().ok_or_else(|| Error::internal("count returned no row"))?, 0)?))
+        let row = rows.first().ok_or_else(|| Error::corrupt(format!("database {:?} has no head row", self.name())))?;
+        Ok(col::<Option<i64>>(row, 0)?.map(seq_of))
     }
 
     fn external_commits(&self) -> Option<watch::Receiver<u64>> {
@@ -659,13 +520,14 @@ mod tests {
         let explain = |sql: String| format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
         let sql = super::Sql::new(&s);
         let tables = vec!["t".to_owned()];
+        let def_tables = vec!["_tables".to_owned()];
         type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
         let cases: [(&str, String, Params<'_>, &str, f64); 3] = [
             ("changes", explain(sql.changes), vec![&100_000_i64, &100_i64, &1000_i64], "_records_seq", 1100.0),
             (
                 "filtered changes",
                 explain(sql.changes_filtered),
-                vec![&100_000_i64, &100_i64, &1000_i64, &tables],
+                vec![&100_000_i64, &100_i64, &1000_i64, &tables, &def_tables, &tables],
                 "_records_seq",
                 1100.0,
             ),

@@ -30,9 +30,9 @@ const MIGRATIONS: &[&str] = &[
         via BLOB, PRIMARY KEY (peer, peer_seq));
      CREATE INDEX _knowledge_local_seq ON _knowledge (local_seq);
      CREATE TABLE _resume (source BLOB PRIMARY KEY, source_seq INTEGER NOT NULL, source_chain BLOB NOT NULL);",
-    // 2: the live-record count kept with every write, so `info` does not scan the records.
-    "INSERT INTO _meta (key, value)
-       SELECT 'record_count', count(*) FROM _records WHERE deleted = 0 AND tbl <> '_tables';",
+    // 2: the live-record count kept with every write (`_meta` key `record_count`), so `info` does not
+    // scan the records; the engine counts on first open.
+    "",
 ];
 
 /// Bring a file to [`FORMAT_VERSION`]; fails clearly on a file of a newer format.

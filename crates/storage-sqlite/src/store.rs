@@ -1,5 +1,6 @@
-//! [`SqliteStorage`]: the engine's storage trait on one SQLite file. One connection behind an async
-//! mutex serialises writers (seqs are assigned under it, so they commit gap-free and in order).
+//! [`SqliteStorage`]: the engine's storage trait on one SQLite file, and its reads. One connection
+//! behind an async mutex serialises writers (seqs are assigned under it, so they commit gap-free and
+//! in order); writes are in `write.rs`, the file's creation and opening in `lifecycle.rs`.
 //!
 //! SQLite calls block (reads, fsyncs, `busy_timeout` waits), so every one runs on tokio's blocking
 //! pool, never on an async worker: a heavy request cannot stall `/health` or other requests, and a
@@ -11,68 +12,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outpost_api::{Attributes, ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
-use outpost_engine::storage::stored::{self, join_revs, rev as parse_rev, rev_list as parse_revs};
+use outpost_api::{ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_engine::storage::stored::{self, rev as parse_rev, rev_list as parse_revs};
 use outpost_engine::storage::{
-    blocking, ChangesRead, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteSet, WriteTxn,
+    blocking, ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
 };
 use outpost_engine::tree::{RevisionNode, RevisionTree};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::Mutex;
 
 use crate::error::SqlResultExt;
-use crate::schema;
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
-    name: String,
+    pub(crate) name: String,
     path: PathBuf,
     conn: Arc<Mutex<Option<Connection>>>,
 }
 
 /// The connection in `slot`, or NotFound once the database was closed for deletion.
-fn open_in(slot: &Option<Connection>) -> Result<&Connection> {
+pub(crate) fn open_in(slot: &Option<Connection>) -> Result<&Connection> {
     slot.as_ref().ok_or_else(|| Error::not_found("the database was deleted"))
 }
 
-fn open_connection(path: &Path, create: bool) -> Result<Connection> {
-    use rusqlite::OpenFlags;
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    if create {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-    }
-    let conn = Connection::open_with_flags(path, flags).sql()?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).sql()?;
-    // WAL: readers never block the writer; FULL: a committed write survives a crash or power loss.
-    conn.pragma_update(None, "journal_mode", "WAL").sql()?;
-    conn.pragma_update(None, "synchronous", "FULL").sql()?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// Make the empty file a database will be written into, readable by its owner only (SPEC §14: database
-/// files 0600; SQLite gives its `-wal` and `-shm` files the same mode). AlreadyExists if it is there.
-pub(crate) fn create_private(path: &Path) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map(drop).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::already_exists(format!("{} exists", path.display())),
-        _ => Error::unavailable(format!("cannot create {}: {e}", path.display())),
-    })
-}
-
-pub(crate) fn remove_with_wal(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-}
-
 fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
-    Uuid::from_slice(&bytes).map_err(|_| Error::corrupt("a stored uuid is not 16 bytes"))
+    stored::uuid(&bytes)
 }
 
 fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
@@ -80,73 +44,9 @@ fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
 }
 
 impl SqliteStorage {
-    /// Create a new database file. AlreadyExists when the file exists.
-    pub fn create(path: &Path, name: &str) -> Result<Self> {
-        outpost_api::names::validate_db_name(name)?;
-        if path.exists() {
-            return Err(Error::already_exists(format!("{} exists", path.display())));
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-            return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
-        }
-        // Built under a staging name and moved into place, so a crash never leaves a half-made file
-        // where the database should be.
-        let mut staging = path.file_name().unwrap_or_default().to_os_string();
-        staging.push(".creating");
-        let staging = path.with_file_name(staging);
-        remove_with_wal(&staging);
-        let built = Self::build(&staging, name).and_then(|()| {
-            std::fs::rename(&staging, path)
-                .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))
-        });
-        if let Err(e) = built {
-            remove_with_wal(&staging);
-            return Err(e);
-        }
-        Self::open(path)
-    }
-
-    /// Write a new database's schema and identity to `path`, and close it.
-    fn build(path: &Path, name: &str) -> Result<()> {
-        create_private(path)?;
-        let mut conn = open_connection(path, true)?;
-        schema::migrate(&mut conn)?;
-        let uuid = Uuid::new_v4();
-        let genesis = outpost_engine::hash::genesis_chain(uuid);
-        let tx = conn.transaction().sql()?;
-        tx.execute("INSERT INTO _meta (key, value) VALUES ('name', ?1)", [name]).sql()?;
-        tx.execute("INSERT INTO _meta (key, value) VALUES ('update_seq', 0)", []).sql()?;
-        tx.execute("INSERT INTO _meta (key, value) VALUES ('chain', ?1)", [&genesis.0[..]]).sql()?;
-        tx.execute("INSERT INTO _epochs (position, uuid, start_seq) VALUES (0, ?1, 1)", [&uuid.as_bytes()[..]])
-            .sql()?;
-        tx.commit().sql()?;
-        // Closing the only connection checkpoints the WAL into the file and removes it.
-        conn.close().map_err(|(_, e)| crate::error::map(e))?;
-        Ok(())
-    }
-
-    /// Open an existing database file. NotFound when there is none; a clear error for a file that is
-    /// not an Outpost database or has a newer format.
-    pub fn open(path: &Path) -> Result<Self> {
-        if path.is_dir() {
-            return Err(Error::invalid(format!("{} is a directory, not a database file", path.display())));
-        }
-        if !path.is_file() {
-            return Err(Error::not_found(format!("no database file at {}", path.display())));
-        }
-        let mut conn = open_connection(path, false)?;
-        let not_outpost = || Error::invalid(format!("{} is not an Outpost database", path.display()));
-        let version = schema::version(&conn).map_err(|_| not_outpost())?;
-        if version == 0 {
-            return Err(not_outpost());
-        }
-        schema::migrate(&mut conn)?;
-        let name: String = conn
-            .query_row("SELECT value FROM _meta WHERE key = 'name'", [], |r| r.get(0))
-            .optional()
-            .sql()?
-            .ok_or_else(not_outpost)?;
-        Ok(SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))) })
+    /// The storage of the open database `name` on `conn`.
+    pub(crate) fn new(name: String, path: &Path, conn: Connection) -> Self {
+        SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))) }
     }
 
     /// The file this database lives in.
@@ -161,38 +61,12 @@ impl SqliteStorage {
     }
 
     /// Run `f` on the connection, on the blocking pool, once no writer holds it.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let slot = self.conn.clone().lock_owned().await;
         blocking(move || f(open_in(&slot)?)).await?
-    }
-
-    /// Write a consistent copy of the database to the new file `to` (SQLite's `VACUUM INTO`: one read
-    /// transaction, so writers may go on; the copy is compact and self-contained, without a WAL).
-    pub async fn backup_to(&self, to: &Path) -> Result<()> {
-        if to.exists() {
-            return Err(Error::already_exists(format!("{} exists; a backup never overwrites a file", to.display())));
-        }
-        let target = to.to_str().ok_or_else(|| Error::invalid(format!("{} is not a UTF-8 path", to.display())))?;
-        let (to, target) = (to.to_owned(), target.to_owned());
-        self.run(move |conn| {
-            // VACUUM INTO writes into an empty file as into a new one, keeping its mode.
-            create_private(&to)?;
-            if let Err(e) = conn.execute("VACUUM INTO ?1", [target]).sql() {
-                let _ = std::fs::remove_file(&to);
-                return Err(e);
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Set the name recorded in the file (a restored copy takes the name it is restored under).
-    pub async fn set_name(&mut self, name: &str) -> Result<()> {
-        outpost_api::names::validate_db_name(name)?;
-        let new = name.to_owned();
-        self.run(move |conn| conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'name'", [new]).sql()).await?;
-        self.name = name.to_owned();
-        Ok(())
     }
 
     /// Run a closure on the connection (for tests and tools that inspect the file, e.g. query plans).
@@ -203,7 +77,7 @@ impl SqliteStorage {
     }
 }
 
-fn read_head(conn: &Connection) -> Result<Head> {
+pub(crate) fn read_head(conn: &Connection) -> Result<Head> {
     let update_seq: i64 = conn.query_row("SELECT value FROM _meta WHERE key = 'update_seq'", [], |r| r.get(0)).sql()?;
     let chain: Vec<u8> = conn.query_row("SELECT value FROM _meta WHERE key = 'chain'", [], |r| r.get(0)).sql()?;
     let mut stmt = conn.prepare_cached("SELECT uuid, start_seq FROM _epochs ORDER BY position").sql()?;
@@ -221,7 +95,7 @@ fn read_head(conn: &Connection) -> Result<Head> {
     Ok(Head { update_seq: update_seq as u64, chain: blob_chain(chain)?, epochs })
 }
 
-fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
     let mut stmt = conn
         .prepare_cached("SELECT rev, parent, deleted, body, seq FROM _revisions WHERE tbl = ?1 AND id = ?2")
         .sql()?;
@@ -232,14 +106,8 @@ fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey
         while let Some(row) = rows.next().sql()? {
             let rev = parse_rev(&row.get::<_, String>(0).sql()?)?;
             let parent = row.get::<_, Option<String>>(1).sql()?.map(|p| parse_rev(&p)).transpose()?;
-            let body = row
-                .get::<_, Option<String>>(3)
-                .sql()?
-                .map(|b| {
-                    serde_json::from_str::<Attributes>(&b)
-                        .map_err(|e| Error::corrupt(format!("stored body of {}/{} {rev}: {e}", key.0, key.1)))
-                })
-                .transpose()?;
+            let body = row.get::<_, Option<String>>(3).sql()?;
+            let body = body.map(|b| stored::body(&b, &key.0, &key.1, &rev)).transpose()?;
             let node = RevisionNode {
                 parent,
                 deleted: row.get(2).sql()?,
@@ -278,7 +146,7 @@ pub(crate) fn pending_sql(filter: &str) -> String {
     format!("SELECT count(*) FROM (SELECT 1 FROM _records WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2)")
 }
 
-const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
+pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
 
 fn state_of(row: &Row<'_>) -> Result<StoredState> {
     let field_conflicts: String = row.get(7).sql()?;
@@ -290,193 +158,18 @@ fn state_of(row: &Row<'_>) -> Result<StoredState> {
         body: row.get(4).sql()?,
         leaves: parse_revs(&row.get::<_, String>(5).sql()?)?,
         conflicts: parse_revs(&row.get::<_, String>(6).sql()?)?,
-        field_conflicts: serde_json::from_str(&field_conflicts).map_err(|e| Error::corrupt(e.to_string()))?,
+        field_conflicts: stored::field_conflicts(&field_conflicts)?,
         seq: row.get::<_, i64>(8).sql()? as u64,
     })
 }
 
-fn load_state(conn: &Connection, table: &str, id: &str) -> Result<Option<StoredState>> {
+pub(crate) fn load_state(conn: &Connection, table: &str, id: &str) -> Result<Option<StoredState>> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id = ?2")).sql()?;
     let mut rows = stmt.query(params![table, id]).sql()?;
     match rows.next().sql()? {
         Some(row) => Ok(Some(state_of(row)?)),
         None => Ok(None),
-    }
-}
-
-fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
-    {
-        let mut stub = conn
-            .prepare_cached(
-                "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
-                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL)
-                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
-            )
-            .sql()?;
-        let mut event = conn
-            .prepare_cached(
-                "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent),
-                   deleted = excluded.deleted, body = excluded.body, seq = excluded.seq, chain = excluded.chain",
-            )
-            .sql()?;
-        for r in &writes.revisions {
-            let parent = r.parent.map(|p| p.to_string());
-            match r.event {
-                None => stub.execute(params![r.table, r.id, r.rev.to_string(), parent]).sql()?,
-                Some((seq, chain)) => event
-                    .execute(params![
-                        r.table,
-                        r.id,
-                        r.rev.to_string(),
-                        parent,
-                        r.deleted,
-                        r.body,
-                        seq as i64,
-                        &chain.0[..]
-                    ])
-                    .sql()?,
-            };
-        }
-    }
-    {
-        let mut upsert = conn
-            .prepare_cached(&format!(
-                "INSERT INTO _records ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
-                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
-                   field_conflicts = excluded.field_conflicts, seq = excluded.seq"
-            ))
-            .sql()?;
-        for s in &writes.states {
-            let field_conflicts =
-                serde_json::to_string(&s.field_conflicts).map_err(|e| Error::internal(e.to_string()))?;
-            upsert
-                .execute(params![
-                    s.table,
-                    s.id,
-                    s.rev.to_string(),
-                    s.deleted,
-                    s.body,
-                    join_revs(&s.leaves),
-                    join_revs(&s.conflicts),
-                    field_conflicts,
-                    s.seq as i64
-                ])
-                .sql()?;
-        }
-    }
-    if let Some((seq, chain)) = writes.head {
-        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'update_seq'", [seq as i64]).sql()?;
-        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'chain'", [&chain.0[..]]).sql()?;
-    }
-    if writes.live_records != 0 {
-        conn.execute("UPDATE _meta SET value = value + ?1 WHERE key = 'record_count'", [writes.live_records]).sql()?;
-    }
-    if let Some(p) = writes.resume {
-        conn.execute(
-            "INSERT INTO _resume (source, source_seq, source_chain) VALUES (?1, ?2, ?3)
-             ON CONFLICT (source) DO UPDATE SET source_seq = excluded.source_seq, source_chain = excluded.source_chain",
-            params![&p.source.as_bytes()[..], p.source_seq as i64, &p.source_chain.0[..]],
-        )
-        .sql()?;
-    }
-    for k in &writes.knowledge {
-        conn.execute(
-            "INSERT INTO _knowledge (peer, peer_seq, peer_chain, local_seq, via) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (peer, peer_seq) DO NOTHING",
-            params![
-                &k.peer.as_bytes()[..],
-                k.peer_seq as i64,
-                &k.peer_chain.0[..],
-                k.local_seq as i64,
-                k.via.map(|v| v.as_bytes().to_vec())
-            ],
-        )
-        .sql()?;
-    }
-    if let Some(e) = writes.epoch {
-        conn.execute(
-            "INSERT INTO _epochs (position, uuid, start_seq) VALUES ((SELECT count(*) FROM _epochs), ?1, ?2)",
-            params![&e.uuid.as_bytes()[..], e.start_seq as i64],
-        )
-        .sql()?;
-    }
-    for table in &writes.views {
-        schema::ensure_views(conn, table)?;
-    }
-    Ok(())
-}
-
-/// An open transaction on the connection: rolled back when dropped uncommitted, wherever that happens
-/// (also on the blocking pool, after the request that began it was cancelled).
-struct OpenTxn {
-    slot: OwnedMutexGuard<Option<Connection>>,
-    open: bool,
-}
-
-impl OpenTxn {
-    fn conn(&self) -> &Connection {
-        self.slot.as_ref().expect("a transaction began on an open connection, which it holds")
-    }
-}
-
-impl Drop for OpenTxn {
-    fn drop(&mut self) {
-        if self.open {
-            let _ = self.conn().execute_batch("ROLLBACK");
-        }
-    }
-}
-
-/// A write transaction: holds the connection until commit or drop (drop rolls back). Each step moves
-/// the transaction to the blocking pool and back.
-struct SqliteWriteTxn {
-    txn: Option<OpenTxn>,
-}
-
-impl SqliteWriteTxn {
-    async fn run<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut OpenTxn) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        // Only a step whose future was dropped mid-way leaves no transaction; it was rolled back.
-        let mut txn = self.txn.take().ok_or_else(|| Error::unavailable("this write was cancelled and rolled back"))?;
-        let (txn, out) = blocking(move || {
-            let out = f(&mut txn);
-            (txn, out)
-        })
-        .await?;
-        self.txn = Some(txn);
-        out
-    }
-}
-
-#[async_trait]
-impl WriteTxn for SqliteWriteTxn {
-    async fn head(&mut self) -> Result<Head> {
-        self.run(|t| read_head(t.conn())).await
-    }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-        let keys = keys.to_vec();
-        self.run(move |t| load_trees(t.conn(), &keys)).await
-    }
-    async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
-        let (table, id) = (table.to_owned(), id.to_owned());
-        self.run(move |t| load_state(t.conn(), &table, &id)).await
-    }
-    async fn apply(&mut self, writes: WriteSet) -> Result<()> {
-        self.run(move |t| apply(t.conn(), &writes)).await
-    }
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.run(|t| {
-            t.conn().execute_batch("COMMIT").sql()?;
-            t.open = false;
-            Ok(())
-        })
-        .await
     }
 }
 
@@ -491,14 +184,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
-        let slot = self.conn.clone().lock_owned().await;
-        let txn = blocking(move || {
-            // Waits up to the busy timeout for another process's writer.
-            open_in(&slot)?.execute_batch("BEGIN IMMEDIATE").sql()?;
-            Ok::<_, Error>(OpenTxn { slot, open: true })
-        })
-        .await??;
-        Ok(Box::new(SqliteWriteTxn { txn: Some(txn) }))
+        crate::write::begin(self.conn.clone()).await
     }
 
     async fn close(&self) {
@@ -559,11 +245,11 @@ impl Storage for SqliteStorage {
         &self,
         since: u64,
         limit: usize,
-        tables: Option<&[String]>,
+        filter: Option<&FeedFilter>,
         pending_cap: u64,
     ) -> Result<ChangesRead> {
-        let tables = tables.map(<[String]>::to_vec);
-        self.run(move |conn| changes(conn, since, limit, tables.as_deref(), pending_cap)).await
+        let filter = filter.cloned();
+        self.run(move |conn| changes(conn, since, limit, filter.as_ref(), pending_cap)).await
     }
 
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
@@ -623,11 +309,13 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn record_count(&self) -> Result<u64> {
+    async fn record_count(&self) -> Result<Option<u64>> {
         self.run(|conn| {
-            let n: i64 =
-                conn.query_row("SELECT value FROM _meta WHERE key = 'record_count'", [], |r| r.get(0)).sql()?;
-            Ok(n as u64)
+            let n: Option<i64> = conn
+                .query_row("SELECT value FROM _meta WHERE key = 'record_count'", [], |r| r.get(0))
+                .optional()
+                .sql()?;
+            Ok(n.map(|n| n as u64))
         })
         .await
     }
@@ -638,16 +326,32 @@ fn changes(
     conn: &Connection,
     since: u64,
     limit: usize,
-    tables: Option<&[String]>,
+    filter: Option<&FeedFilter>,
     pending_cap: u64,
 ) -> Result<ChangesRead> {
-    // With a filter: the named tables' records, and their definitions in `_tables`.
-    let (filter, mut args): (String, Vec<rusqlite::types::Value>) = match tables {
+    // With a filter: the states of its tables, and of its single records.
+    let (filter, mut args): (String, Vec<rusqlite::types::Value>) = match filter {
         None => (String::new(), vec![]),
-        Some(tables) => {
-            let marks = (0..tables.len()).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", ");
-            let filter = format!(" AND (tbl IN ({marks}) OR (tbl = '_tables' AND id IN ({marks})))");
-            (filter, tables.iter().map(|t| t.clone().into()).collect())
+        Some(filter) => {
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut mark = |value: &str| {
+                args.push(value.to_owned().into());
+                format!("?{}", args.len() + 2)
+            };
+            let tables: Vec<String> = filter.tables.iter().map(|t| mark(t)).collect();
+            let records: Vec<String> =
+                filter.records.iter().map(|(t, id)| format!("({}, {})", mark(t), mark(id))).collect();
+            let mut any = Vec::new();
+            if !tables.is_empty() {
+                any.push(format!("tbl IN ({})", tables.join(", ")));
+            }
+            if !records.is_empty() {
+                any.push(format!("(tbl, id) IN (VALUES {})", records.join(", ")));
+            }
+            if any.is_empty() {
+                any.push("0".into());
+            }
+            (format!(" AND ({})", any.join(" OR ")), args)
         }
     };
     let sql = changes_sql(&filter);
@@ -713,6 +417,7 @@ fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outpost_engine::storage::Genesis;
     use rusqlite::StatementStatus;
 
     fn fill(conn: &Connection, from: u64, to: u64) {
@@ -738,7 +443,7 @@ mod tests {
     #[test]
     fn a_changes_page_costs_the_same_on_a_million_records() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = SqliteStorage::create(&dir.path().join("big.outpost"), "big").unwrap();
+        let storage = SqliteStorage::create(&dir.path().join("big.outpost"), &Genesis::new("big").unwrap()).unwrap();
         let slot = storage.conn.try_lock().unwrap();
         let conn = slot.as_ref().unwrap();
         let plan: Vec<String> = conn

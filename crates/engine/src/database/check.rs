@@ -110,4 +110,3 @@ pub struct CheckReport {
     /// Every problem found; empty for a sound database.
     pub problems: Vec<String>,
 }
-

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use outpost_api::{
-    names, Attributes, BatchResult, Error, NewTable, PutRecord, ReconcilePolicy, RecordWriter, Result, RevId,
-    TableDef, TableReader, TableUpdate, TableWriter, Timestamp, WriteOp, WriteResult,
+    names, Attributes, BatchResult, Error, NewTable, PutRecord, ReconcilePolicy, RecordWriter, Result, RevId, TableDef,
+    TableReader, TableUpdate, TableWriter, Timestamp, WriteOp, WriteResult,
 };
 
 use super::{table_def_of, Engine};
@@ -77,7 +77,6 @@ impl<S: Storage> Engine<S> {
         };
         Ok(self.write_one(Ok(w)).await?.rev)
     }
-
 }
 
 #[async_trait]
@@ -104,7 +103,6 @@ impl<S: Storage> RecordWriter for Engine<S> {
         self.write_local(prepared, true).await
     }
 }
-
 
 #[async_trait]
 impl<S: Storage> TableWriter for Engine<S> {
@@ -166,4 +164,3 @@ impl<S: Storage> TableWriter for Engine<S> {
         Ok(())
     }
 }
-

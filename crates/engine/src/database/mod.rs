@@ -59,7 +59,26 @@ impl<S: Storage> Engine<S> {
         let head = storage.head().await?;
         let committed = Arc::new(watch::channel(head.update_seq).0);
         let (closed, _) = watch::channel(false);
-        Ok(Engine { storage, limits, committed, closed })
+        let engine = Engine { storage, limits, committed, closed };
+        if engine.storage.record_count().await?.is_none() {
+            engine.recount().await?;
+        }
+        Ok(engine)
+    }
+
+    /// Count the live records afresh (a new database, or one from before format 2) and store the
+    /// count, under the writer lock so that no write falls between the count and its store.
+    async fn recount(&self) -> Result<u64> {
+        let mut txn = self.begin().await?;
+        let counted: u64 = txn
+            .live_states_by_table()
+            .await?
+            .into_iter()
+            .filter(|(table, _)| crate::plan::counts_table(table))
+            .map(|(_, n)| n)
+            .sum();
+        self.commit(txn, WriteSet { record_count: Some(counted), ..WriteSet::default() }).await?;
+        Ok(counted)
     }
 
     /// End this database, as its backend deletes it: every later call answers NotFound, waiting
@@ -140,5 +159,4 @@ impl<S: Storage> Engine<S> {
         self.commit(txn, writes).await?;
         Ok(epoch)
     }
-
 }

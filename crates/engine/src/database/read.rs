@@ -13,7 +13,7 @@ use outpost_api::{
 
 use super::{check_page, parse_body, table_def_of, Engine};
 use crate::reconcile::reconcile;
-use crate::storage::{Head, RecordKey, Storage, StoredState};
+use crate::storage::{FeedFilter, Head, RecordKey, Storage, StoredState};
 use crate::tree::RevisionTree;
 use crate::validate;
 
@@ -41,7 +41,6 @@ impl<S: Storage> TableReader for Engine<S> {
         }
     }
 }
-
 
 #[async_trait]
 impl<S: Storage> RecordReader for Engine<S> {
@@ -148,7 +147,12 @@ impl<S: Storage> ChangeReader for Engine<S> {
         let limit = check_page(request.limit)?;
         validate::seq(request.since, "since")?;
         let tables = validate::table_filter(request.tables, &self.limits)?;
-        let read = self.store()?.changes(request.since, limit, tables.as_deref(), PENDING_EXACT_UP_TO).await?;
+        // A table's definition travels with its records: a filtered feed carries its `_tables` record.
+        let filter = tables.map(|tables| FeedFilter {
+            records: tables.iter().map(|t| (names::TABLES_TABLE.to_owned(), t.clone())).collect(),
+            tables,
+        });
+        let read = self.store()?.changes(request.since, limit, filter.as_ref(), PENDING_EXACT_UP_TO).await?;
         // Drained, the reader has seen everything up to update_seq (the knowledge rule of §8 relies on it).
         let last_seq = match (read.pending, read.changes.last()) {
             (0, _) => read.update_seq.max(request.since),
@@ -212,9 +216,11 @@ impl<S: Storage> InfoReader for Engine<S> {
             epochs: head.epochs.clone(),
             update_seq: head.update_seq,
             chain: head.chain,
-            record_count: self.store()?.record_count().await?,
+            record_count: match self.store()?.record_count().await? {
+                Some(n) => n,
+                None => self.recount().await?,
+            },
             backend: self.storage.backend().to_owned(),
         })
     }
 }
-

@@ -35,10 +35,9 @@ impl<S: Storage> Engine<S> {
         }
         // Validation encodes every body to measure it: off the async workers, like the planning below.
         let limits = self.limits;
-        let revisions: Vec<VerifiedRevision> = blocking(move || {
-            revisions.into_iter().map(|r| validate::replicated(r, &limits)).collect::<Result<_>>()
-        })
-        .await??;
+        let revisions: Vec<VerifiedRevision> =
+            blocking(move || revisions.into_iter().map(|r| validate::replicated(r, &limits)).collect::<Result<_>>())
+                .await??;
         if let Some(point) = &resume {
             validate::resume_point(point)?;
         }

@@ -1,3 +1,5 @@
+//! Tests of the quicksync file format: writing, reading, and every way a damaged file is refused.
+
 use outpost_api::{Attributes, RevId, RevisionData, Value};
 
 use super::*;

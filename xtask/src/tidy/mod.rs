@@ -1,13 +1,18 @@
-//! Conventions checked by code (rust-analyzer's `tidy`): the dependency direction of SPEC §1 and a
-//! `//!` doc at every crate root.
+//! Conventions checked by code (rust-analyzer's `tidy`): the dependency direction of SPEC §1, a `//!`
+//! doc at every crate root, no forbidden crate in the tree, and the source-file conventions of
+//! [`files`] (a `//!` doc on every file, no `#[ignore]`, the line budget, one file set for both
+//! storage crates, every suite test registered).
 
 use std::path::Path;
 use std::process::Command;
 
+mod files;
+
 /// Which workspace crates each crate may depend on (normal dependencies), per SPEC §1's layering:
-/// api ← engine ← storage-*; api ← http-client, reconciler, quicksync; engine/api ← http-server, which
-/// also uses the reconciler and http-client for its replication jobs (`POST /replicate`, whose ends may
-/// be URLs of other servers) and quicksync for publishing on a schedule; cli, tests and bench may use
+/// api ← engine ← storage-*; api ← http-client, reconciler, quicksync; api ← http-server, which also
+/// uses the reconciler and http-client for its replication jobs (`POST /replicate`, whose ends may be
+/// URLs of other servers) and quicksync for publishing on a schedule, and never the engine (it serves
+/// any `Databases`); the `outpost` facade re-exports the library crates; cli, tests and bench may use
 /// everything.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-api", &[]),
@@ -17,7 +22,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-client", &["outpost-api"]),
     ("outpost-reconciler", &["outpost-api"]),
     ("outpost-quicksync", &["outpost-api"]),
-    ("outpost-server", &["outpost-api", "outpost-engine", "outpost-reconciler", "outpost-client", "outpost-quicksync"]),
+    ("outpost-server", &["outpost-api", "outpost-reconciler", "outpost-client", "outpost-quicksync"]),
+    (
+        "outpost",
+        &[
+            "outpost-api",
+            "outpost-engine",
+            "outpost-sqlite",
+            "outpost-postgres",
+            "outpost-client",
+            "outpost-server",
+            "outpost-reconciler",
+            "outpost-quicksync",
+            "outpost",
+        ],
+    ),
     ("outpost-cli", &["*"]),
     ("outpost-tests", &["*"]),
     ("outpost-bench", &["*"]),
@@ -70,6 +89,7 @@ pub fn check(root: &Path) -> Result<(), Vec<String>> {
         }
     }
     problems.extend(forbidden_crates(root));
+    problems.extend(files::check(root));
     if problems.is_empty() {
         Ok(())
     } else {

@@ -1,0 +1,29 @@
+//! How a database file's connection is opened: flags, the busy timeout, and the PRAGMAs that make
+//! every commit durable (WAL, `synchronous = FULL`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_api::Result;
+use rusqlite::Connection;
+
+use crate::error::SqlResultExt;
+
+/// How long a writer waits for another process's writer of the same file.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open the connection of the database file at `path` (creating the file only when `create`).
+pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).sql()?;
+    conn.busy_timeout(BUSY_TIMEOUT).sql()?;
+    // WAL: readers never block the writer; FULL: a committed write survives a crash or power loss.
+    conn.pragma_update(None, "journal_mode", "WAL").sql()?;
+    conn.pragma_update(None, "synchronous", "FULL").sql()?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{header, Request};
 use libfuzzer_sys::fuzz_target;
-use outpost_api::{Databases, Limits, NewTable, TableWriter};
+use outpost_api::{Databases, Limits, NewTable};
 use outpost_server::{router, AppState};
 use outpost_sqlite::SqliteDatabases;
 use tower::ServiceExt;

@@ -105,6 +105,7 @@ impl std::fmt::Display for ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{kind}: {message}")]
+#[non_exhaustive]
 pub struct Error {
     /// What went wrong, in a stable form.
     #[serde(rename = "error")]

@@ -22,8 +22,8 @@ mod value;
 pub use error::{Error, ErrorKind, Result};
 pub use names::Limits;
 pub use record::{
-    BatchResult, Change, ChangesPage, ChangesRequest, GetOptions, ListOptions, PutRecord, Record, RecordPage, WriteOp,
-    WriteOpKind, WriteResult, PENDING_EXACT_UP_TO,
+    check_page, BatchResult, Change, ChangesPage, ChangesRequest, GetOptions, ListOptions, PutRecord, Record,
+    RecordPage, WriteOp, WriteOpKind, WriteResult, DEFAULT_PAGE, MAX_PAGE, PENDING_EXACT_UP_TO,
 };
 pub use replica::{
     DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,

@@ -46,20 +46,28 @@ pub struct GetOptions {
     pub revs: bool,
 }
 
-/// A local write of a record body.
+/// A local write of a record body: what `put_record` takes, and the body of the HTTP record writes.
+// `A` is the attributes' form: `Attributes` (the typed wire form), or plain JSON for a server reading
+// `?format=plain` before it converts them (the one write shape for both). The OpenAPI document leaves `null` out of the optional fields' schemas (it means the same as
+// leaving the field out): a `oneOf` of `null` and a pattern or a reference is what Schemathesis
+// cannot negate.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct PutRecord {
-    /// The record id; generated (UUID v7) when absent.
+#[serde(deny_unknown_fields)]
+pub struct PutRecord<A = Attributes> {
+    /// The record id; generated (UUID v7) when absent. Over HTTP, a `PUT` names it in the path (a
+    /// body naming another is refused).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub id: Option<String>,
     /// The revision this write edits; must be a current leaf. `None` creates the record (or revives
-    /// it after a delete).
+    /// it after a delete). Over HTTP, `If-Match` may carry it.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub rev: Option<RevId>,
-    /// The new attributes.
+    /// The new attributes (empty when absent).
     #[serde(default)]
-    pub attributes: Attributes,
+    pub attributes: A,
     /// Conflicting leaves this write resolves: each gets a tombstone in the same transaction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolves: Vec<RevId>,
@@ -155,8 +163,24 @@ pub struct ListOptions {
     pub include_deleted: bool,
 }
 
+/// The largest page a read may ask for (records, changes, events), and the largest replication
+/// batch: the one definition every crate checks against.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// A page size (or batch size) checked against the contract, 1 to [`MAX_PAGE`]; `what` names it in
+/// the error (`limit`, `--batch-size`, ...).
+pub fn check_page(size: u64, what: &str) -> Result<usize, Error> {
+    match usize::try_from(size) {
+        Ok(n @ 1..=MAX_PAGE) => Ok(n),
+        _ => Err(Error::invalid(format!("{what} must be between 1 and {MAX_PAGE}, not {size}"))),
+    }
+}
+
 fn default_limit() -> usize {
-    100
+    DEFAULT_PAGE
 }
 
 impl Default for ListOptions {

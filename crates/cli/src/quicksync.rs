@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use outpost_api::{Error, ErrorKind, Limits, Result};
+use outpost_api::{ErrorKind, Limits, Result};
 use outpost_quicksync::{PublishOptions, PublishProgress, PullOptions, PullProgress, PullReport};
 use outpost_reconciler::{Options, Report};
 use serde::Serialize;
@@ -139,9 +139,7 @@ struct PullOutput<'a> {
 }
 
 async fn pull(args: PullArgs, json: bool) -> Result<()> {
-    if args.chunk == 0 || args.chunk > 10_000 {
-        return Err(Error::invalid(format!("--chunk must be between 1 and 10000, not {}", args.chunk)));
-    }
+    outpost_api::check_page(args.chunk as u64, "--chunk")?;
     let locator: Locator = args.db.parse()?;
     let target = open_or_create(&locator).await?;
     let cache = args.cache.clone().unwrap_or_else(|| default_cache(&locator, &args.url));

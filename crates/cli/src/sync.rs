@@ -14,9 +14,7 @@ use crate::output::{self, Bar};
 use crate::SyncArgs;
 
 pub async fn run(args: SyncArgs, json: bool) -> Result<()> {
-    if args.batch_size == 0 || args.batch_size > 10_000 {
-        return Err(Error::invalid(format!("--batch-size must be between 1 and 10000, not {}", args.batch_size)));
-    }
+    outpost_api::check_page(args.batch_size as u64, "--batch-size")?;
     let source_locator: Locator = args.source.parse()?;
     let target_locator: Locator = args.target.parse()?;
     if source_locator == target_locator {

@@ -20,4 +20,4 @@ pub mod validate;
 #[cfg(test)]
 mod vectors;
 
-pub use database::{CheckReport, Engine, MAX_PAGE};
+pub use database::{CheckReport, Engine};

@@ -17,11 +17,6 @@ use crate::access::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// Most entries a page may hold (`limit`, docs/HTTP.md).
-pub const MAX_LIMIT: u64 = 10_000;
-/// The page size when `limit` is not given.
-pub const DEFAULT_LIMIT: u64 = 100;
-
 fn rejection(status: StatusCode, text: String) -> ApiError {
     ApiError(Error::new(ErrorKind::from_http_status(status.as_u16()), text))
 }
@@ -333,8 +328,5 @@ impl IfMatch {
 
 /// A `limit` parameter checked against the contract's 1–10000.
 pub fn page_limit(limit: Option<u64>) -> ApiResult<usize> {
-    match limit.unwrap_or(DEFAULT_LIMIT) {
-        l @ 1..=MAX_LIMIT => Ok(l as usize),
-        l => Err(ApiError(Error::invalid(format!("limit must be between 1 and {MAX_LIMIT}, not {l}")))),
-    }
+    Ok(outpost_api::check_page(limit.unwrap_or(outpost_api::DEFAULT_PAGE as u64), "limit")?)
 }

@@ -22,9 +22,6 @@ mod replica;
 
 pub use check::CheckReport;
 
-/// Largest page a read may ask for (records, changes, revisions).
-pub const MAX_PAGE: usize = 10_000;
-
 /// A database: the engine's semantics over one storage.
 pub struct Engine<S: Storage> {
     storage: S,
@@ -47,10 +44,7 @@ fn table_def_of(name: &str, state: Option<&StoredState>) -> Result<TableDef> {
 }
 
 fn check_page(limit: usize) -> Result<usize> {
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE}, not {limit}")));
-    }
-    Ok(limit)
+    outpost_api::check_page(limit as u64, "limit")
 }
 
 impl<S: Storage> Engine<S> {

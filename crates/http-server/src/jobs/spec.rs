@@ -5,8 +5,6 @@ use outpost_api::{names, Error, Result};
 use outpost_client::Locator;
 use serde::{Deserialize, Serialize};
 
-use crate::extract::MAX_LIMIT;
-
 /// Revisions per batch when the request names none (the reconciler's default).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
@@ -84,12 +82,7 @@ impl JobSpec {
                 names::validate_table_name(table).map_err(|e| e.context("tables"))?;
             }
         }
-        if !(1..=MAX_LIMIT as usize).contains(&self.batch_size) {
-            return Err(Error::invalid(format!(
-                "batch_size must be between 1 and {MAX_LIMIT}, not {}",
-                self.batch_size
-            )));
-        }
+        outpost_api::check_page(self.batch_size as u64, "batch_size")?;
         Ok((source, target))
     }
 }

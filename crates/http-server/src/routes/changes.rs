@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{InvalidParameter, OfDatabase};
 use crate::access::Caller;
 use crate::connections::FeedSlot;
 use crate::error::{public, ApiError, ApiResult};
@@ -97,8 +98,8 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         (status = 200, description = "A page (`normal`, `longpoll`); for `sse` a `text/event-stream` of \
             `ChangeEvent`s, with a `: heartbeat` comment line every 15 s while there is nothing to send",
             content((ChangesPage = "application/json"), (ChangeEvent = "text/event-stream"))),
-        (status = 400, description = "Invalid parameter", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        InvalidParameter,
+        OfDatabase,
     )
 )]
 pub async fn changes(
@@ -248,8 +249,8 @@ fn event_stream(feed: EventFeed) -> impl Stream<Item = Result<Event, Infallible>
     get, path = "/dbs/{db}/wait", tag = "changes", operation_id = "wait_for_changes", params(DbPath, WaitQuery),
     responses(
         (status = 200, body = UpdateSeq),
-        (status = 400, description = "Invalid parameter", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        InvalidParameter,
+        OfDatabase,
     )
 )]
 pub async fn wait(

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use outpost_api::{DbInfo, Error};
 
+use super::responses::OfDatabase;
 use super::{OkResponse, OK};
 use crate::access::Caller;
 use crate::error::ApiResult;
@@ -45,7 +46,7 @@ pub async fn create(
     responses(
         (status = 200, body = DbInfo),
         (status = 400, description = "Invalid database name", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        OfDatabase,
     )
 )]
 pub async fn info(ReadDb(db): ReadDb) -> ApiResult<Json<DbInfo>> {
@@ -58,7 +59,7 @@ pub async fn info(ReadDb(db): ReadDb) -> ApiResult<Json<DbInfo>> {
     responses(
         (status = 200, body = OkResponse),
         (status = 400, description = "Invalid database name", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        OfDatabase,
     )
 )]
 pub async fn delete(State(state): State<AppState>, AdminDbName(name): AdminDbName) -> ApiResult<Json<OkResponse>> {

@@ -14,6 +14,7 @@ pub(crate) mod quicksync;
 pub(crate) mod records;
 pub(crate) mod replica;
 pub(crate) mod replicate;
+pub(crate) mod responses;
 pub(crate) mod server;
 pub(crate) mod tables;
 

@@ -9,6 +9,7 @@ use outpost_api::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{InvalidBody, InvalidParameter, OfDatabase, OfTable, RecordWrite};
 use crate::error::{public, ApiError, ApiResult};
 use crate::extract::{
     page_limit, parse_json, parse_sized, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody,
@@ -48,30 +49,6 @@ pub struct DeleteQuery {
     pub rev: Option<RevId>,
 }
 
-/// The body of a record write (`PUT`, `POST`).
-// `A` is the attributes' form: `Attributes` (typed) or `serde_json::Value` (plain JSON). The OpenAPI
-// document leaves `null` out of the optional fields' schemas (it means the same as leaving the field
-// out): a `oneOf` of `null` and a pattern or a reference is what Schemathesis cannot negate.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecordWrite<A> {
-    /// The record id: for `PUT` the path's (if given, it must be the same); for `POST` generated
-    /// (UUID v7) when absent.
-    #[serde(default)]
-    #[schema(nullable = false)]
-    pub id: Option<String>,
-    /// The revision this write edits (a current leaf); absent to create. `If-Match` may carry it.
-    #[serde(default)]
-    #[schema(nullable = false)]
-    pub rev: Option<RevId>,
-    /// The new attributes (empty when absent).
-    #[schema(nullable = false)]
-    pub attributes: Option<A>,
-    /// Conflicting leaves this write resolves.
-    #[serde(default)]
-    pub resolves: Vec<RevId>,
-}
-
 /// `POST /dbs/{db}/bulk`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -105,16 +82,25 @@ fn plain_record(record: Record) -> serde_json::Value {
 }
 
 /// A write's body in `format`, with its attributes in the typed form.
-fn parse_write(body: &[u8], format: Format) -> ApiResult<RecordWrite<Attributes>> {
+fn parse_write(body: &[u8], format: Format) -> ApiResult<PutRecord> {
     match format {
-        Format::Typed => parse_json(body),
+        Format::Typed => {
+            // `"attributes": null` means none, as in the plain form.
+            let write: PutRecord<Option<Attributes>> = parse_json(body)?;
+            Ok(PutRecord {
+                attributes: write.attributes.unwrap_or_default(),
+                id: write.id,
+                rev: write.rev,
+                resolves: write.resolves,
+            })
+        }
         Format::Plain => {
-            let write: RecordWrite<serde_json::Value> = parse_json(body)?;
-            let attributes = write
-                .attributes
-                .map(|json| Attributes::from_plain(&json).map_err(|e| e.context("attributes")))
-                .transpose()?;
-            Ok(RecordWrite { id: write.id, rev: write.rev, attributes, resolves: write.resolves })
+            let write: PutRecord<serde_json::Value> = parse_json(body)?;
+            let attributes = match write.attributes {
+                serde_json::Value::Null => Attributes::new(),
+                json => Attributes::from_plain(&json).map_err(|e| e.context("attributes"))?,
+            };
+            Ok(PutRecord { id: write.id, rev: write.rev, attributes, resolves: write.resolves })
         }
     }
 }
@@ -129,7 +115,7 @@ fn put_of(body: &[u8], format: Format, path_id: Option<String>, if_match: IfMatc
         (path, body) => path.or(body),
     };
     let rev = if_match.merge(write.rev)?;
-    Ok(PutRecord { id, rev, attributes: write.attributes.unwrap_or_default(), resolves: write.resolves })
+    Ok(PutRecord { id, rev, ..write })
 }
 
 /// Records of a table in id order, one page.
@@ -138,8 +124,8 @@ fn put_of(body: &[u8], format: Format, path_id: Option<String>, if_match: IfMatc
     params(DbPath, TablePath, ListQuery, FormatQuery),
     responses(
         (status = 200, body = RecordPage),
-        (status = 400, description = "Invalid parameter", body = Error),
-        (status = 404, description = "No such database or table", body = Error),
+        InvalidParameter,
+        OfTable,
     )
 )]
 pub async fn list(
@@ -170,7 +156,7 @@ pub async fn list(
     params(DbPath, RecordPath, GetQuery, FormatQuery),
     responses(
         (status = 200, body = Record),
-        (status = 400, description = "Invalid parameter", body = Error),
+        InvalidParameter,
         (status = 404, description = "No such database, table, record or revision", body = Error),
     )
 )]
@@ -193,13 +179,10 @@ pub async fn get(
 #[utoipa::path(
     put, path = "/dbs/{db}/tables/{table}/records/{id}", tag = "records", operation_id = "put_record",
     params(DbPath, RecordPath, FormatQuery),
-    request_body = RecordWrite<Attributes>,
+    request_body = PutRecord<Attributes>,
     responses(
         (status = 200, body = WriteResult),
-        (status = 400, description = "Invalid body, id or attributes", body = Error),
-        (status = 404, description = "No such database or table", body = Error),
-        (status = 409, description = "The named revision is not a current leaf", body = Error),
-        (status = 413, description = "Body over the limit", body = Error),
+        RecordWrite,
     )
 )]
 pub async fn put(
@@ -217,13 +200,10 @@ pub async fn put(
 #[utoipa::path(
     post, path = "/dbs/{db}/tables/{table}/records", tag = "records", operation_id = "post_record",
     params(DbPath, TablePath, FormatQuery),
-    request_body = RecordWrite<Attributes>,
+    request_body = PutRecord<Attributes>,
     responses(
         (status = 200, body = WriteResult),
-        (status = 400, description = "Invalid body or attributes", body = Error),
-        (status = 404, description = "No such database or table", body = Error),
-        (status = 409, description = "The named revision is not a current leaf", body = Error),
-        (status = 413, description = "Body over the limit", body = Error),
+        RecordWrite,
     )
 )]
 pub async fn post(
@@ -243,7 +223,7 @@ pub async fn post(
     params(DbPath, RecordPath, DeleteQuery),
     responses(
         (status = 200, body = WriteResult),
-        (status = 400, description = "Invalid parameter", body = Error),
+        InvalidParameter,
         (status = 404, description = "No such database, table or record", body = Error),
         (status = 409, description = "The named revision is not a current leaf", body = Error),
     )
@@ -264,8 +244,8 @@ pub async fn delete(
     request_body = BulkRequest,
     responses(
         (status = 200, body = BulkResponse),
-        (status = 400, description = "Invalid body", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        InvalidBody,
+        OfDatabase,
         (status = 413, description = "Too many operations, or body over the limit", body = Error),
     )
 )]
@@ -299,7 +279,7 @@ fn addressed(table: TablePath, id: IdQuery) -> PathParams<RecordPath> {
     params(DbPath, TablePath, IdQuery, GetQuery, FormatQuery),
     responses(
         (status = 200, body = Record),
-        (status = 400, description = "Invalid parameter", body = Error),
+        InvalidParameter,
         (status = 404, description = "No such database, table, record or revision", body = Error),
     )
 )]
@@ -317,13 +297,10 @@ pub async fn get_by_query(
 #[utoipa::path(
     put, path = "/dbs/{db}/tables/{table}/record", tag = "records", operation_id = "put_record_by_query",
     params(DbPath, TablePath, IdQuery, FormatQuery),
-    request_body = RecordWrite<Attributes>,
+    request_body = PutRecord<Attributes>,
     responses(
         (status = 200, body = WriteResult),
-        (status = 400, description = "Invalid body, id or attributes", body = Error),
-        (status = 404, description = "No such database or table", body = Error),
-        (status = 409, description = "The named revision is not a current leaf", body = Error),
-        (status = 413, description = "Body over the limit", body = Error),
+        RecordWrite,
     )
 )]
 pub async fn put_by_query(
@@ -343,7 +320,7 @@ pub async fn put_by_query(
     params(DbPath, TablePath, IdQuery, DeleteQuery),
     responses(
         (status = 200, body = WriteResult),
-        (status = 400, description = "Invalid parameter", body = Error),
+        InvalidParameter,
         (status = 404, description = "No such database, table or record", body = Error),
         (status = 409, description = "The named revision is not a current leaf", body = Error),
     )

@@ -8,6 +8,7 @@ use outpost_api::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::responses::{InvalidBody, OfDatabase};
 use super::{OkResponse, OK};
 use crate::error::ApiResult;
 use crate::extract::{DbPath, JsonBody, PathParams, Query, ReadDb, WriteDb};
@@ -76,11 +77,7 @@ pub struct ChainAt {
 #[utoipa::path(
     post, path = "/dbs/{db}/revs-diff", tag = "replication", operation_id = "revs_diff", params(DbPath),
     request_body = Vec<RecordRevs>,
-    responses(
-        (status = 200, description = "The missing revisions", body = Vec<RecordRevs>),
-        (status = 400, description = "Invalid body", body = Error),
-        (status = 404, description = "No such database", body = Error),
-    )
+    responses((status = 200, description = "The missing revisions", body = Vec<RecordRevs>), InvalidBody, OfDatabase)
 )]
 pub async fn revs_diff(
     ReadDb(db): ReadDb,
@@ -95,8 +92,8 @@ pub async fn revs_diff(
     request_body = Vec<RecordRevs>,
     responses(
         (status = 200, body = Vec<RevisionData>),
-        (status = 400, description = "Invalid body", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        InvalidBody,
+        OfDatabase,
     )
 )]
 pub async fn get_revisions(
@@ -113,8 +110,8 @@ pub async fn get_revisions(
     request_body = PutRevisionsRequest,
     responses(
         (status = 200, body = PutRevisionsResult),
-        (status = 400, description = "Invalid body", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        InvalidBody,
+        OfDatabase,
         (status = 413, description = "Too many revisions, or body over the limit", body = Error),
         (status = 422, description = "A body does not hash to its rev id; nothing was stored", body = Error),
     )
@@ -137,7 +134,7 @@ pub async fn put_revisions(
     responses(
         (status = 200, body = Vec<RevisionEvent>),
         (status = 400, description = "Bad `after` or `limit`", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        OfDatabase,
     )
 )]
 pub async fn events(ReadDb(db): ReadDb, Query(query): Query<EventsQuery>) -> ApiResult<axum::response::Response> {
@@ -164,7 +161,7 @@ pub async fn chain(ReadDb(db): ReadDb, PathParams(path): PathParams<SeqPath>) ->
     responses(
         (status = 200, body = Vec<KnowledgeRow>),
         (status = 400, description = "`upto` is not an unsigned integer", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        OfDatabase,
     )
 )]
 pub async fn knowledge(ReadDb(db): ReadDb, Query(query): Query<KnowledgeQuery>) -> ApiResult<Json<Vec<KnowledgeRow>>> {
@@ -177,8 +174,8 @@ pub async fn knowledge(ReadDb(db): ReadDb, Query(query): Query<KnowledgeQuery>) 
     request_body = KnowledgeUpdate,
     responses(
         (status = 200, body = OkResponse),
-        (status = 400, description = "Invalid body", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        InvalidBody,
+        OfDatabase,
     )
 )]
 pub async fn record_knowledge(
@@ -196,7 +193,7 @@ pub async fn record_knowledge(
     responses(
         (status = 200, body = Option<ResumePoint>, description = "The resume point, or null"),
         (status = 400, description = "`source_uuid` is not a uuid", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        OfDatabase,
     )
 )]
 pub async fn resume_point(

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use outpost_api::{Error, NewTable, TableDef, TableUpdate};
 
+use super::responses::{OfDatabase, OfTable};
 use super::{OkResponse, OK};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AdminDb, DbPath, JsonBody, MaybeJsonBody, PathParams, ReadDb, TablePath};
@@ -11,7 +12,7 @@ use crate::extract::{AdminDb, DbPath, JsonBody, MaybeJsonBody, PathParams, ReadD
 /// Every live table.
 #[utoipa::path(
     get, path = "/dbs/{db}/tables", tag = "tables", operation_id = "list_tables", params(DbPath),
-    responses((status = 200, body = Vec<TableDef>), (status = 404, description = "No such database", body = Error))
+    responses((status = 200, body = Vec<TableDef>), OfDatabase)
 )]
 pub async fn list(ReadDb(db): ReadDb) -> ApiResult<Json<Vec<TableDef>>> {
     Ok(Json(db.list_tables().await?))
@@ -24,7 +25,7 @@ pub async fn list(ReadDb(db): ReadDb) -> ApiResult<Json<Vec<TableDef>>> {
     responses(
         (status = 201, description = "Created", body = TableDef),
         (status = 400, description = "Invalid name or definition", body = Error),
-        (status = 404, description = "No such database", body = Error),
+        OfDatabase,
         (status = 412, description = "A live table of that name exists", body = Error),
     )
 )]
@@ -51,7 +52,7 @@ pub async fn create(
     responses(
         (status = 200, body = TableDef),
         (status = 400, description = "Invalid update", body = Error),
-        (status = 404, description = "No such database or table", body = Error),
+        OfTable,
         (status = 409, description = "`rev` is not the current definition", body = Error),
     )
 )]
@@ -66,7 +67,7 @@ pub async fn update(
 /// A table definition.
 #[utoipa::path(
     get, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "get_table", params(DbPath, TablePath),
-    responses((status = 200, body = TableDef), (status = 404, description = "No such database or table", body = Error))
+    responses((status = 200, body = TableDef), OfTable)
 )]
 pub async fn get(ReadDb(db): ReadDb, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<TableDef>> {
     Ok(Json(db.get_table(&path.table).await?))
@@ -77,7 +78,7 @@ pub async fn get(ReadDb(db): ReadDb, PathParams(path): PathParams<TablePath>) ->
     delete, path = "/dbs/{db}/tables/{table}", tag = "tables", operation_id = "delete_table", params(DbPath, TablePath),
     responses(
         (status = 200, body = OkResponse),
-        (status = 404, description = "No such database or table", body = Error),
+        OfTable,
     )
 )]
 pub async fn delete(AdminDb(db): AdminDb, PathParams(path): PathParams<TablePath>) -> ApiResult<Json<OkResponse>> {

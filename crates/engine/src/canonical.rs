@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use outpost_api::{Attributes, Value};
 
 /// Append `lb(bytes)`: a big-endian u32 length, then the bytes.
-pub fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
 }
 
 /// Append the canonical bytes of one value.
-pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn encode_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.push(0x00),
         Value::Bool(b) => out.extend_from_slice(&[0x01, *b as u8]),
@@ -60,7 +60,7 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// Append the canonical bytes of a map (keys in UTF-8 byte order, which is `BTreeMap<String, _>`'s).
-pub fn encode_map(out: &mut Vec<u8>, items: &BTreeMap<String, Value>) {
+pub(crate) fn encode_map(out: &mut Vec<u8>, items: &BTreeMap<String, Value>) {
     out.push(0x09);
     out.extend_from_slice(&(items.len() as u32).to_be_bytes());
     for (key, value) in items {

@@ -14,7 +14,13 @@ pub fn revision_id(table: &str, id: &str, parent: Option<&RevId>, deleted: bool,
 }
 
 /// [`revision_id`] for a body already in canonical bytes (`map(attributes)`).
-pub fn revision_id_of_encoded(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, body: &[u8]) -> RevId {
+pub(crate) fn revision_id_of_encoded(
+    table: &str,
+    id: &str,
+    parent: Option<&RevId>,
+    deleted: bool,
+    body: &[u8],
+) -> RevId {
     let mut h = blake3::Hasher::new();
     h.update(b"outpost/rev/v1");
     let mut head = Vec::with_capacity(table.len() + id.len() + 64);

@@ -14,7 +14,7 @@ use crate::validate::VerifiedRevision;
 
 /// A local write, already validated against limits and field declarations.
 #[derive(Clone, Debug)]
-pub struct LocalWrite {
+pub(crate) struct LocalWrite {
     /// The table.
     pub table: String,
     /// The record id.
@@ -87,7 +87,7 @@ impl Planner {
     }
 
     /// Plan a local write; returns the revision the caller gets back. On error nothing is planned.
-    pub fn local_write(&mut self, w: &LocalWrite, policy: ReconcilePolicy) -> Result<RevId> {
+    pub(crate) fn local_write(&mut self, w: &LocalWrite, policy: ReconcilePolicy) -> Result<RevId> {
         let key = (w.table.clone(), w.id.clone());
         let tree = self.trees.entry(key.clone()).or_default();
         let (result, new) = plan_local(tree, w, policy)?;
@@ -194,14 +194,6 @@ impl Planner {
         Ok(())
     }
 
-    /// The tables whose records this transaction touched.
-    pub fn touched_tables(&self) -> Vec<String> {
-        let mut tables: Vec<String> = self.touched.iter().map(|k| k.0.clone()).collect();
-        tables.sort();
-        tables.dedup();
-        tables
-    }
-
     /// Finish: the write set with the new stored state of every touched record. The stored state is the
     /// winner's (keep-conflicts); a `merge-fields` table merges on read, so that what a record reads as
     /// never depends on when a policy change arrived relative to its revisions.
@@ -296,7 +288,7 @@ fn counts(key: &RecordKey) -> bool {
 }
 
 /// Whether the live records of `table` count in `record_count`: every table but `_tables`.
-pub fn counts_table(table: &str) -> bool {
+pub(crate) fn counts_table(table: &str) -> bool {
     table != names::TABLES_TABLE
 }
 

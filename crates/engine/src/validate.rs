@@ -19,7 +19,7 @@ use crate::hash::revision_id;
 use crate::plan::LocalWrite;
 
 /// The largest seq any input may name: seqs are stored as signed 64-bit integers on every backend.
-pub const MAX_SEQ: u64 = i64::MAX as u64;
+pub(crate) const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// Refuse a seq no backend can store (`what` names the parameter).
 pub fn seq(value: u64, what: &str) -> Result<u64> {
@@ -46,7 +46,7 @@ fn knowledge_row(row: &KnowledgeRow) -> Result<()> {
 }
 
 /// A changes filter: at most `limits.max_filter_tables` valid names, duplicates dropped.
-pub fn table_filter(tables: Option<Vec<String>>, limits: &Limits) -> Result<Option<Vec<String>>> {
+pub(crate) fn table_filter(tables: Option<Vec<String>>, limits: &Limits) -> Result<Option<Vec<String>>> {
     let Some(mut tables) = tables else { return Ok(None) };
     tables.sort();
     tables.dedup();
@@ -66,7 +66,7 @@ pub fn table_filter(tables: Option<Vec<String>>, limits: &Limits) -> Result<Opti
 /// The entries of a revs-diff or revs/get request with duplicates merged (one entry per record, each
 /// revision once, first-seen order kept), refused when more than `limits.max_request_entries` records
 /// remain or when names are invalid. Merging first means 60,000 copies of one key cost one entry.
-pub fn record_revs(entries: Vec<RecordRevs>, limits: &Limits, what: &str) -> Result<Vec<RecordRevs>> {
+pub(crate) fn record_revs(entries: Vec<RecordRevs>, limits: &Limits, what: &str) -> Result<Vec<RecordRevs>> {
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     let mut merged: Vec<RecordRevs> = Vec::new();
     for entry in entries {
@@ -195,7 +195,7 @@ pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> 
 
 /// Turn a local operation into a validated write, before any storage access: names, a generated id
 /// (UUID v7) for a put without one, the configured id limit for new records, nesting and size.
-pub fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
+pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     names::validate_table_name(&op.table)?;
     let id = match (op.id, op.op) {
         (Some(id), _) => id,

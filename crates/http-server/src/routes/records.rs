@@ -83,6 +83,10 @@ fn plain_record(record: Record) -> serde_json::Value {
 
 /// A write's body in `format`, with its attributes in the typed form.
 fn parse_write(body: &[u8], format: Format) -> ApiResult<PutRecord> {
+    // A write is a JSON object; serde would also take the struct as an array of its fields.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError(Error::invalid("a record write is a JSON object")));
+    }
     match format {
         Format::Typed => {
             // `"attributes": null` means none, as in the plain form.

@@ -5,6 +5,7 @@
 //! its peak RSS from the OS), measures the references in the same run, and writes the results as
 //! JSON, an SVG chart and the generated part of docs/BENCHMARKS.md.
 
+mod floor;
 mod procs;
 mod records;
 mod report;
@@ -65,6 +66,17 @@ enum WorkerCmd {
     Write(WriteArgs),
     /// Insert the same records with bare rusqlite (B1's reference).
     Reference(WriteArgs),
+    /// Insert the same new records into a candidate schema, everything but the SQL made untimed.
+    Floor(FloorArgs),
+}
+
+#[derive(Args, Debug)]
+struct FloorArgs {
+    #[command(flatten)]
+    rows: WriteArgs,
+    /// The schema whose floor is measured.
+    #[arg(long, value_enum)]
+    schema: floor::Schema,
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +129,7 @@ fn main() -> ExitCode {
 
 fn worker_command(cmd: WorkerCmd) -> Result<(), String> {
     let measured = match cmd {
+        WorkerCmd::Floor(args) => floor::floor(Path::new(&args.rows.db), args.rows.rows(), args.schema)?,
         WorkerCmd::Reference(args) => {
             worker::reference(Path::new(&args.db), args.rows()).map_err(|e| format!("rusqlite: {e}"))?
         }

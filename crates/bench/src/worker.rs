@@ -34,7 +34,7 @@ pub struct Rows {
 }
 
 impl Rows {
-    fn chunks(&self) -> impl Iterator<Item = std::ops::Range<u64>> + '_ {
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = std::ops::Range<u64>> + '_ {
         let end = self.from + self.count;
         (self.from..end).step_by(self.batch).map(move |start| start..(start + self.batch as u64).min(end))
     }

@@ -520,7 +520,7 @@ mod tests {
         let explain = |sql: String| format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}");
         let sql = super::Sql::new(&s);
         let tables = vec!["t".to_owned()];
-        let def_tables = vec!["_tables".to_owned()];
+        let def_tables = vec![outpost_api::names::TABLES_TABLE.to_owned()];
         type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
         let cases: [(&str, String, Params<'_>, &str, f64); 3] = [
             ("changes", explain(sql.changes), vec![&100_000_i64, &100_i64, &1000_i64], "_records_seq", 1100.0),

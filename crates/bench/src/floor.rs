@@ -1,0 +1,239 @@
+//! Schema floors for B1: what inserting new records costs in a storage schema when everything Outpost
+//! computes for them (revision ids, seqs, chain hashes, body JSON, reconciled states) is made
+//! beforehand, untimed. The timed part is only the SQL a backend runs for them, with Outpost's PRAGMAs
+//! (WAL, `synchronous = FULL`) and batching, one transaction per batch: the floor under what any
+//! planner could reach on that schema, beside the bare insert of B1's reference. A schema whose floor
+//! is far below the bare insert cannot carry B1's target, however fast the engine gets.
+//!
+//! - `format2`: today's file format, the statements of `outpost-sqlite`'s `write.rs` on a file made by
+//!   `outpost-sqlite` itself: six B-tree inserts per new record, its body stored twice.
+//! - `format3`: a candidate. Events keyed by their seq (append-only, the rowid), the body stored once
+//!   there; the revision tree's keys in a table of their own (`WITHOUT ROWID`), stubs among them
+//!   without a seq; the reconciled state without a copy of the body when it is the winner's own.
+//! - `format3-indexed`: the same, with the tree's keys as an index on the events instead of a table.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outpost_api::{Attributes, ChainHash, Uuid};
+use outpost_engine::hash::{genesis_chain, next_chain, revision_id};
+use rusqlite::{params, Connection};
+
+use crate::records;
+use crate::worker::{peak_rss, Measured, Rows, TABLE};
+
+/// A candidate schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schema {
+    /// Today's format 2.
+    Format2,
+    /// Events keyed by seq, the tree's keys in a table.
+    Format3,
+    /// Events keyed by seq, the tree's keys an index on them.
+    Format3Indexed,
+}
+
+impl Schema {
+    /// Every candidate, in the order they are reported.
+    pub const ALL: [Schema; 3] = [Schema::Format2, Schema::Format3, Schema::Format3Indexed];
+
+    /// The name on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schema::Format2 => "format2",
+            Schema::Format3 => "format3",
+            Schema::Format3Indexed => "format3-indexed",
+        }
+    }
+}
+
+/// The candidate tables of format 3 (format 2's are made by `outpost-sqlite`).
+const FORMAT3: &str = "
+    CREATE TABLE _meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    CREATE TABLE _events (
+        seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
+        deleted INTEGER NOT NULL, body TEXT, chain BLOB NOT NULL);
+    CREATE TABLE _records (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, deleted INTEGER NOT NULL, body TEXT,
+        leaves TEXT NOT NULL, conflicts TEXT NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (tbl, id)) WITHOUT ROWID;
+    CREATE UNIQUE INDEX _records_seq ON _records (seq);
+    INSERT INTO _meta (key, value) VALUES ('update_seq', 0), ('chain', x''), ('record_count', 0);";
+
+const TREE_TABLE: &str = "
+    CREATE TABLE _tree (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT, seq INTEGER,
+        PRIMARY KEY (tbl, id, rev)) WITHOUT ROWID;";
+
+const TREE_INDEX: &str = "
+    CREATE UNIQUE INDEX _events_key ON _events (tbl, id, rev);
+    CREATE TABLE _stubs (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
+        PRIMARY KEY (tbl, id, rev)) WITHOUT ROWID;";
+
+/// One new record as Outpost would store it, made untimed.
+struct Prepared {
+    id: String,
+    rev: String,
+    body: String,
+    seq: i64,
+    chain: ChainHash,
+}
+
+/// Everything of one batch, in seq order, continuing the chain from `prev`.
+fn prepare(rows: &Rows, chunk: std::ops::Range<u64>, next_seq: &mut i64, prev: &mut ChainHash) -> Vec<Prepared> {
+    chunk
+        .map(|index| {
+            let id = records::id(index);
+            let attributes = Attributes::from_plain(&records::attributes(rows.seed, index, rows.version))
+                .expect("the seeded records are valid attributes");
+            let rev = revision_id(TABLE, &id, None, false, &attributes);
+            *next_seq += 1;
+            let chain = next_chain(prev, *next_seq as u64, TABLE, &id, &rev, false);
+            *prev = chain;
+            let body = serde_json::to_string(&attributes).expect("attributes encode");
+            Prepared { id, rev: rev.to_string(), body, seq: *next_seq, chain }
+        })
+        .collect()
+}
+
+/// Insert `rows` (new records only) into a fresh file at `path` in `schema`; only the SQL is timed.
+pub fn floor(path: &Path, rows: Rows, schema: Schema) -> Result<Measured, String> {
+    if rows.version != 0 {
+        return Err("a schema floor inserts new records only (version 0)".into());
+    }
+    let conn = open(path, schema)?;
+    let sql = |e: rusqlite::Error| format!("sqlite: {e}");
+    // Format 2's file has its own identity: its chain continues from the genesis stored there.
+    let mut prev = match schema {
+        Schema::Format2 => {
+            let stored: Vec<u8> =
+                conn.query_row("SELECT value FROM _meta WHERE key = 'chain'", [], |r| r.get(0)).map_err(sql)?;
+            ChainHash(stored.try_into().map_err(|_| "the stored chain is not 32 bytes".to_owned())?)
+        }
+        _ => genesis_chain(Uuid::nil()),
+    };
+    let mut next_seq = 0i64;
+    let mut timed = Duration::ZERO;
+    for chunk in rows.chunks() {
+        let batch = prepare(&rows, chunk, &mut next_seq, &mut prev);
+        let started = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        insert(&conn, schema, &batch).map_err(sql)?;
+        let last = batch.last().expect("a batch holds a record");
+        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'update_seq'", [last.seq]).map_err(sql)?;
+        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'chain'", [&last.chain.0[..]]).map_err(sql)?;
+        conn.execute("UPDATE _meta SET value = value + ?1 WHERE key = 'record_count'", [batch.len() as i64])
+            .map_err(sql)?;
+        conn.execute_batch("COMMIT").map_err(sql)?;
+        timed += started.elapsed();
+    }
+    Ok(Measured { records: rows.count, seconds: timed.as_secs_f64(), peak_rss_bytes: peak_rss() })
+}
+
+/// A fresh file in `schema`, with Outpost's connection settings.
+fn open(path: &Path, schema: Schema) -> Result<Connection, String> {
+    let sql = |e: rusqlite::Error| format!("sqlite: {e}");
+    if schema == Schema::Format2 {
+        // The real format: made by outpost-sqlite, then written here with its own statements.
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("floor").replace(['.', '-'], "_");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+        runtime.block_on(outpost_sqlite::create_file(path, &name, Default::default())).map_err(|e| e.to_string())?;
+    }
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(outpost_sqlite::BUSY_TIMEOUT).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+    match schema {
+        Schema::Format2 => {}
+        Schema::Format3 => conn.execute_batch(&format!("{FORMAT3}{TREE_TABLE}")).map_err(sql)?,
+        Schema::Format3Indexed => conn.execute_batch(&format!("{FORMAT3}{TREE_INDEX}")).map_err(sql)?,
+    }
+    Ok(conn)
+}
+
+/// The statements a backend runs for a batch of new records in `schema`.
+fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Result<()> {
+    const NO_CONFLICTS: &str = "";
+    match schema {
+        Schema::Format2 => {
+            let mut event = conn.prepare_cached(
+                "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent),
+                   deleted = excluded.deleted, body = excluded.body, seq = excluded.seq, chain = excluded.chain",
+            )?;
+            let mut state = conn.prepare_cached(
+                "INSERT INTO _records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
+                   field_conflicts = excluded.field_conflicts, seq = excluded.seq",
+            )?;
+            for p in batch {
+                event.execute(params![TABLE, p.id, p.rev, None::<String>, false, p.body, p.seq, &p.chain.0[..]])?;
+            }
+            for p in batch {
+                state.execute(params![TABLE, p.id, p.rev, false, p.body, p.rev, NO_CONFLICTS, "[]", p.seq])?;
+            }
+        }
+        Schema::Format3 | Schema::Format3Indexed => {
+            let mut event = conn.prepare_cached(
+                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for p in batch {
+                event.execute(params![p.seq, TABLE, p.id, p.rev, None::<String>, false, p.body, &p.chain.0[..]])?;
+            }
+            if schema == Schema::Format3 {
+                let mut tree =
+                    conn.prepare_cached("INSERT INTO _tree (tbl, id, rev, parent, seq) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+                for p in batch {
+                    tree.execute(params![TABLE, p.id, p.rev, None::<String>, p.seq])?;
+                }
+            }
+            // The winner's own body is not copied: the state reads it from the event at `seq`.
+            let mut state = conn.prepare_cached(
+                "INSERT INTO _records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
+                   field_conflicts = excluded.field_conflicts, seq = excluded.seq",
+            )?;
+            for p in batch {
+                state.execute(params![TABLE, p.id, p.rev, false, p.rev, NO_CONFLICTS, "[]", p.seq])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_holds_the_rows_and_a_format2_floor_is_a_sound_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = Rows { seed: 5, from: 0, count: 120, version: 0, batch: 50 };
+        for schema in Schema::ALL {
+            let path = dir.path().join(format!("{}.outpost", schema.name()));
+            let measured = floor(&path, rows, schema).unwrap();
+            assert_eq!(measured.records, 120);
+            let conn = Connection::open(&path).unwrap();
+            let states: i64 = conn.query_row("SELECT count(*) FROM _records", [], |r| r.get(0)).unwrap();
+            assert_eq!(states, 120, "{schema:?}");
+            let seq: i64 =
+                conn.query_row("SELECT value FROM _meta WHERE key = 'update_seq'", [], |r| r.get(0)).unwrap();
+            assert_eq!(seq, 120, "{schema:?}");
+        }
+        // Format 2's floor wrote what Outpost writes: the file passes Outpost's own check.
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let report = runtime.block_on(async {
+            let db = outpost_sqlite::open_file(&dir.path().join("format2.outpost"), Default::default()).await.unwrap();
+            db.check().await.unwrap()
+        });
+        assert_eq!((report.events, report.records), (120, 120));
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}

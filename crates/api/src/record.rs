@@ -97,9 +97,10 @@ pub enum WriteOpKind {
 }
 
 /// One operation of a batch.
+// `A` is the attributes' form, as for `PutRecord`.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct WriteOp {
+pub struct WriteOp<A = Attributes> {
     /// Put or delete.
     pub op: WriteOpKind,
     /// The table.
@@ -114,7 +115,7 @@ pub struct WriteOp {
     pub rev: Option<RevId>,
     /// Attributes of a put.
     #[serde(default)]
-    pub attributes: Attributes,
+    pub attributes: A,
     /// Leaves resolved by a put.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolves: Vec<RevId>,

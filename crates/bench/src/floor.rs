@@ -11,6 +11,9 @@
 //!   there; the revision tree's keys in a table of their own (`WITHOUT ROWID`), stubs among them
 //!   without a seq; the reconciled state without a copy of the body when it is the winner's own.
 //! - `format3-indexed`: the same, with the tree's keys as an index on the events instead of a table.
+//! - `format3-lean`: the tree's keys an index on the events, and no seq index on the states: the
+//!   changes feed would scan the events by seq and keep those that are their record's latest (three
+//!   B-tree inserts per new record).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,11 +34,13 @@ pub enum Schema {
     Format3,
     /// Events keyed by seq, the tree's keys an index on them.
     Format3Indexed,
+    /// As `Format3Indexed`, without the states' seq index.
+    Format3Lean,
 }
 
 impl Schema {
     /// Every candidate, in the order they are reported.
-    pub const ALL: [Schema; 3] = [Schema::Format2, Schema::Format3, Schema::Format3Indexed];
+    pub const ALL: [Schema; 4] = [Schema::Format2, Schema::Format3, Schema::Format3Indexed, Schema::Format3Lean];
 
     /// The name on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Schema {
             Schema::Format2 => "format2",
             Schema::Format3 => "format3",
             Schema::Format3Indexed => "format3-indexed",
+            Schema::Format3Lean => "format3-lean",
         }
     }
 }
@@ -57,8 +63,10 @@ const FORMAT3: &str = "
         tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, deleted INTEGER NOT NULL, body TEXT,
         leaves TEXT NOT NULL, conflicts TEXT NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;
-    CREATE UNIQUE INDEX _records_seq ON _records (seq);
     INSERT INTO _meta (key, value) VALUES ('update_seq', 0), ('chain', x''), ('record_count', 0);";
+
+const SEQ_INDEX: &str = "
+    CREATE UNIQUE INDEX _records_seq ON _records (seq);";
 
 const TREE_TABLE: &str = "
     CREATE TABLE _tree (
@@ -146,8 +154,9 @@ fn open(path: &Path, schema: Schema) -> Result<Connection, String> {
     conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
     match schema {
         Schema::Format2 => {}
-        Schema::Format3 => conn.execute_batch(&format!("{FORMAT3}{TREE_TABLE}")).map_err(sql)?,
-        Schema::Format3Indexed => conn.execute_batch(&format!("{FORMAT3}{TREE_INDEX}")).map_err(sql)?,
+        Schema::Format3 => conn.execute_batch(&format!("{FORMAT3}{SEQ_INDEX}{TREE_TABLE}")).map_err(sql)?,
+        Schema::Format3Indexed => conn.execute_batch(&format!("{FORMAT3}{SEQ_INDEX}{TREE_INDEX}")).map_err(sql)?,
+        Schema::Format3Lean => conn.execute_batch(&format!("{FORMAT3}{TREE_INDEX}")).map_err(sql)?,
     }
     Ok(conn)
 }
@@ -177,7 +186,7 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
                 state.execute(params![TABLE, p.id, p.rev, false, p.body, p.rev, NO_CONFLICTS, "[]", p.seq])?;
             }
         }
-        Schema::Format3 | Schema::Format3Indexed => {
+        Schema::Format3 | Schema::Format3Indexed | Schema::Format3Lean => {
             let mut event = conn.prepare_cached(
                 "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

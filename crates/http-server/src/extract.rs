@@ -109,14 +109,27 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for MaybeJsonBo
     }
 }
 
-/// The raw request body, limited like the others (for routes that choose their parser at run time).
-pub struct RawBody(pub Bytes);
+/// The raw request body, limited like the others, for routes that choose their parser at run time
+/// (the attributes' format): [`RawBody::parse`] holds its room in the upload budget until parsed.
+pub struct RawBody(ReadBody);
+
+impl RawBody {
+    /// Parse the body with `parse`, off the async workers when it is large, holding its room in the
+    /// upload budget until the parsed form is built.
+    pub async fn parse<T: Send + 'static>(
+        self,
+        parse: impl FnOnce(&[u8]) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let body = self.0;
+        parse_sized(body.bytes.len(), move || parse(&body.bytes)).await
+    }
+}
 
 impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> ApiResult<Self> {
-        read_body(request, state).await.map(|body| RawBody(body.bytes))
+        read_body(request, state).await.map(RawBody)
     }
 }
 

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::responses::{InvalidBody, InvalidParameter, OfDatabase, OfTable, RecordWrite};
 use crate::error::{public, ApiError, ApiResult};
 use crate::extract::{
-    page_limit, parse_json, parse_sized, DbPath, Format, FormatQuery, IfMatch, JsonBody, PathParams, Query, RawBody,
-    ReadDb, RecordPath, TablePath, WriteDb,
+    page_limit, parse_json, DbPath, Format, FormatQuery, IfMatch, PathParams, Query, RawBody, ReadDb, RecordPath,
+    TablePath, WriteDb,
 };
 
 /// `GET .../records` parameters.
@@ -49,12 +49,30 @@ pub struct DeleteQuery {
     pub rev: Option<RevId>,
 }
 
-/// `POST /dbs/{db}/bulk`.
+/// `POST /dbs/{db}/bulk`; `A` is the attributes' form, as for [`PutRecord`].
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BulkRequest {
+#[serde(deny_unknown_fields, bound(deserialize = "A: Deserialize<'de> + Default"))]
+pub struct BulkRequest<A = Attributes> {
     /// The operations, applied in one transaction, each with its own result.
-    pub ops: Vec<WriteOp>,
+    pub ops: Vec<WriteOp<A>>,
+}
+
+/// A bulk body in `format`, with its attributes in the typed form.
+fn parse_bulk(body: &[u8], format: Format) -> ApiResult<Vec<WriteOp>> {
+    match format {
+        Format::Typed => Ok(parse_json::<BulkRequest>(body)?.ops),
+        Format::Plain => {
+            let request: BulkRequest<serde_json::Value> = parse_json(body)?;
+            let typed = |(i, op): (usize, WriteOp<serde_json::Value>)| {
+                let attributes = match &op.attributes {
+                    serde_json::Value::Null => Attributes::new(),
+                    json => Attributes::from_plain(json).map_err(|e| e.context(format!("ops[{i}].attributes")))?,
+                };
+                Ok(WriteOp { attributes, op: op.op, table: op.table, id: op.id, rev: op.rev, resolves: op.resolves })
+            };
+            Ok(request.ops.into_iter().enumerate().map(typed).collect::<Result<_, Error>>()?)
+        }
+    }
 }
 
 /// One result of a bulk write: a `WriteResult`, or an error object (it has the key `error`).
@@ -194,9 +212,9 @@ pub async fn put(
     PathParams(path): PathParams<RecordPath>,
     format: Format,
     if_match: IfMatch,
-    RawBody(body): RawBody,
+    body: RawBody,
 ) -> ApiResult<Json<WriteResult>> {
-    let put = parse_sized(body.len(), move || put_of(&body, format, Some(path.id), if_match)).await?;
+    let put = body.parse(move |body| put_of(body, format, Some(path.id), if_match)).await?;
     Ok(Json(db.put_record(&path.table, put).await?))
 }
 
@@ -215,9 +233,9 @@ pub async fn post(
     PathParams(path): PathParams<TablePath>,
     format: Format,
     if_match: IfMatch,
-    RawBody(body): RawBody,
+    body: RawBody,
 ) -> ApiResult<Json<WriteResult>> {
-    let put = parse_sized(body.len(), move || put_of(&body, format, None, if_match)).await?;
+    let put = body.parse(move |body| put_of(body, format, None, if_match)).await?;
     Ok(Json(db.put_record(&path.table, put).await?))
 }
 
@@ -244,8 +262,8 @@ pub async fn delete(
 
 /// Many writes in one transaction, each with its own result.
 #[utoipa::path(
-    post, path = "/dbs/{db}/bulk", tag = "records", operation_id = "write_batch", params(DbPath),
-    request_body = BulkRequest,
+    post, path = "/dbs/{db}/bulk", tag = "records", operation_id = "write_batch", params(DbPath, FormatQuery),
+    request_body = BulkRequest<Attributes>,
     responses(
         (status = 200, body = BulkResponse),
         InvalidBody,
@@ -253,8 +271,9 @@ pub async fn delete(
         (status = 413, description = "Too many operations, or body over the limit", body = Error),
     )
 )]
-pub async fn bulk(WriteDb(db): WriteDb, JsonBody(request): JsonBody<BulkRequest>) -> ApiResult<Json<BulkResponse>> {
-    let results = db.write_batch(request.ops).await?;
+pub async fn bulk(WriteDb(db): WriteDb, format: Format, body: RawBody) -> ApiResult<Json<BulkResponse>> {
+    let ops = body.parse(move |body| parse_bulk(body, format)).await?;
+    let results = db.write_batch(ops).await?;
     let results = results
         .into_iter()
         .map(|r| match r {

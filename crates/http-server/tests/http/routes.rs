@@ -282,6 +282,35 @@ async fn bulk_writes_answer_per_operation() {
 }
 
 #[tokio::test]
+async fn bulk_writes_take_plain_json_too() {
+    let server = Server::with_table().await;
+    let ops = json!({"ops": [
+        {"op": "put", "table": "t", "id": "a", "attributes": {"qty": 4, "price": 12.5, "tags": ["x"]}},
+        {"op": "put", "table": "t", "id": "b"},
+        {"op": "put", "table": "t", "id": "c", "attributes": null},
+    ]});
+    let reply = server.call(Method::POST, "/dbs/a/bulk?format=plain").json(ops).send().await.expect_status(200);
+    assert!(reply["results"].as_array().unwrap().iter().all(|r| r["rev"].is_string()), "{reply}");
+    let typed = server.get("/dbs/a/tables/t/records/a").await.expect_status(200);
+    assert_eq!(typed["attributes"]["qty"], json!({"int": "4"}));
+    assert_eq!(typed["attributes"]["price"], json!({"decimal": "12.5"}));
+    assert_eq!(server.get("/dbs/a/tables/t/records/c").await.expect_status(200)["attributes"], json!({}));
+    // Through Accept as on the record routes; a bad value names its operation, and nothing is written.
+    let accept = "application/json; format=plain";
+    let bad = json!({"ops": [
+        {"op": "put", "table": "t", "id": "d", "attributes": {"n": 1}},
+        {"op": "put", "table": "t", "id": "e", "attributes": {"_hidden": 1}},
+    ]});
+    let reply = server.call(Method::POST, "/dbs/a/bulk").header("accept", accept).json(bad).send().await;
+    let error = reply.expect_error(400, "invalid_input");
+    assert!(error["message"].as_str().unwrap().contains("ops[1].attributes"), "{error}");
+    server.get("/dbs/a/tables/t/records/d").await.expect_error(404, "not_found");
+    // The typed form is still the default: a bare number is not a typed value.
+    let bare = json!({"ops": [{"op": "put", "table": "t", "id": "f", "attributes": {"n": 1}}]});
+    server.call(Method::POST, "/dbs/a/bulk").json(bare).send().await.expect_error(400, "invalid_input");
+}
+
+#[tokio::test]
 async fn the_changes_feed_pages_and_filters() {
     let server = Server::with_table().await;
     server.call(Method::PUT, "/dbs/a/tables/u").send().await.expect_status(201);

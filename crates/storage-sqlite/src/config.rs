@@ -24,6 +24,8 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
     // WAL: readers never block the writer; FULL: a committed write survives a crash or power loss.
     conn.pragma_update(None, "journal_mode", "WAL").sql()?;
     conn.pragma_update(None, "synchronous", "FULL").sql()?;
+    // Checkpoints run in the background (checkpoint.rs); the writer's own is only a backstop.
+    conn.pragma_update(None, "wal_autocheckpoint", crate::checkpoint::BACKSTOP_PAGES).sql()?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -8,6 +8,7 @@
 //! means.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod config;
 mod error;
 mod lifecycle;
@@ -15,6 +16,7 @@ mod schema;
 mod store;
 mod write;
 
+pub use checkpoint::BACKSTOP_PAGES as WAL_BACKSTOP_PAGES;
 pub use config::BUSY_TIMEOUT;
 pub use lifecycle::{backup, create_file, open_file, restore, SqliteDatabases, IDLE_CLOSE};
 pub use schema::FORMAT_VERSION;

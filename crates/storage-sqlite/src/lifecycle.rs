@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use outpost_api::{names, Database, Databases, Epoch, Error, InfoReader, Limits, Result};
-use outpost_engine::storage::{blocking, Genesis};
+use outpost_engine::storage::{blocking, Genesis, Storage};
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::Mutex;
 
@@ -178,6 +178,8 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
         storage.set_name(name).await?;
         let db = outpost_engine::Engine::new(storage, limits).await?;
         db.reidentify().await?;
+        // Closed before its file is moved: no connection (nor a background checkpoint) may use it then.
+        db.storage().close().await;
         Ok::<_, Error>(())
     }
     .await;

@@ -21,6 +21,7 @@ use outpost_engine::tree::{RevisionNode, RevisionTree};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::Mutex;
 
+use crate::checkpoint::Checkpointer;
 use crate::error::SqlResultExt;
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
@@ -28,6 +29,7 @@ pub struct SqliteStorage {
     pub(crate) name: String,
     path: PathBuf,
     conn: Arc<Mutex<Option<Connection>>>,
+    checkpointer: Arc<Checkpointer>,
 }
 
 /// The connection in `slot`, or NotFound once the database was closed for deletion.
@@ -46,7 +48,8 @@ fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
 impl SqliteStorage {
     /// The storage of the open database `name` on `conn`.
     pub(crate) fn new(name: String, path: &Path, conn: Connection) -> Self {
-        SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))) }
+        let checkpointer = Checkpointer::new(path);
+        SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))), checkpointer }
     }
 
     /// The file this database lives in.
@@ -57,7 +60,18 @@ impl SqliteStorage {
     /// Whether anything uses the connection now: a read or write running (perhaps on the blocking
     /// pool after its request was cancelled) or a write transaction open.
     pub fn in_use(&self) -> bool {
-        Arc::strong_count(&self.conn) > 1 || self.conn.try_lock().is_err()
+        Arc::strong_count(&self.conn) > 1 || self.conn.try_lock().is_err() || self.checkpointer.busy()
+    }
+
+    /// Wait for the background checkpoints to finish, then checkpoint once more: the WAL's frames and
+    /// how many of them are in the database file (equal once everything committed is checkpointed).
+    pub async fn wal_settled(&self) -> Result<(i64, i64)> {
+        self.checkpointer.settled().await
+    }
+
+    /// How many checkpoints ran in the background (not counting [`SqliteStorage::wal_settled`]'s).
+    pub fn background_checkpoints(&self) -> u64 {
+        self.checkpointer.runs()
     }
 
     /// Run `f` on the connection, on the blocking pool, once no writer holds it.
@@ -184,14 +198,19 @@ impl Storage for SqliteStorage {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
-        crate::write::begin(self.conn.clone()).await
+        crate::write::begin(self.conn.clone(), self.checkpointer.clone()).await
     }
 
     async fn close(&self) {
         // Under the connection's lock, so after the write or read in progress; closing checkpoints the
         // WAL and syncs, on the blocking pool. The files may be removed once this returns.
         let Some(conn) = self.conn.lock().await.take() else { return };
-        let closed = blocking(move || conn.close().map_err(|(_, e)| crate::error::map(e))).await;
+        let checkpointer = self.checkpointer.clone();
+        let closed = blocking(move || {
+            checkpointer.close();
+            conn.close().map_err(|(_, e)| crate::error::map(e))
+        })
+        .await;
         if let Err(e) | Ok(Err(e)) = closed {
             tracing::warn!(db = %self.name, error = %e, "closing a deleted database's connection");
         }

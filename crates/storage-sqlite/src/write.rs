@@ -12,20 +12,24 @@ use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::checkpoint::Checkpointer;
 use crate::error::SqlResultExt;
 use crate::schema;
 use crate::store::{load_state, load_trees, open_in, read_head, STATE_COLUMNS};
 
 /// Begin a write transaction on the connection in `conn`, once no other writer of this process holds
 /// it; waits up to the busy timeout for another process's writer.
-pub(crate) async fn begin(conn: Arc<Mutex<Option<Connection>>>) -> Result<Box<dyn WriteTxn>> {
+pub(crate) async fn begin(
+    conn: Arc<Mutex<Option<Connection>>>,
+    checkpoints: Arc<Checkpointer>,
+) -> Result<Box<dyn WriteTxn>> {
     let slot = conn.lock_owned().await;
     let txn = blocking(move || {
         open_in(&slot)?.execute_batch("BEGIN IMMEDIATE").sql()?;
         Ok::<_, Error>(OpenTxn { slot, open: true })
     })
     .await??;
-    Ok(Box::new(SqliteWriteTxn { txn: Some(txn) }))
+    Ok(Box::new(SqliteWriteTxn { txn: Some(txn), checkpoints, bytes: 0 }))
 }
 
 fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
@@ -165,6 +169,17 @@ impl Drop for OpenTxn {
 /// the transaction to the blocking pool and back.
 struct SqliteWriteTxn {
     txn: Option<OpenTxn>,
+    checkpoints: Arc<Checkpointer>,
+    /// About how many bytes the applied write sets add to the WAL.
+    bytes: u64,
+}
+
+/// About how many bytes a write set adds to the WAL: its bodies, states and keys.
+fn written_bytes(writes: &WriteSet) -> u64 {
+    const KEYS: usize = 160;
+    let revisions: usize = writes.revisions.iter().map(|r| KEYS + r.body.as_ref().map_or(0, String::len)).sum();
+    let states: usize = writes.states.iter().map(|s| KEYS + s.body.len()).sum();
+    (revisions + states) as u64
 }
 
 impl SqliteWriteTxn {
@@ -207,6 +222,7 @@ impl WriteTxn for SqliteWriteTxn {
         .await
     }
     async fn apply(&mut self, writes: WriteSet) -> Result<()> {
+        self.bytes += written_bytes(&writes);
         self.run(move |t| apply(t.conn(), &writes)).await
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
@@ -215,6 +231,9 @@ impl WriteTxn for SqliteWriteTxn {
             t.open = false;
             Ok(())
         })
-        .await
+        .await?;
+        // Durable now (the WAL is synced); moving it into the database file is the background's job.
+        self.checkpoints.committed(self.bytes);
+        Ok(())
     }
 }

@@ -200,16 +200,61 @@ async fn databases_nobody_holds_are_closed_once_idle() {
         .with_idle_close(std::time::Duration::ZERO);
     let held = dbs.create("held").await.unwrap();
     drop(dbs.create("idle").await.unwrap());
-    assert_eq!(open_files_ending("/idle.outpost"), 1);
+    // Their first commits' background checkpoints done: a database whose checkpoint runs is in use.
+    for name in ["held", "idle"] {
+        dbs.open_sqlite(name).await.unwrap().storage().wal_settled().await.unwrap();
+    }
+    // Open: one descriptor, or two once a checkpoint ran (SQLite keeps a closed connection's
+    // descriptor for reuse while another connection holds a lock on the file).
+    assert!(open_files_ending("/idle.outpost") >= 1);
     // Opening another closes the idle one; the held one stays open for its holder.
     let other = dbs.open("held").await.unwrap();
     assert_eq!(dbs.open_count().await, 1);
     assert!(closed_soon("/idle.outpost").await, "the idle database's file is closed");
-    assert_eq!(open_files_ending("/held.outpost"), 1);
+    assert!(open_files_ending("/held.outpost") >= 1);
     // A closed one opens again when asked for.
     assert_eq!(dbs.open("idle").await.unwrap().info().await.unwrap().name, "idle");
     drop((held, other));
     drop(dbs.open("idle").await.unwrap());
     assert_eq!(dbs.open_count().await, 1, "held, released, is closed too");
     assert!(closed_soon("/held.outpost").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_in_the_background_and_commits_stay_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.outpost");
+    let db = outpost_sqlite::create_file(&path, "wal", Limits::default()).await.unwrap();
+    db.create_table(NewTable { name: "t".into(), ..Default::default() }).await.unwrap();
+    // The writer does not checkpoint at SQLite's default 1000 pages: only at the backstop.
+    let (autocheckpoint, synchronous): (i64, i64) = db
+        .storage()
+        .with_connection(|c| {
+            let a = c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+            (a, c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap())
+        })
+        .await;
+    assert_eq!(autocheckpoint, i64::from(outpost_sqlite::WAL_BACKSTOP_PAGES));
+    assert_eq!(synchronous, 2, "synchronous = FULL: every commit syncs the WAL");
+    let body = Attributes::new().with("text", Value::String("x".repeat(2000)));
+    for batch in 0..20 {
+        let ops = (0..100)
+            .map(|i| {
+                let put =
+                    PutRecord { id: Some(format!("r{batch}-{i}")), attributes: body.clone(), ..Default::default() };
+                outpost_api::WriteOp::put("t", put)
+            })
+            .collect();
+        assert!(db.write_batch(ops).await.unwrap().iter().all(Result::is_ok));
+    }
+    // About 9 MB committed: checkpoints ran in the background, and all of it is in the file.
+    let (frames, checkpointed) = db.storage().wal_settled().await.unwrap();
+    assert!(db.storage().background_checkpoints() >= 1, "no checkpoint ran in the background");
+    assert!(frames > 0 && frames == checkpointed, "{checkpointed} of {frames} WAL frames checkpointed");
+    assert_eq!(db.info().await.unwrap().record_count, 2000);
+    // Closed and opened again (as after a crash, the WAL is read back), everything is there and sound.
+    drop(db);
+    let db = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
+    assert_eq!(db.info().await.unwrap().record_count, 2000);
+    assert!(db.check().await.unwrap().problems.is_empty());
 }

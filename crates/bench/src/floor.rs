@@ -14,6 +14,9 @@
 //! - `format3-lean`: the tree's keys an index on the events, and no seq index on the states: the
 //!   changes feed would scan the events by seq and keep those that are their record's latest (three
 //!   B-tree inserts per new record).
+//! - `format3-compact`: as `format3-lean`, with revision ids stored as 24-byte blobs (generation and
+//!   hash) instead of their 33-character text, and no leaves list for a record whose only leaf is its
+//!   winner.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,11 +39,14 @@ pub enum Schema {
     Format3Indexed,
     /// As `Format3Indexed`, without the states' seq index.
     Format3Lean,
+    /// As `Format3Lean`, with binary revision ids and no one-leaf lists.
+    Format3Compact,
 }
 
 impl Schema {
     /// Every candidate, in the order they are reported.
-    pub const ALL: [Schema; 4] = [Schema::Format2, Schema::Format3, Schema::Format3Indexed, Schema::Format3Lean];
+    pub const ALL: [Schema; 5] =
+        [Schema::Format2, Schema::Format3, Schema::Format3Indexed, Schema::Format3Lean, Schema::Format3Compact];
 
     /// The name on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -49,6 +55,7 @@ impl Schema {
             Schema::Format3 => "format3",
             Schema::Format3Indexed => "format3-indexed",
             Schema::Format3Lean => "format3-lean",
+            Schema::Format3Compact => "format3-compact",
         }
     }
 }
@@ -83,6 +90,8 @@ const TREE_INDEX: &str = "
 struct Prepared {
     id: String,
     rev: String,
+    /// The revision id as 24 bytes: the generation (big-endian) and the hash.
+    rev_blob: Vec<u8>,
     body: String,
     seq: i64,
     chain: ChainHash,
@@ -100,7 +109,8 @@ fn prepare(rows: &Rows, chunk: std::ops::Range<u64>, next_seq: &mut i64, prev: &
             let chain = next_chain(prev, *next_seq as u64, TABLE, &id, &rev, false);
             *prev = chain;
             let body = serde_json::to_string(&attributes).expect("attributes encode");
-            Prepared { id, rev: rev.to_string(), body, seq: *next_seq, chain }
+            let rev_blob = [&rev.generation.to_be_bytes()[..], &rev.hash[..]].concat();
+            Prepared { id, rev: rev.to_string(), rev_blob, body, seq: *next_seq, chain }
         })
         .collect()
 }
@@ -156,7 +166,9 @@ fn open(path: &Path, schema: Schema) -> Result<Connection, String> {
         Schema::Format2 => {}
         Schema::Format3 => conn.execute_batch(&format!("{FORMAT3}{SEQ_INDEX}{TREE_TABLE}")).map_err(sql)?,
         Schema::Format3Indexed => conn.execute_batch(&format!("{FORMAT3}{SEQ_INDEX}{TREE_INDEX}")).map_err(sql)?,
-        Schema::Format3Lean => conn.execute_batch(&format!("{FORMAT3}{TREE_INDEX}")).map_err(sql)?,
+        Schema::Format3Lean | Schema::Format3Compact => {
+            conn.execute_batch(&format!("{FORMAT3}{TREE_INDEX}")).map_err(sql)?
+        }
     }
     Ok(conn)
 }
@@ -184,6 +196,35 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
             }
             for p in batch {
                 state.execute(params![TABLE, p.id, p.rev, false, p.body, p.rev, NO_CONFLICTS, "[]", p.seq])?;
+            }
+        }
+        Schema::Format3Compact => {
+            let mut event = conn.prepare_cached(
+                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for p in batch {
+                event.execute(params![
+                    p.seq,
+                    TABLE,
+                    p.id,
+                    p.rev_blob,
+                    None::<Vec<u8>>,
+                    false,
+                    p.body,
+                    &p.chain.0[..]
+                ])?;
+            }
+            // One leaf, the winner: no leaves list (NULL); no conflicts, no field conflicts.
+            let mut state = conn.prepare_cached(
+                "INSERT INTO _records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 VALUES (?1, ?2, ?3, ?4, NULL, '', '', '', ?5)
+                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
+                   field_conflicts = excluded.field_conflicts, seq = excluded.seq",
+            )?;
+            for p in batch {
+                state.execute(params![TABLE, p.id, p.rev_blob, false, p.seq])?;
             }
         }
         Schema::Format3 | Schema::Format3Indexed | Schema::Format3Lean => {

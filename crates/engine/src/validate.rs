@@ -217,6 +217,14 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     Ok(LocalWrite { table: op.table, id, parent: op.rev, deleted, attributes: op.attributes, resolves: op.resolves })
 }
 
+/// A batch of `len` operations or revisions (`what`) against `limits.max_bulk_ops`.
+pub(crate) fn batch(len: usize, limits: &Limits, what: &str) -> Result<()> {
+    if len > limits.max_bulk_ops {
+        return Err(Error::too_large(format!("{len} {what} in one batch; the limit is {}", limits.max_bulk_ops)));
+    }
+    Ok(())
+}
+
 /// A body's nesting depth and encoded size against the limits (local and replicated writes alike).
 pub fn body(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<()> {
     if attributes.depth() > limits.max_depth {

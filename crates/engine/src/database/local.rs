@@ -91,13 +91,7 @@ impl<S: Storage> RecordWriter for Engine<S> {
     }
 
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<BatchResult> {
-        if ops.len() > self.limits.max_bulk_ops {
-            return Err(Error::too_large(format!(
-                "{} operations in one batch; the limit is {}",
-                ops.len(),
-                self.limits.max_bulk_ops
-            )));
-        }
+        validate::batch(ops.len(), &self.limits, "operations")?;
         let limits = self.limits;
         let prepared = blocking(move || ops.into_iter().map(|op| validate::local(&limits, op)).collect()).await?;
         self.write_local(prepared, true).await

@@ -26,13 +26,7 @@ impl<S: Storage> Engine<S> {
         resume: Option<ResumePoint>,
         knowledge: Option<KnowledgeUpdate>,
     ) -> Result<PutRevisionsResult> {
-        if revisions.len() > self.limits.max_bulk_ops {
-            return Err(Error::too_large(format!(
-                "{} revisions in one batch; the limit is {}",
-                revisions.len(),
-                self.limits.max_bulk_ops
-            )));
-        }
+        validate::batch(revisions.len(), &self.limits, "revisions")?;
         // Validation encodes every body to measure it: off the async workers, like the planning below.
         let limits = self.limits;
         let revisions: Vec<VerifiedRevision> =

@@ -36,7 +36,7 @@ struct Row {
 }
 
 /// Everything one database holds.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Data {
     head: Head,
     revisions: BTreeMap<RecordKey, BTreeMap<RevId, Row>>,
@@ -80,7 +80,40 @@ impl Data {
         keys.iter().map(|k| Ok((k.clone(), self.tree(k)?))).collect()
     }
 
-    /// Store a write set as the SQL backends do, statement for statement.
+    /// Refuse what the SQL backends' unique indexes refuse (a seq taken by another revision or
+    /// record, an epoch's uuid again), and a live-record count below zero: a reference backend shows
+    /// an engine bug instead of storing it.
+    fn check(&self, writes: &WriteSet) -> Result<()> {
+        let refuse = |what: String| Err(Error::internal(format!("memory: {what}")));
+        let mut seqs = HashSet::new();
+        for r in &writes.revisions {
+            let Some((seq, _)) = r.event else { continue };
+            let taken =
+                self.events.get(&seq).is_some_and(|(key, rev)| key.0 != r.table || key.1 != r.id || *rev != r.rev);
+            if taken || !seqs.insert(seq) {
+                return refuse(format!("event seq {seq} is taken (UNIQUE _revisions.seq)"));
+            }
+        }
+        let mut state_seqs = HashSet::new();
+        for state in &writes.states {
+            let taken = self.by_seq.get(&state.seq).is_some_and(|key| key.0 != state.table || key.1 != state.id);
+            if taken || !state_seqs.insert(state.seq) {
+                return refuse(format!("state seq {} is taken (UNIQUE _records.seq)", state.seq));
+            }
+        }
+        if let Some(e) = &writes.epoch {
+            if self.head.epochs.iter().any(|old| old.uuid == e.uuid) {
+                return refuse(format!("epoch uuid {} again (UNIQUE _epochs.uuid)", e.uuid));
+            }
+        }
+        let count = writes.record_count.or(self.record_count);
+        if count.is_some_and(|n| n.checked_add_signed(writes.live_records).is_none()) {
+            return refuse(format!("the live-record count would go below zero ({:+})", writes.live_records));
+        }
+        Ok(())
+    }
+
+    /// Store a write set as the SQL backends do, statement for statement ([`Data::check`]ed first).
     fn apply(&mut self, writes: WriteSet) {
         for r in writes.revisions {
             let key = (r.table, r.id);
@@ -93,7 +126,11 @@ impl Data {
                     row.parent = parent;
                 }
                 Some((seq, chain)) => {
-                    rows.insert(r.rev, Row { parent, deleted: r.deleted, body: r.body, event: Some((seq, chain)) });
+                    let row = Row { parent, deleted: r.deleted, body: r.body, event: Some((seq, chain)) };
+                    // An event replacing another of the same revision moves it in the seq index.
+                    if let Some((old, _)) = rows.insert(r.rev, row).and_then(|old| old.event) {
+                        self.events.remove(&old);
+                    }
                     self.events.insert(seq, (key, r.rev));
                 }
             }
@@ -114,7 +151,7 @@ impl Data {
             self.record_count = Some(n);
         }
         if let Some(n) = &mut self.record_count {
-            *n = n.saturating_add_signed(writes.live_records);
+            *n = n.checked_add_signed(writes.live_records).expect("checked: the count stays at or above zero");
         }
         if let Some(p) = writes.resume {
             self.resume.insert(p.source, p);
@@ -216,11 +253,22 @@ impl WriteTxn for MemoryWriteTxn {
         Ok(())
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let applied = std::mem::take(&mut self.applied);
+        let mut applied = std::mem::take(&mut self.applied);
         let data = self.data.as_mut().ok_or_else(|| Error::not_found("the database was deleted"))?;
-        for writes in applied {
+        // All or nothing: one write set (what the engine applies) is checked before it is stored;
+        // several are stored into a copy that replaces the data only when every one passed.
+        if applied.len() == 1 {
+            let writes = applied.pop().expect("one write set");
+            data.check(&writes)?;
             data.apply(writes);
+            return Ok(());
         }
+        let mut next = data.clone();
+        for writes in applied {
+            next.check(&writes)?;
+            next.apply(writes);
+        }
+        *data = next;
         Ok(())
     }
 }
@@ -455,6 +503,30 @@ mod tests {
         // Only the row about the peer is kept; none about ourselves.
         let rows = db.knowledge(None).await.unwrap();
         assert_eq!(rows.iter().map(|r| r.peer).collect::<Vec<_>>(), vec![peer]);
+    }
+
+    #[test]
+    fn what_a_unique_index_refuses_is_refused() {
+        let genesis = Genesis::new("t").unwrap();
+        let mut data = Data::new(&genesis);
+        let event = |id: &str, seq: u64| StoredRevision {
+            table: "x".into(),
+            id: id.into(),
+            rev: RevId::new(1, [seq as u8; 16]),
+            parent: None,
+            deleted: false,
+            body: Some("{}".into()),
+            event: Some((seq, ChainHash([seq as u8; 32]))),
+        };
+        let first = WriteSet { revisions: vec![event("a", 1)], ..WriteSet::default() };
+        data.check(&first).unwrap();
+        data.apply(first);
+        let again = WriteSet { revisions: vec![event("b", 1)], ..WriteSet::default() };
+        assert!(data.check(&again).unwrap_err().message.contains("seq 1 is taken"));
+        let epoch = WriteSet { epoch: Some(genesis.epoch()), ..WriteSet::default() };
+        assert!(data.check(&epoch).unwrap_err().message.contains("epoch uuid"));
+        let below = WriteSet { record_count: Some(0), live_records: -1, ..WriteSet::default() };
+        assert!(data.check(&below).unwrap_err().message.contains("below zero"));
     }
 
     #[tokio::test]

@@ -348,6 +348,21 @@ fn changes(
     filter: Option<&FeedFilter>,
     pending_cap: u64,
 ) -> Result<ChangesRead> {
+    // One read transaction: the page, its pending count and update_seq from one snapshot, even while
+    // another process writes the file (else a commit between the count and the head would look read).
+    let tx = conn.unchecked_transaction().sql()?;
+    let read = changes_in(&tx, since, limit, filter, pending_cap)?;
+    tx.commit().sql()?;
+    Ok(read)
+}
+
+fn changes_in(
+    conn: &Connection,
+    since: u64,
+    limit: usize,
+    filter: Option<&FeedFilter>,
+    pending_cap: u64,
+) -> Result<ChangesRead> {
     // With a filter: the states of its tables, and of its single records.
     let (filter, mut args): (String, Vec<rusqlite::types::Value>) = match filter {
         None => (String::new(), vec![]),

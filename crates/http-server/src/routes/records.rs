@@ -57,8 +57,17 @@ pub struct BulkRequest<A = Attributes> {
     pub ops: Vec<WriteOp<A>>,
 }
 
+/// Refuse a body that is not a JSON object: serde would also take a struct as an array of its fields.
+fn require_object(body: &[u8], what: &str) -> ApiResult<()> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError(Error::invalid(format!("{what} is a JSON object"))));
+    }
+    Ok(())
+}
+
 /// A bulk body in `format`, with its attributes in the typed form.
 fn parse_bulk(body: &[u8], format: Format) -> ApiResult<Vec<WriteOp>> {
+    require_object(body, "a bulk request")?;
     match format {
         Format::Typed => Ok(parse_json::<BulkRequest>(body)?.ops),
         Format::Plain => {
@@ -101,10 +110,7 @@ fn plain_record(record: Record) -> serde_json::Value {
 
 /// A write's body in `format`, with its attributes in the typed form.
 fn parse_write(body: &[u8], format: Format) -> ApiResult<PutRecord> {
-    // A write is a JSON object; serde would also take the struct as an array of its fields.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError(Error::invalid("a record write is a JSON object")));
-    }
+    require_object(body, "a record write")?;
     match format {
         Format::Typed => {
             // `"attributes": null` means none, as in the plain form.

@@ -100,12 +100,12 @@ fn plan(revisions: &[RevisionData], order: &[usize]) -> (RevisionTree, usize) {
         .map(|r| validate::replicated(r.clone(), &Limits::default()).unwrap_or_else(|e| panic!("{r:?}: {e}")))
         .collect();
     for &i in order {
-        let new = planner.replicated(&verified[i]).unwrap_or_else(|e| panic!("{:?}: {e}", revisions[i]));
+        let new = planner.replicated(verified[i].clone()).unwrap_or_else(|e| panic!("{:?}: {e}", revisions[i]));
         assert!(new, "revision {} arrives once and is new", revisions[i].rev);
     }
     // A replay of everything is a no-op.
     for r in &verified {
-        assert!(!planner.replicated(r).expect("replay"), "replaying {} is a no-op", r.rev());
+        assert!(!planner.replicated(r.clone()).expect("replay"), "replaying {} is a no-op", r.rev());
     }
     let events = planner.events();
     (planner.tree("t", "x").expect("the record has a tree").clone(), events)
@@ -118,7 +118,7 @@ fn shape(tree: &RevisionTree) -> Vec<(RevId, Option<RevId>, bool, Option<Attribu
 
 /// What the spec says the reconciled state is, checked independently where it is simple: the leaves
 /// are the revisions no other names as parent; the winner follows the §4.3 rule.
-fn check_against_the_rule(revisions: &[RevisionData], r: &Reconciled) {
+fn check_against_the_rule(revisions: &[RevisionData], r: &Reconciled<'_>) {
     let parents: Vec<RevId> = revisions.iter().filter_map(|d| d.ancestry.first().copied()).collect();
     let leaves: Vec<(RevId, bool)> =
         revisions.iter().filter(|d| !parents.contains(&d.rev)).map(|d| (d.rev, d.deleted)).collect();
@@ -211,7 +211,7 @@ proptest! {
             Ok(record) => {
                 prop_assert!(!expected.deleted);
                 prop_assert_eq!(record.rev, expected.winner);
-                prop_assert_eq!(record.attributes, expected.body);
+                prop_assert_eq!(record.attributes, expected.body.into_owned());
                 prop_assert_eq!(record.conflicts, Some(expected.conflicts));
                 prop_assert_eq!(record.field_conflicts, Some(expected.field_conflicts));
             }

@@ -30,7 +30,7 @@ pub use replica::{
     RevisionEvent,
 };
 pub use retry::RetryPolicy;
-pub use rev::{ChainHash, RevId, MAX_GENERATION};
+pub use rev::{ChainHash, RevId, RevText, MAX_GENERATION};
 pub use scalar::{format_float, Decimal, Timestamp};
 pub use table::{FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
 pub use traits::{

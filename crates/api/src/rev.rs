@@ -29,6 +29,65 @@ impl RevId {
     pub fn new(generation: u64, hash: [u8; 16]) -> Self {
         RevId { generation, hash }
     }
+
+    /// The id's text, `"{generation}-{hex}"`, made on the stack: what `to_string` gives, without
+    /// allocating (hashes and SQL parameters take it on every write).
+    pub fn text(&self) -> RevText {
+        let mut buf = [0u8; REV_TEXT_MAX];
+        // The generation's digits, right to left, then moved to the front.
+        let mut digits = [0u8; 20];
+        let mut n = self.generation;
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits = &digits[start..];
+        buf[..digits.len()].copy_from_slice(digits);
+        let mut len = digits.len();
+        buf[len] = b'-';
+        len += 1;
+        for b in self.hash {
+            buf[len] = HEX[(b >> 4) as usize];
+            buf[len + 1] = HEX[(b & 15) as usize];
+            len += 2;
+        }
+        RevText { buf, len: len as u8 }
+    }
+}
+
+/// The longest revision id text: 20 digits (a `u64`), a dash and 32 hex characters.
+const REV_TEXT_MAX: usize = 20 + 1 + 32;
+
+/// A revision id's text on the stack ([`RevId::text`]); derefs to `str`.
+#[derive(Clone, Copy)]
+pub struct RevText {
+    buf: [u8; REV_TEXT_MAX],
+    len: u8,
+}
+
+impl RevText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).expect("digits, a dash and hex are ascii")
+    }
+}
+
+impl std::ops::Deref for RevText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for RevText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -61,8 +120,7 @@ fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Error> {
 
 impl fmt::Display for RevId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-", self.generation)?;
-        write_hex(f, &self.hash)
+        f.write_str(&self.text())
     }
 }
 
@@ -135,7 +193,7 @@ impl ChainHash {
         buf.extend_from_slice(&seq.to_be_bytes());
         put_lb(&mut buf, table.as_bytes());
         put_lb(&mut buf, id.as_bytes());
-        put_lb(&mut buf, rev.to_string().as_bytes());
+        put_lb(&mut buf, rev.text().as_bytes());
         buf.push(deleted as u8);
         ChainHash(*blake3::hash(&buf).as_bytes())
     }
@@ -200,6 +258,17 @@ mod tests {
         }
         let top: RevId = "9007199254740991-0123456789abcdef0123456789abcdef".parse().unwrap();
         assert_eq!(top.generation, MAX_GENERATION);
+    }
+
+    #[test]
+    fn the_text_is_the_formatted_id() {
+        let hash: [u8; 16] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        for generation in [0, 1, 9, 10, 99, 100, 12345, MAX_GENERATION, u64::MAX] {
+            let r = RevId::new(generation, hash);
+            let expected = format!("{generation}-{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            assert_eq!(r.text().as_str(), expected);
+            assert_eq!(r.to_string(), expected);
+        }
     }
 
     #[test]

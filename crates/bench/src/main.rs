@@ -98,6 +98,10 @@ struct WriteArgs {
     seed: u64,
     #[arg(long, default_value_t = run::BATCH)]
     batch: usize,
+    /// Make the records but write none (`write` only): the baseline an instruction count of the
+    /// write path subtracts.
+    #[arg(long)]
+    dry: bool,
 }
 
 impl WriteArgs {
@@ -137,7 +141,13 @@ fn worker_command(cmd: WorkerCmd) -> Result<(), String> {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(async {
                 let db = worker::open(&args.db, &args.name, args.create).await.map_err(|e| e.to_string())?;
-                worker::write(db.as_ref(), args.rows()).await.map_err(|e| e.to_string())
+                let rows = args.rows();
+                let measured = if args.dry {
+                    worker::make(db.as_ref(), rows).await
+                } else {
+                    worker::write(db.as_ref(), rows).await
+                };
+                measured.map_err(|e| e.to_string())
             })?
         }
     };

@@ -63,6 +63,16 @@ pub async fn open(locator: &str, name: &str, create: bool) -> outpost_api::Resul
 /// `write_batch` calls are timed (making the records, and reading the current revisions of updates,
 /// are not).
 pub async fn write(db: &dyn Database, rows: Rows) -> outpost_api::Result<Measured> {
+    write_or_make(db, rows, false).await
+}
+
+/// Make the operations [`write`] would write and drop them unwritten: the part of a worker's cost that
+/// is not Outpost's, which an instruction count subtracts (`worker write --dry`).
+pub async fn make(db: &dyn Database, rows: Rows) -> outpost_api::Result<Measured> {
+    write_or_make(db, rows, true).await
+}
+
+async fn write_or_make(db: &dyn Database, rows: Rows, dry: bool) -> outpost_api::Result<Measured> {
     match db.create_table(NewTable { name: TABLE.into(), ..NewTable::default() }).await {
         Err(e) if e.kind != ErrorKind::AlreadyExists => return Err(e),
         _ => {}
@@ -80,6 +90,10 @@ pub async fn write(db: &dyn Database, rows: Rows) -> outpost_api::Result<Measure
             };
             let attributes = outpost_api::Attributes::from_plain(&records::attributes(rows.seed, index, rows.version))?;
             ops.push(WriteOp::put(TABLE, PutRecord { id: Some(id), rev, attributes, resolves: vec![] }));
+        }
+        if dry {
+            drop(std::hint::black_box(ops));
+            continue;
         }
         let started = Instant::now();
         for result in db.write_batch(ops).await? {

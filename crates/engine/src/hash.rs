@@ -26,8 +26,8 @@ pub(crate) fn revision_id_of_encoded(
     let mut head = Vec::with_capacity(table.len() + id.len() + 64);
     put_lb(&mut head, table.as_bytes());
     put_lb(&mut head, id.as_bytes());
-    let parent_text = parent.map(|p| p.to_string()).unwrap_or_default();
-    put_lb(&mut head, parent_text.as_bytes());
+    let parent_text = parent.map(RevId::text);
+    put_lb(&mut head, parent_text.as_deref().unwrap_or("").as_bytes());
     head.push(deleted as u8);
     h.update(&head);
     h.update(body);

@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, MAX_GENERATION};
+use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, WriteResult, MAX_GENERATION};
 
-use crate::hash::{next_chain, revision_id};
+use crate::hash::{next_chain, revision_id, revision_id_of_encoded};
 use crate::reconcile::reconcile;
 use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
 use crate::tree::{RevisionNode, RevisionTree};
@@ -25,22 +25,33 @@ pub(crate) struct LocalWrite {
     pub deleted: bool,
     /// The new body (empty for a tombstone).
     pub attributes: Attributes,
+    /// The canonical bytes of `attributes` (made once, when validated): what the new revision's id hashes.
+    pub encoded: Vec<u8>,
     /// Leaves to close with tombstones.
     pub resolves: Vec<RevId>,
 }
 
-/// A revision a write adds, before it gets its seq.
+/// A revision a local write adds, before it gets its seq: the write's own revision (its body is the
+/// write's) or a tombstone closing a branch (no body).
 struct NewRevision {
     rev: RevId,
     parent: Option<RevId>,
     deleted: bool,
-    body: Attributes,
+    /// Whether the body is the write's attributes (else empty).
+    own: bool,
 }
 
 impl NewRevision {
-    fn on(table: &str, id: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Self {
-        let rev = revision_id(table, id, parent.as_ref(), deleted, &body);
-        NewRevision { rev, parent, deleted, body }
+    /// The write's own revision on `parent`.
+    fn of(w: &LocalWrite, parent: Option<RevId>) -> Self {
+        let rev = revision_id_of_encoded(&w.table, &w.id, parent.as_ref(), w.deleted, &w.encoded);
+        NewRevision { rev, parent, deleted: w.deleted, own: true }
+    }
+
+    /// A tombstone closing the branch of `leaf`.
+    fn closing(w: &LocalWrite, leaf: RevId) -> Self {
+        let rev = revision_id(&w.table, &w.id, Some(&leaf), true, &Attributes::new());
+        NewRevision { rev, parent: Some(leaf), deleted: true, own: false }
     }
 }
 
@@ -87,10 +98,9 @@ impl Planner {
     }
 
     /// Plan a local write; returns the revision the caller gets back. On error nothing is planned.
-    pub(crate) fn local_write(&mut self, w: &LocalWrite, policy: ReconcilePolicy) -> Result<RevId> {
-        let key = (w.table.clone(), w.id.clone());
-        let tree = self.trees.entry(key.clone()).or_default();
-        let (result, new) = plan_local(tree, w, policy)?;
+    pub(crate) fn local_write(&mut self, w: LocalWrite, policy: ReconcilePolicy) -> Result<WriteResult> {
+        let empty = RevisionTree::default();
+        let (result, new) = plan_local(self.trees.get(&(w.table.clone(), w.id.clone())).unwrap_or(&empty), &w, policy)?;
         // Checked before anything is planned: an id past the largest generation could not be read back.
         if let Some(n) = new.iter().find(|n| n.rev.generation > MAX_GENERATION) {
             return Err(Error::invalid(format!(
@@ -101,16 +111,22 @@ impl Planner {
                 n.parent.map_or_else(String::new, |p| p.to_string())
             )));
         }
+        let LocalWrite { table, id, attributes, .. } = w;
+        let key = (table, id);
+        // The write's body moves into the tree: at most one new revision is the write's own.
+        let mut body = Some(attributes);
         for n in new {
-            self.add_event(&key, n.rev, n.parent, n.deleted, &n.body)?;
+            let body = if n.own { body.take().unwrap_or_default() } else { Attributes::new() };
+            self.add_event(&key, n.rev, n.parent, n.deleted, body)?;
         }
-        Ok(result)
+        let (table, id) = key;
+        Ok(WriteResult { table, id, rev: result })
     }
 
     /// Plan one replicated revision (SPEC §4.2), verified by [`crate::validate::replicated`]: add
     /// missing ancestors as stubs, add it (or fill in its stub). Returns whether it was a new revision
     /// event; a known revision is a no-op.
-    pub fn replicated(&mut self, r: &VerifiedRevision) -> Result<bool> {
+    pub fn replicated(&mut self, r: VerifiedRevision) -> Result<bool> {
         let ancestry = r.ancestry();
         let parent = r.parent();
         let key = (r.table().to_owned(), r.id().to_owned());
@@ -153,7 +169,8 @@ impl Planner {
             }
             return Ok(false);
         }
-        self.add_event(&key, r.rev(), parent, r.deleted(), r.body())?;
+        let (rev, deleted) = (r.rev(), r.deleted());
+        self.add_event(&key, rev, parent, deleted, r.into_body())?;
         Ok(true)
     }
 
@@ -169,18 +186,21 @@ impl Planner {
         rev: RevId,
         parent: Option<RevId>,
         deleted: bool,
-        body: &Attributes,
+        body: Attributes,
     ) -> Result<()> {
         debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
         // Invariant: a revision is one generation above its parent (generation chains in trees).
         debug_assert!(parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} is not a child of {parent:?}");
         let seq = self.update_seq + 1;
         let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
-        let json = serde_json::to_string(body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;
+        let json = serde_json::to_string(&body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;
         self.update_seq = seq;
         self.chain = chain;
-        let tree = self.trees.entry(key.clone()).or_default();
-        tree.insert(rev, RevisionNode { parent, deleted, body: Some(body.clone()), seq: Some(seq) });
+        if !self.trees.contains_key(key) {
+            self.trees.insert(key.clone(), RevisionTree::default());
+        }
+        let tree = self.trees.get_mut(key).expect("inserted above");
+        tree.insert(rev, RevisionNode { parent, deleted, body: Some(body), seq: Some(seq) });
         self.revisions.push(StoredRevision {
             table: key.0.clone(),
             id: key.1.clone(),
@@ -219,7 +239,7 @@ impl Planner {
             }
             let body = match written.get(&(key.0.as_str(), key.1.as_str(), r.winner)) {
                 Some(json) => (*json).to_owned(),
-                None => serde_json::to_string(&r.body).map_err(|e| Error::internal(e.to_string()))?,
+                None => serde_json::to_string(&*r.body).map_err(|e| Error::internal(e.to_string()))?,
             };
             states.push(StoredState {
                 table: key.0.clone(),
@@ -331,14 +351,14 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
         (None, Some(win)) if w.deleted || winner_deleted || !w.resolves.is_empty() => Some(win),
         (None, Some(win)) => {
             // A retried create is its own first revision.
-            let first = NewRevision::on(table, id, None, w.deleted, w.attributes.clone());
+            let first = NewRevision::of(w, None);
             if tree.contains(&first.rev) {
                 return Ok((first.rev, vec![]));
             }
             return Err(Error::conflict(format!("record {table}/{id} exists: name the revision you edit"), Some(win)));
         }
     };
-    let main = NewRevision::on(table, id, parent, w.deleted, w.attributes.clone());
+    let main = NewRevision::of(w, parent);
     if tree.contains(&main.rev) && w.resolves.is_empty() {
         return Ok((main.rev, vec![]));
     }
@@ -378,7 +398,7 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
         }
     }
     for leaf in close {
-        new.push(NewRevision::on(table, id, Some(leaf), true, Attributes::new()));
+        new.push(NewRevision::closing(w, leaf));
     }
     Ok((result, new))
 }
@@ -403,7 +423,8 @@ mod tests {
     }
 
     fn write(parent: Option<RevId>, deleted: bool, attributes: Attributes) -> LocalWrite {
-        LocalWrite { table: "t".into(), id: "x".into(), parent, deleted, attributes, resolves: vec![] }
+        let encoded = crate::canonical::encode_attributes(&attributes);
+        LocalWrite { table: "t".into(), id: "x".into(), parent, deleted, attributes, encoded, resolves: vec![] }
     }
 
     fn verified(r: RevisionData) -> VerifiedRevision {
@@ -419,7 +440,7 @@ mod tests {
             Doc { planner: Planner::new(&head(), HashMap::new()) }
         }
         fn put(&mut self, parent: Option<RevId>, n: i64) -> Result<RevId> {
-            self.planner.local_write(&write(parent, false, body(n)), ReconcilePolicy::KeepConflicts)
+            self.planner.local_write(write(parent, false, body(n)), ReconcilePolicy::KeepConflicts).map(|w| w.rev)
         }
         fn tree(&self) -> &RevisionTree {
             self.planner.tree("t", "x").unwrap()
@@ -469,7 +490,10 @@ mod tests {
                 Put(p, n) => (p.map(|i| revs[i].expect("the step wrote")), false, body(*n)),
                 Delete(p) => (p.map(|i| revs[i].expect("the step wrote")), true, Attributes::new()),
             };
-            let got = d.planner.local_write(&write(parent, deleted, attributes), ReconcilePolicy::KeepConflicts);
+            let got = d
+                .planner
+                .local_write(write(parent, deleted, attributes), ReconcilePolicy::KeepConflicts)
+                .map(|w| w.rev);
             let seen = match &got {
                 Ok(rev) if d.planner.events() > events => New(rev.generation),
                 Ok(rev) => Same(revs.iter().position(|r| *r == Some(*rev)).expect("an earlier revision")),
@@ -503,7 +527,7 @@ mod tests {
                 attributes: Some(b_body),
                 ancestry: vec![r1],
             };
-            d.planner.replicated(&verified(branch)).unwrap();
+            d.planner.replicated(verified(branch)).unwrap();
             assert_eq!(d.tree().conflicts().len(), 1);
             let winner = d.tree().winner().unwrap();
             let loser = if winner == a { b } else { a };
@@ -511,13 +535,13 @@ mod tests {
             for wrong in [winner, r1] {
                 let mut w = write(Some(winner), false, body(9));
                 w.resolves = vec![wrong];
-                assert_eq!(d.planner.local_write(&w, policy).unwrap_err().kind, ErrorKind::Conflict, "{wrong}");
+                assert_eq!(d.planner.local_write(w, policy).unwrap_err().kind, ErrorKind::Conflict, "{wrong}");
             }
             let mut w = write(Some(winner), false, body(9));
             if resolves {
                 w.resolves = vec![loser];
             }
-            d.planner.local_write(&w, policy).unwrap();
+            d.planner.local_write(w, policy).unwrap();
             assert!(d.tree().conflicts().is_empty(), "{policy:?}");
         }
     }
@@ -535,8 +559,8 @@ mod tests {
             attributes: Some(b),
             ancestry: vec![],
         });
-        assert!(d.planner.replicated(&ok).unwrap());
-        assert!(!d.planner.replicated(&ok).unwrap(), "replay is a no-op");
+        assert!(d.planner.replicated(ok.clone()).unwrap());
+        assert!(!d.planner.replicated(ok).unwrap(), "replay is a no-op");
         // Ancestors become stubs; a later body fills the stub in as a new event.
         let b3 = body(3);
         let p2 = RevId::new(2, [7; 16]);
@@ -549,7 +573,7 @@ mod tests {
             attributes: Some(b3),
             ancestry: vec![p2, RevId::new(1, [8; 16])],
         });
-        assert!(d.planner.replicated(&deep).unwrap());
+        assert!(d.planner.replicated(deep).unwrap());
         let tree = d.planner.tree("t", "y").unwrap();
         assert!(tree.get(&p2).unwrap().is_stub());
         assert_eq!(tree.ancestry(&r3).len(), 2);
@@ -575,10 +599,10 @@ mod tests {
         let r3 = revision(Some(r2), 3, vec![r2, r1]).rev();
         // r4 arrives with its ancestry truncated at r3, which becomes a stub of unknown parent...
         let r4 = revision(Some(r3), 4, vec![r3]);
-        assert!(d.planner.replicated(&r4).unwrap());
+        assert!(d.planner.replicated(r4.clone()).unwrap());
         // ...then a sibling with the whole ancestry: r3 learns its parent, so r2 is not a leaf.
         let sibling = revision(Some(r3), 5, vec![r3, r2, r1]);
-        assert!(d.planner.replicated(&sibling).unwrap());
+        assert!(d.planner.replicated(sibling.clone()).unwrap());
         let tree = d.planner.tree("t", "x").unwrap();
         assert_eq!(tree.get(&r3).unwrap().parent, Some(r2));
         let mut leaves = vec![r4.rev(), sibling.rev()];

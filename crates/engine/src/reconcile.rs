@@ -1,21 +1,23 @@
 //! The reconciled state of a record (SPEC §4.4): a pure function of its revision tree and the table's
 //! policy, never of arrival order.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use outpost_api::{Attributes, Error, ReconcilePolicy, RevId};
 
 use crate::tree::RevisionTree;
 
-/// What reads return for a record, computed from its revision tree.
+/// What reads return for a record, computed from its revision tree (the body borrowed from it when
+/// it is the winner's own).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Reconciled {
+pub struct Reconciled<'t> {
     /// The winning revision.
     pub winner: RevId,
     /// Whether the winner is a tombstone.
     pub deleted: bool,
     /// The reconciled body (empty for a deleted record).
-    pub body: Attributes,
+    pub body: Cow<'t, Attributes>,
     /// Every leaf, in revision id order.
     pub leaves: Vec<RevId>,
     /// Non-deleted leaves other than the winner.
@@ -25,7 +27,7 @@ pub struct Reconciled {
 }
 
 /// Compute the reconciled state of a non-empty tree.
-pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconciled, Error> {
+pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconciled<'_>, Error> {
     let winner = tree.winner().ok_or_else(|| Error::internal("reconcile of an empty revision tree"))?;
     let node = tree.get(&winner).expect("winner is in the tree");
     let leaves = tree.leaves();
@@ -34,17 +36,20 @@ pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconci
         return Ok(Reconciled {
             winner,
             deleted: true,
-            body: Attributes::new(),
+            body: Cow::Owned(Attributes::new()),
             leaves,
             conflicts,
             field_conflicts: vec![],
         });
     }
     let winner_body =
-        node.body.clone().ok_or_else(|| Error::corrupt(format!("winning revision {winner} has no body")))?;
+        node.body.as_ref().ok_or_else(|| Error::corrupt(format!("winning revision {winner} has no body")))?;
     let (body, field_conflicts) = match policy {
-        ReconcilePolicy::MergeFields if !conflicts.is_empty() => merge_fields(tree, winner, &winner_body, &conflicts),
-        _ => (winner_body, vec![]),
+        ReconcilePolicy::MergeFields if !conflicts.is_empty() => {
+            let (merged, field_conflicts) = merge_fields(tree, winner, winner_body, &conflicts);
+            (Cow::Owned(merged), field_conflicts)
+        }
+        _ => (Cow::Borrowed(winner_body), vec![]),
     };
     Ok(Reconciled { winner, deleted: false, body, leaves, conflicts, field_conflicts })
 }
@@ -159,12 +164,12 @@ mod tests {
             let (tree, _) = branches(&base, &leaves);
             let r = reconcile(&tree, ReconcilePolicy::MergeFields).unwrap();
             let winner_body = tree.get(&r.winner).unwrap().body.clone().unwrap();
-            assert_eq!(r.body, expect.unwrap_or(winner_body), "base {base:?} leaves {leaves:?}");
+            assert_eq!(*r.body, expect.unwrap_or(winner_body), "base {base:?} leaves {leaves:?}");
             assert_eq!(r.field_conflicts, conflicts);
             assert_eq!(r.conflicts.len(), 1);
             // keep-conflicts keeps the winner's body.
             let k = reconcile(&tree, ReconcilePolicy::KeepConflicts).unwrap();
-            assert_eq!(k.body, tree.get(&k.winner).unwrap().body.clone().unwrap());
+            assert_eq!(*k.body, tree.get(&k.winner).unwrap().body.clone().unwrap());
         }
     }
 

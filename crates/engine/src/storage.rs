@@ -294,7 +294,14 @@ pub mod stored {
 
     /// The text a list of revision ids is stored as.
     pub fn join_revs(revs: &[RevId]) -> String {
-        revs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ")
+        let mut out = String::with_capacity(revs.len() * 35);
+        for (i, r) in revs.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(&r.text());
+        }
+        out
     }
 
     /// A uuid from its 16 stored bytes.

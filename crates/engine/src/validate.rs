@@ -15,7 +15,7 @@ use outpost_api::{
     RevisionData, Uuid, WriteOp, WriteOpKind, MAX_GENERATION,
 };
 
-use crate::hash::revision_id;
+use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::plan::LocalWrite;
 
 /// The largest seq any input may name: seqs are stored as signed 64-bit integers on every backend.
@@ -128,6 +128,10 @@ impl VerifiedRevision {
     pub fn body(&self) -> &Attributes {
         &self.body
     }
+    /// The body, moved out (the planner stores it).
+    pub fn into_body(self) -> Attributes {
+        self.body
+    }
     /// The ancestry, parent first, each one generation older than the one before.
     pub fn ancestry(&self) -> &[RevId] {
         &self.ancestry
@@ -147,12 +151,16 @@ pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> 
     let context = |e: Error| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id));
     names::validate_any_table_name(&r.table).map_err(context)?;
     names::validate_record_id(&r.id, names::MAX_ID_BYTES).map_err(context)?;
-    if let Some(attributes) = &r.attributes {
-        for name in attributes.keys() {
-            names::validate_attribute_name(name).map_err(context)?;
+    // The canonical bytes measured here are the ones the id is recomputed from below.
+    let encoded = match &r.attributes {
+        Some(attributes) => {
+            for name in attributes.keys() {
+                names::validate_attribute_name(name).map_err(context)?;
+            }
+            Some(body(attributes, limits).map_err(context)?)
         }
-        body(attributes, limits).map_err(context)?;
-    }
+        None => None,
+    };
     if !(1..=MAX_GENERATION).contains(&r.rev.generation) {
         return Err(Error::invalid(format!(
             "revision {} of {}/{}: the generation is not between 1 and {MAX_GENERATION}",
@@ -180,7 +188,10 @@ pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> 
     if parent.is_none() && rev.generation != 1 {
         return Err(Error::invalid(format!("revision {rev} of {table}/{id} has no parent in its ancestry")));
     }
-    let actual = revision_id(&table, &id, parent.as_ref(), deleted, &body);
+    let actual = match &encoded {
+        Some(bytes) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, bytes),
+        None => revision_id(&table, &id, parent.as_ref(), deleted, &body),
+    };
     if actual != rev {
         return Err(Error::corrupt(format!(
             "revision {rev} of {table}/{id} does not match its body (it hashes to {actual})"
@@ -213,8 +224,16 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     for name in op.attributes.keys() {
         names::validate_attribute_name(name)?;
     }
-    body(&op.attributes, limits)?;
-    Ok(LocalWrite { table: op.table, id, parent: op.rev, deleted, attributes: op.attributes, resolves: op.resolves })
+    let encoded = body(&op.attributes, limits)?;
+    Ok(LocalWrite {
+        table: op.table,
+        id,
+        parent: op.rev,
+        deleted,
+        attributes: op.attributes,
+        encoded,
+        resolves: op.resolves,
+    })
 }
 
 /// A batch of `len` operations or revisions (`what`) against `limits.max_bulk_ops`.
@@ -225,8 +244,9 @@ pub(crate) fn batch(len: usize, limits: &Limits, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A body's nesting depth and encoded size against the limits (local and replicated writes alike).
-pub fn body(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<()> {
+/// A body's nesting depth and encoded size against the limits (local and replicated writes alike);
+/// its canonical bytes, which its revision id hashes, so that a body is encoded once.
+pub fn body(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<Vec<u8>> {
     if attributes.depth() > limits.max_depth {
         return Err(Error::invalid(format!(
             "attributes nest {} deep; the limit is {}",
@@ -234,14 +254,15 @@ pub fn body(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<()>
             limits.max_depth
         )));
     }
-    let size = crate::canonical::encode_attributes(attributes).len();
+    let encoded = crate::canonical::encode_attributes(attributes);
+    let size = encoded.len();
     if size > limits.max_body_bytes {
         return Err(Error::too_large(format!(
             "record body is {size} bytes encoded; the limit is {}",
             limits.max_body_bytes
         )));
     }
-    Ok(())
+    Ok(encoded)
 }
 
 #[cfg(test)]

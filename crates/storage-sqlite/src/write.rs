@@ -50,14 +50,15 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
             )
             .sql()?;
         for r in &writes.revisions {
-            let parent = r.parent.map(|p| p.to_string());
+            let parent = r.parent.map(|p| p.text());
+            let parent = parent.as_deref();
             match r.event {
-                None => stub.execute(params![r.table, r.id, r.rev.to_string(), parent]).sql()?,
+                None => stub.execute(params![r.table, r.id, r.rev.text().as_str(), parent]).sql()?,
                 Some((seq, chain)) => event
                     .execute(params![
                         r.table,
                         r.id,
-                        r.rev.to_string(),
+                        r.rev.text().as_str(),
                         parent,
                         r.deleted,
                         r.body,
@@ -83,7 +84,7 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
                 .execute(params![
                     s.table,
                     s.id,
-                    s.rev.to_string(),
+                    s.rev.text().as_str(),
                     s.deleted,
                     s.body,
                     join_revs(&s.leaves),

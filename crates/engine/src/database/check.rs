@@ -82,7 +82,7 @@ impl<S: Storage> Engine<S> {
                             && r.deleted == stored.deleted
                             && r.leaves == stored.leaves
                             && r.conflicts == stored.conflicts
-                            && parse_body(&stored.body).is_ok_and(|b| b == r.body)
+                            && parse_body(&stored.body).is_ok_and(|b| b == *r.body)
                     }
                     _ => false,
                 };

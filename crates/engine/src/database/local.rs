@@ -47,8 +47,7 @@ impl<S: Storage> Engine<S> {
                         }
                         def.policy
                     };
-                    let rev = planner.local_write(&w, policy)?;
-                    Ok(WriteResult { table: w.table, id: w.id, rev })
+                    planner.local_write(w, policy)
                 });
                 results.push(outcome);
             }
@@ -66,13 +65,15 @@ impl<S: Storage> Engine<S> {
     async fn write_table(&self, name: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Result<RevId> {
         // A definition travels as a `_tables` record: the record body limit binds it too (every peer
         // would refuse a larger one).
-        self.check_body(&body).map_err(|e| e.context(format!("the definition of table {name:?}")))?;
+        let encoded =
+            validate::body(&body, &self.limits).map_err(|e| e.context(format!("the definition of table {name:?}")))?;
         let w = LocalWrite {
             table: names::TABLES_TABLE.into(),
             id: name.into(),
             parent,
             deleted,
             attributes: body,
+            encoded,
             resolves: vec![],
         };
         Ok(self.write_one(Ok(w)).await?.rev)

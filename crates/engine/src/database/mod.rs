@@ -111,7 +111,7 @@ impl<S: Storage> Engine<S> {
 
     /// Validate a body for a local or replicated write: nesting depth and encoded size.
     fn check_body(&self, attributes: &Attributes) -> Result<()> {
-        crate::validate::body(attributes, &self.limits)
+        crate::validate::body(attributes, &self.limits).map(drop)
     }
 
     async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: WriteSet) -> Result<()> {

@@ -125,7 +125,7 @@ fn record_of(def: &TableDef, state: StoredState, tree: Option<&RevisionTree>) ->
     let (attributes, field_conflicts) = match tree {
         Some(tree) if merges_on_read(def, &state) => {
             let r = reconcile(tree, def.policy)?;
-            (r.body, r.field_conflicts)
+            (r.body.into_owned(), r.field_conflicts)
         }
         _ => (parse_body(&state.body)?, vec![]),
     };

@@ -55,7 +55,7 @@ impl<S: Storage> Engine<S> {
         let (mut writes, written) = blocking(move || {
             let mut planner = Planner::new(&planned, trees);
             let mut written = 0;
-            for r in &revisions {
+            for r in revisions {
                 written += planner.replicated(r)? as u64;
             }
             Ok::<_, Error>((planner.finish()?, written))

@@ -103,7 +103,8 @@ pub struct StoredState {
     pub rev: RevId,
     /// Whether the winner is a tombstone.
     pub deleted: bool,
-    /// The reconciled body in wire JSON.
+    /// The reconciled body in wire JSON: always the winner's own, as the winner's revision stores it
+    /// (the engine reconciles `merge-fields` on read), so a backend may keep it there only.
     pub body: String,
     /// Every leaf.
     pub leaves: Vec<RevId>,
@@ -120,7 +121,8 @@ pub struct StoredState {
 /// What a backend may assume of a write set the engine gives it: revision events take the seqs after
 /// the head in the order listed, each chain hash extending the one before, `head` the last of them;
 /// each revision has at most one event entry and one stub entry, a stub entry never after its event;
-/// `states` are in seq order, one per record; knowledge rows hold from the new head's seq. A backend
+/// `states` are in seq order, one per record, each body its winner's stored body; knowledge rows hold
+/// from the new head's seq. A backend
 /// stores them as given, in one transaction, and decides nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteSet {
@@ -194,7 +196,8 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
 pub trait WriteTxn: Send {
     /// The head as of this transaction.
     async fn head(&mut self) -> Result<Head>;
-    /// The revision trees of these records (empty trees for unknown ones), with bodies.
+    /// The revision trees of these records, with bodies; a record with no revisions has no entry or an
+    /// empty tree.
     async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
     /// The reconciled state of one record, if any.
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>>;
@@ -224,10 +227,11 @@ pub trait Storage: Send + Sync + 'static {
     }
     /// The current head.
     async fn head(&self) -> Result<Head>;
-    /// The revision trees of these records.
+    /// The revision trees of these records; a record with no revisions has no entry or an empty tree.
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
     /// The revision ids held (with a body or as stubs) for these records: what `revs_diff` needs,
-    /// which a backend can answer from its key index without reading or parsing bodies.
+    /// which a backend can answer from its key index without reading or parsing bodies (a record
+    /// with none has no entry or an empty set).
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         let trees = self.load_trees(keys).await?;
         Ok(trees.into_iter().map(|(key, tree)| (key, tree.iter().map(|(rev, _)| *rev).collect())).collect())

@@ -1,8 +1,9 @@
 //! Outpost storage on SQLite (rusqlite with the bundled library): the embedded default.
 //!
 //! One database is one file (WAL mode). The file holds internal tables whose names start with `_`
-//! (`_revisions`, `_records`, `_meta`, ...) and, for each user table, two SQL views for direct reading:
-//! `<table>` (reconciled live records) and `<table>_history` (every stored revision).
+//! (`_events`, `_stubs`, `_records`, `_meta`, ...; format 3, see `schema.rs`) and, for each user
+//! table, two SQL views for direct reading: `<table>` (reconciled live records) and `<table>_history`
+//! (every stored revision).
 //!
 //! This crate translates the engine's storage trait to SQL; it decides nothing about what a write
 //! means.

@@ -1,7 +1,17 @@
 //! The file format: versioned schema migrations (`PRAGMA user_version`) and per-table SQL views.
 //!
 //! Internal tables start with `_` so they never collide with a view of a user table (user table names
-//! cannot start with `_`).
+//! cannot start with `_`). Format 3's tables:
+//!
+//! - `_events`: one row per revision event, keyed by its seq (the rowid: appended in order, no seq
+//!   index of its own), with the revision's body, the only copy of it; `_events_key` finds a
+//!   revision by (table, id, rev).
+//! - `_stubs`: revisions known only by id (ancestors from a peer's ancestry), apart from the events;
+//!   a revision is in one of the two, and leaves `_stubs` when its event arrives.
+//! - `_records`: the reconciled state of each record, keyed by (table, id) without a rowid, its
+//!   `body` NULL when it is the winner's own (read from the winner's event); `_records_seq` orders
+//!   the changes feed.
+//! - `_meta` (head, chain, live-record count), `_epochs`, `_knowledge`, `_resume`.
 
 use outpost_api::{names, Error, Result};
 use rusqlite::Connection;
@@ -9,7 +19,7 @@ use rusqlite::Connection;
 use crate::error::SqlResultExt;
 
 /// The newest file format this build reads and writes.
-pub const FORMAT_VERSION: i64 = 2;
+pub const FORMAT_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first format.
@@ -33,7 +43,33 @@ const MIGRATIONS: &[&str] = &[
     // 2: the live-record count kept with every write (`_meta` key `record_count`), so `info` does not
     // scan the records; the engine counts on first open.
     "",
+    // 3: each body stored once, events keyed by seq, stubs apart (see the module's doc). The views
+    // read the old tables: they are dropped before and made again after (`migrate`).
+    "CREATE TABLE _events (
+        seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
+        deleted INTEGER NOT NULL, body TEXT, chain BLOB NOT NULL);
+     INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
+        SELECT seq, tbl, id, rev, parent, deleted, body, chain FROM _revisions WHERE seq IS NOT NULL ORDER BY seq;
+     CREATE UNIQUE INDEX _events_key ON _events (tbl, id, rev);
+     CREATE TABLE _stubs (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT, PRIMARY KEY (tbl, id, rev)) WITHOUT ROWID;
+     INSERT INTO _stubs (tbl, id, rev, parent) SELECT tbl, id, rev, parent FROM _revisions WHERE seq IS NULL;
+     CREATE TABLE _states (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, deleted INTEGER NOT NULL, body TEXT,
+        leaves TEXT NOT NULL, conflicts TEXT NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (tbl, id)) WITHOUT ROWID;
+     INSERT INTO _states (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
+        SELECT r.tbl, r.id, r.rev, r.deleted, CASE WHEN e.body IS r.body THEN NULL ELSE r.body END,
+               r.leaves, r.conflicts, r.field_conflicts, r.seq
+        FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev;
+     DROP TABLE _revisions;
+     DROP TABLE _records;
+     ALTER TABLE _states RENAME TO _records;
+     CREATE UNIQUE INDEX _records_seq ON _records (seq);",
 ];
+
+/// The first format whose views read `_events`: migrating to it from before makes them again.
+const EVENTS_FORMAT: i64 = 3;
 
 /// Bring a file to [`FORMAT_VERSION`]; fails clearly on a file of a newer format.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
@@ -45,11 +81,41 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         )));
     }
     let tx = conn.transaction().sql()?;
+    let remake_views = version > 0 && version < EVENTS_FORMAT;
+    let views = if remake_views { drop_views(&tx)? } else { Vec::new() };
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).sql()?;
         tx.pragma_update(None, "user_version", i as i64 + 1).sql()?;
     }
+    for table in views {
+        ensure_views(&tx, &table)?;
+    }
+    // All of it or none: a migration interrupted anywhere leaves the file as it was.
     tx.commit().sql()
+}
+
+/// Drop every view, returning the tables whose views they were, in the order their definitions were
+/// written (which decides, as when they were made, who gets a history name two tables could claim).
+fn drop_views(conn: &Connection) -> Result<Vec<String>> {
+    let views: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'view'")
+        .sql()?
+        .query_map([], |r| r.get(0))
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()?;
+    for view in &views {
+        conn.execute_batch(&format!("DROP VIEW \"{}\"", view.replace('"', "\"\""))).sql()?;
+    }
+    let mut tables: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, id FROM _records WHERE tbl = ?1")
+        .sql()?
+        .query_map([names::TABLES_TABLE], |r| Ok((r.get(0)?, r.get(1)?)))
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()?;
+    tables.sort();
+    Ok(tables.into_iter().map(|(_, t)| t).filter(|t| views.contains(t)).collect())
 }
 
 /// The format version of an open file.
@@ -64,9 +130,12 @@ pub fn ensure_views(conn: &Connection, table: &str) -> Result<()> {
     names::validate_table_name(table)?;
     conn.execute_batch(&format!(
         "CREATE VIEW IF NOT EXISTS \"{table}\" AS
-           SELECT id, rev, body AS attributes, seq FROM _records WHERE tbl = '{table}' AND deleted = 0;
+           SELECT r.id, r.rev, coalesce(r.body, e.body) AS attributes, r.seq
+           FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev
+           WHERE r.tbl = '{table}' AND r.deleted = 0;
          CREATE VIEW IF NOT EXISTS \"{table}_history\" AS
-           SELECT id, rev, parent, deleted, body AS attributes, seq FROM _revisions WHERE tbl = '{table}';"
+           SELECT id, rev, parent, deleted, body AS attributes, seq FROM _events WHERE tbl = '{table}'
+           UNION ALL SELECT id, rev, parent, 0, NULL, NULL FROM _stubs WHERE tbl = '{table}';"
     ))
     .sql()
 }

@@ -111,7 +111,10 @@ pub(crate) fn read_head(conn: &Connection) -> Result<Head> {
 
 pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
     let mut stmt = conn
-        .prepare_cached("SELECT rev, parent, deleted, body, seq FROM _revisions WHERE tbl = ?1 AND id = ?2")
+        .prepare_cached(
+            "SELECT rev, parent, deleted, body, seq FROM _events WHERE tbl = ?1 AND id = ?2
+             UNION ALL SELECT rev, parent, 0, NULL, NULL FROM _stubs WHERE tbl = ?1 AND id = ?2",
+        )
         .sql()?;
     let mut out = HashMap::with_capacity(keys.len());
     for key in keys {
@@ -130,14 +133,21 @@ pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMa
             };
             tree.insert(rev, node);
         }
-        out.insert(key.clone(), tree);
+        // A record with no revisions (a new one) is left out.
+        if !tree.is_empty() {
+            out.insert(key.clone(), tree);
+        }
     }
     Ok(out)
 }
 
-/// The revision ids of each record, read from the `_revisions_key` index alone.
+/// The revision ids of each record, read from the `_events_key` index and `_stubs` alone.
 fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-    let mut stmt = conn.prepare_cached("SELECT rev FROM _revisions WHERE tbl = ?1 AND id = ?2").sql()?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rev FROM _events WHERE tbl = ?1 AND id = ?2 UNION ALL SELECT rev FROM _stubs WHERE tbl = ?1 AND id = ?2",
+        )
+        .sql()?;
     let mut out = HashMap::with_capacity(keys.len());
     for key in keys {
         let mut revs = HashSet::new();
@@ -145,7 +155,9 @@ fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey,
         while let Some(row) = rows.next().sql()? {
             revs.insert(parse_rev(&row.get::<_, String>(0).sql()?)?);
         }
-        out.insert(key.clone(), revs);
+        if !revs.is_empty() {
+            out.insert(key.clone(), revs);
+        }
     }
     Ok(out)
 }
@@ -162,14 +174,23 @@ pub(crate) fn pending_sql(filter: &str) -> String {
 
 pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
 
+/// The states as read (`r`), each body from its winner's event (`e`) when the state holds none.
+const STATES: &str = "SELECT r.tbl, r.id, r.rev, r.deleted, coalesce(r.body, e.body), r.leaves, r.conflicts,
+       r.field_conflicts, r.seq
+     FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev";
+
 fn state_of(row: &Row<'_>) -> Result<StoredState> {
     let field_conflicts: String = row.get(7).sql()?;
+    let (table, id, rev): (String, String, String) = (row.get(0).sql()?, row.get(1).sql()?, row.get(2).sql()?);
+    let body = row.get::<_, Option<String>>(4).sql()?.ok_or_else(|| {
+        Error::corrupt(format!("record {table}/{id}: neither its state nor its winner {rev} holds a body"))
+    })?;
     Ok(StoredState {
-        table: row.get(0).sql()?,
-        id: row.get(1).sql()?,
-        rev: parse_rev(&row.get::<_, String>(2).sql()?)?,
+        rev: parse_rev(&rev)?,
+        table,
+        id,
         deleted: row.get(3).sql()?,
-        body: row.get(4).sql()?,
+        body,
         leaves: parse_revs(&row.get::<_, String>(5).sql()?)?,
         conflicts: parse_revs(&row.get::<_, String>(6).sql()?)?,
         field_conflicts: stored::field_conflicts(&field_conflicts)?,
@@ -178,8 +199,7 @@ fn state_of(row: &Row<'_>) -> Result<StoredState> {
 }
 
 pub(crate) fn load_state(conn: &Connection, table: &str, id: &str) -> Result<Option<StoredState>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id = ?2")).sql()?;
+    let mut stmt = conn.prepare_cached(&format!("{STATES} WHERE r.tbl = ?1 AND r.id = ?2")).sql()?;
     let mut rows = stmt.query(params![table, id]).sql()?;
     match rows.next().sql()? {
         Some(row) => Ok(Some(state_of(row)?)),
@@ -246,8 +266,7 @@ impl Storage for SqliteStorage {
         self.run(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {STATE_COLUMNS} FROM _records WHERE tbl = ?1 AND id > ?2 AND (?3 OR deleted = 0)
-                     ORDER BY id LIMIT ?4"
+                    "{STATES} WHERE r.tbl = ?1 AND r.id > ?2 AND (?3 OR r.deleted = 0) ORDER BY r.id LIMIT ?4"
                 ))
                 .sql()?;
             let mut rows = stmt.query(params![table, after, include_deleted, limit as i64]).sql()?;
@@ -274,7 +293,7 @@ impl Storage for SqliteStorage {
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
         self.run(move |conn| {
             let chain: Option<Vec<u8>> = conn
-                .prepare_cached("SELECT chain FROM _revisions WHERE seq = ?1")
+                .prepare_cached("SELECT chain FROM _events WHERE seq = ?1")
                 .sql()?
                 .query_row([seq as i64], |r| r.get(0))
                 .optional()
@@ -422,8 +441,7 @@ fn changes_in(
 fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM _revisions
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM _events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
         .sql()?;
     let mut rows = stmt.query(params![after as i64, limit as i64]).sql()?;

@@ -8,7 +8,7 @@ use outpost_api::{Error, Result};
 use outpost_engine::storage::stored::{self, join_revs};
 use outpost_engine::storage::{blocking, Head, RecordKey, StoredState, WriteSet, WriteTxn};
 use outpost_engine::tree::RevisionTree;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -34,47 +34,58 @@ pub(crate) async fn begin(
 
 fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
     {
+        // A stub entry for a revision held as an event only teaches the event its parent.
+        let mut event_parent = conn
+            .prepare_cached("UPDATE _events SET parent = coalesce(parent, ?4) WHERE tbl = ?1 AND id = ?2 AND rev = ?3")
+            .sql()?;
         let mut stub = conn
             .prepare_cached(
-                "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
-                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL)
+                "INSERT INTO _stubs (tbl, id, rev, parent) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
             )
             .sql()?;
+        // An event for a revision held as a stub takes its place, and its parent when it names none.
+        // (A probe, then a delete when there is a stub: cheaper than DELETE … RETURNING, whose
+        // results go through a temporary table on every event.)
+        let mut stubbed =
+            conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
+        let mut unstub = conn.prepare_cached("DELETE FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
         let mut event = conn
             .prepare_cached(
-                "INSERT INTO _revisions (tbl, id, rev, parent, deleted, body, seq, chain)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent),
-                   deleted = excluded.deleted, body = excluded.body, seq = excluded.seq, chain = excluded.chain",
+                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .sql()?;
         for r in &writes.revisions {
+            let rev = r.rev.text();
             let parent = r.parent.map(|p| p.text());
             let parent = parent.as_deref();
             match r.event {
-                None => stub.execute(params![r.table, r.id, r.rev.text().as_str(), parent]).sql()?,
-                Some((seq, chain)) => event
-                    .execute(params![
-                        r.table,
-                        r.id,
-                        r.rev.text().as_str(),
-                        parent,
-                        r.deleted,
-                        r.body,
-                        seq as i64,
-                        &chain.0[..]
-                    ])
-                    .sql()?,
-            };
+                None => {
+                    if event_parent.execute(params![r.table, r.id, rev.as_str(), parent]).sql()? == 0 {
+                        stub.execute(params![r.table, r.id, rev.as_str(), parent]).sql()?;
+                    }
+                }
+                Some((seq, chain)) => {
+                    let key = params![r.table, r.id, rev.as_str()];
+                    let stub: Option<Option<String>> = stubbed.query_row(key, |row| row.get(0)).optional().sql()?;
+                    if stub.is_some() {
+                        unstub.execute(key).sql()?;
+                    }
+                    let parent = parent.or(stub.as_ref().and_then(|p| p.as_deref()));
+                    let row = params![seq as i64, r.table, r.id, rev.as_str(), parent, r.deleted, r.body, &chain.0[..]];
+                    event.execute(row).sql()?;
+                }
+            }
         }
     }
     {
+        // The state's body is its winner's (the write set's rule), which the winner's event holds.
         let mut upsert = conn
             .prepare_cached(&format!(
-                "INSERT INTO _records ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO _records ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8)
                  ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
-                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
+                   body = NULL, leaves = excluded.leaves, conflicts = excluded.conflicts,
                    field_conflicts = excluded.field_conflicts, seq = excluded.seq"
             ))
             .sql()?;
@@ -86,7 +97,6 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
                     s.id,
                     s.rev.text().as_str(),
                     s.deleted,
-                    s.body,
                     join_revs(&s.leaves),
                     join_revs(&s.conflicts),
                     field_conflicts,
@@ -175,12 +185,12 @@ struct SqliteWriteTxn {
     bytes: u64,
 }
 
-/// About how many bytes a write set adds to the WAL: its bodies, states and keys.
+/// About how many bytes a write set adds to the WAL: its bodies (stored once, with the events) and
+/// keys.
 fn written_bytes(writes: &WriteSet) -> u64 {
     const KEYS: usize = 160;
     let revisions: usize = writes.revisions.iter().map(|r| KEYS + r.body.as_ref().map_or(0, String::len)).sum();
-    let states: usize = writes.states.iter().map(|s| KEYS + s.body.len()).sum();
-    (revisions + states) as u64
+    (revisions + KEYS * writes.states.len()) as u64
 }
 
 impl SqliteWriteTxn {

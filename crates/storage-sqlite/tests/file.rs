@@ -46,28 +46,6 @@ async fn a_file_of_a_newer_format_is_refused_clearly() {
 }
 
 #[tokio::test]
-async fn a_format_1_file_gets_its_record_count_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.outpost");
-    let db = outpost_sqlite::create_file(&path, "old", Limits::default()).await.unwrap();
-    db.create_table(NewTable { name: "t".into(), ..NewTable::default() }).await.unwrap();
-    for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
-        db.put_record("t", put(id, n as i64)).await.unwrap();
-    }
-    db.delete_record("t", "b", None).await.unwrap();
-    // Back to format 1: no stored count.
-    db.storage()
-        .with_connection(|c| c.execute_batch("DELETE FROM _meta WHERE key = 'record_count'; PRAGMA user_version = 1;"))
-        .await
-        .unwrap();
-    drop(db);
-    let db = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
-    assert_eq!(db.info().await.unwrap().record_count, 2);
-    db.delete_record("t", "a", None).await.unwrap();
-    assert_eq!(db.info().await.unwrap().record_count, 1);
-}
-
-#[tokio::test]
 async fn opening_what_is_not_a_database_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");

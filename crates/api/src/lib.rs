@@ -18,6 +18,7 @@ mod scalar;
 mod table;
 mod traits;
 mod value;
+mod wire;
 
 pub use error::{Error, ErrorKind, Result};
 pub use names::Limits;

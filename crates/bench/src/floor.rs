@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use outpost_api::{Attributes, ChainHash, Uuid};
 use outpost_engine::hash::{genesis_chain, next_chain, revision_id};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::records;
 use crate::worker::{peak_rss, Measured, Rows, TABLE};
@@ -232,20 +232,15 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
             }
         }
         Schema::Format3 | Schema::Format3Lean => {
-            // As write.rs: a probe for a stub the event replaces, then the event.
-            let mut stubbed =
-                conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3")?;
+            // As write.rs for new records: no stub to replace (the engine says so), the event.
             let mut event = conn.prepare_cached(
                 "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for p in batch {
-                let none: Option<Option<String>> =
-                    stubbed.query_row(params![TABLE, p.id, p.rev], |r| r.get(0)).optional()?;
-                debug_assert!(none.is_none(), "new records have no stubs");
                 event.execute(params![p.seq, TABLE, p.id, p.rev, None::<String>, false, p.body, &p.chain.0[..]])?;
             }
-            // The winner's own body is not copied: the state reads it from the event at `seq`.
+            // The winner's own body is not copied: the state reads it from the winner's event.
             let mut state = conn.prepare_cached(
                 "INSERT INTO _records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
                  VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8)

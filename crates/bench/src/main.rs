@@ -98,8 +98,8 @@ struct WriteArgs {
     seed: u64,
     #[arg(long, default_value_t = run::BATCH)]
     batch: usize,
-    /// Make the records but write none (`write` only): the baseline an instruction count of the
-    /// write path subtracts.
+    /// Make the records but write none: the baseline an instruction count of the write path
+    /// subtracts.
     #[arg(long)]
     dry: bool,
 }
@@ -135,7 +135,7 @@ fn worker_command(cmd: WorkerCmd) -> Result<(), String> {
     let measured = match cmd {
         WorkerCmd::Floor(args) => floor::floor(Path::new(&args.rows.db), args.rows.rows(), args.schema)?,
         WorkerCmd::Reference(args) => {
-            worker::reference(Path::new(&args.db), args.rows()).map_err(|e| format!("rusqlite: {e}"))?
+            worker::reference(Path::new(&args.db), args.rows(), args.dry).map_err(|e| format!("rusqlite: {e}"))?
         }
         WorkerCmd::Write(args) => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

@@ -36,6 +36,36 @@ impl Tools {
         json_of(cmd, &format!("outpost {}", args.join(" ")))
     }
 
+    /// What `outpost-bench worker ARGS…` does under a valgrind tool: the instructions it executes
+    /// (`callgrind`) or the blocks it allocates (`dhat`). Its output file goes in `dir` and is removed
+    /// after; `None` when valgrind is not installed.
+    pub fn valgrind(&self, tool: Valgrind, args: &[String], dir: &Path) -> Result<Option<u64>> {
+        let installed = Command::new("valgrind").arg("--version").stdout(Stdio::null()).status();
+        if !installed.is_ok_and(|s| s.success()) {
+            return Ok(None);
+        }
+        let (name, count): (&str, fn(&str) -> Option<u64>) = match tool {
+            Valgrind::Instructions => ("callgrind", collected),
+            Valgrind::Allocations => ("dhat", allocated),
+        };
+        let out = dir.join(format!("{name}.out"));
+        let output = Command::new("valgrind")
+            .arg(format!("--tool={name}"))
+            .arg(format!("--{name}-out-file={}", out.display()))
+            .arg(&self.bench)
+            .arg("worker")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("valgrind: cannot start: {e}"))?;
+        let _ = std::fs::remove_file(&out);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("valgrind worker {}: {} — {}", args.join(" "), output.status, stderr.trim()));
+        }
+        count(&stderr).map(Some).ok_or_else(|| format!("valgrind printed no {name} summary: {stderr}"))
+    }
+
     /// `outpost-bench worker ARGS…`: one measured write.
     pub fn worker(&self, args: &[String]) -> Result<Measured> {
         let mut cmd = Command::new(&self.bench);
@@ -43,6 +73,28 @@ impl Tools {
         let value = json_of(cmd, &format!("worker {}", args.join(" ")))?;
         serde_json::from_value(value).map_err(|e| format!("worker output: {e}"))
     }
+}
+
+/// What a valgrind run counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Valgrind {
+    /// Instructions executed (Callgrind).
+    Instructions,
+    /// Heap blocks allocated (DHAT).
+    Allocations,
+}
+
+/// The count of Callgrind's `==pid== Collected : 1,234` line.
+fn collected(stderr: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(':').next()?.trim().replace(',', "").parse().ok()
+}
+
+/// The blocks of DHAT's `==pid== Total: 40,538,284 bytes in 288,398 blocks` line.
+fn allocated(stderr: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.contains("Total:"))?;
+    let blocks = line.split(" in ").nth(1)?.trim().strip_suffix("blocks")?;
+    blocks.trim().replace(',', "").parse().ok()
 }
 
 /// A free loopback port (bound, read and released; the server binds it right after).
@@ -133,5 +185,19 @@ impl Pass {
             fetched: q["entries"].as_u64().unwrap_or(0),
             peak_rss_bytes: v["peak_rss_bytes"].as_u64(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callgrind_counts_are_read_from_its_summary() {
+        let stderr = "==17401== Events    : Ir\n==17401== Collected : 2,088,111,150\n==17401==\n";
+        assert_eq!(collected(stderr), Some(2_088_111_150));
+        assert_eq!(collected("==1== no summary"), None);
+        let dhat = "==18921== Total:     40,538,284 bytes in 288,398 blocks\n==18921== At t-gmax: 6,917,123 bytes";
+        assert_eq!(allocated(dhat), Some(288_398));
     }
 }

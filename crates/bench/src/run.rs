@@ -7,6 +7,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::procs::{Pass, Result, Server, Tools};
+
+mod counts;
 use crate::report::{count, mb, median, rate, Growth, Machine, Results, Row};
 
 /// The seed of every workload's records.
@@ -238,6 +240,7 @@ impl Bench<'_> {
                 remove_db(&floor);
             }
         }
+        let callgrind = self.b1_instructions()?;
         let ours = self.median("B1.outpost.rec_s");
         let bare = self.median("B1.rusqlite.rec_s");
         let ratio = ours / bare;
@@ -257,7 +260,7 @@ impl Bench<'_> {
             target: "≥ 100k rec/s and ≥ 0.5× bare rusqlite".into(),
             met: Some(ours >= 100_000.0 && ratio >= 0.5),
             note: format!(
-                "schema floors (only the SQL of new records timed, crates/bench/src/floor.rs): {}",
+                "schema floors (only the SQL of new records timed, crates/bench/src/floor.rs): {}; {callgrind}",
                 floors.join(", ")
             ),
         });

@@ -106,8 +106,9 @@ async fn write_or_make(db: &dyn Database, rows: Rows, dry: bool) -> outpost_api:
 
 /// The reference for B1: the same rows inserted into a plain SQLite table (id, JSON body) with a
 /// prepared statement, one transaction per batch, and Outpost's own durability settings (WAL,
-/// synchronous=FULL); timed like [`write`], per batch.
-pub fn reference(path: &Path, rows: Rows) -> rusqlite::Result<Measured> {
+/// synchronous=FULL); timed like [`write`], per batch. `dry`: make the rows and insert none (the
+/// baseline of an instruction count).
+pub fn reference(path: &Path, rows: Rows, dry: bool) -> rusqlite::Result<Measured> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -116,6 +117,10 @@ pub fn reference(path: &Path, rows: Rows) -> rusqlite::Result<Measured> {
     for chunk in rows.chunks() {
         let batch: Vec<(String, serde_json::Value)> =
             chunk.map(|index| (records::id(index), records::attributes(rows.seed, index, rows.version))).collect();
+        if dry {
+            drop(std::hint::black_box(batch));
+            continue;
+        }
         let started = Instant::now();
         let tx = conn.transaction()?;
         {
@@ -179,7 +184,7 @@ mod tests {
         assert_eq!(r.attributes, outpost_api::Attributes::from_plain(&records::attributes(3, 110, 1)).unwrap());
 
         let path = dir.path().join("ref.sqlite");
-        reference(&path, rows).unwrap();
+        reference(&path, rows, false).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
         let n: i64 = conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 120);

@@ -68,6 +68,8 @@ pub struct Planner {
     touched: Vec<RecordKey>,
     touched_set: HashSet<RecordKey>,
     revisions: Vec<StoredRevision>,
+    /// Whether an event fills a stub in ([`WriteSet::fills_stubs`]).
+    fills_stubs: bool,
 }
 
 impl Planner {
@@ -84,6 +86,7 @@ impl Planner {
             touched: Vec::new(),
             touched_set: HashSet::new(),
             revisions: Vec::new(),
+            fills_stubs: false,
         }
     }
 
@@ -193,13 +196,14 @@ impl Planner {
         debug_assert!(parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} is not a child of {parent:?}");
         let seq = self.update_seq + 1;
         let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
-        let json = serde_json::to_string(&body).map_err(|e| Error::internal(format!("encoding a body: {e}")))?;
+        let json = body.to_json();
         self.update_seq = seq;
         self.chain = chain;
         if !self.trees.contains_key(key) {
             self.trees.insert(key.clone(), RevisionTree::default());
         }
         let tree = self.trees.get_mut(key).expect("inserted above");
+        self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
         tree.insert(rev, RevisionNode { parent, deleted, body: Some(body), seq: Some(seq) });
         self.revisions.push(StoredRevision {
             table: key.0.clone(),
@@ -239,7 +243,7 @@ impl Planner {
             }
             let body = match written.get(&(key.0.as_str(), key.1.as_str(), r.winner)) {
                 Some(json) => (*json).to_owned(),
-                None => serde_json::to_string(&*r.body).map_err(|e| Error::internal(e.to_string()))?,
+                None => r.body.to_json(),
             };
             states.push(StoredState {
                 table: key.0.clone(),
@@ -259,6 +263,7 @@ impl Planner {
         drop(written);
         let writes = WriteSet {
             revisions: merge_stubs(self.revisions),
+            fills_stubs: self.fills_stubs,
             states,
             head,
             views,

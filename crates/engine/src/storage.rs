@@ -130,6 +130,9 @@ pub struct WriteSet {
     /// event) for a revision already stored sets its parent when the stored one has none (a parent
     /// learned from a later, longer ancestry); it changes nothing else.
     pub revisions: Vec<StoredRevision>,
+    /// Whether an event in `revisions` stores a revision held as a stub (stored, or by a stub entry
+    /// earlier in this set). When false, a backend need not look for stubs to replace.
+    pub fills_stubs: bool,
     /// New reconciled states, replacing the old ones.
     pub states: Vec<StoredState>,
     /// The new head position (when any event was written).

@@ -109,56 +109,80 @@ pub(crate) fn read_head(conn: &Connection) -> Result<Head> {
     Ok(Head { update_seq: update_seq as u64, chain: blob_chain(chain)?, epochs })
 }
 
-pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT rev, parent, deleted, body, seq FROM _events WHERE tbl = ?1 AND id = ?2
-             UNION ALL SELECT rev, parent, 0, NULL, NULL FROM _stubs WHERE tbl = ?1 AND id = ?2",
-        )
-        .sql()?;
-    let mut out = HashMap::with_capacity(keys.len());
-    for key in keys {
-        let mut tree = RevisionTree::new();
-        let mut rows = stmt.query(params![key.0, key.1]).sql()?;
-        while let Some(row) = rows.next().sql()? {
-            let rev = parse_rev(&row.get::<_, String>(0).sql()?)?;
-            let parent = row.get::<_, Option<String>>(1).sql()?.map(|p| parse_rev(&p)).transpose()?;
-            let body = row.get::<_, Option<String>>(3).sql()?;
-            let body = body.map(|b| stored::body(&b, &key.0, &key.1, &rev)).transpose()?;
-            let node = RevisionNode {
-                parent,
-                deleted: row.get(2).sql()?,
-                body,
-                seq: row.get::<_, Option<i64>>(4).sql()?.map(|s| s as u64),
-            };
-            tree.insert(rev, node);
-        }
-        // A record with no revisions (a new one) is left out.
-        if !tree.is_empty() {
-            out.insert(key.clone(), tree);
+/// Records per statement when reading many: one statement's setup shared by this many ids.
+const KEYS: usize = 50;
+
+/// The revisions (`events` columns of `_events`, `stubs` columns of `_stubs`, each after the id) of
+/// the records `keys`, up to [`KEYS`] ids of one table to a statement; `row` gets each row's table and
+/// the row (the id first). Records with no revisions give no rows.
+fn revision_rows(
+    conn: &Connection,
+    keys: &[RecordKey],
+    (events, stubs): (&str, &str),
+    mut row: impl FnMut(&str, &Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (table, id) in keys {
+        by_table.entry(table).or_default().push(id);
+    }
+    for (table, ids) in by_table {
+        for chunk in ids.chunks(KEYS) {
+            let per_statement = if chunk.len() == KEYS { KEYS } else { 1 };
+            let mut stmt = conn.prepare_cached(&revisions_sql((events, stubs), per_statement)).sql()?;
+            for ids in chunk.chunks(per_statement) {
+                stmt.raw_bind_parameter(1, table).sql()?;
+                for (i, id) in ids.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 2, id).sql()?;
+                }
+                let mut rows = stmt.raw_query();
+                while let Some(r) = rows.next().sql()? {
+                    row(table, r)?;
+                }
+            }
         }
     }
+    Ok(())
+}
+
+/// The query of [`revision_rows`] for `n` ids of table `?1` (`?2`…): index searches only.
+fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
+    let marks: Vec<String> = (0..n).map(|i| format!("?{}", i + 2)).collect();
+    let marks = marks.join(", ");
+    format!(
+        "SELECT id, {events} FROM _events WHERE tbl = ?1 AND id IN ({marks})
+         UNION ALL SELECT id, {stubs} FROM _stubs WHERE tbl = ?1 AND id IN ({marks})"
+    )
+}
+
+pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+    let mut out: HashMap<RecordKey, RevisionTree> = HashMap::with_capacity(keys.len());
+    let columns = ("rev, parent, deleted, body, seq", "rev, parent, 0, NULL, NULL");
+    revision_rows(conn, keys, columns, |table, row| {
+        let id: String = row.get(0).sql()?;
+        let rev = parse_rev(&row.get::<_, String>(1).sql()?)?;
+        let parent = row.get::<_, Option<String>>(2).sql()?.map(|p| parse_rev(&p)).transpose()?;
+        let body = row.get::<_, Option<String>>(4).sql()?;
+        let body = body.map(|b| stored::body(&b, table, &id, &rev)).transpose()?;
+        let node = RevisionNode {
+            parent,
+            deleted: row.get(3).sql()?,
+            body,
+            seq: row.get::<_, Option<i64>>(5).sql()?.map(|s| s as u64),
+        };
+        out.entry((table.to_owned(), id)).or_default().insert(rev, node);
+        Ok(())
+    })?;
     Ok(out)
 }
 
 /// The revision ids of each record, read from the `_events_key` index and `_stubs` alone.
 fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT rev FROM _events WHERE tbl = ?1 AND id = ?2 UNION ALL SELECT rev FROM _stubs WHERE tbl = ?1 AND id = ?2",
-        )
-        .sql()?;
-    let mut out = HashMap::with_capacity(keys.len());
-    for key in keys {
-        let mut revs = HashSet::new();
-        let mut rows = stmt.query(params![key.0, key.1]).sql()?;
-        while let Some(row) = rows.next().sql()? {
-            revs.insert(parse_rev(&row.get::<_, String>(0).sql()?)?);
-        }
-        if !revs.is_empty() {
-            out.insert(key.clone(), revs);
-        }
-    }
+    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::with_capacity(keys.len());
+    revision_rows(conn, keys, ("rev", "rev"), |table, row| {
+        let id: String = row.get(0).sql()?;
+        out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&row.get::<_, String>(1).sql()?)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -470,7 +494,7 @@ fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent
 mod tests {
     use super::*;
     use outpost_engine::storage::Genesis;
-    use rusqlite::StatementStatus;
+    use rusqlite::{params_from_iter, StatementStatus};
 
     fn fill(conn: &Connection, from: u64, to: u64) {
         conn.execute(
@@ -490,6 +514,30 @@ mod tests {
         let mut count = conn.prepare(&pending_sql("")).unwrap();
         let _: i64 = count.query_row(params![since as i64, 1000], |r| r.get(0)).unwrap();
         (page, count.get_status(StatementStatus::VmStep), n)
+    }
+
+    #[test]
+    fn many_records_revisions_are_read_by_index_searches() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::create(&dir.path().join("k.outpost"), &Genesis::new("k").unwrap()).unwrap();
+        let slot = storage.conn.try_lock().unwrap();
+        let conn = slot.as_ref().unwrap();
+        for columns in [("rev, parent, deleted, body, seq", "rev, parent, 0, NULL, NULL"), ("rev", "rev")] {
+            let sql = revisions_sql(columns, KEYS);
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params_from_iter(std::iter::repeat_n("x", KEYS + 1)), |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().any(|p| p.starts_with("SEARCH _events USING") && p.contains("INDEX _events_key")),
+                "{plan:?}"
+            );
+            assert!(plan.iter().any(|p| p.contains("SEARCH _stubs USING PRIMARY KEY")), "{plan:?}");
+            assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
+        }
     }
 
     #[test]

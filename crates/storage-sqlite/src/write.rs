@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use outpost_api::{Error, Result};
 use outpost_engine::storage::stored::{self, join_revs};
-use outpost_engine::storage::{blocking, Head, RecordKey, StoredState, WriteSet, WriteTxn};
+use outpost_engine::storage::{blocking, Head, RecordKey, StoredRevision, StoredState, WriteSet, WriteTxn};
 use outpost_engine::tree::RevisionTree;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -32,79 +32,99 @@ pub(crate) async fn begin(
     Ok(Box::new(SqliteWriteTxn { txn: Some(txn), checkpoints, bytes: 0 }))
 }
 
-fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
-    {
-        // A stub entry for a revision held as an event only teaches the event its parent.
-        let mut event_parent = conn
-            .prepare_cached("UPDATE _events SET parent = coalesce(parent, ?4) WHERE tbl = ?1 AND id = ?2 AND rev = ?3")
-            .sql()?;
-        let mut stub = conn
-            .prepare_cached(
-                "INSERT INTO _stubs (tbl, id, rev, parent) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
-            )
-            .sql()?;
-        // An event for a revision held as a stub takes its place, and its parent when it names none.
-        // (A probe, then a delete when there is a stub: cheaper than DELETE … RETURNING, whose
-        // results go through a temporary table on every event.)
-        let mut stubbed =
-            conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
-        let mut unstub = conn.prepare_cached("DELETE FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
-        let mut event = conn
-            .prepare_cached(
-                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .sql()?;
-        for r in &writes.revisions {
-            let rev = r.rev.text();
-            let parent = r.parent.map(|p| p.text());
-            let parent = parent.as_deref();
-            match r.event {
-                None => {
-                    if event_parent.execute(params![r.table, r.id, rev.as_str(), parent]).sql()? == 0 {
-                        stub.execute(params![r.table, r.id, rev.as_str(), parent]).sql()?;
-                    }
-                }
-                Some((seq, chain)) => {
-                    let key = params![r.table, r.id, rev.as_str()];
-                    let stub: Option<Option<String>> = stubbed.query_row(key, |row| row.get(0)).optional().sql()?;
-                    if stub.is_some() {
-                        unstub.execute(key).sql()?;
-                    }
-                    let parent = parent.or(stub.as_ref().and_then(|p| p.as_deref()));
-                    let row = params![seq as i64, r.table, r.id, rev.as_str(), parent, r.deleted, r.body, &chain.0[..]];
-                    event.execute(row).sql()?;
-                }
+/// Rows per multi-row `INSERT`: one statement's setup and teardown shared by this many rows.
+const ROWS: usize = 50;
+
+const EVENTS: &str = "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)";
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+// The state's body is its winner's (the write set's rule), which the winner's event holds.
+const STATE_ROW: &str = "(?, ?, ?, ?, NULL, ?, ?, ?, ?)";
+const STATES_ON_CONFLICT: &str = "ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+    body = NULL, leaves = excluded.leaves, conflicts = excluded.conflicts,
+    field_conflicts = excluded.field_conflicts, seq = excluded.seq";
+
+/// `head VALUES row, row, … tail` with `n` rows.
+fn rows_sql(head: &str, row: &str, n: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + 8 + n * (row.len() + 2) + tail.len());
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Binds one row's values after the last, in order.
+struct Binder<'s, 'c> {
+    stmt: &'s mut rusqlite::CachedStatement<'c>,
+    next: usize,
+}
+
+impl Binder<'_, '_> {
+    fn put<V: rusqlite::ToSql>(&mut self, value: V) -> Result<()> {
+        self.next += 1;
+        self.stmt.raw_bind_parameter(self.next, value).sql()
+    }
+}
+
+/// Insert `items` with `head VALUES row… tail`, [`ROWS`] to a statement (the rest one to a
+/// statement), `bind` giving each item's values.
+fn insert_rows<T>(
+    conn: &Connection,
+    (head, row, tail): (&str, &str, &str),
+    items: &[T],
+    bind: impl Fn(&mut Binder<'_, '_>, &T) -> Result<()>,
+) -> Result<()> {
+    for chunk in items.chunks(ROWS) {
+        let per_statement = if chunk.len() == ROWS { ROWS } else { 1 };
+        let mut stmt = conn.prepare_cached(&rows_sql(head, row, per_statement, tail)).sql()?;
+        for rows in chunk.chunks(per_statement) {
+            let mut binder = Binder { stmt: &mut stmt, next: 0 };
+            for item in rows {
+                bind(&mut binder, item)?;
             }
+            stmt.raw_execute().sql()?;
         }
     }
-    {
-        // The state's body is its winner's (the write set's rule), which the winner's event holds.
-        let mut upsert = conn
-            .prepare_cached(&format!(
-                "INSERT INTO _records ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
-                   body = NULL, leaves = excluded.leaves, conflicts = excluded.conflicts,
-                   field_conflicts = excluded.field_conflicts, seq = excluded.seq"
-            ))
-            .sql()?;
-        for s in &writes.states {
-            let field_conflicts = stored::encode_field_conflicts(&s.field_conflicts);
-            upsert
-                .execute(params![
-                    s.table,
-                    s.id,
-                    s.rev.text().as_str(),
-                    s.deleted,
-                    join_revs(&s.leaves),
-                    join_revs(&s.conflicts),
-                    field_conflicts,
-                    s.seq as i64
-                ])
-                .sql()?;
-        }
+    Ok(())
+}
+
+fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
+    if writes.fills_stubs {
+        store_revisions_one_by_one(conn, &writes.revisions)?;
+    } else {
+        // No event takes a stub's place: the stub entries, then the events many to a statement (a
+        // stub entry is never after its event).
+        store_revisions_one_by_one(conn, writes.revisions.iter().filter(|r| r.event.is_none()))?;
+        let events: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_some()).collect();
+        insert_rows(conn, (EVENTS, EVENT_ROW, ""), &events, |b, r| {
+            let (seq, chain) = r.event.expect("an event");
+            b.put(seq as i64)?;
+            b.put(&r.table)?;
+            b.put(&r.id)?;
+            b.put(r.rev.text().as_str())?;
+            b.put(r.parent.map(|p| p.text()).as_deref())?;
+            b.put(r.deleted)?;
+            b.put(&r.body)?;
+            b.put(&chain.0[..])
+        })?;
     }
+    let states = format!("INSERT INTO _records ({STATE_COLUMNS})");
+    insert_rows(conn, (&states, STATE_ROW, STATES_ON_CONFLICT), &writes.states, |b, s| {
+        b.put(&s.table)?;
+        b.put(&s.id)?;
+        b.put(s.rev.text().as_str())?;
+        b.put(s.deleted)?;
+        b.put(join_revs(&s.leaves))?;
+        b.put(join_revs(&s.conflicts))?;
+        b.put(stored::encode_field_conflicts(&s.field_conflicts))?;
+        b.put(s.seq as i64)
+    })?;
     if let Some((seq, chain)) = writes.head {
         conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'update_seq'", [seq as i64]).sql()?;
         conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'chain'", [&chain.0[..]]).sql()?;
@@ -151,6 +171,53 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
     }
     for table in &writes.views {
         schema::ensure_views(conn, table)?;
+    }
+    Ok(())
+}
+
+/// Store revision entries in order, each event replacing the stub of its revision if there is one.
+fn store_revisions_one_by_one<'r>(
+    conn: &Connection,
+    revisions: impl IntoIterator<Item = &'r StoredRevision>,
+) -> Result<()> {
+    // A stub entry for a revision held as an event only teaches the event its parent.
+    let mut event_parent = conn
+        .prepare_cached("UPDATE _events SET parent = coalesce(parent, ?4) WHERE tbl = ?1 AND id = ?2 AND rev = ?3")
+        .sql()?;
+    let mut stub = conn
+        .prepare_cached(
+            "INSERT INTO _stubs (tbl, id, rev, parent) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
+        )
+        .sql()?;
+    // An event for a revision held as a stub takes its place, and its parent when it names none (a
+    // probe, then a delete when there is one: cheaper than DELETE … RETURNING, whose results go
+    // through a temporary table).
+    let mut stubbed = conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
+    let mut unstub = conn.prepare_cached("DELETE FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
+    let mut event = conn.prepare_cached(&rows_sql(EVENTS, EVENT_ROW, 1, "")).sql()?;
+    for r in revisions {
+        let rev = r.rev.text();
+        let parent = r.parent.map(|p| p.text());
+        let parent = parent.as_deref();
+        match r.event {
+            None => {
+                if event_parent.execute(params![r.table, r.id, rev.as_str(), parent]).sql()? == 0 {
+                    stub.execute(params![r.table, r.id, rev.as_str(), parent]).sql()?;
+                }
+            }
+            Some((seq, chain)) => {
+                let key = params![r.table, r.id, rev.as_str()];
+                let stub: Option<Option<String>> = stubbed.query_row(key, |row| row.get(0)).optional().sql()?;
+                if stub.is_some() {
+                    unstub.execute(key).sql()?;
+                }
+                let parent = parent.or(stub.as_ref().and_then(|p| p.as_deref()));
+                event
+                    .execute(params![seq as i64, r.table, r.id, rev.as_str(), parent, r.deleted, r.body, &chain.0[..]])
+                    .sql()?;
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,171 @@
+//! The wire JSON of attributes written directly: byte for byte what their `Serialize` gives through
+//! `serde_json` (a property test holds the two equal), without serde's machinery. Every write
+//! encodes its body once to store it, so this is on the write path of every record.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+
+use crate::scalar::format_float;
+use crate::value::{Attributes, Value};
+
+impl Attributes {
+    /// The attributes' wire JSON, as `serde_json::to_string` writes them.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        write_map(&mut out, &self.0);
+        out
+    }
+}
+
+fn write_map(out: &mut String, items: &std::collections::BTreeMap<String, Value>) {
+    out.push('{');
+    for (i, (key, value)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, key);
+        out.push(':');
+        write_value(out, value);
+    }
+    out.push('}');
+}
+
+/// One value: a one-entry object naming its type.
+fn write_value(out: &mut String, value: &Value) {
+    out.push_str("{\"");
+    out.push_str(value.value_type().as_str());
+    out.push_str("\":");
+    match value {
+        Value::Null => out.push_str("true"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            out.push('"');
+            write!(out, "{i}").expect("writing to a String");
+            out.push('"');
+        }
+        Value::Float(f) => write_str(out, &format_float(*f)),
+        Value::Decimal(d) => write_str(out, d.as_str()),
+        Value::String(s) => write_str(out, s),
+        Value::Bytes(b) => {
+            out.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(b, out);
+            out.push('"');
+        }
+        Value::Timestamp(t) => {
+            out.push('"');
+            write!(out, "{t}").expect("writing to a String");
+            out.push('"');
+        }
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(items) => write_map(out, items),
+    }
+    out.push('}');
+}
+
+/// A JSON string as `serde_json` escapes it: `"` and `\`, the short escapes of `\b \t \n \f \r`, other
+/// control characters as `\u00xx`, everything else as it is.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    // Most text needs no escape: one pass that the compiler can vectorise, then a copy.
+    let plain = !bytes.iter().fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
+        out.push_str(s);
+    } else {
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let short = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // An ASCII byte: the slices end on character boundaries.
+            out.push_str(&s[start..i]);
+            if short.is_empty() {
+                write!(out, "\\u{b:04x}").expect("writing to a String");
+            } else {
+                out.push_str(short);
+            }
+            start = i + 1;
+        }
+        out.push_str(&s[start..]);
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{Decimal, Timestamp};
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z]{0,12}",
+            "\\PC{0,12}",
+            proptest::collection::vec(any::<char>(), 0..12).prop_map(|c| c.into_iter().collect()),
+            proptest::collection::vec(0u8..0x80, 0..12).prop_map(|b| String::from_utf8(b).unwrap()),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| Value::Float(if f == 0.0 {
+                0.0
+            } else {
+                f
+            })),
+            (any::<i32>(), 0u32..6).prop_map(|(n, scale)| {
+                let d: Decimal = format!("{n}e-{scale}").parse().unwrap_or_else(|_| "0".parse().unwrap());
+                Value::Decimal(d)
+            }),
+            text().prop_map(Value::String),
+            proptest::collection::vec(any::<u8>(), 0..10).prop_map(Value::Bytes),
+            (0i64..4_000_000_000_000, 0u32..1_000_000_000)
+                .prop_filter_map("a valid instant", |(s, n)| { Timestamp::from_parts(s, n).map(Value::Timestamp) }),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::btree_map(text(), inner, 0..4).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_wire_json_is_what_serde_writes(items in proptest::collection::btree_map(text(), value(), 0..6)) {
+            let attributes = Attributes(items);
+            prop_assert_eq!(attributes.to_json(), serde_json::to_string(&attributes).unwrap());
+        }
+    }
+
+    #[test]
+    fn every_control_character_is_escaped_as_serde_does() {
+        let all: String = (0u8..0x80).map(char::from).chain(['é', '\u{2028}', '😀']).collect();
+        let attributes = Attributes(BTreeMap::from([(all.clone(), Value::String(all))]));
+        assert_eq!(attributes.to_json(), serde_json::to_string(&attributes).unwrap());
+    }
+}

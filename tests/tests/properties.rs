@@ -94,7 +94,7 @@ fn history_and_two_orders() -> impl Strategy<Value = (Vec<RevisionData>, Vec<usi
 fn plan(revisions: &[RevisionData], order: &[usize]) -> (RevisionTree, usize) {
     let head =
         Head { update_seq: 0, chain: ChainHash([0; 32]), epochs: vec![Epoch { uuid: Uuid::nil(), start_seq: 1 }] };
-    let mut planner = Planner::new(&head, HashMap::new());
+    let mut planner = Planner::new(&head, HashMap::new(), revisions.len());
     let verified: Vec<VerifiedRevision> = revisions
         .iter()
         .map(|r| validate::replicated(r.clone(), &Limits::default()).unwrap_or_else(|e| panic!("{r:?}: {e}")))

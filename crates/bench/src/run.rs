@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::procs::{Pass, Result, Server, Tools};
 
+mod checks;
 mod counts;
 use crate::report::{count, mb, median, rate, Growth, Machine, Results, Row};
 
@@ -226,6 +227,7 @@ impl Bench<'_> {
             self.sample("B1.outpost.rec_s", n as f64 / outpost.seconds);
             self.sample("B1.rusqlite.rec_s", n as f64 / bare.seconds);
             self.sample("B1.outpost.peak_mb", outpost.peak_rss_bytes.unwrap_or(0) as f64 / 1e6);
+            self.checked(&file, n, &format!("B1 run {}", run + 1))?;
             remove_db(&file);
             remove_db(&reference);
             // The schema floors: the same new records, only the SQL timed (floor.rs).
@@ -302,6 +304,11 @@ impl Bench<'_> {
         let server_peak = server.peak_rss().unwrap_or(0) as f64;
         self.sample(&format!("replication.{size}.server_peak_mb"), server_peak / 1e6);
         let target = kept.expect("at least one run");
+        if size == self.plan.records {
+            // B2's result, checked: the replica is sound and whole, and a corrupted source is refused.
+            self.checked(&target, size, &format!("the replica of {name}"))?;
+            self.corrupted_source_refused(&server, &name)?;
+        }
         if changed {
             for run in 0..self.plan.changed_runs as u64 {
                 // A different stretch of records each time, spread over the database.

@@ -73,18 +73,20 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// Start from the head and the trees of every record the transaction may touch.
-    pub fn new(head: &Head, trees: HashMap<RecordKey, RevisionTree>) -> Self {
+    /// Start from the head and the trees of every record the transaction may touch (`records` of
+    /// them, whose trees a new record lacks: the maps are sized for them once).
+    pub fn new(head: &Head, mut trees: HashMap<RecordKey, RevisionTree>, records: usize) -> Self {
         let live_before =
             trees.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
+        trees.reserve(records.saturating_sub(trees.len()));
         Planner {
             start: (head.update_seq, head.chain),
             update_seq: head.update_seq,
             chain: head.chain,
             trees,
             live_before,
-            touched: Vec::new(),
-            touched_set: HashSet::new(),
+            touched: Vec::with_capacity(records),
+            touched_set: HashSet::with_capacity(records),
             revisions: Vec::new(),
             fills_stubs: false,
         }
@@ -226,11 +228,10 @@ impl Planner {
         let mut views = Vec::new();
         let mut live_records = 0i64;
         // The JSON of every body written now, so a new winner's state reuses it.
-        let written: HashMap<(&str, &str, RevId), &str> = self
-            .revisions
-            .iter()
-            .filter_map(|r| Some(((r.table.as_str(), r.id.as_str(), r.rev), r.body.as_deref()?)))
-            .collect();
+        let mut written: HashMap<(&str, &str, RevId), &str> = HashMap::with_capacity(self.revisions.len());
+        written.extend(
+            self.revisions.iter().filter_map(|r| Some(((r.table.as_str(), r.id.as_str(), r.rev), r.body.as_deref()?))),
+        );
         for key in &self.touched {
             let tree = &self.trees[key];
             let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
@@ -442,7 +443,7 @@ mod tests {
 
     impl Doc {
         fn new() -> Self {
-            Doc { planner: Planner::new(&head(), HashMap::new()) }
+            Doc { planner: Planner::new(&head(), HashMap::new(), 1) }
         }
         fn put(&mut self, parent: Option<RevId>, n: i64) -> Result<RevId> {
             self.planner.local_write(write(parent, false, body(n)), ReconcilePolicy::KeepConflicts).map(|w| w.rev)

@@ -20,8 +20,8 @@ impl<S: Storage> Engine<S> {
         let mut txn = self.begin().await?;
         let head = txn.head().await?;
         let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
-        let mut keys: Vec<RecordKey> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut keys: Vec<RecordKey> = Vec::with_capacity(ops.len());
+        let mut seen = HashSet::with_capacity(ops.len());
         for w in ops.iter().flatten() {
             if w.table != names::TABLES_TABLE && !defs.contains_key(&w.table) {
                 let state = txn.load_state(names::TABLES_TABLE, &w.table).await?;
@@ -32,9 +32,10 @@ impl<S: Storage> Engine<S> {
             }
         }
         let trees = txn.load_trees(&keys).await?;
+        let records = keys.len();
         // Planning encodes and hashes every body: CPU work, kept off the async workers.
         let (writes, results) = blocking(move || {
-            let mut planner = Planner::new(&head, trees);
+            let mut planner = Planner::new(&head, trees, records);
             let mut results = Vec::with_capacity(ops.len());
             for w in ops {
                 let outcome = w.and_then(|w| {

@@ -51,9 +51,9 @@ impl<S: Storage> Engine<S> {
         keys.sort();
         keys.dedup();
         let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
-        let planned = head.clone();
+        let (planned, records) = (head.clone(), keys.len());
         let (mut writes, written) = blocking(move || {
-            let mut planner = Planner::new(&planned, trees);
+            let mut planner = Planner::new(&planned, trees, records);
             let mut written = 0;
             for r in revisions {
                 written += planner.replicated(r)? as u64;

@@ -242,7 +242,9 @@ impl Planner {
             if counts(key) {
                 live_records += i64::from(!r.deleted) - i64::from(self.live_before.contains(key));
             }
+            // A deleted record's body is `{}`, whatever its tombstone carries.
             let body = match written.get(&(key.0.as_str(), key.1.as_str(), r.winner)) {
+                _ if r.deleted => r.body.to_json(),
                 Some(json) => (*json).to_owned(),
                 None => r.body.to_json(),
             };
@@ -394,7 +396,10 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
                 winner,
             ));
         }
-        close.push(*r);
+        // A leaf named twice is closed once.
+        if !close.contains(r) {
+            close.push(*r);
+        }
     }
     if policy == ReconcilePolicy::MergeFields && parent.is_some() && parent == winner {
         for r in tree.conflicts() {
@@ -545,10 +550,13 @@ mod tests {
             }
             let mut w = write(Some(winner), false, body(9));
             if resolves {
-                w.resolves = vec![loser];
+                // Named twice, closed once.
+                w.resolves = vec![loser, loser];
             }
+            let events = d.planner.events();
             d.planner.local_write(w, policy).unwrap();
             assert!(d.tree().conflicts().is_empty(), "{policy:?}");
+            assert_eq!(d.planner.events(), events + 2, "the edit and one tombstone on the other branch");
         }
     }
 

@@ -103,8 +103,9 @@ pub struct StoredState {
     pub rev: RevId,
     /// Whether the winner is a tombstone.
     pub deleted: bool,
-    /// The reconciled body in wire JSON: always the winner's own, as the winner's revision stores it
-    /// (the engine reconciles `merge-fields` on read), so a backend may keep it there only.
+    /// The reconciled body in wire JSON: for a live record always the winner's own, as the winner's
+    /// revision stores it (the engine reconciles `merge-fields` on read), so a backend may keep it
+    /// there only; `{}` for a deleted one.
     pub body: String,
     /// Every leaf.
     pub leaves: Vec<RevId>,
@@ -121,7 +122,7 @@ pub struct StoredState {
 /// What a backend may assume of a write set the engine gives it: revision events take the seqs after
 /// the head in the order listed, each chain hash extending the one before, `head` the last of them;
 /// each revision has at most one event entry and one stub entry, a stub entry never after its event;
-/// `states` are in seq order, one per record, each body its winner's stored body; knowledge rows hold
+/// `states` are in seq order, one per record, a live one's body its winner's stored body; knowledge rows hold
 /// from the new head's seq. A backend
 /// stores them as given, in one transaction, and decides nothing.
 #[derive(Clone, Debug, Default, PartialEq)]

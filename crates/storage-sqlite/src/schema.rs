@@ -8,13 +8,13 @@
 //!   revision by (table, id, rev).
 //! - `_stubs`: revisions known only by id (ancestors from a peer's ancestry), apart from the events;
 //!   a revision is in one of the two, and leaves `_stubs` when its event arrives.
-//! - `_records`: the reconciled state of each record, keyed by (table, id) without a rowid, its
-//!   `body` NULL when it is the winner's own (read from the winner's event); `_records_seq` orders
-//!   the changes feed.
+//! - `_records`: the reconciled state of each record, keyed by (table, id) without a rowid, a live
+//!   record's `body` NULL when it is the winner's own (read from the winner's event; a deleted one
+//!   keeps its `{}`); `_records_seq` orders the changes feed.
 //! - `_meta` (head, chain, live-record count), `_epochs`, `_knowledge`, `_resume`.
 
 use outpost_api::{names, Error, Result};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::SqlResultExt;
 
@@ -59,7 +59,7 @@ const MIGRATIONS: &[&str] = &[
         leaves TEXT NOT NULL, conflicts TEXT NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;
      INSERT INTO _states (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
-        SELECT r.tbl, r.id, r.rev, r.deleted, CASE WHEN e.body IS r.body THEN NULL ELSE r.body END,
+        SELECT r.tbl, r.id, r.rev, r.deleted, CASE WHEN r.deleted = 0 AND e.body IS r.body THEN NULL ELSE r.body END,
                r.leaves, r.conflicts, r.field_conflicts, r.seq
         FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev;
      DROP TABLE _revisions;
@@ -73,20 +73,33 @@ const EVENTS_FORMAT: i64 = 3;
 
 /// Bring a file to [`FORMAT_VERSION`]; fails clearly on a file of a newer format.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).sql()?;
-    if version > FORMAT_VERSION {
-        return Err(Error::invalid(format!(
+    let newer = |version: i64| {
+        Error::invalid(format!(
             "this database file has format version {version}, newer than this outpost reads ({FORMAT_VERSION}); \
              upgrade outpost to open it"
-        )));
+        ))
+    };
+    match version(conn)? {
+        v if v > FORMAT_VERSION => return Err(newer(v)),
+        FORMAT_VERSION => return Ok(()),
+        _ => {}
     }
-    let tx = conn.transaction().sql()?;
+    // Under the write lock, read again: a second process opening the same old file waits, then
+    // finds it migrated.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).sql()?;
+    let version = version(&tx)?;
+    if version > FORMAT_VERSION {
+        return Err(newer(version));
+    }
     let remake_views = version > 0 && version < EVENTS_FORMAT;
     let views = if remake_views { drop_views(&tx)? } else { Vec::new() };
+    // A view someone made on the internal tables must not stop the renames (nor be rewritten).
+    tx.pragma_update(None, "legacy_alter_table", true).sql()?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).sql()?;
         tx.pragma_update(None, "user_version", i as i64 + 1).sql()?;
     }
+    tx.pragma_update(None, "legacy_alter_table", false).sql()?;
     for table in views {
         ensure_views(&tx, &table)?;
     }
@@ -94,28 +107,32 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit().sql()
 }
 
-/// Drop every view, returning the tables whose views they were, in the order their definitions were
-/// written (which decides, as when they were made, who gets a history name two tables could claim).
+/// Drop the views Outpost made (`<table>` and `<table>_history` of each table ever defined; other
+/// views are left), returning the tables whose views they were in the order the tables were first
+/// defined: which decides, as when they were made, who has a name two tables could claim.
 fn drop_views(conn: &Connection) -> Result<Vec<String>> {
-    let views: Vec<String> = conn
+    let views: std::collections::HashSet<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'view'")
         .sql()?
         .query_map([], |r| r.get(0))
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()?;
-    for view in &views {
-        conn.execute_batch(&format!("DROP VIEW \"{}\"", view.replace('"', "\"\""))).sql()?;
-    }
-    let mut tables: Vec<(i64, String)> = conn
-        .prepare("SELECT seq, id FROM _records WHERE tbl = ?1")
+    let tables: Vec<String> = conn
+        .prepare("SELECT id FROM _revisions WHERE tbl = ?1 AND seq IS NOT NULL GROUP BY id ORDER BY min(seq)")
         .sql()?
-        .query_map([names::TABLES_TABLE], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([names::TABLES_TABLE], |r| r.get(0))
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()?;
-    tables.sort();
-    Ok(tables.into_iter().map(|(_, t)| t).filter(|t| views.contains(t)).collect())
+    for table in &tables {
+        for view in [table.clone(), format!("{table}_history")] {
+            if views.contains(&view) {
+                conn.execute_batch(&format!("DROP VIEW \"{}\"", view.replace('"', "\"\""))).sql()?;
+            }
+        }
+    }
+    Ok(tables.into_iter().filter(|t| views.contains(t)).collect())
 }
 
 /// The format version of an open file.

@@ -37,10 +37,9 @@ const ROWS: usize = 50;
 
 const EVENTS: &str = "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)";
 const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
-// The state's body is its winner's (the write set's rule), which the winner's event holds.
-const STATE_ROW: &str = "(?, ?, ?, ?, NULL, ?, ?, ?, ?)";
+const STATE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const STATES_ON_CONFLICT: &str = "ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
-    body = NULL, leaves = excluded.leaves, conflicts = excluded.conflicts,
+    body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
     field_conflicts = excluded.field_conflicts, seq = excluded.seq";
 
 /// `head VALUES row, row, … tail` with `n` rows.
@@ -120,6 +119,9 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         b.put(&s.id)?;
         b.put(s.rev.text().as_str())?;
         b.put(s.deleted)?;
+        // A live state's body is its winner's (the write set's rule), which the winner's event holds;
+        // a deleted one's is `{}`, whatever its tombstone carries.
+        b.put(s.deleted.then_some(&s.body))?;
         b.put(join_revs(&s.leaves))?;
         b.put(join_revs(&s.conflicts))?;
         b.put(stored::encode_field_conflicts(&s.field_conflicts))?;
@@ -212,7 +214,8 @@ fn store_revisions_one_by_one<'r>(
                 if stub.is_some() {
                     unstub.execute(key).sql()?;
                 }
-                let parent = parent.or(stub.as_ref().and_then(|p| p.as_deref()));
+                // Storing never replaces a known parent: the stub's, when it has one.
+                let parent = stub.as_ref().and_then(|p| p.as_deref()).or(parent);
                 event
                     .execute(params![seq as i64, r.table, r.id, rev.as_str(), parent, r.deleted, r.body, &chain.0[..]])
                     .sql()?;

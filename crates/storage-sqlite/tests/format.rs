@@ -188,6 +188,33 @@ async fn a_format_1_file_is_migrated_and_gets_its_record_count_on_open() {
 }
 
 #[tokio::test]
+async fn views_someone_else_made_are_left_and_do_not_stop_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, expected) = copy_fixture(dir.path());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE VIEW mine AS SELECT count(*) AS n FROM _records WHERE deleted = 0;
+         CREATE VIEW old_internals AS SELECT count(*) AS n FROM _revisions;",
+    )
+    .unwrap();
+    drop(conn);
+    let db = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
+    assert_eq!(answers(&db).await, expected);
+    let (mine, views): (i64, i64) = db
+        .storage()
+        .with_connection(|c| {
+            let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+            (one("SELECT n FROM mine"), one("SELECT count(*) FROM sqlite_master WHERE type = 'view'"))
+        })
+        .await;
+    // Its view reads the new `_records` (the same name); the one on a table gone is kept, as made.
+    let live_states = expected["records"].as_object().unwrap().values().flat_map(|r| r.as_array().unwrap()).count()
+        - expected["records"]["items"].as_array().unwrap().iter().filter(|r| r["deleted"] == true).count();
+    assert!(mine >= live_states as i64, "{mine} live states");
+    assert_eq!(views, 6 + 2, "Outpost's six views, and the two others");
+}
+
+#[tokio::test]
 async fn a_migration_that_fails_leaves_the_file_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = copy_fixture(dir.path());

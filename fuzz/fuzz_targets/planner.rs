@@ -157,15 +157,15 @@ fuzz_target!(|batches: Vec<Batch>| {
     let mut store = Store::new();
     for batch in batches.iter().take(16) {
         let revisions: Vec<RevisionData> = batch.revisions.iter().take(32).map(|r| build(&store, r)).collect();
-        let mut planner = Planner::new(&store.head, store.trees.clone());
+        let mut planner = Planner::new(&store.head, store.trees.clone(), revisions.len());
         let mut ok = true;
         for r in &revisions {
             let limited = outpost_engine::validate::replicated(r.clone(), &Default::default());
-            let result = limited.and_then(|r| planner.replicated(&r));
+            let result = limited.and_then(|r| planner.replicated(r));
             if batch.replay {
                 if let Ok(r) = outpost_engine::validate::replicated(r.clone(), &Default::default()) {
                     if result.is_ok() {
-                        assert_eq!(planner.replicated(&r).ok(), Some(false), "a replay adds nothing");
+                        assert_eq!(planner.replicated(r).ok(), Some(false), "a replay adds nothing");
                     }
                 }
             }

@@ -13,6 +13,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod lifecycle;
+mod read;
 mod schema;
 mod store;
 mod write;

@@ -1,6 +1,7 @@
 //! [`SqliteStorage`]: the engine's storage trait on one SQLite file, and its reads. One connection
 //! behind an async mutex serialises writers (seqs are assigned under it, so they commit gap-free and
-//! in order); writes are in `write.rs`, the file's creation and opening in `lifecycle.rs`.
+//! in order); reads run on read connections of their own (`read.rs`), so they never wait for a
+//! writer; writes are in `write.rs`, the file's creation and opening in `lifecycle.rs`.
 //!
 //! SQLite calls block (reads, fsyncs, `busy_timeout` waits), so every one runs on tokio's blocking
 //! pool, never on an async worker: a heavy request cannot stall `/health` or other requests, and a
@@ -23,12 +24,14 @@ use tokio::sync::Mutex;
 
 use crate::checkpoint::Checkpointer;
 use crate::error::SqlResultExt;
+use crate::read::Readers;
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
     pub(crate) name: String,
     path: PathBuf,
     conn: Arc<Mutex<Option<Connection>>>,
+    readers: Readers,
     checkpointer: Arc<Checkpointer>,
 }
 
@@ -49,7 +52,8 @@ impl SqliteStorage {
     /// The storage of the open database `name` on `conn`.
     pub(crate) fn new(name: String, path: &Path, conn: Connection) -> Self {
         let checkpointer = Checkpointer::new(path);
-        SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))), checkpointer }
+        let readers = Readers::new(path);
+        SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))), readers, checkpointer }
     }
 
     /// The file this database lives in.
@@ -57,10 +61,13 @@ impl SqliteStorage {
         &self.path
     }
 
-    /// Whether anything uses the connection now: a read or write running (perhaps on the blocking
+    /// Whether anything uses the connections now: a read or write running (perhaps on the blocking
     /// pool after its request was cancelled) or a write transaction open.
     pub fn in_use(&self) -> bool {
-        Arc::strong_count(&self.conn) > 1 || self.conn.try_lock().is_err() || self.checkpointer.busy()
+        Arc::strong_count(&self.conn) > 1
+            || self.conn.try_lock().is_err()
+            || self.readers.busy()
+            || self.checkpointer.busy()
     }
 
     /// Wait for the background checkpoints to finish, then checkpoint once more: the WAL's frames and
@@ -74,7 +81,12 @@ impl SqliteStorage {
         self.checkpointer.runs()
     }
 
-    /// Run `f` on the connection, on the blocking pool, once no writer holds it.
+    /// Run the read `f` in one snapshot, on a read connection (never waiting for a writer).
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        self.readers.read(f).await
+    }
+
+    /// Run `f` on the writer's connection, on the blocking pool, once no writer holds it.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -246,8 +258,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn close(&self) {
-        // Under the connection's lock, so after the write or read in progress; closing checkpoints the
-        // WAL and syncs, on the blocking pool. The files may be removed once this returns.
+        // The readers first, then the writer under its lock, so after the reads and the write in
+        // progress; closing the last connection checkpoints the WAL and syncs, on the blocking pool. The
+        // files may be removed once this returns.
+        self.readers.close().await;
         let Some(conn) = self.conn.lock().await.take() else { return };
         let checkpointer = self.checkpointer.clone();
         let closed = blocking(move || {
@@ -261,22 +275,22 @@ impl Storage for SqliteStorage {
     }
 
     async fn head(&self) -> Result<Head> {
-        self.run(read_head).await
+        self.read(read_head).await
     }
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         let keys = keys.to_vec();
-        self.run(move |conn| load_trees(conn, &keys)).await
+        self.read(move |conn| load_trees(conn, &keys)).await
     }
 
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         let keys = keys.to_vec();
-        self.run(move |conn| held_revs(conn, &keys)).await
+        self.read(move |conn| held_revs(conn, &keys)).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
         let (table, id) = (table.to_owned(), id.to_owned());
-        self.run(move |conn| load_state(conn, &table, &id)).await
+        self.read(move |conn| load_state(conn, &table, &id)).await
     }
 
     async fn list_states(
@@ -287,7 +301,7 @@ impl Storage for SqliteStorage {
         include_deleted: bool,
     ) -> Result<Vec<StoredState>> {
         let (table, after) = (table.to_owned(), after.unwrap_or("").to_owned());
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "{STATES} WHERE r.tbl = ?1 AND r.id > ?2 AND (?3 OR r.deleted = 0) ORDER BY r.id LIMIT ?4"
@@ -311,11 +325,13 @@ impl Storage for SqliteStorage {
         pending_cap: u64,
     ) -> Result<ChangesRead> {
         let filter = filter.cloned();
-        self.run(move |conn| changes(conn, since, limit, filter.as_ref(), pending_cap)).await
+        // In the read's one transaction: the page, its pending count and update_seq from one snapshot,
+        // even while another process writes the file.
+        self.read(move |conn| changes_in(conn, since, limit, filter.as_ref(), pending_cap)).await
     }
 
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             let chain: Option<Vec<u8>> = conn
                 .prepare_cached("SELECT chain FROM _events WHERE seq = ?1")
                 .sql()?
@@ -328,11 +344,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn events(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        self.run(move |conn| events(conn, after, limit)).await
+        self.read(move |conn| events(conn, after, limit)).await
     }
 
     async fn knowledge(&self, upto: Option<u64>) -> Result<Vec<KnowledgeRow>> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT peer, peer_seq, peer_chain, local_seq, via FROM _knowledge WHERE local_seq <= ?1
@@ -356,7 +372,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn resume_point(&self, source: Uuid) -> Result<Option<ResumePoint>> {
-        self.run(move |conn| {
+        self.read(move |conn| {
             let row: Option<(i64, Vec<u8>)> = conn
                 .query_row(
                     "SELECT source_seq, source_chain FROM _resume WHERE source = ?1",
@@ -372,7 +388,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_count(&self) -> Result<Option<u64>> {
-        self.run(|conn| {
+        self.read(|conn| {
             let n: Option<i64> = conn
                 .query_row("SELECT value FROM _meta WHERE key = 'record_count'", [], |r| r.get(0))
                 .optional()
@@ -383,22 +399,7 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// A changes page: see [`Storage::changes`].
-fn changes(
-    conn: &Connection,
-    since: u64,
-    limit: usize,
-    filter: Option<&FeedFilter>,
-    pending_cap: u64,
-) -> Result<ChangesRead> {
-    // One read transaction: the page, its pending count and update_seq from one snapshot, even while
-    // another process writes the file (else a commit between the count and the head would look read).
-    let tx = conn.unchecked_transaction().sql()?;
-    let read = changes_in(&tx, since, limit, filter, pending_cap)?;
-    tx.commit().sql()?;
-    Ok(read)
-}
-
+/// A changes page (see [`Storage::changes`]), read in the caller's transaction.
 fn changes_in(
     conn: &Connection,
     since: u64,

@@ -236,3 +236,44 @@ async fn the_wal_is_checkpointed_in_the_background_and_commits_stay_durable() {
     assert_eq!(db.info().await.unwrap().record_count, 2000);
     assert!(db.check().await.unwrap().problems.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_on_while_a_writer_holds_the_database_and_see_only_commits() {
+    use outpost_api::{ChangeReader, ChangesRequest, RecordReader, RecordRevs, ReplicaTarget};
+    use outpost_engine::storage::{Storage, WriteSet};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.outpost");
+    let db = outpost_sqlite::create_file(&path, "r", Limits::default()).await.unwrap();
+    db.create_table(NewTable { name: "t".into(), ..Default::default() }).await.unwrap();
+    let put = db.put_record("t", put("a", 1)).await.unwrap();
+    let before = db.info().await.unwrap();
+
+    // A writer holds the database, with a change applied but not committed.
+    let mut txn = db.storage().begin_write().await.unwrap();
+    txn.apply(WriteSet { record_count: Some(77), ..Default::default() }).await.unwrap();
+    // Every kind of read answers meanwhile (were it queued behind the writer, this would never
+    // finish: the bound only turns a hang into a failure), from the last commit.
+    let reads = async {
+        let info = db.info().await.unwrap();
+        let page = db.changes(ChangesRequest { since: 0, limit: 10, tables: None }).await.unwrap();
+        let record = db.get_record("t", "a", Default::default()).await.unwrap();
+        let have = RecordRevs { table: "t".into(), id: "a".into(), revs: vec![put.rev] };
+        let missing = db.revs_diff(vec![have]).await.unwrap();
+        (info, page, record, missing)
+    };
+    let (info, page, record, missing) = tokio::time::timeout(std::time::Duration::from_secs(120), reads)
+        .await
+        .expect("the reads waited for the writer");
+    assert_eq!(info.record_count, before.record_count, "the uncommitted count is not seen");
+    assert_eq!(page.last_seq, before.update_seq);
+    assert_eq!(page.changes.len(), 2, "the table's definition and its record");
+    assert_eq!(record.rev, put.rev);
+    assert!(missing.is_empty());
+    txn.commit().await.unwrap();
+    assert_eq!(db.storage().record_count().await.unwrap(), Some(77), "a read after the commit sees it");
+
+    // Closed for deletion, the read connections are closed too, and reads fail clearly.
+    db.storage().close().await;
+    let err = db.storage().head().await.expect_err("closed");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}

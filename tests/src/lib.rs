@@ -97,6 +97,7 @@ macro_rules! conformance_suite {
             revisions::a_parent_learned_later_links_a_truncated_ancestry,
             revisions::get_revisions_and_revs_diff_answer_per_revision,
             revisions::get_revisions_of_a_whole_history_sends_each_line_once,
+            revisions::revisions_sent_as_stored_are_the_json_of_get_revisions,
             feed::seqs_grow_by_one_per_revision_event,
             feed::changes_page_by_limit_and_report_pending,
             feed::a_record_updated_twice_appears_once_at_its_latest_seq,

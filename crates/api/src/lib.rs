@@ -28,7 +28,7 @@ pub use record::{
 };
 pub use replica::{
     DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
-    RevisionEvent,
+    RevisionEvent, RevisionJson,
 };
 pub use retry::RetryPolicy;
 pub use rev::{ChainHash, RevId, RevText, MAX_GENERATION};

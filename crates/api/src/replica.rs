@@ -60,6 +60,36 @@ pub struct RevisionData {
     pub ancestry: Vec<RevId>,
 }
 
+/// A revision as a source sends it: [`RevisionData`] with the body as the wire JSON it is stored as,
+/// copied without being parsed into attributes and encoded again. Its JSON is exactly
+/// [`RevisionData`]'s, so a receiver reads it as one (and re-hashes every body, SPEC §7).
+#[derive(Clone, Debug, Serialize)]
+pub struct RevisionJson {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The revision id.
+    pub rev: RevId,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+    /// The body's wire JSON; `None` when this database holds only the revision's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Box<serde_json::value::RawValue>>,
+    /// Ancestor revision ids, parent first.
+    pub ancestry: Vec<RevId>,
+}
+
+impl RevisionJson {
+    /// `revision` with its body as wire JSON.
+    pub fn encode(revision: RevisionData) -> RevisionJson {
+        let RevisionData { table, id, rev, deleted, attributes, ancestry } = revision;
+        let attributes = attributes
+            .map(|a| serde_json::value::RawValue::from_string(a.to_json()).expect("attributes encode as valid JSON"));
+        RevisionJson { table, id, rev, deleted, attributes, ancestry }
+    }
+}
+
 /// One revision event as its database stored it, for copying a database's history in seq order
 /// (quicksync, SPEC §9): the seq it took, the chain hash after it, and the revision.
 ///

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::{
     BatchResult, ChainHash, ChangesPage, ChangesRequest, DbInfo, GetOptions, KnowledgeRow, KnowledgeUpdate,
     ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordRevs, Result, ResumePoint, RevId,
-    RevisionData, RevisionEvent, TableDef, TableUpdate, WriteOp, WriteResult,
+    RevisionData, RevisionEvent, RevisionJson, TableDef, TableUpdate, WriteOp, WriteResult,
 };
 
 /// Reading table definitions.
@@ -136,6 +136,19 @@ pub trait ReplicaSource: InfoReader {
     /// revision of the same record that is also named (and stored with its body), which comes with
     /// its own: the answer carries each line of history once.
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>>;
+    /// [`ReplicaSource::get_revisions`], with the size of the answer in bytes: the body that crossed
+    /// the wire from a remote source, the length of the same JSON from a local one (how a pass counts
+    /// what it moved without encoding it again).
+    async fn get_revisions_sized(&self, wanted: Vec<RecordRevs>) -> Result<(Vec<RevisionData>, u64)> {
+        let revisions = self.get_revisions(wanted).await?;
+        let bytes = crate::wire::json_len(&revisions);
+        Ok((revisions, bytes))
+    }
+    /// [`ReplicaSource::get_revisions`] as a server sends them: the bodies as wire JSON, which a
+    /// database storing them as such copies as they are instead of parsing and encoding each.
+    async fn get_revisions_json(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionJson>> {
+        Ok(self.get_revisions(wanted).await?.into_iter().map(RevisionJson::encode).collect())
+    }
     /// The chain hash after revision event `seq` (`seq` = 0 is the genesis hash). NotFound beyond
     /// `update_seq`. O(log n).
     async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash>;

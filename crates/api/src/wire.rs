@@ -18,6 +18,23 @@ impl Attributes {
     }
 }
 
+/// The length of `value`'s JSON as `serde_json` writes it, counted without keeping the text.
+pub(crate) fn json_len(value: &impl serde::Serialize) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and our types always encode.
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
+}
+
 fn write_map(out: &mut String, items: &std::collections::BTreeMap<String, Value>) {
     out.push('{');
     for (i, (key, value)) in items.iter().enumerate() {

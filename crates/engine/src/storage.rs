@@ -233,6 +233,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn head(&self) -> Result<Head>;
     /// The revision trees of these records; a record with no revisions has no entry or an empty tree.
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
+    /// [`Storage::load_trees`] with each body as the wire JSON it is stored as, not parsed: what
+    /// sending revisions on as they are needs. The default encodes `load_trees`' bodies; a backend
+    /// storing bodies as text gives them as read.
+    async fn load_stored_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        let trees = self.load_trees(keys).await?;
+        Ok(trees.into_iter().map(|(key, tree)| (key, tree.map_bodies(|body| body.to_json()))).collect())
+    }
     /// The revision ids held (with a body or as stubs) for these records: what `revs_diff` needs,
     /// which a backend can answer from its key index without reading or parsing bodies (a record
     /// with none has no entry or an empty set).

@@ -5,36 +5,57 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use outpost_api::{Attributes, Error, RevId};
 
-/// One revision of a record as stored.
+/// One revision of a record as stored, its body parsed (`B` = [`Attributes`]) or, for sending it on
+/// as it is, its stored wire JSON (`B` = `String`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct RevisionNode {
+pub struct RevisionNode<B = Attributes> {
     /// The parent, `None` for a first revision or where the ancestry was truncated.
     pub parent: Option<RevId>,
     /// Whether this revision is a tombstone (false for a stub, whose flag is unknown).
     pub deleted: bool,
     /// The body; `None` for a stub (an ancestor known only by id) or a compacted body.
-    pub body: Option<Attributes>,
+    pub body: Option<B>,
     /// The local seq of the revision event that stored it; `None` for a stub.
     pub seq: Option<u64>,
 }
 
-impl RevisionNode {
+impl<B> RevisionNode<B> {
     /// Whether only the id of this revision is known.
     pub fn is_stub(&self) -> bool {
         self.seq.is_none()
     }
 }
 
-/// Every revision of one record that this database holds.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RevisionTree {
-    nodes: BTreeMap<RevId, RevisionNode>,
+/// Every revision of one record that this database holds (bodies as in [`RevisionNode`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevisionTree<B = Attributes> {
+    nodes: BTreeMap<RevId, RevisionNode<B>>,
+}
+
+impl<B> Default for RevisionTree<B> {
+    fn default() -> Self {
+        RevisionTree { nodes: BTreeMap::new() }
+    }
 }
 
 impl RevisionTree {
     /// An empty tree (a record this database has never seen).
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<B> RevisionTree<B> {
+    /// The same tree with each body turned into another form by `f`.
+    pub fn map_bodies<C>(self, mut f: impl FnMut(B) -> C) -> RevisionTree<C> {
+        let nodes = self
+            .nodes
+            .into_iter()
+            .map(|(rev, n)| {
+                (rev, RevisionNode { parent: n.parent, deleted: n.deleted, body: n.body.map(&mut f), seq: n.seq })
+            })
+            .collect();
+        RevisionTree { nodes }
     }
 
     /// Whether the tree holds no revision.
@@ -43,19 +64,19 @@ impl RevisionTree {
     }
 
     /// Add or replace a node.
-    pub fn insert(&mut self, rev: RevId, node: RevisionNode) {
+    pub fn insert(&mut self, rev: RevId, node: RevisionNode<B>) {
         // Invariant: a revision is one generation above its parent (revision ids are verified before stored).
         debug_assert!(node.parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} under {:?}", node.parent);
         self.nodes.insert(rev, node);
     }
 
     /// A node by revision id.
-    pub fn get(&self, rev: &RevId) -> Option<&RevisionNode> {
+    pub fn get(&self, rev: &RevId) -> Option<&RevisionNode<B>> {
         self.nodes.get(rev)
     }
 
     /// A node by revision id, to change (e.g. to link a parent learned late).
-    pub fn get_mut(&mut self, rev: &RevId) -> Option<&mut RevisionNode> {
+    pub fn get_mut(&mut self, rev: &RevId) -> Option<&mut RevisionNode<B>> {
         self.nodes.get_mut(rev)
     }
 
@@ -65,7 +86,7 @@ impl RevisionTree {
     }
 
     /// Every revision, in revision id order.
-    pub fn iter(&self) -> impl Iterator<Item = (&RevId, &RevisionNode)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&RevId, &RevisionNode<B>)> {
         self.nodes.iter()
     }
 

@@ -253,8 +253,12 @@ impl InfoReader for RemoteDatabase {
 #[async_trait]
 impl ReplicaSource for RemoteDatabase {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
+        Ok(self.get_revisions_sized(wanted).await?.0)
+    }
+
+    async fn get_revisions_sized(&self, wanted: Vec<RecordRevs>) -> Result<(Vec<RevisionData>, u64)> {
         let call = Call::new(Method::POST, format!("{}/revs/get", self.path)).json(&wanted)?.idempotent();
-        self.send_json(call).await
+        self.transport.json_sized(call).await
     }
 
     async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash> {

@@ -105,9 +105,15 @@ impl Transport {
 
     /// Make the call and parse its 2xx body as `T`.
     pub(crate) async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        Ok(self.json_sized(call).await?.0)
+    }
+
+    /// [`Transport::json`], with the length of the body that was parsed.
+    pub(crate) async fn json_sized<T: DeserializeOwned>(&self, call: Call) -> Result<(T, u64)> {
         let what = format!("{} {}{}", call.method, self.base, call.path);
         let body = self.send(call).await?;
-        serde_json::from_slice(&body).map_err(|e| bad_body(&e, &what))
+        let value = serde_json::from_slice(&body).map_err(|e| bad_body(&e, &what))?;
+        Ok((value, body.len() as u64))
     }
 
     /// Make the call, retrying as the policy allows; the 2xx body, or the error.

@@ -293,20 +293,19 @@ where
         requests += 1;
         target.revs_diff(have).await?
     };
-    let mut revisions = if missing.is_empty() {
-        Vec::new()
+    let (mut revisions, mut bytes) = if missing.is_empty() {
+        (Vec::new(), 0)
     } else {
         requests += 1;
-        source.get_revisions(missing).await?
+        source.get_revisions_sized(missing).await?
     };
-    let older = lacking_ancestors(source, target, &revisions, &mut requests).await?;
+    let older = lacking_ancestors(source, target, &revisions, &mut requests, &mut bytes).await?;
     if !older.is_empty() {
         revisions.extend(older);
         // Parents before children, so that however the writes are chunked (or cut short) no
         // revision is stored before its ancestors and none of them is left a stub.
         revisions.sort_by_key(|r| r.rev.generation);
     }
-    let bytes = revisions.iter().map(|r| serde_json::to_vec(r).map_or(0, |v| v.len() as u64)).sum();
     Ok(Fetched {
         last_seq: page.last_seq,
         last_chain: page.last_chain,
@@ -329,6 +328,7 @@ async fn lacking_ancestors<S, T>(
     target: &T,
     revisions: &[RevisionData],
     requests: &mut u64,
+    bytes: &mut u64,
 ) -> Result<Vec<RevisionData>>
 where
     S: Source + ?Sized,
@@ -351,7 +351,8 @@ where
         return Ok(Vec::new());
     }
     *requests += 1;
-    let mut older = source.get_revisions(absent).await?;
+    let (mut older, size) = source.get_revisions_sized(absent).await?;
+    *bytes += size;
     older.retain(|r| r.attributes.is_some() || r.deleted);
     Ok(older)
 }

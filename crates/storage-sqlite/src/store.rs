@@ -167,18 +167,26 @@ fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
 }
 
 pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-    let mut out: HashMap<RecordKey, RevisionTree> = HashMap::with_capacity(keys.len());
+    trees(conn, keys, |body, table, id, rev| stored::body(&body, table, id, rev))
+}
+
+/// The trees of `keys`, each stored body (wire JSON) turned into a node's by `body`.
+fn trees<B>(
+    conn: &Connection,
+    keys: &[RecordKey],
+    mut body: impl FnMut(String, &str, &str, &RevId) -> Result<B>,
+) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
+    let mut out: HashMap<RecordKey, RevisionTree<B>> = HashMap::with_capacity(keys.len());
     let columns = ("rev, parent, deleted, body, seq", "rev, parent, 0, NULL, NULL");
     revision_rows(conn, keys, columns, |table, row| {
         let id: String = row.get(0).sql()?;
         let rev = parse_rev(&row.get::<_, String>(1).sql()?)?;
         let parent = row.get::<_, Option<String>>(2).sql()?.map(|p| parse_rev(&p)).transpose()?;
-        let body = row.get::<_, Option<String>>(4).sql()?;
-        let body = body.map(|b| stored::body(&b, table, &id, &rev)).transpose()?;
+        let text = row.get::<_, Option<String>>(4).sql()?;
         let node = RevisionNode {
             parent,
             deleted: row.get(3).sql()?,
-            body,
+            body: text.map(|b| body(b, table, &id, &rev)).transpose()?,
             seq: row.get::<_, Option<i64>>(5).sql()?.map(|s| s as u64),
         };
         out.entry((table.to_owned(), id)).or_default().insert(rev, node);
@@ -281,6 +289,11 @@ impl Storage for SqliteStorage {
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         let keys = keys.to_vec();
         self.read(move |conn| load_trees(conn, &keys)).await
+    }
+
+    async fn load_stored_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        let keys = keys.to_vec();
+        self.read(move |conn| trees(conn, &keys, |body, _, _, _| Ok(body))).await
     }
 
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {

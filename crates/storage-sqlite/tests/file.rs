@@ -277,3 +277,22 @@ async fn reads_go_on_while_a_writer_holds_the_database_and_see_only_commits() {
     let err = db.storage().head().await.expect_err("closed");
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test]
+async fn a_stored_body_damaged_behind_outposts_back_is_not_sent_as_broken_json() {
+    use outpost_api::{RecordRevs, ReplicaSource};
+    let dir = tempfile::tempdir().unwrap();
+    let db = outpost_sqlite::create_file(&dir.path().join("d.outpost"), "d", Limits::default()).await.unwrap();
+    db.create_table(NewTable { name: "t".into(), ..Default::default() }).await.unwrap();
+    let rev = db.put_record("t", put("a", 1)).await.unwrap().rev;
+    let wanted = vec![RecordRevs { table: "t".into(), id: "a".into(), revs: vec![rev] }];
+    let sent = db.get_revisions_json(wanted.clone()).await.unwrap();
+    assert_eq!(sent[0].attributes.as_ref().map(|b| b.get()), Some(r#"{"n":{"int":"1"}}"#), "the body as stored");
+    db.storage()
+        .with_connection(|c| c.execute("UPDATE _events SET body = '{\"n\": {\"int\": \"1\"' WHERE id = 'a'", []))
+        .await
+        .unwrap();
+    let err = db.get_revisions_json(wanted).await.expect_err("a body that is not JSON");
+    assert_eq!(err.kind, ErrorKind::Corrupt, "{err}");
+    assert!(err.message.contains("t/a"), "{err}");
+}

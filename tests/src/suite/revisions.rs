@@ -204,3 +204,37 @@ pub async fn get_revisions_of_a_whole_history_sends_each_line_once(f: &dyn Facto
     let history = ok(b.get_record("t", "x", options).await, "get_record with revs").revisions;
     assert_eq!(history, Some(line.iter().rev().copied().collect()));
 }
+
+/// Revisions sent with their bodies as stored (`get_revisions_json`, what a server answers) are the
+/// same JSON, byte for byte, as the revisions `get_revisions` gives: bodies of every kind of value,
+/// a tombstone, a conflict, stubs (no body) and unknown revisions (left out).
+pub async fn revisions_sent_as_stored_are_the_json_of_get_revisions(f: &dyn Factory) {
+    let (a, b) = (f.fresh().await, f.fresh().await);
+    crate::support::table(&*a, "t").await;
+    replicate(&*a, &*b).await;
+    let body = json!({
+        "text": "quote \" backslash \\ slash / tab \t newline \n control \u{1} é 😀",
+        "n": -12345678901234_i64, "x": 1.5, "tiny": 1e-300, "yes": true, "none": null,
+        "list": [1, "two", [3.25], {"four": 4}], "nested": {"a": {"b": {"c": "deep"}}}
+    });
+    let r1 = put(&*a, "t", "x", None, plain(body)).await;
+    let r2 = put(&*a, "t", "x", Some(r1), plain(json!({"v": 2}))).await;
+    let r3 = put(&*a, "t", "x", Some(r2), plain(json!({"v": 3}))).await;
+    let gone = put(&*a, "t", "gone", None, plain(json!({"v": 1}))).await;
+    let tombstone = ok(a.delete_record("t", "gone", Some(gone)).await, "delete").rev;
+    let other = put(&*b, "t", "x", None, plain(json!({"other": "branch"}))).await;
+    // b holds x's tip with r2 and r1 as stubs, beside a branch of its own; a's tombstone too.
+    let tip = ok(a.get_revisions(revs_of("t", "x", &[r3])).await, "get_revisions").remove(0);
+    ok(b.put_revisions(vec![tip], None).await, "put_revisions");
+    replicate(&*a, &*b).await;
+    let unknown = RevId { generation: 9, hash: [7; 16] };
+    for (db, x) in [(&a, vec![r1, r2, r3]), (&b, vec![r3, r2, r1, other, unknown])] {
+        let mut wanted = revs_of("t", "x", &x);
+        wanted.extend(revs_of("t", "gone", &[tombstone, gone]));
+        wanted.extend(revs_of("t", "nobody", &[r1]));
+        let typed = ok(db.get_revisions(wanted.clone()).await, "get_revisions");
+        let raw = ok(db.get_revisions_json(wanted).await, "get_revisions_json");
+        assert_eq!(serde_json::to_string(&raw).unwrap(), serde_json::to_string(&typed).unwrap());
+        assert!(typed.iter().any(|r| r.attributes.is_none() && !r.deleted) || x.len() == 3, "stubs were asked for");
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use outpost_api::{
     ChainHash, Epoch, Error, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ReplicaSource,
-    ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, Uuid,
+    ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, RevisionJson, Uuid,
 };
 
 use super::{check_page, parse_body, Engine};
@@ -14,6 +14,7 @@ use crate::hash::genesis_chain;
 use crate::knowledge;
 use crate::plan::Planner;
 use crate::storage::{blocking, RecordKey, Storage};
+use crate::tree::RevisionTree;
 use crate::validate::{self, VerifiedRevision};
 
 impl<S: Storage> Engine<S> {
@@ -95,39 +96,33 @@ impl<S: Storage> Engine<S> {
 impl<S: Storage> ReplicaSource for Engine<S> {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
         let wanted = validate::record_revs(wanted, &self.limits, "revs/get")?;
-        let keys: Vec<RecordKey> = wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
-        let mut trees = self.store()?.load_trees(&keys).await?;
-        let mut out = Vec::new();
-        for w in wanted {
-            let Some(tree) = trees.get_mut(&(w.table.clone(), w.id.clone())) else { continue };
-            // Each line of history is sent once: a revision's ancestry stops at the nearest older
-            // revision also asked for (and sent with its body), which carries the rest. Asking for a
-            // whole history of depth d costs O(d), not O(d²).
-            let sent: HashSet<RevId> =
-                w.revs.iter().copied().filter(|r| tree.get(r).is_some_and(|n| !n.is_stub())).collect();
-            let mut done = HashSet::new();
-            for rev in w.revs {
-                if !done.insert(rev) {
-                    continue;
-                }
-                let mut ancestry = tree.ancestry(&rev);
-                let Some(node) = tree.get_mut(&rev) else { continue };
-                if let Some(i) = ancestry.iter().position(|a| sent.contains(a)) {
-                    ancestry.truncate(i + 1);
-                }
-                // Each revision is sent once, so its body moves out of the tree (ancestries only
-                // need parents).
-                out.push(RevisionData {
-                    table: w.table.clone(),
-                    id: w.id.clone(),
-                    rev,
-                    deleted: node.deleted,
-                    attributes: node.body.take(),
-                    ancestry,
-                });
-            }
-        }
-        Ok(out)
+        let trees = self.store()?.load_trees(&keys_of(&wanted)).await?;
+        Ok(sending(wanted, trees, |key, rev, deleted, attributes, ancestry| {
+            Ok(RevisionData { table: key.0.clone(), id: key.1.clone(), rev, deleted, attributes, ancestry })
+        })?)
+    }
+
+    async fn get_revisions_json(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionJson>> {
+        let wanted = validate::record_revs(wanted, &self.limits, "revs/get")?;
+        let trees = self.store()?.load_stored_trees(&keys_of(&wanted)).await?;
+        // The stored text goes out as it is, but only as well-formed JSON: a file damaged behind
+        // Outpost's back gives an error here, not a broken answer (the receiver re-hashes every body).
+        blocking(move || {
+            sending(wanted, trees, |key, rev, deleted, body, ancestry| {
+                let attributes = body
+                    .map(|b| {
+                        serde_json::value::RawValue::from_string(b).map_err(|e| {
+                            Error::corrupt(format!(
+                                "record {}/{}: the stored body of {rev} is not JSON: {e}",
+                                key.0, key.1
+                            ))
+                        })
+                    })
+                    .transpose()?;
+                Ok(RevisionJson { table: key.0.clone(), id: key.1.clone(), rev, deleted, attributes, ancestry })
+            })
+        })
+        .await?
     }
 
     async fn chain_hash_at(&self, seq: u64) -> Result<ChainHash> {
@@ -189,6 +184,43 @@ impl<S: Storage> ReplicaSource for Engine<S> {
         }
         Ok(out)
     }
+}
+
+fn keys_of(wanted: &[RecordRevs]) -> Vec<RecordKey> {
+    wanted.iter().map(|w| (w.table.clone(), w.id.clone())).collect()
+}
+
+/// The revisions `wanted` names, from their records' `trees`, each made by `make` from its record,
+/// id, tombstone flag, body and ancestry. Each line of history is sent once: a revision's ancestry
+/// stops at the nearest older revision also asked for (and sent with its body), which carries the
+/// rest, so asking for a whole history of depth d costs O(d), not O(d²).
+fn sending<B, T>(
+    wanted: Vec<RecordRevs>,
+    mut trees: HashMap<RecordKey, RevisionTree<B>>,
+    mut make: impl FnMut(&RecordKey, RevId, bool, Option<B>, Vec<RevId>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for w in wanted {
+        let key = (w.table, w.id);
+        let Some(tree) = trees.get_mut(&key) else { continue };
+        let sent: HashSet<RevId> =
+            w.revs.iter().copied().filter(|r| tree.get(r).is_some_and(|n| !n.is_stub())).collect();
+        let mut done = HashSet::new();
+        for rev in w.revs {
+            if !done.insert(rev) {
+                continue;
+            }
+            let mut ancestry = tree.ancestry(&rev);
+            let Some(node) = tree.get_mut(&rev) else { continue };
+            if let Some(i) = ancestry.iter().position(|a| sent.contains(a)) {
+                ancestry.truncate(i + 1);
+            }
+            // Each revision is sent once, so its body moves out of the tree (ancestries only need
+            // parents).
+            out.push(make(&key, rev, node.deleted, node.body.take(), ancestry)?);
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use outpost_api::{
-    ChangeReader, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeUpdate, RecordRevs, ReplicaSource, ReplicaTarget,
-    Result, ResumePoint, RevId, RevisionData,
+    ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeUpdate, RecordRevs, ReplicaSource,
+    ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
 };
 
 use crate::report::Report;
@@ -122,7 +122,6 @@ struct Run<'a, S: ?Sized, T: ?Sized> {
 struct Fetched {
     last_seq: u64,
     last_chain: Option<outpost_api::ChainHash>,
-    pending: u64,
     changes: u64,
     revisions: Vec<RevisionData>,
     bytes: u64,
@@ -198,25 +197,31 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
     }
 
     /// Page the source's feed from `since` until drained (or cancelled), writing each page with its
-    /// resume point while the next is read. Returns the last committed source seq.
+    /// resume point. Reading runs ahead of writing: [`read_ahead`] asks for the next page of the
+    /// feed while it fetches the revisions of this one, and queues fetched pages (at most [`AHEAD`],
+    /// so memory stays bounded) for the writer here, which commits them in order. Whatever was
+    /// committed before a failure on either side is kept. Returns the last committed source seq.
     async fn copy_from(&mut self, source: &DbInfo, since: u64) -> Result<u64> {
-        let mut committed = since;
-        let mut fetched = fetch(self.source, self.target, self.options, since).await?;
-        loop {
-            self.account(&fetched);
-            let drained = fetched.pending == 0;
-            if drained || self.options.cancel.is_cancelled() {
+        let (from, to, options) = (self.source, self.target, self.options);
+        let (queue, mut pages) = tokio::sync::mpsc::channel::<Fetched>(AHEAD);
+        let reading = read_ahead(from, to, options, since, queue);
+        let writing = async {
+            let mut committed = since;
+            while let Some(fetched) = pages.recv().await {
+                self.account(&fetched);
                 committed = self.write(source, committed, fetched).await?;
-                return Ok(committed);
+                if options.cancel.is_cancelled() {
+                    break;
+                }
             }
-            let next_since = fetched.last_seq;
-            let (written, next) = tokio::join!(
-                write(self.source, self.target, self.options, source, committed, fetched),
-                fetch(self.source, self.target, self.options, next_since)
-            );
-            committed = self.written(written?);
-            fetched = next?;
-        }
+            // Closing the queue stops the reader at its next page.
+            drop(pages);
+            Ok::<_, Error>(committed)
+        };
+        let (read, written) = tokio::join!(reading, writing);
+        let committed = written?;
+        read?;
+        Ok(committed)
     }
 
     fn account(&mut self, fetched: &Fetched) {
@@ -275,14 +280,52 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
     }
 }
 
-/// Read the page after `since` and the revisions the target lacks of it.
-async fn fetch<S, T>(source: &S, target: &T, options: &Options, since: u64) -> Result<Fetched>
+/// Fetched pages a pass holds ready for its writer, besides the one being written and the one
+/// being read: enough to keep the writer busy while the source answers.
+const AHEAD: usize = 2;
+
+/// The reading half of a pass: the feed's pages from `since`, each with the revisions the target
+/// lacks, sent in order to `queue` until the feed is drained, the pass is cancelled or the writer
+/// stops. The next page of the feed is asked for while this one's revisions are fetched.
+async fn read_ahead<S, T>(
+    source: &S,
+    target: &T,
+    options: &Options,
+    since: u64,
+    queue: tokio::sync::mpsc::Sender<Fetched>,
+) -> Result<()>
 where
     S: Source + ?Sized,
     T: Target + ?Sized,
 {
-    let page =
-        source.changes(ChangesRequest { since, limit: options.batch_size, tables: options.tables.clone() }).await?;
+    let mut page = feed_page(source, options, since).await?;
+    loop {
+        if page.pending == 0 || options.cancel.is_cancelled() {
+            let fetched = fetch(source, target, page).await?;
+            // A writer that stopped has its reason; nothing more to send.
+            let _ = queue.send(fetched).await;
+            return Ok(());
+        }
+        let next_since = page.last_seq;
+        let (fetched, next) = tokio::join!(fetch(source, target, page), feed_page(source, options, next_since));
+        if queue.send(fetched?).await.is_err() {
+            return Ok(());
+        }
+        page = next?;
+    }
+}
+
+/// The page of the feed after `since`.
+async fn feed_page<S: Source + ?Sized>(source: &S, options: &Options, since: u64) -> Result<ChangesPage> {
+    source.changes(ChangesRequest { since, limit: options.batch_size, tables: options.tables.clone() }).await
+}
+
+/// The revisions the target lacks of a page of the feed.
+async fn fetch<S, T>(source: &S, target: &T, page: ChangesPage) -> Result<Fetched>
+where
+    S: Source + ?Sized,
+    T: Target + ?Sized,
+{
     let mut requests = 1;
     let changes = page.changes.len() as u64;
     let have: Vec<RecordRevs> =
@@ -306,15 +349,7 @@ where
         // revision is stored before its ancestors and none of them is left a stub.
         revisions.sort_by_key(|r| r.rev.generation);
     }
-    Ok(Fetched {
-        last_seq: page.last_seq,
-        last_chain: page.last_chain,
-        pending: page.pending,
-        changes,
-        revisions,
-        bytes,
-        requests,
-    })
+    Ok(Fetched { last_seq: page.last_seq, last_chain: page.last_chain, changes, revisions, bytes, requests })
 }
 
 /// SPEC §7 copies every revision the target lacks, not only the leaves the feed names: the

@@ -42,16 +42,28 @@ struct NewRevision {
 }
 
 impl NewRevision {
-    /// The write's own revision on `parent`.
-    fn of(w: &LocalWrite, parent: Option<RevId>) -> Self {
-        let rev = revision_id_of_encoded(&w.table, &w.id, parent.as_ref(), w.deleted, &w.encoded);
+    /// The write's own revision of record `key` on `parent`.
+    fn of((table, id): &RecordKey, w: &LocalWrite, parent: Option<RevId>) -> Self {
+        let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, &w.encoded);
         NewRevision { rev, parent, deleted: w.deleted, own: true }
     }
 
-    /// A tombstone closing the branch of `leaf`.
-    fn closing(w: &LocalWrite, leaf: RevId) -> Self {
-        let rev = revision_id(&w.table, &w.id, Some(&leaf), true, &Attributes::new());
+    /// A tombstone closing the branch of `leaf` of record `key`.
+    fn closing((table, id): &RecordKey, leaf: RevId) -> Self {
+        let rev = revision_id(table, id, Some(&leaf), true, &Attributes::new());
         NewRevision { rev, parent: Some(leaf), deleted: true, own: false }
+    }
+}
+
+/// A record's tree as planned, and whether the transaction touched it.
+struct Planned {
+    tree: RevisionTree,
+    touched: bool,
+}
+
+impl Planned {
+    fn new() -> Self {
+        Planned { tree: RevisionTree::new(), touched: false }
     }
 }
 
@@ -61,12 +73,11 @@ pub struct Planner {
     start: (u64, ChainHash),
     update_seq: u64,
     chain: ChainHash,
-    trees: HashMap<RecordKey, RevisionTree>,
+    trees: HashMap<RecordKey, Planned>,
     /// Records whose winner was live before the transaction (for the live-record count).
     live_before: HashSet<RecordKey>,
-    /// Touched records in first-touch order, and the same as a set.
+    /// Touched records in first-touch order.
     touched: Vec<RecordKey>,
-    touched_set: HashSet<RecordKey>,
     revisions: Vec<StoredRevision>,
     /// Whether an event fills a stub in ([`WriteSet::fills_stubs`]).
     fills_stubs: bool,
@@ -75,10 +86,11 @@ pub struct Planner {
 impl Planner {
     /// Start from the head and the trees of every record the transaction may touch (`records` of
     /// them, whose trees a new record lacks: the maps are sized for them once).
-    pub fn new(head: &Head, mut trees: HashMap<RecordKey, RevisionTree>, records: usize) -> Self {
+    pub fn new(head: &Head, loaded: HashMap<RecordKey, RevisionTree>, records: usize) -> Self {
         let live_before =
-            trees.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
-        trees.reserve(records.saturating_sub(trees.len()));
+            loaded.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
+        let mut trees = HashMap::with_capacity(records.max(loaded.len()));
+        trees.extend(loaded.into_iter().map(|(key, tree)| (key, Planned { tree, touched: false })));
         Planner {
             start: (head.update_seq, head.chain),
             update_seq: head.update_seq,
@@ -86,7 +98,6 @@ impl Planner {
             trees,
             live_before,
             touched: Vec::with_capacity(records),
-            touched_set: HashSet::with_capacity(records),
             revisions: Vec::new(),
             fills_stubs: false,
         }
@@ -94,7 +105,7 @@ impl Planner {
 
     /// The tree of a record as planned so far.
     pub fn tree(&self, table: &str, id: &str) -> Option<&RevisionTree> {
-        self.trees.get(&(table.to_owned(), id.to_owned()))
+        self.trees.get(&(table.to_owned(), id.to_owned())).map(|p| &p.tree)
     }
 
     /// Revision events planned so far.
@@ -103,21 +114,23 @@ impl Planner {
     }
 
     /// Plan a local write; returns the revision the caller gets back. On error nothing is planned.
-    pub(crate) fn local_write(&mut self, w: LocalWrite, policy: ReconcilePolicy) -> Result<WriteResult> {
+    pub(crate) fn local_write(&mut self, mut w: LocalWrite, policy: ReconcilePolicy) -> Result<WriteResult> {
+        // The record's key moves out of the write: it is the planner's from here on.
+        let key = (std::mem::take(&mut w.table), std::mem::take(&mut w.id));
         let empty = RevisionTree::default();
-        let (result, new) = plan_local(self.trees.get(&(w.table.clone(), w.id.clone())).unwrap_or(&empty), &w, policy)?;
+        let tree = self.trees.get(&key).map_or(&empty, |p| &p.tree);
+        let (result, new) = plan_local(tree, &key, &w, policy)?;
         // Checked before anything is planned: an id past the largest generation could not be read back.
         if let Some(n) = new.iter().find(|n| n.rev.generation > MAX_GENERATION) {
             return Err(Error::invalid(format!(
                 "record {}/{} has reached the largest generation ({MAX_GENERATION}) on the branch of {}; it takes \
                  no further revision there",
-                w.table,
-                w.id,
+                key.0,
+                key.1,
                 n.parent.map_or_else(String::new, |p| p.to_string())
             )));
         }
-        let LocalWrite { table, id, attributes, .. } = w;
-        let key = (table, id);
+        let attributes = w.attributes;
         // The write's body moves into the tree: at most one new revision is the write's own.
         let mut body = Some(attributes);
         for n in new {
@@ -132,11 +145,11 @@ impl Planner {
     /// missing ancestors as stubs, add it (or fill in its stub). Returns whether it was a new revision
     /// event; a known revision is a no-op.
     pub fn replicated(&mut self, r: VerifiedRevision) -> Result<bool> {
-        let ancestry = r.ancestry();
-        let parent = r.parent();
-        let key = (r.table().to_owned(), r.id().to_owned());
-        let tree = self.trees.entry(key.clone()).or_default();
-        let held = tree.get(&r.rev()).is_some_and(|n| !n.is_stub());
+        let (parent, rev, deleted) = (r.parent(), r.rev(), r.deleted());
+        let (table, id, body, ancestry) = r.into_parts();
+        let key = (table, id);
+        let tree = &mut self.trees.entry(key.clone()).or_insert_with(Planned::new).tree;
+        let held = tree.get(&rev).is_some_and(|n| !n.is_stub());
         // Ancestors we lack become stubs, each linked to the next one up when the ancestry says. An
         // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
         // otherwise its own ancestors would look like separate leaves.
@@ -174,13 +187,15 @@ impl Planner {
             }
             return Ok(false);
         }
-        let (rev, deleted) = (r.rev(), r.deleted());
-        self.add_event(&key, rev, parent, deleted, r.into_body())?;
+        self.add_event(&key, rev, parent, deleted, body)?;
         Ok(true)
     }
 
+    /// Mark a record (whose tree is planned) as touched.
     fn touch(&mut self, key: &RecordKey) {
-        if self.touched_set.insert(key.clone()) {
+        let planned = self.trees.get_mut(key).expect("a touched record has a planned tree");
+        if !planned.touched {
+            planned.touched = true;
             self.touched.push(key.clone());
         }
     }
@@ -202,9 +217,9 @@ impl Planner {
         self.update_seq = seq;
         self.chain = chain;
         if !self.trees.contains_key(key) {
-            self.trees.insert(key.clone(), RevisionTree::default());
+            self.trees.insert(key.clone(), Planned::new());
         }
-        let tree = self.trees.get_mut(key).expect("inserted above");
+        let tree = &mut self.trees.get_mut(key).expect("inserted above").tree;
         self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
         tree.insert(rev, RevisionNode { parent, deleted, body: Some(body), seq: Some(seq) });
         self.revisions.push(StoredRevision {
@@ -224,23 +239,25 @@ impl Planner {
     /// winner's (keep-conflicts); a `merge-fields` table merges on read, so that what a record reads as
     /// never depends on when a policy change arrived relative to its revisions.
     pub fn finish(self) -> Result<WriteSet> {
-        let mut states = Vec::with_capacity(self.touched.len());
+        let Planner { start, update_seq, chain, trees, live_before, touched, revisions, fills_stubs } = self;
+        let mut states = Vec::with_capacity(touched.len());
         let mut views = Vec::new();
         let mut live_records = 0i64;
         // The JSON of every body written now, so a new winner's state reuses it.
-        let mut written: HashMap<(&str, &str, RevId), &str> = HashMap::with_capacity(self.revisions.len());
+        let mut written: HashMap<(&str, &str, RevId), &str> = HashMap::with_capacity(revisions.len());
         written.extend(
-            self.revisions.iter().filter_map(|r| Some(((r.table.as_str(), r.id.as_str(), r.rev), r.body.as_deref()?))),
+            revisions.iter().filter_map(|r| Some(((r.table.as_str(), r.id.as_str(), r.rev), r.body.as_deref()?))),
         );
-        for key in &self.touched {
-            let tree = &self.trees[key];
+        // Each touched record's key moves into its state.
+        for key in touched {
+            let tree = &trees[&key].tree;
             let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
             let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
             if key.0 == names::TABLES_TABLE && !r.deleted {
                 views.push(key.1.clone());
             }
-            if counts(key) {
-                live_records += i64::from(!r.deleted) - i64::from(self.live_before.contains(key));
+            if counts(&key) {
+                live_records += i64::from(!r.deleted) - i64::from(live_before.contains(&key));
             }
             // A deleted record's body is `{}`, whatever its tombstone carries.
             let body = match written.get(&(key.0.as_str(), key.1.as_str(), r.winner)) {
@@ -248,9 +265,10 @@ impl Planner {
                 Some(json) => (*json).to_owned(),
                 None => r.body.to_json(),
             };
+            let (table, id) = key;
             states.push(StoredState {
-                table: key.0.clone(),
-                id: key.1.clone(),
+                table,
+                id,
                 rev: r.winner,
                 deleted: r.deleted,
                 body,
@@ -262,11 +280,11 @@ impl Planner {
         }
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
         states.sort_by_key(|s| s.seq);
-        let head = (!self.revisions.iter().all(|r| r.event.is_none())).then_some((self.update_seq, self.chain));
+        let head = (!revisions.iter().all(|r| r.event.is_none())).then_some((update_seq, chain));
         drop(written);
         let writes = WriteSet {
-            revisions: merge_stubs(self.revisions),
-            fills_stubs: self.fills_stubs,
+            revisions: merge_stubs(revisions),
+            fills_stubs,
             states,
             head,
             views,
@@ -274,7 +292,7 @@ impl Planner {
             ..WriteSet::default()
         };
         // Invariant: seqs are gap-free from the head on, and each chain hash extends the one before.
-        debug_assert!(extends(&writes, self.start), "the events of a write set do not extend its head");
+        debug_assert!(extends(&writes, start), "the events of a write set do not extend its head");
         // Invariant: one event per revision, and one stub entry per revision.
         debug_assert!(each_revision_once(&writes), "a write set stores a revision twice");
         Ok(writes)
@@ -346,10 +364,15 @@ fn merge_stubs(revisions: Vec<StoredRevision>) -> Vec<StoredRevision> {
 
 /// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
 /// revisions to store (none for a retry or a no-op).
-fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> Result<(RevId, Vec<NewRevision>)> {
+fn plan_local(
+    tree: &RevisionTree,
+    key: &RecordKey,
+    w: &LocalWrite,
+    policy: ReconcilePolicy,
+) -> Result<(RevId, Vec<NewRevision>)> {
     let winner = tree.winner();
     let winner_deleted = winner.is_some_and(|r| tree.get(&r).is_some_and(|n| n.deleted));
-    let (table, id) = (w.table.as_str(), w.id.as_str());
+    let (table, id) = (key.0.as_str(), key.1.as_str());
     let parent = match (w.parent, winner) {
         (Some(p), _) => Some(p),
         (None, None) if w.deleted => return Err(Error::not_found(format!("record {table}/{id} does not exist"))),
@@ -359,14 +382,14 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
         (None, Some(win)) if w.deleted || winner_deleted || !w.resolves.is_empty() => Some(win),
         (None, Some(win)) => {
             // A retried create is its own first revision.
-            let first = NewRevision::of(w, None);
+            let first = NewRevision::of(key, w, None);
             if tree.contains(&first.rev) {
                 return Ok((first.rev, vec![]));
             }
             return Err(Error::conflict(format!("record {table}/{id} exists: name the revision you edit"), Some(win)));
         }
     };
-    let main = NewRevision::of(w, parent);
+    let main = NewRevision::of(key, w, parent);
     if tree.contains(&main.rev) && w.resolves.is_empty() {
         return Ok((main.rev, vec![]));
     }
@@ -409,7 +432,7 @@ fn plan_local(tree: &RevisionTree, w: &LocalWrite, policy: ReconcilePolicy) -> R
         }
     }
     for leaf in close {
-        new.push(NewRevision::closing(w, leaf));
+        new.push(NewRevision::closing(key, leaf));
     }
     Ok((result, new))
 }

@@ -132,6 +132,10 @@ impl VerifiedRevision {
     pub fn into_body(self) -> Attributes {
         self.body
     }
+    /// The table, the record id, the body and the ancestry, moved out.
+    pub fn into_parts(self) -> (String, String, Attributes, Vec<RevId>) {
+        (self.table, self.id, self.body, self.ancestry)
+    }
     /// The ancestry, parent first, each one generation older than the one before.
     pub fn ancestry(&self) -> &[RevId] {
         &self.ancestry

@@ -468,7 +468,16 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // Blocking work (SQLite calls, parsing and encoding bodies) on at most two threads per core: more
+    // only adds contention, and each thread that allocates keeps a malloc arena of its own (a 1M-record
+    // sync peaked at 62 MB with the default 512, 48 MB with 4, in less time).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(2 * cores)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: internal: starting the async runtime: {e}");

@@ -218,7 +218,11 @@ pub async fn pull(files: &dyn Files, target: &dyn Database, options: &PullOption
         let path = pull.fetch(row).await?;
         pull.progress.phase = "verify";
         pull.tell();
-        verify(&path, row)?;
+        // Reading a whole file through is blocking work: off the async workers.
+        let (file, checked) = (path.clone(), row.clone());
+        tokio::task::spawn_blocking(move || verify(&file, &checked))
+            .await
+            .map_err(|e| Error::internal(format!("verifying {}: {e}", row.file)))??;
         paths.push(path);
     }
     for ((row, held_upto), path) in plan.iter().zip(paths) {

@@ -2,7 +2,8 @@
 //! unbounded memory (lines are capped). The fuzzer's bytes are the decompressed text, compressed here,
 //! so mutations reach the line parser and the chain checks rather than the zstd frame; the first byte
 //! chooses whether the frame is also cut short. Independently of the reader's own checks, a verified
-//! file's events must fold to the trailer's chain.
+//! file's events must fold to the trailer's chain, and the reader of keys only (what verifying before
+//! applying uses) must find it sound with the same trailer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,5 +31,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(trailer) = reader.trailer() {
         assert_eq!(next - 1, header.end_seq, "a verified file held every event it promised");
         assert_eq!(trailer.end_chain, chain, "the events fold to the trailer's chain");
+        let keys = Reader::keys(&file[..]).and_then(Reader::verify);
+        assert_eq!(keys.as_ref().ok(), Some(trailer), "the key reader verifies what the whole reader does");
     }
 });

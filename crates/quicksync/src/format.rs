@@ -7,7 +7,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use outpost_api::{ChainHash, Error, KnowledgeRow, Result, RevisionEvent, Uuid};
+use outpost_api::{ChainHash, Error, KnowledgeRow, Result, RevId, RevisionEvent, Uuid};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The `format` value of every header.
@@ -119,7 +120,54 @@ enum Line<E, K, H, T> {
 }
 
 type LineOut<'a> = Line<&'a RevisionEvent, &'a KnowledgeRow, &'a Header, &'a Trailer>;
-type LineIn = Line<RevisionEvent, KnowledgeRow, Header, Trailer>;
+type LineIn<E> = Line<E, KnowledgeRow, Header, Trailer>;
+
+/// What a [`Reader`] reads an event line into: enough to check its seq and fold the chain.
+pub trait EventLine: DeserializeOwned {
+    /// The event's seq and chain hash, and what the chain hash commits to: table, id, rev, deleted.
+    fn key(&self) -> (u64, &ChainHash, &str, &str, &RevId, bool);
+}
+
+impl EventLine for RevisionEvent {
+    fn key(&self) -> (u64, &ChainHash, &str, &str, &RevId, bool) {
+        let r = &self.revision;
+        (self.seq, &self.chain, &r.table, &r.id, &r.rev, r.deleted)
+    }
+}
+
+/// An event line read only as far as its seq and chain need: the body and ancestry are skipped
+/// (checked to be JSON, not parsed into values), which is what verifying a file's chain needs. The
+/// bodies are checked when applied (each re-hashed against its revision id).
+#[derive(Clone, PartialEq, Debug, Deserialize)]
+pub struct EventKey {
+    /// The event's seq.
+    pub seq: u64,
+    /// The chain hash after the event.
+    pub chain: ChainHash,
+    /// What the chain commits to.
+    pub revision: RevisionKey,
+}
+
+/// The part of a revision the chain hash commits to.
+#[derive(Clone, PartialEq, Debug, Deserialize)]
+pub struct RevisionKey {
+    /// The table.
+    pub table: String,
+    /// The record id.
+    pub id: String,
+    /// The revision id.
+    pub rev: RevId,
+    /// Whether it is a tombstone.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl EventLine for EventKey {
+    fn key(&self) -> (u64, &ChainHash, &str, &str, &RevId, bool) {
+        let r = &self.revision;
+        (self.seq, &self.chain, &r.table, &r.id, &r.rev, r.deleted)
+    }
+}
 
 /// A `Write` that counts and hashes what passes through it (the file's size and blake3).
 struct Hashing<W> {
@@ -253,16 +301,17 @@ impl<W: Write> Writer<W> {
 
 /// One item of a file after its header.
 #[derive(Clone, PartialEq, Debug)]
-pub enum Item {
+pub enum Item<E = RevisionEvent> {
     /// A revision event.
-    Event(RevisionEvent),
+    Event(E),
     /// A knowledge row.
     Knowledge(KnowledgeRow),
 }
 
 /// Reads one file, line by line, verifying as it goes; [`Reader::next_item`] returns `None` only
-/// after a trailer that agrees with everything before it and nothing after it.
-pub struct Reader<R: Read> {
+/// after a trailer that agrees with everything before it and nothing after it. Events are read as
+/// `E`: whole [`RevisionEvent`]s, or only their [`EventKey`] when the bodies are not wanted.
+pub struct Reader<R: Read, E = RevisionEvent> {
     lines: BufReader<zstd::Decoder<'static, BufReader<R>>>,
     header: Header,
     chain: ChainHash,
@@ -270,15 +319,30 @@ pub struct Reader<R: Read> {
     knowledge: u64,
     trailer: Option<Trailer>,
     buf: String,
+    events: std::marker::PhantomData<E>,
 }
 
 impl<R: Read> Reader<R> {
-    /// Open a file and read its header.
+    /// Open a file and read its header; events are read whole.
     pub fn new(inner: R) -> Result<Self> {
+        Self::start(inner)
+    }
+}
+
+impl<R: Read> Reader<R, EventKey> {
+    /// Open a file and read its header; events are read only as far as their seq and chain (what
+    /// verifying a file needs: bodies are skipped as JSON, never parsed into values).
+    pub fn keys(inner: R) -> Result<Self> {
+        Self::start(inner)
+    }
+}
+
+impl<R: Read, E: EventLine> Reader<R, E> {
+    fn start(inner: R) -> Result<Self> {
         let decoder = zstd::Decoder::new(inner).map_err(|e| Error::corrupt(format!("not a zstd stream: {e}")))?;
         let mut lines = BufReader::with_capacity(256 << 10, decoder);
         let mut buf = String::new();
-        let header = match read_line(&mut lines, &mut buf)? {
+        let header = match read_line::<_, E>(&mut lines, &mut buf)? {
             Some(Line::Header(h)) => h,
             Some(_) => return Err(Error::corrupt("the file does not start with a header")),
             None => return Err(Error::corrupt("the file is empty")),
@@ -292,6 +356,7 @@ impl<R: Read> Reader<R> {
             knowledge: 0,
             trailer: None,
             buf,
+            events: std::marker::PhantomData,
         })
     }
 
@@ -306,28 +371,28 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next event or knowledge row; `None` at a verified end.
-    pub fn next_item(&mut self) -> Result<Option<Item>> {
+    pub fn next_item(&mut self) -> Result<Option<Item<E>>> {
         if self.trailer.is_some() {
             return Ok(None);
         }
-        let line = read_line(&mut self.lines, &mut self.buf)?;
+        let line = read_line::<_, E>(&mut self.lines, &mut self.buf)?;
         let seq = self.next_seq;
         match line {
             None => Err(Error::corrupt(format!("the file ends before its trailer (after seq {}): truncated", seq - 1))),
             Some(Line::Header(_)) => Err(Error::corrupt("a second header")),
             Some(Line::Event(event)) => {
+                let (event_seq, event_chain, table, id, rev, deleted) = event.key();
                 if self.knowledge > 0 {
-                    return Err(Error::corrupt(format!("event {} after the knowledge rows", event.seq)));
+                    return Err(Error::corrupt(format!("event {event_seq} after the knowledge rows")));
                 }
-                if event.seq != seq || seq > self.header.end_seq {
+                if event_seq != seq || seq > self.header.end_seq {
                     return Err(Error::corrupt(format!(
-                        "event {} where seq {seq} (of {}..={}) was due",
-                        event.seq, self.header.start_seq, self.header.end_seq
+                        "event {event_seq} where seq {seq} (of {}..={}) was due",
+                        self.header.start_seq, self.header.end_seq
                     )));
                 }
-                let r = &event.revision;
-                let chain = self.chain.next(seq, &r.table, &r.id, &r.rev, r.deleted);
-                if chain != event.chain {
+                let chain = self.chain.next(seq, table, id, rev, deleted);
+                if chain != *event_chain {
                     return Err(Error::corrupt(format!(
                         "the chain hash of event {seq} does not follow from the one before it"
                     )));
@@ -362,7 +427,7 @@ impl<R: Read> Reader<R> {
                         trailer.events, trailer.knowledge, trailer.end_chain, expected.events, expected.knowledge, expected.end_chain
                     )));
                 }
-                if read_line(&mut self.lines, &mut self.buf)?.is_some() {
+                if read_line::<_, E>(&mut self.lines, &mut self.buf)?.is_some() {
                     return Err(Error::corrupt("lines after the trailer"));
                 }
                 self.trailer = Some(trailer);
@@ -379,7 +444,7 @@ impl<R: Read> Reader<R> {
 }
 
 /// The next line, `None` at the end of the stream.
-fn read_line<B: BufRead>(lines: &mut B, buf: &mut String) -> Result<Option<LineIn>> {
+fn read_line<B: BufRead, E: DeserializeOwned>(lines: &mut B, buf: &mut String) -> Result<Option<LineIn<E>>> {
     buf.clear();
     let n = lines
         .by_ref()

@@ -12,7 +12,8 @@
 //! 3. No delta agrees: apply the latest snapshot (to a new or an existing database: revisions
 //!    merge), then walk again from what it proves. Without a snapshot, deltas from seq 1 always fit.
 //! 4. Each file is fetched, its size and blake3 checked, and read through once to verify its chain
-//!    and trailer against the manifest row before anything of it is applied; then it is applied in
+//!    and trailer against the manifest row before anything of it is applied (reading only what the
+//!    chain commits to: bodies are skipped as JSON, and re-hashed when applied); then it is applied in
 //!    chunks, the last chunk with the knowledge the file proves, in one transaction. Entries at or
 //!    below the agreeing `s` are skipped. A file applied twice changes nothing.
 //!
@@ -31,7 +32,7 @@ use outpost_api::{ChainHash, Database, Error, KnowledgeRow, KnowledgeUpdate, Res
 use serde::Serialize;
 
 use crate::files::Files;
-use crate::format::{Item, Reader};
+use crate::format::{EventKey, Item, Reader};
 use crate::manifest::{Manifest, Row};
 
 /// A pull progress callback.
@@ -349,7 +350,7 @@ impl Pull<'_> {
     async fn apply(&mut self, row: &Row, path: &Path, held_upto: u64) -> Result<()> {
         self.progress.phase = "apply";
         self.progress.file = row.file.clone();
-        let mut reader = open(path)?;
+        let mut reader = Reader::new(buffered(path)?)?;
         let mut chunk: Vec<RevisionData> = Vec::with_capacity(self.options.chunk);
         let mut imported = Vec::new();
         while let Some(item) = reader.next_item().map_err(|e| e.context(&row.file))? {
@@ -384,16 +385,17 @@ impl Pull<'_> {
     }
 }
 
-fn open(path: &Path) -> Result<Reader<BufReader<File>>> {
+fn buffered(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).map_err(|e| Error::internal(format!("opening {}: {e}", path.display())))?;
-    Reader::new(BufReader::with_capacity(1 << 20, file))
+    Ok(BufReader::with_capacity(1 << 20, file))
 }
 
 /// Read a fetched file through once: its header must be the row's, its chain must fold from the
 /// row's `prev_chain` to its `end_chain`, its trailer must agree. Nothing is applied before this.
 fn verify(path: &Path, row: &Row) -> Result<()> {
     let check = || -> Result<()> {
-        let reader = open(path)?;
+        // Only what the chain commits to is read: the bodies are re-hashed when applied.
+        let reader = Reader::keys(buffered(path)?)?;
         let h = reader.header();
         if (h.kind, h.db, h.start_seq, h.end_seq, h.prev_chain)
             != (row.kind, row.db, row.start_seq, row.end_seq, row.prev_chain)
@@ -423,7 +425,7 @@ fn verify(path: &Path, row: &Row) -> Result<()> {
 fn chains_at(path: &Path, row: &Row, seqs: &[(u64, ChainHash)]) -> Result<Vec<Option<ChainHash>>> {
     verify(path, row)?;
     let mut out = vec![None; seqs.len()];
-    let mut reader = open(path)?;
+    let mut reader = Reader::keys(buffered(path)?)?;
     while let Some(item) = reader.next_item()? {
         if let Item::Event(e) = item {
             for (i, (seq, _)) in seqs.iter().enumerate() {

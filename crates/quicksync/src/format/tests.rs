@@ -50,7 +50,15 @@ fn read_all(bytes: &[u8]) -> Result<(Vec<Item>, Trailer)> {
     while let Some(item) = r.next_item()? {
         items.push(item);
     }
-    Ok((items, r.trailer().cloned().unwrap()))
+    let trailer = r.trailer().cloned().unwrap();
+    // Reading only the events' keys (what verifying a file does) finds the same file sound.
+    assert_eq!(Reader::keys(bytes).and_then(Reader::verify).as_ref(), Ok(&trailer), "the key reader agrees");
+    Ok((items, trailer))
+}
+
+/// Whether the reader of keys only refuses `bytes` (it must whenever the whole reader does).
+fn keys_refuse(bytes: &[u8]) -> bool {
+    Reader::keys(bytes).and_then(Reader::verify).is_err()
 }
 
 #[test]
@@ -61,6 +69,19 @@ fn a_file_reads_back_what_was_written() {
     let (items, trailer) = read_all(&bytes).unwrap();
     assert_eq!(trailer, written.trailer);
     assert_eq!((trailer.events, trailer.knowledge, trailer.end_chain), (50, 1, evs.last().unwrap().chain));
+    let keys: Vec<(u64, ChainHash, String, RevId, bool)> = {
+        let mut r = Reader::keys(&bytes[..]).unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            if let Item::Event(EventKey { seq, chain, revision: k }) = item {
+                out.push((seq, chain, k.id, k.rev, k.deleted));
+            }
+        }
+        out
+    };
+    let from_events: Vec<_> =
+        evs.iter().map(|e| (e.seq, e.chain, e.revision.id.clone(), e.revision.rev, e.revision.deleted)).collect();
+    assert_eq!(keys, from_events);
     let mut expected: Vec<Item> = evs.into_iter().map(Item::Event).collect();
     expected.push(Item::Knowledge(row(60)));
     assert_eq!(items, expected);
@@ -90,6 +111,7 @@ fn damaged_files_are_refused() {
     let (bytes, _, _) = file(1, 200);
     for cut in [0, 4, bytes.len() / 2, bytes.len() - 1] {
         assert!(read_all(&bytes[..cut]).is_err(), "truncated at {cut}");
+        assert!(keys_refuse(&bytes[..cut]), "truncated at {cut}, read for keys");
     }
     let mut any_flip_passed = false;
     for at in (0..bytes.len()).step_by(7) {
@@ -146,7 +168,13 @@ fn forged_content_is_refused() {
     ];
     for (what, lines) in cases {
         assert!(read_all(&forged(&lines)).is_err(), "{what}");
+        assert!(keys_refuse(&forged(&lines)), "{what}, read for keys");
     }
+    // A body that is not JSON is refused by the key reader too (skipped, but as JSON).
+    let broken_body = ev(&evs[1]).replace("{\"n\":", "{\"n\" ");
+    assert_ne!(broken_body, ev(&evs[1]));
+    let lines = [header.clone(), ev(&evs[0]), broken_body, ev(&evs[2]), trailer(good_trailer.clone())];
+    assert!(keys_refuse(&forged(&lines)), "a broken body, read for keys");
     assert!(Reader::new(&b"plain text"[..]).is_err(), "not zstd");
     let future = header.replace("\"version\":1", "\"version\":2");
     let e = Reader::new(&forged(&[future])[..]).err().unwrap();

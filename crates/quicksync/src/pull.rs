@@ -32,7 +32,7 @@ use outpost_api::{ChainHash, Database, Error, KnowledgeRow, KnowledgeUpdate, Res
 use serde::Serialize;
 
 use crate::files::Files;
-use crate::format::{EventKey, Item, Reader};
+use crate::format::{Item, Reader};
 use crate::manifest::{Manifest, Row};
 
 /// A pull progress callback.
@@ -346,42 +346,98 @@ impl Pull<'_> {
             .map_err(|e| e.context(format!("{} from {}", row.file, self.files.location())))
     }
 
-    /// Apply one verified file; entries at or below `held_upto` are skipped.
+    /// Apply one verified file; entries at or below `held_upto` are skipped. The file is read and
+    /// parsed on a blocking thread of its own, a chunk or two ahead of the writes (a bounded queue,
+    /// so memory stays flat): parsing the next chunk overlaps storing this one.
     async fn apply(&mut self, row: &Row, path: &Path, held_upto: u64) -> Result<()> {
         self.progress.phase = "apply";
         self.progress.file = row.file.clone();
-        let mut reader = Reader::new(buffered(path)?)?;
-        let mut chunk: Vec<RevisionData> = Vec::with_capacity(self.options.chunk);
-        let mut imported = Vec::new();
-        while let Some(item) = reader.next_item().map_err(|e| e.context(&row.file))? {
-            match item {
-                Item::Event(event) => {
-                    self.report.entries += 1;
-                    self.progress.entries += 1;
-                    if event.seq <= held_upto {
-                        self.report.skipped += 1;
-                        continue;
-                    }
-                    chunk.push(event.revision);
-                    if chunk.len() == self.options.chunk {
-                        let batch = std::mem::replace(&mut chunk, Vec::with_capacity(self.options.chunk));
-                        self.report.written += self.target.put_revisions(batch, None).await?.written;
-                        self.tell();
-                    }
+        let reader = Reader::new(buffered(path)?)?;
+        let (sender, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+        let size = self.options.chunk;
+        let reading = tokio::task::spawn_blocking(move || read_chunks(reader, size, held_upto, &sender));
+        let mut last = None;
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk.map_err(|e| e.context(&row.file))?;
+            self.report.entries += chunk.entries;
+            self.progress.entries += chunk.entries;
+            self.report.skipped += chunk.skipped;
+            match chunk.imported {
+                None => {
+                    self.report.written += self.target.put_revisions(chunk.revisions, None).await?.written;
+                    self.tell();
                 }
-                Item::Knowledge(k) => imported.push(k),
+                Some(imported) => last = Some((chunk.revisions, imported)),
             }
         }
+        reading.await.map_err(|e| Error::internal(format!("reading {}: {e}", row.file)))?;
+        let (revisions, imported) =
+            last.ok_or_else(|| Error::internal(format!("reading {} stopped before its end", row.file)))?;
         // The last chunk commits with what the whole file proves: every event of the files'
         // database up to its end is now held here.
         let update = KnowledgeUpdate { source: row.db, source_seq: row.end_seq, source_chain: row.end_chain, imported };
-        self.report.written += self.target.put_revisions_with_knowledge(chunk, update).await?.written;
+        self.report.written += self.target.put_revisions_with_knowledge(revisions, update).await?.written;
         self.tell();
         self.report.applied.push(row.file.clone());
         self.report.db = Some(row.db);
         self.report.end_seq = row.end_seq;
         self.report.end_chain = Some(row.end_chain);
         Ok(())
+    }
+}
+
+/// How many parsed chunks may wait for the writer.
+const READ_AHEAD_CHUNKS: usize = 2;
+
+/// A chunk of a file's revisions, read ahead of the writer.
+struct Chunk {
+    revisions: Vec<RevisionData>,
+    /// Entries read for it, skipped ones included.
+    entries: u64,
+    /// Entries skipped (already held).
+    skipped: u64,
+    /// With the last chunk: the file's knowledge rows.
+    imported: Option<Vec<KnowledgeRow>>,
+}
+
+/// Read a file into chunks of `size` revisions (entries at or below `held_upto` skipped), sending
+/// each as it fills and the last with the knowledge rows; stops at the first error (sent on) or when
+/// the writer has gone.
+fn read_chunks(
+    mut reader: Reader<BufReader<File>>,
+    size: usize,
+    held_upto: u64,
+    sender: &tokio::sync::mpsc::Sender<Result<Chunk>>,
+) {
+    let new = || Chunk { revisions: Vec::with_capacity(size), entries: 0, skipped: 0, imported: None };
+    let mut chunk = new();
+    let mut imported = Vec::new();
+    loop {
+        match reader.next_item() {
+            Ok(Some(Item::Event(event))) => {
+                chunk.entries += 1;
+                if event.seq <= held_upto {
+                    chunk.skipped += 1;
+                    continue;
+                }
+                chunk.revisions.push(event.revision);
+                if chunk.revisions.len() == size
+                    && sender.blocking_send(Ok(std::mem::replace(&mut chunk, new()))).is_err()
+                {
+                    return;
+                }
+            }
+            Ok(Some(Item::Knowledge(k))) => imported.push(k),
+            Ok(None) => {
+                chunk.imported = Some(imported);
+                let _ = sender.blocking_send(Ok(chunk));
+                return;
+            }
+            Err(e) => {
+                let _ = sender.blocking_send(Err(e));
+                return;
+            }
+        }
     }
 }
 

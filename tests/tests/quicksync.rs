@@ -378,3 +378,111 @@ async fn a_server_publishes_on_its_schedule_and_serves_the_files_for_a_pull_over
     let _ = stop.send(());
     ok(server.await.expect("the server task").map_err(|e| outpost_api::Error::internal(e.to_string())), "serve");
 }
+
+/// Everything a database stores, read through its storage: head (seq, chain, epochs), every revision
+/// event with its body, every record's revision tree (stubs included), the live-record count, the
+/// knowledge rows, and the changes feed.
+type Stored = (
+    outpost_engine::storage::Head,
+    Vec<outpost_engine::storage::StoredEvent>,
+    Vec<((String, String), outpost_engine::tree::RevisionTree)>,
+    Option<u64>,
+    Vec<outpost_api::KnowledgeRow>,
+    Vec<outpost_api::Change>,
+);
+
+async fn stored(db: &SqliteDatabase) -> Stored {
+    use outpost_engine::storage::Storage;
+    let storage = db.storage();
+    let head = ok(storage.head().await, "head");
+    let mut events = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |e: &outpost_engine::storage::StoredEvent| e.seq);
+        let page = ok(storage.events(after, 5000).await, "events");
+        if page.is_empty() {
+            break;
+        }
+        events.extend(page);
+    }
+    let mut keys: Vec<(String, String)> =
+        events.iter().map(|e| (e.revision.table.clone(), e.revision.id.clone())).collect();
+    keys.sort();
+    keys.dedup();
+    let mut trees = Vec::new();
+    for chunk in keys.chunks(1000) {
+        let mut loaded = ok(storage.load_trees(chunk).await, "trees");
+        trees.extend(chunk.iter().map(|k| (k.clone(), loaded.remove(k).expect("a tree for every record"))));
+    }
+    let count = ok(storage.record_count().await, "record count");
+    let knowledge = ok(storage.knowledge(None).await, "knowledge");
+    let changes = outpost_tests::support::all_changes(db, 0, None).await;
+    (head, events, trees, count, knowledge, changes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrapped_file_is_the_database_applying_the_files_one_by_one_makes() {
+    let n = bootstrap_records();
+    let site = Site::new();
+    let (server, files) = (site.db("server").await, site.path("files"));
+    let every = (n as u64 / 3).max(50);
+    table(&server, "t").await;
+    write(&server, ids(0..n), "v1").await;
+    publish_to(&server, &files, every, every * 3).await;
+    // Conflicts, and stubs: a peer edits some records twice offline while the server edits them
+    // once; only the peer's leaves travel, so its first edits reach the server as ancestry alone.
+    let peer = site.db("peer").await;
+    ok(replicate(&server, &peer, &Options::default()).await, "to the peer");
+    let edited = n / 100 + 3;
+    write(&peer, ids(0..edited), "peer-a").await;
+    write(&peer, ids(0..edited), "peer-b").await;
+    write(&server, ids(0..edited / 2), "server").await;
+    // A few leaves copied alone: their parents are held as stubs (before replication brings the rest).
+    for id in ids(edited - 3..edited) {
+        let leaf = ok(peer.get_record("t", &id, GetOptions::default()).await, "get").rev;
+        outpost_tests::support::copy(&peer, &server, "t", &id, &[leaf]).await;
+    }
+    ok(replicate(&peer, &server, &Options::default()).await, "back from the peer");
+    publish_to(&server, &files, every, every * 3).await;
+    // Tombstones (one over a conflict), a revival, and new records, each in a delta of its own.
+    remove(&server, ids(edited..edited + 40)).await;
+    remove(&server, ids(0..1)).await;
+    publish_to(&server, &files, every, every * 3).await;
+    write(&server, ids(edited..edited + 5), "revived").await;
+    write(&server, ids(n..n + 60), "v1").await;
+    publish_to(&server, &files, every, every * 3).await;
+    let manifest = Manifest::read(&files).expect("a manifest").expect("published");
+    assert!(manifest.deltas().len() >= 4, "several deltas: {:?}", manifest.rows);
+
+    // One identity for both, so that even their chains must be equal.
+    let genesis = ok(outpost_engine::storage::Genesis::new("client"), "genesis");
+    let plain = {
+        let path = site.path("plain.outpost");
+        let storage = ok(outpost_sqlite::SqliteStorage::create(&path, &genesis), "create");
+        ok(outpost_engine::Engine::new(storage, Limits::default()).await, "open")
+    };
+    let one_by_one = ok(pull_from(&files, &plain).await, "pull into a database file");
+    let path = site.path("boot.outpost");
+    let boot = ok(outpost_sqlite::Bootstrap::begin_with(&path, genesis, Limits::default()).await, "bootstrap");
+    let bulk = ok(pull_from(&files, &*boot.database()).await, "pull into a bootstrap");
+    let booted = ok(boot.finish().await, "finish the bootstrap");
+    assert_eq!((bulk.start, &bulk.applied, bulk.written), (one_by_one.start, &one_by_one.applied, one_by_one.written));
+    assert_eq!(bulk.start, PullStart::Snapshot);
+
+    let (a, b) = (stored(&plain).await, stored(&booted).await);
+    assert!(a.2.iter().any(|(_, t)| t.iter().any(|(_, node)| node.is_stub())), "the files carry stubs");
+    assert!(a.5.iter().any(|c| c.leaves.len() > 1), "and conflicts");
+    assert!(a.5.iter().any(|c| c.deleted), "and tombstones");
+    assert_eq!(a.0, b.0, "the same head: seq, chain and epochs");
+    assert_eq!(a.1.len(), b.1.len());
+    if let Some((x, y)) = a.1.iter().zip(&b.1).find(|(x, y)| x != y) {
+        panic!("the events differ first at seq {}: {x:?} against {y:?}", x.seq);
+    }
+    assert!(a.2 == b.2, "the same revision trees, stubs included");
+    assert_eq!(a.3, b.3, "the same live-record count");
+    assert_eq!(a.4, b.4, "the same knowledge");
+    assert!(a.5 == b.5, "the same changes feed");
+    assert_converged(&[("one by one", &plain), ("bootstrapped", &booted), ("server", &server)]).await;
+    let check = ok(booted.check().await, "check");
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    assert_eq!(check.rehashed, a.1.iter().filter(|e| e.revision.body.is_some()).count() as u64);
+}

@@ -236,7 +236,7 @@ pub struct OpenDatabase {
 }
 
 impl OpenDatabase {
-    fn local(engine: LocalEngine) -> Self {
+    pub(crate) fn local(engine: LocalEngine) -> Self {
         let database: Arc<dyn Database> = match &engine {
             LocalEngine::Sqlite(db) => db.clone(),
             LocalEngine::Postgres(db) => db.clone(),

@@ -11,9 +11,10 @@ use clap::{Args, Subcommand};
 use outpost_api::{ErrorKind, Limits, Result};
 use outpost_quicksync::{PublishOptions, PublishProgress, PullOptions, PullProgress, PullReport};
 use outpost_reconciler::{Options, Report};
+use outpost_sqlite::Bootstrap;
 use serde::Serialize;
 
-use crate::locator::{Locator, OpenDatabase};
+use crate::locator::{LocalEngine, Locator, OpenDatabase};
 use crate::output::{self, Bar};
 use crate::sync::bytes;
 
@@ -33,6 +34,9 @@ pub enum QuicksyncCommand {
     Publish(PublishArgs),
     /// Bring DB (created if missing) up to date from files published at URL, then a live pass.
     ///
+    /// A database file that does not exist yet is built aside (DB.bootstrapping, its commits synced
+    /// once at the end) and appears at DB only once every file is applied: an interrupted pull
+    /// leaves no half-made database, and running it again starts over from the downloads kept.
     /// The snapshot for a new database, else the deltas after what DB already holds (walking back past deltas whose chain
     /// hash disagrees, e.g. after the publisher was restored from a backup). Every file is checked
     /// (size, blake3, chain) before anything is applied; downloads resume after an interruption.
@@ -132,6 +136,9 @@ async fn publish(args: PublishArgs, json: bool) -> Result<()> {
 #[derive(Serialize)]
 struct PullOutput<'a> {
     quicksync: &'a PullReport,
+    /// Whether the database file was new and built in bulk under a staging name, moved into place
+    /// once every file was applied.
+    bootstrapped: bool,
     live: Option<&'a Report>,
     /// The process's peak resident memory, from the OS (Linux), for watching that applying stays
     /// bounded by the chunk, not the file.
@@ -141,7 +148,18 @@ struct PullOutput<'a> {
 async fn pull(args: PullArgs, json: bool) -> Result<()> {
     outpost_api::check_page(args.chunk as u64, "--chunk")?;
     let locator: Locator = args.db.parse()?;
-    let target = open_or_create(&locator).await?;
+    // A database file that does not exist yet is bootstrapped in bulk: built under a staging name
+    // and moved into place once every file is applied (outpost_sqlite::Bootstrap).
+    let bootstrap = match &locator {
+        Locator::File(path) if !path.exists() => {
+            Some(Bootstrap::begin(path, &locator.default_name()?, Limits::default()).await?)
+        }
+        _ => None,
+    };
+    let target = match &bootstrap {
+        Some(b) => OpenDatabase::local(LocalEngine::Sqlite(b.database())),
+        None => open_or_create(&locator).await?,
+    };
     let cache = args.cache.clone().unwrap_or_else(|| default_cache(&locator, &args.url));
     let own_cache = args.cache.is_none();
     let files = outpost_quicksync::files::open_with(&args.url, &cache, crate::remote::download_client()?)?;
@@ -163,6 +181,17 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
     let report = outpost_quicksync::pull(&*files, target.database(), &options).await;
     bar.finish();
     let report = report?;
+    let bootstrapped = bootstrap.is_some();
+    let target = match bootstrap {
+        Some(bootstrap) => {
+            drop(target);
+            if !json {
+                output::note(&format!("{locator}: building the changes index and syncing the new file"));
+            }
+            OpenDatabase::local(LocalEngine::Sqlite(Arc::new(bootstrap.finish().await?)))
+        }
+        None => target,
+    };
     // The downloads are applied: a cache of our own has done its job (one the user named is theirs).
     if own_cache && cache.exists() {
         let _ = std::fs::remove_dir_all(&cache);
@@ -182,6 +211,7 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
     if json {
         return output::emit_json(&PullOutput {
             quicksync: &report,
+            bootstrapped,
             live: live.as_ref(),
             peak_rss_bytes: output::peak_rss(),
         });
@@ -203,6 +233,9 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
         report.end_seq,
         report.duration_ms as f64 / 1000.0
     );
+    if bootstrapped {
+        text.push_str("\n  a new file, built aside and moved into place once complete");
+    }
     if !report.walked_back.is_empty() {
         text.push_str(&format!(
             "\n  walked back over {} delta(s) whose history differs from what {locator} knew",

@@ -18,7 +18,7 @@ use outpost_api::Result;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::config::open_connection;
+use crate::config::{open_connection_with, Durability};
 use crate::error::SqlResultExt;
 
 /// The writer's own automatic checkpoint, kept only as a backstop: in pages of the WAL (4 KiB each).
@@ -39,6 +39,7 @@ enum State {
 /// The background checkpoints of one database file.
 pub(crate) struct Checkpointer {
     path: PathBuf,
+    durability: Durability,
     /// Held by a checkpoint while it runs; `true` once the database is closed (none runs again).
     closed: Mutex<bool>,
     state: watch::Sender<State>,
@@ -49,9 +50,10 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn new(path: &Path) -> Arc<Self> {
+    pub(crate) fn new(path: &Path, durability: Durability) -> Arc<Self> {
         Arc::new(Checkpointer {
             path: path.to_owned(),
+            durability,
             closed: Mutex::new(false),
             state: watch::channel(State::Idle).0,
             pending: std::sync::atomic::AtomicU64::new(0),
@@ -108,7 +110,7 @@ impl Checkpointer {
         if *closed {
             return Ok((0, 0));
         }
-        let conn: Connection = open_connection(&self.path, false)?;
+        let conn: Connection = open_connection_with(&self.path, false, self.durability)?;
         let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).sql();
         drop(conn);
         drop(closed);

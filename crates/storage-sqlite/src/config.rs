@@ -1,5 +1,6 @@
 //! How a database file's connection is opened: flags, the busy timeout, and the PRAGMAs that make
-//! every commit durable (WAL, `synchronous = FULL`).
+//! every commit durable (WAL, `synchronous = FULL`; a staging file being bootstrapped in private
+//! syncs only when finished).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,8 +13,25 @@ use crate::error::SqlResultExt;
 /// How long a writer waits for another process's writer of the same file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How durable a file's commits are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// A live database: `synchronous = FULL`, so a committed write survives a crash or power loss.
+    Full,
+    /// A file built in private under a staging name that nobody opens until it is finished (a
+    /// bootstrap, `lifecycle::Bootstrap`): commits are not synced (`synchronous = OFF`). A crash
+    /// loses the file, which is thrown away and built again; it is made durable (synced with
+    /// `synchronous = FULL`) before it is moved into place.
+    Staging,
+}
+
 /// Open the connection of the database file at `path` (creating the file only when `create`).
 pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
+    open_connection_with(path, create, Durability::Full)
+}
+
+/// [`open_connection`] with the durability of the file's commits.
+pub(crate) fn open_connection_with(path: &Path, create: bool, durability: Durability) -> Result<Connection> {
     use rusqlite::OpenFlags;
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     if create {
@@ -23,7 +41,11 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).sql()?;
     // WAL: readers never block the writer; FULL: a committed write survives a crash or power loss.
     conn.pragma_update(None, "journal_mode", "WAL").sql()?;
-    conn.pragma_update(None, "synchronous", "FULL").sql()?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Staging => "OFF",
+    };
+    conn.pragma_update(None, "synchronous", synchronous).sql()?;
     // Checkpoints run in the background (checkpoint.rs); the writer's own is only a backstop.
     conn.pragma_update(None, "wal_autocheckpoint", crate::checkpoint::BACKSTOP_PAGES).sql()?;
     conn.set_prepared_statement_cache_capacity(64);

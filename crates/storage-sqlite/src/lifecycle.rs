@@ -13,7 +13,7 @@ use outpost_engine::storage::{blocking, Genesis, Storage};
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::Mutex;
 
-use crate::config::open_connection;
+use crate::config::{open_connection, open_connection_with, Durability};
 use crate::error::SqlResultExt;
 use crate::{schema, SqliteDatabase, SqliteStorage, FILE_EXTENSION};
 
@@ -53,7 +53,7 @@ impl SqliteStorage {
         staging.push(".creating");
         let staging = path.with_file_name(staging);
         remove_with_wal(&staging);
-        let built = Self::build(&staging, genesis).and_then(|()| {
+        let built = Self::build(&staging, genesis, Durability::Full).and_then(|()| {
             std::fs::rename(&staging, path)
                 .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))
         });
@@ -64,11 +64,17 @@ impl SqliteStorage {
         Self::open(path)
     }
 
-    /// Write a new database's schema and identity (decided by the engine) to `path`, and close it.
-    fn build(path: &Path, genesis: &Genesis) -> Result<()> {
+    /// Write a new database's schema and identity (decided by the engine) to `path`, and close it. A
+    /// staging file is built without the indexes a bootstrap makes at its end.
+    fn build(path: &Path, genesis: &Genesis, durability: Durability) -> Result<()> {
         create_private(path)?;
-        let mut conn = open_connection(path, true)?;
+        let mut conn = open_connection_with(path, true, durability)?;
         schema::migrate(&mut conn)?;
+        if durability == Durability::Staging {
+            for (index, _) in schema::DEFERRED_INDEXES {
+                conn.execute_batch(&format!("DROP INDEX {index}")).sql()?;
+            }
+        }
         let (head, epoch) = (&genesis.head, genesis.epoch());
         let tx = conn.transaction().sql()?;
         tx.execute("INSERT INTO _meta (key, value) VALUES ('name', ?1)", [&genesis.name]).sql()?;
@@ -88,13 +94,17 @@ impl SqliteStorage {
     /// Open an existing database file. NotFound when there is none; a clear error for a file that is
     /// not an Outpost database or has a newer format.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    fn open_with(path: &Path, durability: Durability) -> Result<Self> {
         if path.is_dir() {
             return Err(Error::invalid(format!("{} is a directory, not a database file", path.display())));
         }
         if !path.is_file() {
             return Err(Error::not_found(format!("no database file at {}", path.display())));
         }
-        let mut conn = open_connection(path, false)?;
+        let mut conn = open_connection_with(path, false, durability)?;
         let not_outpost = || Error::invalid(format!("{} is not an Outpost database", path.display()));
         let version = schema::version(&conn).map_err(|_| not_outpost())?;
         if version == 0 {
@@ -106,7 +116,7 @@ impl SqliteStorage {
             .optional()
             .sql()?
             .ok_or_else(not_outpost)?;
-        Ok(SqliteStorage::new(name, path, conn))
+        Ok(SqliteStorage::new(name, path, conn, durability))
     }
 
     /// Write a consistent copy of the database to the new file `to` (SQLite's `VACUUM INTO`: one read
@@ -196,9 +206,155 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
 }
 
 fn staging_path(path: &Path) -> PathBuf {
+    beside(path, ".restoring")
+}
+
+/// `path` with `suffix` added to its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".restoring");
+    name.push(suffix);
     path.with_file_name(name)
+}
+
+/// A new database file loaded in bulk (a quicksync pull into a file that does not exist yet), built
+/// in a private staging file beside its path (`<file>.bootstrapping`) and moved into place only
+/// when [`Bootstrap::finish`]ed. Everything is written through the engine as into any database, so
+/// the result is the database the same writes make anywhere (same seqs, chains, trees, states,
+/// counts, knowledge); what differs is only how the file is kept meanwhile: its commits are not
+/// synced (nobody can see the file, and a crash only loses work that is done again) and the changes
+/// feed's index is built once at the end instead of row by row. `finish` builds it, syncs the
+/// file, moves it into place and syncs the directory. Dropped unfinished (an error, an interrupted
+/// pull), the staging file is removed; after a crash, the next bootstrap of the path removes the
+/// leftover first: it restarts cleanly. Until `finish`, no database exists at the path. One
+/// bootstrap of a path runs at a time (a lock on `<file>.bootstrapping.lock`, held until it ends): a
+/// second fails clearly instead of removing the first one's file.
+pub struct Bootstrap {
+    path: PathBuf,
+    staging: PathBuf,
+    lock: (PathBuf, std::fs::File),
+    limits: Limits,
+    db: Arc<SqliteDatabase>,
+    finished: bool,
+}
+
+impl Bootstrap {
+    /// Begin a database called `name` at `path` (AlreadyExists if a file is there).
+    pub async fn begin(path: &Path, name: &str, limits: Limits) -> Result<Bootstrap> {
+        Self::begin_with(path, Genesis::new(name)?, limits).await
+    }
+
+    /// [`Bootstrap::begin`] with an identity made beforehand (tests compare a bootstrap with the
+    /// same writes into a database of the same identity).
+    pub async fn begin_with(path: &Path, genesis: Genesis, limits: Limits) -> Result<Bootstrap> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
+        }
+        let lock = lock(&beside(path, ".bootstrapping.lock"))?;
+        // Looked at under the lock: a bootstrap that finished before it was taken made the database.
+        if path.exists() {
+            return Err(Error::already_exists(format!("{} exists", path.display())));
+        }
+        let staging = beside(path, ".bootstrapping");
+        let at = staging.clone();
+        let storage = blocking(move || {
+            // What a crashed bootstrap left is thrown away: it restarts from nothing.
+            remove_with_wal(&at);
+            SqliteStorage::build(&at, &genesis, Durability::Staging)?;
+            SqliteStorage::open_with(&at, Durability::Staging)
+        })
+        .await?;
+        let storage = match storage {
+            Ok(storage) => storage,
+            Err(e) => {
+                remove_with_wal(&staging);
+                return Err(e);
+            }
+        };
+        let db = Arc::new(outpost_engine::Engine::new(storage, limits).await?);
+        Ok(Bootstrap { path: path.to_owned(), staging, lock, limits, db, finished: false })
+    }
+
+    /// The database being built (write to it as to any database).
+    pub fn database(&self) -> Arc<SqliteDatabase> {
+        self.db.clone()
+    }
+
+    /// The staging file.
+    pub fn staging_path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Build the deferred indexes, make the file durable, move it into place, and open it there.
+    pub async fn finish(mut self) -> Result<SqliteDatabase> {
+        // Closed first: no connection, reader or background checkpoint may use the file after this.
+        self.db.storage().close().await;
+        let (staging, path) = (self.staging.clone(), self.path.clone());
+        blocking(move || seal(&staging, &path)).await??;
+        self.finished = true;
+        // The database exists: a later bootstrap of the path stops at that, lock file or none. (One
+        // that failed keeps its lock file, so two waiting on it never build at once.)
+        let _ = std::fs::remove_file(&self.lock.0);
+        open_file(&self.path, self.limits).await
+    }
+}
+
+impl Drop for Bootstrap {
+    fn drop(&mut self) {
+        if !self.finished {
+            remove_with_wal(&self.staging);
+        }
+    }
+}
+
+/// The lock on `at` (created, owner-only, if missing), or Unavailable when another process holds it.
+fn lock(at: &Path) -> Result<(PathBuf, std::fs::File)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(at).map_err(|e| Error::unavailable(format!("cannot open {}: {e}", at.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok((at.to_owned(), file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
+            "another bootstrap of this database is running (it holds {})",
+            at.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::unavailable(format!("cannot lock {}: {e}", at.display()))),
+    }
+}
+
+/// Finish a bootstrap's staging file: its deferred indexes built in one durable transaction, the WAL
+/// checkpointed away, the file synced, then moved to `path` (never over a file that appeared there
+/// meanwhile) and the directory synced.
+fn seal(staging: &Path, path: &Path) -> Result<()> {
+    let conn = open_connection(staging, false)?;
+    let ddl: String = schema::DEFERRED_INDEXES.iter().map(|(_, sql)| format!("{sql};")).collect();
+    conn.execute_batch(&format!("BEGIN; {ddl} COMMIT;")).sql()?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).sql()?;
+    conn.close().map_err(|(_, e)| crate::error::map(e))?;
+    let sync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
+    };
+    // Every page the unsynced commits wrote reaches the disk before the file has its name.
+    sync(staging)?;
+    match std::fs::hard_link(staging, path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(staging);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::already_exists(format!("{} appeared while it was bootstrapped", path.display())))
+        }
+        // A file system without hard links: a rename, after looking once more.
+        Err(_) if !path.exists() => std::fs::rename(staging, path)
+            .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))?,
+        Err(_) => return Err(Error::already_exists(format!("{} appeared while it was bootstrapped", path.display()))),
+    }
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => sync(dir),
+        None => sync(Path::new(".")),
+    }
 }
 
 /// Databases in a directory, one `<name>.outpost` file each. Opened databases are kept open and shared,

@@ -68,6 +68,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX _records_seq ON _records (seq);",
 ];
 
+/// Indexes that no write reads, which a bootstrap builds once after loading instead of keeping them
+/// up row by row (`lifecycle::Bootstrap`): the changes feed's index on the states' seq. Each is its
+/// name and the statement that makes it.
+pub(crate) const DEFERRED_INDEXES: &[(&str, &str)] =
+    &[("_records_seq", "CREATE UNIQUE INDEX _records_seq ON _records (seq)")];
+
 /// The first format whose views read `_events`: migrating to it from before makes them again.
 const EVENTS_FORMAT: i64 = 3;
 

@@ -23,6 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::Mutex;
 
 use crate::checkpoint::Checkpointer;
+use crate::config::Durability;
 use crate::error::SqlResultExt;
 use crate::read::Readers;
 
@@ -50,8 +51,8 @@ fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
 
 impl SqliteStorage {
     /// The storage of the open database `name` on `conn`.
-    pub(crate) fn new(name: String, path: &Path, conn: Connection) -> Self {
-        let checkpointer = Checkpointer::new(path);
+    pub(crate) fn new(name: String, path: &Path, conn: Connection, durability: Durability) -> Self {
+        let checkpointer = Checkpointer::new(path, durability);
         let readers = Readers::new(path);
         SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))), readers, checkpointer }
     }

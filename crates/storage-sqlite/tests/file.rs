@@ -296,3 +296,83 @@ async fn a_stored_body_damaged_behind_outposts_back_is_not_sent_as_broken_json()
     assert_eq!(err.kind, ErrorKind::Corrupt, "{err}");
     assert!(err.message.contains("t/a"), "{err}");
 }
+
+/// The names of the indexes the file holds.
+async fn indexes(db: &outpost_sqlite::SqliteDatabase) -> Vec<String> {
+    db.storage()
+        .with_connection(|c| {
+            c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_is_built_aside_and_appears_whole_or_not_at_all() {
+    use outpost_api::{ChangeReader, ChangesRequest};
+    use outpost_sqlite::Bootstrap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("boot.outpost");
+    let staging = dir.path().join("boot.outpost.bootstrapping");
+    // A crash's leftover at the staging name is thrown away, not trusted.
+    std::fs::write(&staging, "left by a crash").unwrap();
+    let boot = Bootstrap::begin(&path, "boot", Limits::default()).await.unwrap();
+    assert_eq!(boot.staging_path(), staging);
+    let db = boot.database();
+    db.create_table(NewTable { name: "t".into(), ..Default::default() }).await.unwrap();
+    for i in 0..50 {
+        db.put_record("t", put(&format!("r{i:02}"), i)).await.unwrap();
+    }
+    assert!(!path.exists(), "no database at the path before it is finished");
+    assert!(staging.exists());
+    drop(db);
+    // Dropped unfinished (an error, an interruption): nothing is left, at the path or aside.
+    drop(boot);
+    assert!(!path.exists() && !staging.exists(), "an unfinished bootstrap leaves nothing");
+
+    let boot = Bootstrap::begin(&path, "boot", Limits::default()).await.unwrap();
+    let db = boot.database();
+    db.create_table(NewTable { name: "t".into(), ..Default::default() }).await.unwrap();
+    for i in 0..50 {
+        db.put_record("t", put(&format!("r{i:02}"), i)).await.unwrap();
+    }
+    let before = db.info().await.unwrap();
+    // Being built, the file lacks the changes feed's index (built once at the end).
+    assert!(!indexes(&db).await.contains(&"_records_seq".to_owned()));
+    drop(db);
+    // One bootstrap of a path at a time: a second fails clearly and leaves the first one's file.
+    let err = Bootstrap::begin(&path, "boot", Limits::default()).await.err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(err.message.contains("another bootstrap"), "{err}");
+    assert!(staging.exists());
+    let done = boot.finish().await.unwrap();
+    assert!(path.exists() && !staging.exists(), "moved into place");
+    let after = done.info().await.unwrap();
+    assert_eq!(
+        (after.update_seq, after.record_count, after.uuid),
+        (before.update_seq, before.record_count, before.uuid)
+    );
+    assert!(indexes(&done).await.contains(&"_records_seq".to_owned()), "{:?}", indexes(&done).await);
+    let page = done.changes(ChangesRequest { since: 0, limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(page.changes.len(), 51, "the table's definition and its 50 records");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Live now: commits are durable again, and the database takes writes as any other.
+    let sync: i64 =
+        done.storage().with_connection(|c| c.pragma_query_value(None, "synchronous", |r| r.get(0))).await.unwrap();
+    assert_eq!(sync, 2, "synchronous = FULL");
+    done.put_record("t", put("later", 1)).await.unwrap();
+    drop(done);
+    let reopened = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
+    assert_eq!(reopened.info().await.unwrap().update_seq, after.update_seq + 1);
+    // A bootstrap never replaces a database.
+    let err = Bootstrap::begin(&path, "boot", Limits::default()).await.err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err}");
+}

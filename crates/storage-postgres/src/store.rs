@@ -255,7 +255,19 @@ pub(crate) async fn load_trees(
     client: &Object,
     keys: &[RecordKey],
 ) -> Result<HashMap<RecordKey, RevisionTree>> {
-    let mut out: HashMap<RecordKey, RevisionTree> = keys.iter().map(|k| (k.clone(), RevisionTree::new())).collect();
+    trees(inner, client, keys, |text, key, rev| stored::body(text, &key.0, &key.1, rev)).await
+}
+
+/// The revision trees of `keys`, each stored body made into a `B` by `body` (parsed into attributes,
+/// or kept as the wire JSON it is stored as).
+async fn trees<B: Send + 'static>(
+    inner: &Inner,
+    client: &Object,
+    keys: &[RecordKey],
+    body: impl Fn(&str, &RecordKey, &RevId) -> Result<B> + Send + 'static,
+) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
+    let mut out: HashMap<RecordKey, RevisionTree<B>> =
+        keys.iter().map(|k| (k.clone(), RevisionTree::default())).collect();
     if keys.is_empty() {
         return Ok(out);
     }
@@ -268,7 +280,7 @@ pub(crate) async fn load_trees(
             let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
             let rev = parse_rev(col(&row, 2)?)?;
             let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
-            let body = col::<Option<&str>>(&row, 5)?.map(|b| stored::body(b, &key.0, &key.1, &rev)).transpose()?;
+            let body = col::<Option<&str>>(&row, 5)?.map(|b| body(b, &key, &rev)).transpose()?;
             let seq = col::<Option<i64>>(&row, 6)?.map(seq_of);
             let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq };
             out.entry(key).or_default().insert(rev, node);
@@ -337,6 +349,11 @@ impl Storage for PostgresStorage {
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         load_trees(&self.inner, &self.inner.conn().await?, keys).await
+    }
+
+    async fn load_stored_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        // Bodies are stored as wire JSON text: sent on as read, never parsed and encoded again.
+        trees(&self.inner, &self.inner.conn().await?, keys, |text, _, _| Ok(text.to_owned())).await
     }
 
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {

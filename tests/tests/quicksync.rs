@@ -330,6 +330,18 @@ async fn damaged_or_lying_input_is_refused_before_anything_is_applied() {
             let after = (ok(db.info().await, "info"), ok(db.knowledge(None).await, "knowledge"));
             assert_eq!(before, after, "{what}: the database is unchanged");
         }
+        // Into a bootstrap, files are verified as they are applied (nobody sees the database until
+        // it is finished): the same input is refused the same way, and nothing is left.
+        let path = site.path(&format!("boot-{}.outpost", dir.file_name().unwrap().to_string_lossy()));
+        let boot = ok(outpost_sqlite::Bootstrap::begin(&path, "boot", Limits::default()).await, "bootstrap");
+        let files = ok(open_files(dir.to_str().unwrap(), &dir.join("unused-cache")), "files");
+        let options = PullOptions { verify_first: false, ..PullOptions::default() };
+        let e = pull(&*files, &*boot.database(), &options).await.expect_err(what);
+        assert_eq!(e.kind, ErrorKind::Corrupt, "{what}, bootstrapped: {e}");
+        assert!(e.message.contains(says), "{what}, bootstrapped: {e}");
+        let staging = boot.staging_path().to_owned();
+        drop(boot);
+        assert!(!path.exists() && !staging.exists(), "{what}: a refused bootstrap leaves nothing");
     }
 }
 

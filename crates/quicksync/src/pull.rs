@@ -15,7 +15,10 @@
 //!    and trailer against the manifest row before anything of it is applied (reading only what the
 //!    chain commits to: bodies are skipped as JSON, and re-hashed when applied); then it is applied in
 //!    chunks, the last chunk with the knowledge the file proves, in one transaction. Entries at or
-//!    below the agreeing `s` are skipped. A file applied twice changes nothing.
+//!    below the agreeing `s` are skipped. A file applied twice changes nothing. Into a target nobody
+//!    sees until the pull ends and that is thrown away on any error (a bootstrap), the read-through
+//!    may be skipped (`PullOptions::verify_first`): the same checks run as the file is applied, and
+//!    its knowledge commits only after its verified end.
 //!
 //! When the local database already knows the files' database beyond the last delta, there is
 //! nothing to pull: the live pass that follows takes it from there.
@@ -45,11 +48,17 @@ pub struct PullOptions {
     pub chunk: usize,
     /// Called as bytes arrive and entries are applied.
     pub progress: Option<OnPullProgress>,
+    /// Read every file through to verify it before applying any (the default), so that damaged or
+    /// lying files leave the database untouched. Only for a target nobody sees until the pull has
+    /// ended and that is thrown away on any error — a bootstrap — may this be off: each file is then
+    /// verified as it is applied (the same checks), and the knowledge it proves is committed only
+    /// after its verified end.
+    pub verify_first: bool,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { chunk: 1000, progress: None }
+        PullOptions { chunk: 1000, progress: None, verify_first: true }
     }
 }
 
@@ -217,13 +226,15 @@ pub async fn pull(files: &dyn Files, target: &dyn Database, options: &PullOption
     let mut paths = Vec::with_capacity(plan.len());
     for (row, _) in &plan {
         let path = pull.fetch(row).await?;
-        pull.progress.phase = "verify";
-        pull.tell();
-        // Reading a whole file through is blocking work: off the async workers.
-        let (file, checked) = (path.clone(), row.clone());
-        tokio::task::spawn_blocking(move || verify(&file, &checked))
-            .await
-            .map_err(|e| Error::internal(format!("verifying {}: {e}", row.file)))??;
+        if options.verify_first {
+            pull.progress.phase = "verify";
+            pull.tell();
+            // Reading a whole file through is blocking work: off the async workers.
+            let (file, checked) = (path.clone(), row.clone());
+            tokio::task::spawn_blocking(move || verify(&file, &checked))
+                .await
+                .map_err(|e| Error::internal(format!("verifying {}: {e}", row.file)))??;
+        }
         paths.push(path);
     }
     for ((row, held_upto), path) in plan.iter().zip(paths) {
@@ -352,7 +363,10 @@ impl Pull<'_> {
     async fn apply(&mut self, row: &Row, path: &Path, held_upto: u64) -> Result<()> {
         self.progress.phase = "apply";
         self.progress.file = row.file.clone();
+        // The checks of `verify` again, as the file is read: what it is read as must be what was
+        // verified (and without `verify_first`, this is where the file is verified).
         let reader = Reader::new(buffered(path)?)?;
+        check_header(reader.header(), row).map_err(|e| e.context(&row.file))?;
         let (sender, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let size = self.options.chunk;
         let reading = tokio::task::spawn_blocking(move || read_chunks(reader, size, held_upto, &sender));
@@ -367,12 +381,13 @@ impl Pull<'_> {
                     self.report.written += self.target.put_revisions(chunk.revisions, None).await?.written;
                     self.tell();
                 }
-                Some(imported) => last = Some((chunk.revisions, imported)),
+                Some(imported) => last = Some((chunk.revisions, imported, chunk.end_chain)),
             }
         }
         reading.await.map_err(|e| Error::internal(format!("reading {}: {e}", row.file)))?;
-        let (revisions, imported) =
+        let (revisions, imported, end_chain) =
             last.ok_or_else(|| Error::internal(format!("reading {} stopped before its end", row.file)))?;
+        check_end(end_chain, row).map_err(|e| e.context(&row.file))?;
         // The last chunk commits with what the whole file proves: every event of the files'
         // database up to its end is now held here.
         let update = KnowledgeUpdate { source: row.db, source_seq: row.end_seq, source_chain: row.end_chain, imported };
@@ -398,6 +413,8 @@ struct Chunk {
     skipped: u64,
     /// With the last chunk: the file's knowledge rows.
     imported: Option<Vec<KnowledgeRow>>,
+    /// With the last chunk: the chain at the file's verified end.
+    end_chain: ChainHash,
 }
 
 /// Read a file into chunks of `size` revisions (entries at or below `held_upto` skipped), sending
@@ -409,7 +426,13 @@ fn read_chunks(
     held_upto: u64,
     sender: &tokio::sync::mpsc::Sender<Result<Chunk>>,
 ) {
-    let new = || Chunk { revisions: Vec::with_capacity(size), entries: 0, skipped: 0, imported: None };
+    let new = || Chunk {
+        revisions: Vec::with_capacity(size),
+        entries: 0,
+        skipped: 0,
+        imported: None,
+        end_chain: ChainHash([0; 32]),
+    };
     let mut chunk = new();
     let mut imported = Vec::new();
     loop {
@@ -430,6 +453,7 @@ fn read_chunks(
             Ok(Some(Item::Knowledge(k))) => imported.push(k),
             Ok(None) => {
                 chunk.imported = Some(imported);
+                chunk.end_chain = reader.trailer().expect("a verified end has a trailer").end_chain;
                 let _ = sender.blocking_send(Ok(chunk));
                 return;
             }
@@ -452,29 +476,38 @@ fn verify(path: &Path, row: &Row) -> Result<()> {
     let check = || -> Result<()> {
         // Only what the chain commits to is read: the bodies are re-hashed when applied.
         let reader = Reader::keys(buffered(path)?)?;
-        let h = reader.header();
-        if (h.kind, h.db, h.start_seq, h.end_seq, h.prev_chain)
-            != (row.kind, row.db, row.start_seq, row.end_seq, row.prev_chain)
-        {
-            return Err(Error::corrupt(format!(
-                "the file's header ({} of {} seqs {}..={} from chain {}) is not what the manifest lists",
-                h.kind.as_str(),
-                h.db,
-                h.start_seq,
-                h.end_seq,
-                h.prev_chain
-            )));
-        }
-        let trailer = reader.verify()?;
-        if trailer.end_chain != row.end_chain {
-            return Err(Error::corrupt(format!(
-                "the file's chain ends at {} but the manifest says {}",
-                trailer.end_chain, row.end_chain
-            )));
-        }
-        Ok(())
+        check_header(reader.header(), row)?;
+        check_end(reader.verify()?.end_chain, row)
     };
     check().map_err(|e| e.context(&row.file))
+}
+
+/// A file's header must be what its manifest row lists.
+fn check_header(h: &crate::format::Header, row: &Row) -> Result<()> {
+    if (h.kind, h.db, h.start_seq, h.end_seq, h.prev_chain)
+        != (row.kind, row.db, row.start_seq, row.end_seq, row.prev_chain)
+    {
+        return Err(Error::corrupt(format!(
+            "the file's header ({} of {} seqs {}..={} from chain {}) is not what the manifest lists",
+            h.kind.as_str(),
+            h.db,
+            h.start_seq,
+            h.end_seq,
+            h.prev_chain
+        )));
+    }
+    Ok(())
+}
+
+/// A file's chain, verified to its trailer, must end where its manifest row says.
+fn check_end(end_chain: ChainHash, row: &Row) -> Result<()> {
+    if end_chain != row.end_chain {
+        return Err(Error::corrupt(format!(
+            "the file's chain ends at {} but the manifest says {}",
+            end_chain, row.end_chain
+        )));
+    }
+    Ok(())
 }
 
 /// The chains a verified file carries at `seqs` (inside its range), `None` where it has none.

@@ -49,18 +49,14 @@ impl SqliteStorage {
         }
         // Built under a staging name and moved into place, so a crash never leaves a half-made file
         // where the database should be.
-        let mut staging = path.file_name().unwrap_or_default().to_os_string();
-        staging.push(".creating");
-        let staging = path.with_file_name(staging);
-        remove_with_wal(&staging);
-        let built = Self::build(&staging, genesis, Durability::Full).and_then(|()| {
-            std::fs::rename(&staging, path)
-                .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))
-        });
+        let claim = Claim::take(path, ".creating")?;
+        let built =
+            Self::build(&claim.staging, genesis, Durability::Full).and_then(|()| move_into_place(&claim.staging, path));
         if let Err(e) = built {
-            remove_with_wal(&staging);
+            remove_with_wal(&claim.staging);
             return Err(e);
         }
+        claim.done();
         Self::open(path)
     }
 
@@ -179,8 +175,8 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
     if path.exists() {
         return Err(Error::already_exists(format!("{} exists; restore into a new file", path.display())));
     }
-    let staging = staging_path(path);
-    remove_with_wal(&staging);
+    let claim = Claim::take(path, ".restoring")?;
+    let staging = claim.staging.clone();
     // Copy through SQLite, so a source in WAL mode is read consistently (its WAL included).
     SqliteStorage::open(from)?.backup_to(&staging).await?;
     let restored = async {
@@ -193,20 +189,51 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
         Ok::<_, Error>(())
     }
     .await;
-    if let Err(e) = restored.and_then(|()| {
-        std::fs::rename(&staging, path)
-            .map_err(|e| Error::unavailable(format!("cannot move the restored file to {}: {e}", path.display())))
-    }) {
+    let moved = match restored {
+        Ok(()) => {
+            let (from, to) = (staging.clone(), path.to_owned());
+            blocking(move || move_into_place(&from, &to)).await.and_then(|r| r)
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = moved {
         remove_with_wal(&staging);
         return Err(e);
     }
+    claim.done();
     let db = open_file(path, limits).await?;
     let epoch = *db.info().await?.epochs.last().expect("a database has an epoch");
     Ok((db, epoch))
 }
 
-fn staging_path(path: &Path) -> PathBuf {
-    beside(path, ".restoring")
+/// A staging name beside a database's path, owned by this process while the claim lives: a lock on
+/// `<staging>.lock`, so that two processes making the same database (create, restore, bootstrap)
+/// never remove or move each other's half-made files. Taken, it has removed what a crash left at the
+/// staging name, and found no database at the path.
+struct Claim {
+    staging: PathBuf,
+    lock: (PathBuf, std::fs::File),
+}
+
+impl Claim {
+    fn take(path: &Path, suffix: &str) -> Result<Claim> {
+        let staging = beside(path, suffix);
+        let lock = lock(&beside(path, &format!("{suffix}.lock")), path)?;
+        let claim = Claim { staging, lock };
+        // Looked at under the lock: one that finished before it was taken made the database.
+        if path.exists() {
+            claim.done();
+            return Err(Error::already_exists(format!("{} exists", path.display())));
+        }
+        remove_with_wal(&claim.staging);
+        Ok(claim)
+    }
+
+    /// The database is in place: a later claim stops at that, lock file or none. (A claim that
+    /// failed keeps its lock file, so that two waiting on it never build at once.)
+    fn done(self) {
+        let _ = std::fs::remove_file(&self.lock.0);
+    }
 }
 
 /// `path` with `suffix` added to its file name.
@@ -231,7 +258,7 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
 pub struct Bootstrap {
     path: PathBuf,
     staging: PathBuf,
-    lock: (PathBuf, std::fs::File),
+    claim: Option<Claim>,
     limits: Limits,
     db: Arc<SqliteDatabase>,
     finished: bool,
@@ -246,19 +273,17 @@ impl Bootstrap {
     /// [`Bootstrap::begin`] with an identity made beforehand (tests compare a bootstrap with the
     /// same writes into a database of the same identity).
     pub async fn begin_with(path: &Path, genesis: Genesis, limits: Limits) -> Result<Bootstrap> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-            return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
-        }
-        let lock = lock(&beside(path, ".bootstrapping.lock"))?;
-        // Looked at under the lock: a bootstrap that finished before it was taken made the database.
         if path.exists() {
             return Err(Error::already_exists(format!("{} exists", path.display())));
         }
-        let staging = beside(path, ".bootstrapping");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
+        }
+        // What a crashed bootstrap left is thrown away: it restarts from nothing.
+        let claim = Claim::take(path, ".bootstrapping")?;
+        let staging = claim.staging.clone();
         let at = staging.clone();
         let storage = blocking(move || {
-            // What a crashed bootstrap left is thrown away: it restarts from nothing.
-            remove_with_wal(&at);
             SqliteStorage::build(&at, &genesis, Durability::Staging)?;
             SqliteStorage::open_with(&at, Durability::Staging)
         })
@@ -271,7 +296,7 @@ impl Bootstrap {
             }
         };
         let db = Arc::new(outpost_engine::Engine::new(storage, limits).await?);
-        Ok(Bootstrap { path: path.to_owned(), staging, lock, limits, db, finished: false })
+        Ok(Bootstrap { path: path.to_owned(), staging, claim: Some(claim), limits, db, finished: false })
     }
 
     /// The database being built (write to it as to any database).
@@ -289,11 +314,17 @@ impl Bootstrap {
         // Closed first: no connection, reader or background checkpoint may use the file after this.
         self.db.storage().close().await;
         let (staging, path) = (self.staging.clone(), self.path.clone());
-        blocking(move || seal(&staging, &path)).await??;
+        if let Err(e) = blocking(move || seal(&staging, &path)).await? {
+            // Another made the database meanwhile: the path is taken for good, so is the lock's use.
+            if let Some(claim) = self.claim.take().filter(|_| e.kind == outpost_api::ErrorKind::AlreadyExists) {
+                claim.done();
+            }
+            return Err(e);
+        }
         self.finished = true;
-        // The database exists: a later bootstrap of the path stops at that, lock file or none. (One
-        // that failed keeps its lock file, so two waiting on it never build at once.)
-        let _ = std::fs::remove_file(&self.lock.0);
+        if let Some(claim) = self.claim.take() {
+            claim.done();
+        }
         open_file(&self.path, self.limits).await
     }
 }
@@ -306,8 +337,9 @@ impl Drop for Bootstrap {
     }
 }
 
-/// The lock on `at` (created, owner-only, if missing), or Unavailable when another process holds it.
-fn lock(at: &Path) -> Result<(PathBuf, std::fs::File)> {
+/// The lock on `at` (created, owner-only, if missing), or Unavailable when another process holds it
+/// (making the database at `path`).
+fn lock(at: &Path, path: &Path) -> Result<(PathBuf, std::fs::File)> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -316,7 +348,8 @@ fn lock(at: &Path) -> Result<(PathBuf, std::fs::File)> {
     match file.try_lock() {
         Ok(()) => Ok((at.to_owned(), file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
-            "another bootstrap of this database is running (it holds {})",
+            "another process is making the database {} (it holds {})",
+            path.display(),
             at.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::unavailable(format!("cannot lock {}: {e}", at.display()))),
@@ -339,17 +372,28 @@ fn seal(staging: &Path, path: &Path) -> Result<()> {
     };
     // Every page the unsynced commits wrote reaches the disk before the file has its name.
     sync(staging)?;
+    move_into_place(staging, path)
+}
+
+/// Give the finished file at `staging` its name `path` — never over a file that appeared there
+/// meanwhile — and sync the directory so the name lasts.
+fn move_into_place(staging: &Path, path: &Path) -> Result<()> {
+    let sync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
+    };
     match std::fs::hard_link(staging, path) {
         Ok(()) => {
             let _ = std::fs::remove_file(staging);
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::already_exists(format!("{} appeared while it was bootstrapped", path.display())))
+            return Err(Error::already_exists(format!("{} appeared while it was being made", path.display())))
         }
         // A file system without hard links: a rename, after looking once more.
         Err(_) if !path.exists() => std::fs::rename(staging, path)
             .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))?,
-        Err(_) => return Err(Error::already_exists(format!("{} appeared while it was bootstrapped", path.display()))),
+        Err(_) => return Err(Error::already_exists(format!("{} appeared while it was being made", path.display()))),
     }
     match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => sync(dir),

@@ -347,7 +347,7 @@ async fn a_bootstrap_is_built_aside_and_appears_whole_or_not_at_all() {
     // One bootstrap of a path at a time: a second fails clearly and leaves the first one's file.
     let err = Bootstrap::begin(&path, "boot", Limits::default()).await.err().expect("refused");
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
-    assert!(err.message.contains("another bootstrap"), "{err}");
+    assert!(err.message.contains("another process is making"), "{err}");
     assert!(staging.exists());
     let done = boot.finish().await.unwrap();
     assert!(path.exists() && !staging.exists(), "moved into place");
@@ -374,5 +374,39 @@ async fn a_bootstrap_is_built_aside_and_appears_whole_or_not_at_all() {
     assert_eq!(reopened.info().await.unwrap().update_seq, after.update_seq + 1);
     // A bootstrap never replaces a database.
     let err = Bootstrap::begin(&path, "boot", Limits::default()).await.err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err}");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !["boot.outpost", "boot.outpost-wal", "boot.outpost-shm"].contains(&n.as_str()))
+        .collect();
+    assert!(left.is_empty(), "nothing but the open database is left beside it: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_make_the_same_database_at_once() {
+    use outpost_sqlite::Bootstrap;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.outpost");
+    let boot = Bootstrap::begin(&path, "x", Limits::default()).await.unwrap();
+    // While one bootstrap holds the path, neither a restore nor a create may take it over.
+    let backup = dir.path().join("b.outpost");
+    let src = outpost_sqlite::create_file(&dir.path().join("src.outpost"), "src", Limits::default()).await.unwrap();
+    outpost_sqlite::backup(&src, &backup).await.unwrap();
+    let (staged, staging) = (boot.database().info().await.unwrap().uuid, boot.staging_path().to_owned());
+    // Each makes the database under its own staging name and lock; the file appears whole at the
+    // path from whichever finishes first, and the other fails without touching it.
+    let restored = outpost_sqlite::restore(&backup, &path, "x", Limits::default()).await.unwrap().0;
+    let restored_uuid = restored.info().await.unwrap().uuid;
+    drop(restored);
+    let err = boot.finish().await.err().expect("the bootstrap finds the path taken");
+    assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err}");
+    assert!(!staging.exists(), "a bootstrap that could not finish removes its staging file");
+    let lock = dir.path().join("x.outpost.bootstrapping.lock");
+    assert!(!lock.exists(), "and its lock file, as the path is taken for good");
+    let at_path = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
+    assert_eq!(at_path.info().await.unwrap().uuid, restored_uuid, "the restore's database, untouched");
+    assert_ne!(restored_uuid, staged);
+    let err = outpost_sqlite::create_file(&path, "x", Limits::default()).await.err().expect("refused");
     assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err}");
 }

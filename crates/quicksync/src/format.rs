@@ -148,7 +148,9 @@ pub struct EventKey {
     pub revision: RevisionKey,
 }
 
-/// The part of a revision the chain hash commits to.
+/// The part of a revision the chain hash commits to, with the shape of the rest checked: the
+/// ancestry parsed (revision ids), the body only checked to be an object or absent (its values are
+/// checked, and the body re-hashed, when applied).
 #[derive(Clone, PartialEq, Debug, Deserialize)]
 pub struct RevisionKey {
     /// The table.
@@ -160,6 +162,36 @@ pub struct RevisionKey {
     /// Whether it is a tombstone.
     #[serde(default)]
     pub deleted: bool,
+    /// Ancestor revision ids, parent first.
+    #[serde(default)]
+    pub ancestry: Vec<RevId>,
+    /// The body, skipped.
+    #[serde(default, rename = "attributes")]
+    body: Option<SkippedObject>,
+}
+
+/// A JSON object read through without keeping anything; any other value is refused.
+#[derive(Clone, PartialEq, Debug)]
+struct SkippedObject;
+
+impl<'de> Deserialize<'de> for SkippedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SkippedObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a body (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<SkippedObject, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(SkippedObject)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 impl EventLine for EventKey {

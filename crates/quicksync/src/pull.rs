@@ -365,7 +365,7 @@ impl Pull<'_> {
         self.progress.file = row.file.clone();
         // The checks of `verify` again, as the file is read: what it is read as must be what was
         // verified (and without `verify_first`, this is where the file is verified).
-        let reader = Reader::new(buffered(path)?)?;
+        let reader = Reader::new(buffered(path)?).map_err(|e| e.context(&row.file))?;
         check_header(reader.header(), row).map_err(|e| e.context(&row.file))?;
         let (sender, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let size = self.options.chunk;

@@ -19,7 +19,7 @@ pub(crate) enum Durability {
     /// A live database: `synchronous = FULL`, so a committed write survives a crash or power loss.
     Full,
     /// A file built in private under a staging name that nobody opens until it is finished (a
-    /// bootstrap, `lifecycle::Bootstrap`): commits are not synced (`synchronous = OFF`). A crash
+    /// bootstrap, `staging::Bootstrap`): commits are not synced (`synchronous = OFF`). A crash
     /// loses the file, which is thrown away and built again; it is made durable (synced with
     /// `synchronous = FULL`) before it is moved into place.
     Staging,

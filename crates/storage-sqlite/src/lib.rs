@@ -15,13 +15,15 @@ mod error;
 mod lifecycle;
 mod read;
 mod schema;
+mod staging;
 mod store;
 mod write;
 
 pub use checkpoint::BACKSTOP_PAGES as WAL_BACKSTOP_PAGES;
 pub use config::BUSY_TIMEOUT;
-pub use lifecycle::{backup, create_file, open_file, restore, Bootstrap, SqliteDatabases, IDLE_CLOSE};
+pub use lifecycle::{backup, create_file, open_file, restore, SqliteDatabases, IDLE_CLOSE};
 pub use schema::FORMAT_VERSION;
+pub use staging::Bootstrap;
 pub use store::SqliteStorage;
 
 /// A database on SQLite.

@@ -13,8 +13,9 @@ use outpost_engine::storage::{blocking, Genesis, Storage};
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::Mutex;
 
-use crate::config::{open_connection, open_connection_with, Durability};
+use crate::config::{open_connection_with, Durability};
 use crate::error::SqlResultExt;
+use crate::staging::{move_into_place, remove_stale_names, Claim};
 use crate::{schema, SqliteDatabase, SqliteStorage, FILE_EXTENSION};
 
 /// Make the empty file a database will be written into, readable by its owner only (SPEC §14: database
@@ -62,7 +63,7 @@ impl SqliteStorage {
 
     /// Write a new database's schema and identity (decided by the engine) to `path`, and close it. A
     /// staging file is built without the indexes a bootstrap makes at its end.
-    fn build(path: &Path, genesis: &Genesis, durability: Durability) -> Result<()> {
+    pub(crate) fn build(path: &Path, genesis: &Genesis, durability: Durability) -> Result<()> {
         create_private(path)?;
         let mut conn = open_connection_with(path, true, durability)?;
         schema::migrate(&mut conn)?;
@@ -93,12 +94,15 @@ impl SqliteStorage {
         Self::open_with(path, Durability::Full)
     }
 
-    fn open_with(path: &Path, durability: Durability) -> Result<Self> {
+    pub(crate) fn open_with(path: &Path, durability: Durability) -> Result<Self> {
         if path.is_dir() {
             return Err(Error::invalid(format!("{} is a directory, not a database file", path.display())));
         }
         if !path.is_file() {
             return Err(Error::not_found(format!("no database file at {}", path.display())));
+        }
+        if durability == Durability::Full {
+            remove_stale_names(path);
         }
         let mut conn = open_connection_with(path, false, durability)?;
         let not_outpost = || Error::invalid(format!("{} is not an Outpost database", path.display()));
@@ -204,201 +208,6 @@ pub async fn restore(from: &Path, path: &Path, name: &str, limits: Limits) -> Re
     let db = open_file(path, limits).await?;
     let epoch = *db.info().await?.epochs.last().expect("a database has an epoch");
     Ok((db, epoch))
-}
-
-/// A staging name beside a database's path, owned by this process while the claim lives: a lock on
-/// `<staging>.lock`, so that two processes making the same database (create, restore, bootstrap)
-/// never remove or move each other's half-made files. Taken, it has removed what a crash left at the
-/// staging name, and found no database at the path.
-struct Claim {
-    staging: PathBuf,
-    lock: (PathBuf, std::fs::File),
-}
-
-impl Claim {
-    fn take(path: &Path, suffix: &str) -> Result<Claim> {
-        let staging = beside(path, suffix);
-        let lock = lock(&beside(path, &format!("{suffix}.lock")), path)?;
-        let claim = Claim { staging, lock };
-        // Looked at under the lock: one that finished before it was taken made the database.
-        if path.exists() {
-            claim.done();
-            return Err(Error::already_exists(format!("{} exists", path.display())));
-        }
-        remove_with_wal(&claim.staging);
-        Ok(claim)
-    }
-
-    /// The database is in place: a later claim stops at that, lock file or none. (A claim that
-    /// failed keeps its lock file, so that two waiting on it never build at once.)
-    fn done(self) {
-        let _ = std::fs::remove_file(&self.lock.0);
-    }
-}
-
-/// `path` with `suffix` added to its file name.
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// A new database file loaded in bulk (a quicksync pull into a file that does not exist yet), built
-/// in a private staging file beside its path (`<file>.bootstrapping`) and moved into place only
-/// when [`Bootstrap::finish`]ed. Everything is written through the engine as into any database, so
-/// the result is the database the same writes make anywhere (same seqs, chains, trees, states,
-/// counts, knowledge); what differs is only how the file is kept meanwhile: its commits are not
-/// synced (nobody can see the file, and a crash only loses work that is done again) and the changes
-/// feed's index is built once at the end instead of row by row. `finish` builds it, syncs the
-/// file, moves it into place and syncs the directory. Dropped unfinished (an error, an interrupted
-/// pull), the staging file is removed; after a crash, the next bootstrap of the path removes the
-/// leftover first: it restarts cleanly. Until `finish`, no database exists at the path. One
-/// bootstrap of a path runs at a time (a lock on `<file>.bootstrapping.lock`, held until it ends): a
-/// second fails clearly instead of removing the first one's file.
-pub struct Bootstrap {
-    path: PathBuf,
-    staging: PathBuf,
-    claim: Option<Claim>,
-    limits: Limits,
-    db: Arc<SqliteDatabase>,
-    finished: bool,
-}
-
-impl Bootstrap {
-    /// Begin a database called `name` at `path` (AlreadyExists if a file is there).
-    pub async fn begin(path: &Path, name: &str, limits: Limits) -> Result<Bootstrap> {
-        Self::begin_with(path, Genesis::new(name)?, limits).await
-    }
-
-    /// [`Bootstrap::begin`] with an identity made beforehand (tests compare a bootstrap with the
-    /// same writes into a database of the same identity).
-    pub async fn begin_with(path: &Path, genesis: Genesis, limits: Limits) -> Result<Bootstrap> {
-        if path.exists() {
-            return Err(Error::already_exists(format!("{} exists", path.display())));
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-            return Err(Error::not_found(format!("directory {} does not exist", dir.display())));
-        }
-        // What a crashed bootstrap left is thrown away: it restarts from nothing.
-        let claim = Claim::take(path, ".bootstrapping")?;
-        let staging = claim.staging.clone();
-        let at = staging.clone();
-        let storage = blocking(move || {
-            SqliteStorage::build(&at, &genesis, Durability::Staging)?;
-            SqliteStorage::open_with(&at, Durability::Staging)
-        })
-        .await?;
-        let storage = match storage {
-            Ok(storage) => storage,
-            Err(e) => {
-                remove_with_wal(&staging);
-                return Err(e);
-            }
-        };
-        let db = Arc::new(outpost_engine::Engine::new(storage, limits).await?);
-        Ok(Bootstrap { path: path.to_owned(), staging, claim: Some(claim), limits, db, finished: false })
-    }
-
-    /// The database being built (write to it as to any database).
-    pub fn database(&self) -> Arc<SqliteDatabase> {
-        self.db.clone()
-    }
-
-    /// The staging file.
-    pub fn staging_path(&self) -> &Path {
-        &self.staging
-    }
-
-    /// Build the deferred indexes, make the file durable, move it into place, and open it there.
-    pub async fn finish(mut self) -> Result<SqliteDatabase> {
-        // Closed first: no connection, reader or background checkpoint may use the file after this.
-        self.db.storage().close().await;
-        let (staging, path) = (self.staging.clone(), self.path.clone());
-        if let Err(e) = blocking(move || seal(&staging, &path)).await? {
-            // Another made the database meanwhile: the path is taken for good, so is the lock's use.
-            if let Some(claim) = self.claim.take().filter(|_| e.kind == outpost_api::ErrorKind::AlreadyExists) {
-                claim.done();
-            }
-            return Err(e);
-        }
-        self.finished = true;
-        if let Some(claim) = self.claim.take() {
-            claim.done();
-        }
-        open_file(&self.path, self.limits).await
-    }
-}
-
-impl Drop for Bootstrap {
-    fn drop(&mut self) {
-        if !self.finished {
-            remove_with_wal(&self.staging);
-        }
-    }
-}
-
-/// The lock on `at` (created, owner-only, if missing), or Unavailable when another process holds it
-/// (making the database at `path`).
-fn lock(at: &Path, path: &Path) -> Result<(PathBuf, std::fs::File)> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(at).map_err(|e| Error::unavailable(format!("cannot open {}: {e}", at.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok((at.to_owned(), file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
-            "another process is making the database {} (it holds {})",
-            path.display(),
-            at.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::unavailable(format!("cannot lock {}: {e}", at.display()))),
-    }
-}
-
-/// Finish a bootstrap's staging file: its deferred indexes built in one durable transaction, the WAL
-/// checkpointed away, the file synced, then moved to `path` (never over a file that appeared there
-/// meanwhile) and the directory synced.
-fn seal(staging: &Path, path: &Path) -> Result<()> {
-    let conn = open_connection(staging, false)?;
-    let ddl: String = schema::DEFERRED_INDEXES.iter().map(|(_, sql)| format!("{sql};")).collect();
-    conn.execute_batch(&format!("BEGIN; {ddl} COMMIT;")).sql()?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).sql()?;
-    conn.close().map_err(|(_, e)| crate::error::map(e))?;
-    let sync = |p: &Path| {
-        std::fs::File::open(p)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
-    };
-    // Every page the unsynced commits wrote reaches the disk before the file has its name.
-    sync(staging)?;
-    move_into_place(staging, path)
-}
-
-/// Give the finished file at `staging` its name `path` — never over a file that appeared there
-/// meanwhile — and sync the directory so the name lasts.
-fn move_into_place(staging: &Path, path: &Path) -> Result<()> {
-    let sync = |p: &Path| {
-        std::fs::File::open(p)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
-    };
-    match std::fs::hard_link(staging, path) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(staging);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::already_exists(format!("{} appeared while it was being made", path.display())))
-        }
-        // A file system without hard links: a rename, after looking once more.
-        Err(_) if !path.exists() => std::fs::rename(staging, path)
-            .map_err(|e| Error::unavailable(format!("cannot move the new database to {}: {e}", path.display())))?,
-        Err(_) => return Err(Error::already_exists(format!("{} appeared while it was being made", path.display()))),
-    }
-    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => sync(dir),
-        None => sync(Path::new(".")),
-    }
 }
 
 /// Databases in a directory, one `<name>.outpost` file each. Opened databases are kept open and shared,

@@ -69,7 +69,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Indexes that no write reads, which a bootstrap builds once after loading instead of keeping them
-/// up row by row (`lifecycle::Bootstrap`): the changes feed's index on the states' seq. Each is its
+/// up row by row (`staging::Bootstrap`): the changes feed's index on the states' seq. Each is its
 /// name and the statement that makes it.
 pub(crate) const DEFERRED_INDEXES: &[(&str, &str)] =
     &[("_records_seq", "CREATE UNIQUE INDEX _records_seq ON _records (seq)")];

@@ -18,6 +18,10 @@ const BACKEND_ONLY: &[(&str, &str)] = &[
     ("crates/storage-postgres/src/notify.rs", "LISTEN/NOTIFY between processes sharing one PostgreSQL"),
     ("crates/storage-sqlite/src/checkpoint.rs", "WAL checkpoints off the commit path (PostgreSQL checkpoints itself)"),
     ("crates/storage-sqlite/src/read.rs", "read connections beside the one writer (PostgreSQL reads from its pool)"),
+    (
+        "crates/storage-sqlite/src/staging.rs",
+        "database files made aside and moved into place, the bulk bootstrap (PostgreSQL makes a schema in one transaction)",
+    ),
 ];
 
 /// Every problem the file conventions find under `root`.

@@ -175,6 +175,17 @@ fn forged_content_is_refused() {
     assert_ne!(broken_body, ev(&evs[1]));
     let lines = [header.clone(), ev(&evs[0]), broken_body, ev(&evs[2]), trailer(good_trailer.clone())];
     assert!(keys_refuse(&forged(&lines)), "a broken body, read for keys");
+    // A body that is not an object, and an ancestry that is not a list of ids, are refused unread.
+    for (what, from, to) in [
+        ("a body that is a number", "\"attributes\":{", "\"attributes\":5,\"x\":{"),
+        ("an ancestry that is an object", "\"ancestry\":[]", "\"ancestry\":{}"),
+    ] {
+        let bad = ev(&evs[1]).replacen(from, to, 1);
+        assert_ne!(bad, ev(&evs[1]), "{what}");
+        let lines = [header.clone(), ev(&evs[0]), bad, ev(&evs[2]), trailer(good_trailer.clone())];
+        assert!(read_all(&forged(&lines)).is_err(), "{what}");
+        assert!(keys_refuse(&forged(&lines)), "{what}, read for keys");
+    }
     assert!(Reader::new(&b"plain text"[..]).is_err(), "not zstd");
     let future = header.replace("\"version\":1", "\"version\":2");
     let e = Reader::new(&forged(&[future])[..]).err().unwrap();

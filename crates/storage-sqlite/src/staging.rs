@@ -215,24 +215,21 @@ fn seal(staging: &Path, path: &Path) -> Result<()> {
             staging.display()
         )));
     }
-    let sync = |p: &Path| {
-        std::fs::File::open(p)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
-    };
     // Every page the unsynced commits wrote reaches the disk before the file has its name.
     sync(staging)?;
     move_into_place(staging, path)
 }
 
+/// fsync the file or directory at `p`.
+fn sync(p: &Path) -> Result<()> {
+    std::fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
+}
+
 /// Give the finished file at `staging` its name `path` — never over a file that appeared there
 /// meanwhile — and sync the directory so the name lasts.
 pub(crate) fn move_into_place(staging: &Path, path: &Path) -> Result<()> {
-    let sync = |p: &Path| {
-        std::fs::File::open(p)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::unavailable(format!("cannot sync {}: {e}", p.display())))
-    };
     match std::fs::hard_link(staging, path) {
         Ok(()) => {
             let _ = std::fs::remove_file(staging);

@@ -102,6 +102,11 @@ impl PostgresDatabases {
         Ok(PostgresDatabases { shared, listener })
     }
 
+    /// A pooled connection (for tests and tools that inspect or load schemas directly).
+    pub async fn connection(&self) -> Result<Object> {
+        self.shared.conn().await
+    }
+
     /// The PostgreSQL URL, without its password.
     pub fn shown_url(&self) -> &str {
         &self.shared.target

@@ -2,7 +2,7 @@
 //! schema per database, and [`PostgresDatabases`], the databases of one PostgreSQL database listed in a
 //! registry schema `_outpost`.
 //!
-//! A database's schema holds internal tables whose names start with `_` (`_revisions`, `_records`,
+//! A database's schema holds internal tables whose names start with `_` (`_events`, `_stubs`, `_records`,
 //! `_meta`, ...) and, for each user table, two SQL views for direct reading: `<table>` (reconciled live
 //! records) and `<table>_history` (every stored revision). Writers serialise on the schema's `_meta` row,
 //! so seqs are gap-free and visible in order across any number of processes; commits are announced with

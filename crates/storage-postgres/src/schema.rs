@@ -7,13 +7,15 @@
 //! Every name that reaches SQL text is validated first (outpost-api's name rules) and then quoted as an
 //! identifier or literal; values are always bound parameters.
 
+use std::collections::HashSet;
+
 use deadpool_postgres::GenericClient;
 use outpost_api::{names, Error, Result};
 
 use crate::error;
 
 /// The newest per-database format this build reads and writes.
-pub const FORMAT_VERSION: i64 = 2;
+pub const FORMAT_VERSION: i64 = 3;
 
 /// The registry schema. Database names cannot start with `_`, so it never collides with one.
 pub const REGISTRY: &str = "_outpost";
@@ -65,7 +67,30 @@ const MIGRATIONS: &[&str] = &[
     // 2: the live-record count kept with every write, so `info` does not scan the records; NULL until
     // the engine counts, on first open.
     "ALTER TABLE {schema}._meta ADD COLUMN record_count bigint;",
+    // 3: each body stored once, events keyed by seq, stubs apart (as SQLite's format 3): `_events`
+    // one row per revision event with the revision's body, the only copy of it; `_stubs` the
+    // revisions known only by id; a live state's `body` NULL when it is its winner's own. The views
+    // read the old tables: they are dropped before and made again after (`migrate_database`).
+    "CREATE TABLE {schema}._events (
+        seq bigint PRIMARY KEY, tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL,
+        rev text COLLATE \"C\" NOT NULL, parent text, deleted boolean NOT NULL, body text, chain bytea NOT NULL);
+     INSERT INTO {schema}._events (seq, tbl, id, rev, parent, deleted, body, chain)
+        SELECT seq, tbl, id, rev, parent, deleted, body, chain FROM {schema}._revisions WHERE seq IS NOT NULL
+        ORDER BY seq;
+     CREATE UNIQUE INDEX _events_key ON {schema}._events (tbl, id, rev);
+     CREATE TABLE {schema}._stubs (
+        tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL, rev text COLLATE \"C\" NOT NULL,
+        parent text, PRIMARY KEY (tbl, id, rev));
+     INSERT INTO {schema}._stubs (tbl, id, rev, parent)
+        SELECT tbl, id, rev, parent FROM {schema}._revisions WHERE seq IS NULL;
+     ALTER TABLE {schema}._records ALTER COLUMN body DROP NOT NULL;
+     UPDATE {schema}._records r SET body = NULL FROM {schema}._events e
+        WHERE e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev AND NOT r.deleted AND e.body = r.body;
+     DROP TABLE {schema}._revisions;",
 ];
+
+/// The first format whose views read `_events`: migrating to it from before makes them again.
+const EVENTS_FORMAT: i64 = 3;
 
 /// `name` as a quoted SQL identifier (`"name"`, inner quotes doubled).
 pub fn ident(name: &str) -> String {
@@ -154,7 +179,53 @@ pub async fn lock_ddl(client: &impl GenericClient, target: &str) -> Result<()> {
 /// Bring a database's schema to [`FORMAT_VERSION`] inside the caller's transaction (which holds the
 /// DDL lock); fails clearly on a newer format.
 pub async fn migrate_database(client: &impl GenericClient, db: &str, target: &str) -> Result<()> {
-    apply(client, &schema_of(db)?, MIGRATIONS, &format!("database {db:?}"), target).await
+    let schema = schema_of(db)?;
+    let from = version(client, &schema, target).await?;
+    let views = if from > 0 && from < EVENTS_FORMAT { drop_views(client, db, target).await? } else { Vec::new() };
+    apply(client, &schema, MIGRATIONS, &format!("database {db:?}"), target).await?;
+    for table in views {
+        ensure_views(client, db, &table, target).await?;
+    }
+    Ok(())
+}
+
+/// Drop the views Outpost made (`<table>` and `<table>_history` of each table ever defined; other
+/// views are left), returning the tables whose views they were in the order the tables were first
+/// defined: which decides, as when they were made, who has a name two tables could claim. Reads the
+/// format-2 `_revisions`.
+async fn drop_views(client: &impl GenericClient, db: &str, target: &str) -> Result<Vec<String>> {
+    let schema = schema_of(db)?;
+    let views: HashSet<String> = client
+        .query("SELECT viewname::text FROM pg_catalog.pg_views WHERE schemaname = $1", &[&db])
+        .await
+        .map_err(|e| error::map(e, target))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let tables: Vec<String> = client
+        .query(
+            &format!(
+                "SELECT id FROM {schema}._revisions WHERE tbl = $1 AND seq IS NOT NULL GROUP BY id ORDER BY min(seq)"
+            ),
+            &[&names::TABLES_TABLE],
+        )
+        .await
+        .map_err(|e| error::map(e, target))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut ddl = String::new();
+    for table in &tables {
+        for view in [table.clone(), format!("{table}_history")] {
+            if views.contains(&view) {
+                ddl.push_str(&format!("DROP VIEW {schema}.{};", ident(&view)));
+            }
+        }
+    }
+    if !ddl.is_empty() {
+        client.batch_execute(&ddl).await.map_err(|e| error::map(e, target))?;
+    }
+    Ok(tables.into_iter().filter(|t| views.contains(t)).collect())
 }
 
 /// Whether a database's schema needs migrating (a cheap check made before taking the DDL lock).
@@ -202,15 +273,17 @@ pub async fn ensure_views(client: &impl GenericClient, db: &str, table: &str, ta
     let mut ddl = String::new();
     if !taken.iter().any(|t| t == table) {
         ddl.push_str(&format!(
-            "CREATE VIEW {schema}.{} AS SELECT id, rev, body::json AS attributes, seq FROM {schema}._records
-             WHERE tbl = {tbl} AND NOT deleted;",
+            "CREATE VIEW {schema}.{} AS SELECT r.id, r.rev, coalesce(r.body, e.body)::json AS attributes, r.seq
+             FROM {schema}._records r LEFT JOIN {schema}._events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev
+             WHERE r.tbl = {tbl} AND NOT r.deleted;",
             ident(table)
         ));
     }
     if !taken.contains(&history) && history.len() <= 63 {
         ddl.push_str(&format!(
             "CREATE VIEW {schema}.{} AS SELECT id, rev, parent, deleted, body::json AS attributes, seq
-             FROM {schema}._revisions WHERE tbl = {tbl};",
+             FROM {schema}._events WHERE tbl = {tbl}
+             UNION ALL SELECT id, rev, parent, false, NULL::json, NULL::bigint FROM {schema}._stubs WHERE tbl = {tbl};",
             ident(&history)
         ));
     }
@@ -239,7 +312,7 @@ mod tests {
     fn migrations_fill_in_the_schema() {
         let all: Vec<_> = pending(MIGRATIONS, 0, "\"s\"").collect();
         assert_eq!(all.len() as i64, FORMAT_VERSION);
-        assert!(all.iter().all(|(_, sql)| !sql.contains("{schema}") && sql.contains("\"s\"._meta")));
+        assert!(all.iter().all(|(_, sql)| !sql.contains("{schema}") && sql.contains("\"s\"._")));
         assert_eq!(pending(MIGRATIONS, FORMAT_VERSION, "s").count(), 0);
     }
 }

@@ -45,7 +45,8 @@ pub(crate) struct Sql {
     pub(crate) resume: String,
     pub(crate) record_count: String,
     pub(crate) insert_stubs: String,
-    pub(crate) upsert_events: String,
+    pub(crate) insert_events: String,
+    pub(crate) fill_events: String,
     pub(crate) upsert_states: String,
     pub(crate) set_head: String,
     pub(crate) add_live_records: String,
@@ -57,6 +58,28 @@ pub(crate) struct Sql {
 }
 
 pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
+
+/// The events of a write set, bound as arrays: each row's seq and its revision.
+const EVENTS: &str = "SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+    $7::text[], $8::bytea[]) AS u(seq, tbl, id, rev, parent, deleted, body, chain)";
+
+/// The states as read (`r`), each body from its winner's event (`e`) when the state holds none.
+fn states_sql(s: &str) -> String {
+    format!(
+        "SELECT r.tbl, r.id, r.rev, r.deleted, coalesce(r.body, e.body), r.leaves, r.conflicts, r.field_conflicts, r.seq
+         FROM {s}._records r LEFT JOIN {s}._events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev"
+    )
+}
+
+/// The revisions of the records `$1`/`$2` (tables and ids): the `events` columns of their events (`e`)
+/// and the `stubs` columns of their stubs (`t`), each row after its table and id. Index searches only.
+fn revisions_sql(s: &str, (events, stubs): (&str, &str)) -> String {
+    format!(
+        "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(tbl, id))
+         SELECT e.tbl, e.id, {events} FROM k JOIN {s}._events e ON e.tbl = k.tbl AND e.id = k.id
+         UNION ALL SELECT t.tbl, t.id, {stubs} FROM k JOIN {s}._stubs t ON t.tbl = k.tbl AND t.id = k.id"
+    )
+}
 
 /// The changes page, the entries pending after it (counted up to a cap) and update_seq, in one
 /// statement so in one snapshot. Both scans are index range scans on `_records_seq`: the cost follows
@@ -88,28 +111,24 @@ impl Sql {
                    ARRAY(SELECT start_seq FROM {s}._epochs ORDER BY position)
                  FROM {s}._meta m"
             ),
-            held_revs: format!(
-                "SELECT r.tbl, r.id, r.rev FROM unnest($1::text[], $2::text[]) AS k(tbl, id)
-                 JOIN {s}._revisions r ON r.tbl = k.tbl AND r.id = k.id"
+            held_revs: revisions_sql(s, ("e.rev", "t.rev")),
+            load_trees: revisions_sql(
+                s,
+                ("e.rev, e.parent, e.deleted, e.body, e.seq", "t.rev, t.parent, false, NULL::text, NULL::int8"),
             ),
-            load_trees: format!(
-                "SELECT r.tbl, r.id, r.rev, r.parent, r.deleted, r.body, r.seq
-                 FROM unnest($1::text[], $2::text[]) AS k(tbl, id)
-                 JOIN {s}._revisions r ON r.tbl = k.tbl AND r.id = k.id"
-            ),
-            load_state: format!("SELECT {STATE_COLUMNS} FROM {s}._records WHERE tbl = $1 AND id = $2"),
+            load_state: format!("{} WHERE r.tbl = $1 AND r.id = $2", states_sql(s)),
             list_states: format!(
-                "SELECT {STATE_COLUMNS} FROM {s}._records WHERE tbl = $1 AND id > $2 AND ($3 OR NOT deleted)
-                 ORDER BY id LIMIT $4"
+                "{} WHERE r.tbl = $1 AND r.id > $2 AND ($3 OR NOT r.deleted) ORDER BY r.id LIMIT $4",
+                states_sql(s)
             ),
             changes: changes_sql(s, ""),
             changes_filtered: changes_sql(
                 s,
                 " AND (tbl = ANY($4) OR (tbl, id) IN (SELECT * FROM unnest($5::text[], $6::text[])))",
             ),
-            chain_at: format!("SELECT chain FROM {s}._revisions WHERE seq = $1"),
+            chain_at: format!("SELECT chain FROM {s}._events WHERE seq = $1"),
             events: format!(
-                "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM {s}._revisions
+                "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM {s}._events
                  WHERE seq > $1 ORDER BY seq LIMIT $2"
             ),
             knowledge: format!(
@@ -121,18 +140,29 @@ impl Sql {
             add_live_records: format!("UPDATE {s}._meta SET record_count = record_count + $1"),
             set_record_count: format!("UPDATE {s}._meta SET record_count = $1"),
             live_states_by_table: format!("SELECT tbl, count(*) FROM {s}._records WHERE NOT deleted GROUP BY tbl"),
+            // A stub entry for a revision held as an event only teaches the event its parent; any other
+            // is a stub, or teaches the stub held its parent. Both parts see the statement's snapshot.
             insert_stubs: format!(
-                "INSERT INTO {s}._revisions AS r (tbl, id, rev, parent, deleted)
-                 SELECT tbl, id, rev, parent, false FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                   AS u(tbl, id, rev, parent)
-                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(r.parent, excluded.parent)"
+                "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                   AS u(tbl, id, rev, parent)),
+                 taught AS (UPDATE {s}._events e SET parent = u.parent FROM u
+                   WHERE e.tbl = u.tbl AND e.id = u.id AND e.rev = u.rev AND e.parent IS NULL
+                     AND u.parent IS NOT NULL RETURNING 1)
+                 INSERT INTO {s}._stubs AS t (tbl, id, rev, parent)
+                 SELECT tbl, id, rev, parent FROM u WHERE NOT EXISTS (
+                   SELECT 1 FROM {s}._events e WHERE e.tbl = u.tbl AND e.id = u.id AND e.rev = u.rev)
+                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(t.parent, excluded.parent)"
             ),
-            upsert_events: format!(
-                "INSERT INTO {s}._revisions AS r (tbl, id, rev, parent, deleted, body, seq, chain)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[],
-                   $7::int8[], $8::bytea[])
-                 ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(r.parent, excluded.parent),
-                   deleted = excluded.deleted, body = excluded.body, seq = excluded.seq, chain = excluded.chain"
+            insert_events: format!("INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain) {EVENTS}"),
+            // An event for a revision held as a stub takes its place, and its parent when it names one:
+            // storing never replaces a known parent.
+            fill_events: format!(
+                "WITH u AS ({EVENTS}),
+                 filled AS (DELETE FROM {s}._stubs t USING u WHERE t.tbl = u.tbl AND t.id = u.id AND t.rev = u.rev
+                   RETURNING t.tbl, t.id, t.rev, t.parent)
+                 INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain)
+                 SELECT u.seq, u.tbl, u.id, u.rev, coalesce(f.parent, u.parent), u.deleted, u.body, u.chain
+                 FROM u LEFT JOIN filled f ON f.tbl = u.tbl AND f.id = u.id AND f.rev = u.rev"
             ),
             upsert_states: format!(
                 "INSERT INTO {s}._records ({STATE_COLUMNS})
@@ -225,12 +255,16 @@ pub(crate) fn parse_revs(texts: Vec<String>) -> Result<Vec<RevId>> {
 
 fn state_of(row: &Row) -> Result<StoredState> {
     let field_conflicts: String = col(row, 7)?;
+    let (table, id, rev): (String, String, &str) = (col(row, 0)?, col(row, 1)?, col(row, 2)?);
+    let body = col::<Option<String>>(row, 4)?.ok_or_else(|| {
+        Error::corrupt(format!("record {table}/{id}: neither its state nor its winner {rev} holds a body"))
+    })?;
     Ok(StoredState {
-        table: col(row, 0)?,
-        id: col(row, 1)?,
-        rev: parse_rev(col(row, 2)?)?,
+        table,
+        id,
+        rev: parse_rev(rev)?,
         deleted: col(row, 3)?,
-        body: col(row, 4)?,
+        body,
         leaves: parse_revs(col(row, 5)?)?,
         conflicts: parse_revs(col(row, 6)?)?,
         field_conflicts: stored::field_conflicts(&field_conflicts)?,
@@ -527,10 +561,10 @@ mod tests {
                 "INSERT INTO {s}._records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
                  SELECT 't', 'id' || x, '1-00000000000000000000000000000000', false, '{{}}', '{{}}', '{{}}', '[]', x
                  FROM generate_series(1, 200000) x;
-                 INSERT INTO {s}._revisions (tbl, id, rev, deleted, body, seq, chain)
+                 INSERT INTO {s}._events (tbl, id, rev, deleted, body, seq, chain)
                  SELECT 't', 'id' || x, '1-00000000000000000000000000000000', false, '{{}}', x, '\\x00'
                  FROM generate_series(1, 200000) x;
-                 ANALYZE {s}._records; ANALYZE {s}._revisions;"
+                 ANALYZE {s}._records; ANALYZE {s}._events;"
             ))
             .await
             .unwrap();
@@ -548,7 +582,7 @@ mod tests {
                 "_records_seq",
                 1100.0,
             ),
-            ("chain_at", explain(sql.chain_at), vec![&150_000_i64], "_revisions_seq", 1.0),
+            ("chain_at", explain(sql.chain_at), vec![&150_000_i64], "_events_pkey", 1.0),
         ];
         for (what, sql, params, index, most) in cases {
             let rows = client.query(&sql, &params).await.unwrap();
@@ -556,7 +590,7 @@ mod tests {
             let mut all = Vec::new();
             nodes(&plan[0]["Plan"], &mut all);
             let scans: Vec<_> = all.iter().filter(|n| n["Node Type"].as_str().unwrap_or("").contains("Scan")).collect();
-            let big = |n: &&&serde_json::Value| n["Relation Name"] == "_records" || n["Relation Name"] == "_revisions";
+            let big = |n: &&&serde_json::Value| n["Relation Name"] == "_records" || n["Relation Name"] == "_events";
             let full = scans.iter().filter(big).any(|n| n["Node Type"] == "Seq Scan");
             assert!(!full, "{what}: a sequential scan of a big table in {plan:#}");
             assert!(scans.iter().any(|n| n["Index Name"] == index), "{what}: no scan of {index} in {plan:#}");

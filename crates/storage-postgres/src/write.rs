@@ -33,8 +33,8 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
         let parents: Vec<Option<String>> = stubs.iter().map(|r| r.parent.map(|p| p.to_string())).collect();
         inner.execute(client, &sql.insert_stubs, &[&tables, &ids, &revs, &parents]).await?;
     }
-    // The engine stores each revision's event once per write set (the `WriteSet` contract), as an
-    // upsert needs: PostgreSQL refuses to update one row twice in a statement.
+    // The stub entries first: a stub an event of this set fills is then held, and taken by the event.
+    // The engine stores each revision's event once per write set (the `WriteSet` contract).
     let events: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_some()).collect();
     if !events.is_empty() {
         let tables: Vec<&str> = events.iter().map(|r| r.table.as_str()).collect();
@@ -45,8 +45,9 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
         let bodies: Vec<Option<&str>> = events.iter().map(|r| r.body.as_deref()).collect();
         let (seqs, chains): (Vec<i64>, Vec<&[u8]>) =
             events.iter().filter_map(|r| r.event.as_ref()).map(|(seq, chain)| (sql_seq(*seq), &chain.0[..])).unzip();
+        let statement = if writes.fills_stubs { &sql.fill_events } else { &sql.insert_events };
         inner
-            .execute(client, &sql.upsert_events, &[&tables, &ids, &revs, &parents, &deleted, &bodies, &seqs, &chains])
+            .execute(client, statement, &[&seqs, &tables, &ids, &revs, &parents, &deleted, &bodies, &chains])
             .await?;
     }
     if !writes.states.is_empty() {
@@ -55,7 +56,9 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
         let ids: Vec<&str> = s.iter().map(|s| s.id.as_str()).collect();
         let revs: Vec<String> = s.iter().map(|s| s.rev.to_string()).collect();
         let deleted: Vec<bool> = s.iter().map(|s| s.deleted).collect();
-        let bodies: Vec<&str> = s.iter().map(|s| s.body.as_str()).collect();
+        // A live state's body is its winner's (the write set's rule), which the winner's event holds;
+        // a deleted one's is `{}`, whatever its tombstone carries.
+        let bodies: Vec<Option<&str>> = s.iter().map(|s| s.deleted.then_some(s.body.as_str())).collect();
         let leaves: Vec<String> = s.iter().map(|s| join_revs(&s.leaves)).collect();
         let conflicts: Vec<String> = s.iter().map(|s| join_revs(&s.conflicts)).collect();
         let field_conflicts: Vec<String> =

@@ -128,3 +128,34 @@ async fn a_format_2_schema_opens_migrated_with_everything_it_held() {
     assert_eq!(db.info().await.unwrap().record_count, expected["record_count"].as_u64().unwrap() + 1);
     dbs.delete(&name).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_of_yours_on_the_old_tables_stops_the_migration_which_leaves_the_schema_as_it_was() {
+    let Some(url) = test_url() else { return };
+    let dbs = PostgresDatabases::connect_url(&url, Limits::default()).await.unwrap();
+    let name = unique("format2-views");
+    let expected = load_fixture(&dbs, &name).await;
+    let s = format!("\"{name}\"");
+    let client = dbs.connection().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE VIEW {s}.mine AS SELECT count(*) AS n FROM {s}._records WHERE NOT deleted;
+             CREATE VIEW {s}.old_internals AS SELECT count(*) AS n FROM {s}._revisions;"
+        ))
+        .await
+        .unwrap();
+    let err = dbs.open_postgres(&name).await.err().expect("the migration fails");
+    assert!(err.message.contains("migrating") && err.message.contains("_revisions"), "{}", err.message);
+    let views = format!("SELECT count(*) FROM pg_catalog.pg_views WHERE schemaname = '{name}'");
+    assert_eq!(one(&dbs, &format!("SELECT max(version)::int8 FROM {s}._migrations")).await, 2);
+    assert_eq!(one(&dbs, &views).await, 6 + 2, "format 2 as it was: Outpost's six views and the two others");
+    assert_eq!(one(&dbs, &format!("SELECT count(*) FROM {s}._revisions")).await, 73);
+
+    // Once the obstacle is gone, it migrates; the view on `_records` is kept and reads the new table.
+    client.batch_execute(&format!("DROP VIEW {s}.old_internals")).await.unwrap();
+    let db = dbs.open_postgres(&name).await.unwrap();
+    assert_eq!(answers(&db).await, expected);
+    assert_eq!(one(&dbs, &views).await, 6 + 1);
+    assert!(one(&dbs, &format!("SELECT n FROM {s}.mine")).await > 0);
+    dbs.delete(&name).await.unwrap();
+}

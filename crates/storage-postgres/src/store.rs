@@ -153,7 +153,9 @@ impl Sql {
                    SELECT 1 FROM {s}._events e WHERE e.tbl = u.tbl AND e.id = u.id AND e.rev = u.rev)
                  ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(t.parent, excluded.parent)"
             ),
-            insert_events: format!("INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain) {EVENTS}"),
+            insert_events: format!(
+                "INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain) {EVENTS}"
+            ),
             // An event for a revision held as a stub takes its place, and its parent when it names one:
             // storing never replaces a known parent.
             fill_events: format!(

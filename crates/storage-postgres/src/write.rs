@@ -46,9 +46,7 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
         let (seqs, chains): (Vec<i64>, Vec<&[u8]>) =
             events.iter().filter_map(|r| r.event.as_ref()).map(|(seq, chain)| (sql_seq(*seq), &chain.0[..])).unzip();
         let statement = if writes.fills_stubs { &sql.fill_events } else { &sql.insert_events };
-        inner
-            .execute(client, statement, &[&seqs, &tables, &ids, &revs, &parents, &deleted, &bodies, &chains])
-            .await?;
+        inner.execute(client, statement, &[&seqs, &tables, &ids, &revs, &parents, &deleted, &bodies, &chains]).await?;
     }
     if !writes.states.is_empty() {
         let s = &writes.states;

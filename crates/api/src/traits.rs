@@ -126,6 +126,12 @@ pub trait ChangeReader: Send + Sync {
 pub trait InfoReader: Send + Sync {
     /// Name, uuid, epochs, update_seq, chain hash at update_seq, record count, backend.
     async fn info(&self) -> Result<DbInfo>;
+    /// Bytes the database takes in its storage (SQLite: its file and WAL; PostgreSQL: its schema's
+    /// tables with their indexes); `None` where that is not known (in memory, a remote peer). Asked for
+    /// apart from `info`, which is on every pass's path, as it may cost a query.
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// What a replication source offers (SPEC §7, §8).

@@ -278,6 +278,11 @@ pub trait Storage: Send + Sync + 'static {
     /// The live-record count the engine keeps (`WriteSet::record_count`, `WriteSet::live_records`);
     /// `None` while it was never counted (a new database, or one from before format 2).
     async fn record_count(&self) -> Result<Option<u64>>;
+    /// Bytes the database takes in its storage ([`outpost_api::InfoReader::size_bytes`]); `None` (the
+    /// default) where the backend cannot tell.
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Commits made to this database by other writers sharing the storage (e.g. other server processes
     /// on one PostgreSQL), as the update_seq each reached, so that long-polls wake for them too. A value
     /// must only be sent once that seq is committed. `None` (the default): this engine is the only

@@ -51,6 +51,7 @@ type TokenCounts = Arc<Mutex<HashMap<String, usize>>>;
 #[derive(Clone, Debug)]
 pub(crate) struct Budgets {
     feeds: Arc<Semaphore>,
+    max_feeds: usize,
     per_token: TokenCounts,
     max_per_token: usize,
     uploads: Arc<Semaphore>,
@@ -61,6 +62,7 @@ impl Budgets {
     pub(crate) fn new(limits: &ConnectionLimits) -> Self {
         Budgets {
             feeds: Arc::new(Semaphore::new(limits.max_feeds)),
+            max_feeds: limits.max_feeds,
             per_token: Arc::default(),
             max_per_token: limits.max_feeds_per_token,
             uploads: Arc::new(Semaphore::new(limits.max_upload_bytes.min(Semaphore::MAX_PERMITS))),
@@ -93,6 +95,11 @@ impl Budgets {
             }
         };
         Ok(FeedSlot { _permit: permit, token })
+    }
+
+    /// Long-polls and event streams open now.
+    pub(crate) fn feeds_open(&self) -> usize {
+        self.max_feeds - self.feeds.available_permits()
     }
 
     /// Room for `bytes` of request body (at most the whole budget), waiting briefly for it.

@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod jobs;
 mod listen;
+mod metrics;
 mod openapi;
 mod publisher;
 mod routes;
@@ -42,6 +43,7 @@ pub use connections::{ConnectionLimits, UPLOAD_PATIENCE};
 pub use error::{ApiError, ApiResult};
 pub use jobs::{Job, JobState, Jobs, PeerConfig, Peers, JOBS_FILE, MAX_FINISHED, MAX_RUNNING};
 pub use listen::{Tls, HANDSHAKE_TIMEOUT};
+pub use metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use openapi::{openapi, ApiDoc};
 pub use publisher::PublishSchedule;
 pub use routes::changes::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
@@ -68,6 +70,8 @@ pub struct AppState {
     pub connections: ConnectionLimits,
     /// The counters behind `connections`.
     pub(crate) budgets: connections::Budgets,
+    /// What `/metrics` reports of the requests and connections served.
+    pub metrics: Metrics,
     /// Server-run replication jobs (`POST /replicate`).
     pub jobs: Jobs,
     /// The quicksync root: database `db`'s published files are in `<root>/<db>/`. `None` serves none
@@ -91,6 +95,7 @@ impl AppState {
             access: Access::open(),
             connections,
             budgets,
+            metrics: Metrics::default(),
             jobs: Jobs::in_memory(),
             quicksync: None,
             publish: None,
@@ -147,7 +152,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::unbounded())
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))
-        .layer(middleware::from_fn(error::json_errors));
+        .layer(middleware::from_fn(error::json_errors))
+        // Outside the guard and the error bodies: refused requests are counted too.
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track));
     // No CORS headers at all unless origins are configured (then preflights are answered here, before
     // the guard: browsers send them without credentials).
     let app = match access::cors(&state.access) {
@@ -191,17 +198,19 @@ pub async fn serve_with(
     };
     let (header_read_timeout, max_connections) =
         (state.connections.header_read_timeout, state.connections.max_connections);
+    let open_connections = state.metrics.connections.clone();
     let app = router(state).layer(Extension(stopping.clone()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the Outpost HTTP API");
     }
     let stop_jobs = jobs.clone();
-    let served = listen::serve(listener, tls, app, header_read_timeout, max_connections, async move {
-        shutdown.await;
-        stopping.raise();
-        stop_jobs.stop();
-    })
-    .await;
+    let served =
+        listen::serve(listener, tls, app, (header_read_timeout, max_connections, open_connections), async move {
+            shutdown.await;
+            stopping.raise();
+            stop_jobs.stop();
+        })
+        .await;
     // Also when serving failed: no job outlives its server.
     jobs.stop();
     jobs.stopped(JOBS_GRACE).await;

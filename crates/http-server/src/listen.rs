@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use outpost_api::{Error, Result};
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -74,8 +75,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<Tls>,
     app: Router,
-    header_read_timeout: Duration,
-    max_connections: usize,
+    (header_read_timeout, max_connections, open): (Duration, usize, Gauge),
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -102,8 +102,9 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (app, tls, watcher) = (app.clone(), tls.clone(), graceful.watcher());
+        let counted = Counted::new(&open);
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_slot, _counted) = (slot, counted);
             match tls {
                 None => connection(stream, app, watcher, header_read_timeout).await,
                 Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
@@ -117,6 +118,22 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A connection counted in the open-connections gauge while it lives.
+struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// One connection's requests, until the client closes it, it idles past the header-read timeout, or

@@ -19,6 +19,7 @@ use crate::routes::{changes, dbs, quicksync, records, replica, replicate, server
         server::root,
         server::health,
         server::openapi_json,
+        crate::metrics::metrics,
         dbs::list,
         dbs::create,
         dbs::info,

@@ -44,6 +44,7 @@ pub(crate) struct Sql {
     pub(crate) knowledge: String,
     pub(crate) resume: String,
     pub(crate) record_count: String,
+    pub(crate) size: String,
     pub(crate) insert_stubs: String,
     pub(crate) insert_events: String,
     pub(crate) fill_events: String,
@@ -137,6 +138,10 @@ impl Sql {
             ),
             resume: format!("SELECT source_seq, source_chain FROM {s}._resume WHERE source = $1"),
             record_count: format!("SELECT record_count FROM {s}._meta"),
+            // Tables with their indexes and TOAST; the views take no space.
+            size: "SELECT coalesce(sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::int8 FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'"
+                .to_owned(),
             add_live_records: format!("UPDATE {s}._meta SET record_count = record_count + $1"),
             set_record_count: format!("UPDATE {s}._meta SET record_count = $1"),
             live_states_by_table: format!("SELECT tbl, count(*) FROM {s}._records WHERE NOT deleted GROUP BY tbl"),
@@ -510,6 +515,13 @@ impl Storage for PostgresStorage {
         let rows = self.inner.query(&client, &self.inner.sql.record_count, &[]).await?;
         let row = rows.first().ok_or_else(|| Error::corrupt(format!("database {:?} has no head row", self.name())))?;
         Ok(col::<Option<i64>>(row, 0)?.map(seq_of))
+    }
+
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        let client = self.inner.conn().await?;
+        let rows = self.inner.query(&client, &self.inner.sql.size, &[&self.inner.name]).await?;
+        let row = rows.first().ok_or_else(|| Error::internal("the size query gave no row"))?;
+        Ok(Some(seq_of(col(row, 0)?)))
     }
 
     fn external_commits(&self) -> Option<watch::Receiver<u64>> {

@@ -287,6 +287,22 @@ impl Storage for SqliteStorage {
         self.read(read_head).await
     }
 
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        // The file and its WAL (the shared-memory index is not data); a WAL checkpointed away and
+        // removed counts nothing.
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let mut total = 0;
+        for path in [self.path.clone(), PathBuf::from(wal)] {
+            match std::fs::metadata(&path) {
+                Ok(meta) => total += meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != self.path => {}
+                Err(e) => return Err(Error::internal(format!("{}: {e}", path.display()))),
+            }
+        }
+        Ok(Some(total))
+    }
+
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         let keys = keys.to_vec();
         self.read(move |conn| load_trees(conn, &keys)).await

@@ -223,4 +223,8 @@ impl<S: Storage> InfoReader for Engine<S> {
             backend: self.storage.backend().to_owned(),
         })
     }
+
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        self.store()?.size_bytes().await
+    }
 }

@@ -34,6 +34,7 @@ pub(crate) fn bounded() -> Router<AppState> {
         .route("/", get(server::root))
         .route("/health", get(server::health))
         .route("/openapi.json", get(server::openapi_json))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/dbs", get(dbs::list))
         .route("/dbs/{db}", get(dbs::info).put(dbs::create).delete(dbs::delete))
         .route("/dbs/{db}/tables", get(tables::list))

@@ -186,7 +186,7 @@ fn manages(caller: &Caller, source: &Endpoint, target: &Endpoint) -> ApiResult<(
 }
 
 /// Whether `caller` may see `job` (as if it did not exist otherwise).
-fn visible(caller: &Caller, job: &Job) -> bool {
+pub(crate) fn visible(caller: &Caller, job: &Job) -> bool {
     match (Endpoint::parse(&job.source, "source"), Endpoint::parse(&job.target, "target")) {
         (Ok(source), Ok(target)) => manages(caller, &source, &target).is_ok(),
         _ => caller.require_everywhere(Role::Admin).is_ok(),

@@ -25,7 +25,7 @@ fn needs(operation: &str) -> Option<Needs> {
     use Role::{Admin, Read, Write};
     Some(match operation {
         "server_info" | "health" | "openapi" => Needs::Open,
-        "list_dbs" | "list_jobs" | "get_job" | "cancel_job" => Needs::Token,
+        "list_dbs" | "list_jobs" | "get_job" | "cancel_job" | "metrics" => Needs::Token,
         "db_info"
         | "list_tables"
         | "get_table"

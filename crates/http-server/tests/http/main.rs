@@ -6,6 +6,7 @@ mod access;
 mod bad_input;
 mod feeds;
 mod jobs;
+mod metrics;
 mod openapi;
 mod quicksync;
 mod replica;

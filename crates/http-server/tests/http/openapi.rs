@@ -103,6 +103,9 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
             assert!(params.iter().any(|p| p["name"] == name && p["in"] == place), "get {path}: {name}");
         }
     }
+    let metrics = &doc["paths"]["/metrics"]["get"]["responses"];
+    assert!(metrics["200"]["content"]["application/openmetrics-text"].is_object(), "get /metrics: {metrics}");
+    assert_eq!(metrics["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error");
     let mut operation_ids: Vec<&str> = doc["paths"]
         .as_object()
         .expect("paths")
@@ -114,7 +117,11 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
     operation_ids.sort();
     operation_ids.dedup();
     assert_eq!(operation_ids.len(), count, "operationIds are unique");
-    assert_eq!(count, ROUTES.len() + FILE_ROUTES.len() + 1, "the documented routes and /openapi.json, nothing else");
+    assert_eq!(
+        count,
+        ROUTES.len() + FILE_ROUTES.len() + 2,
+        "the documented routes, /metrics and /openapi.json, nothing else"
+    );
     let sse = &doc["paths"]["/dbs/{db}/changes"]["get"]["responses"]["200"]["content"];
     assert!(sse["text/event-stream"].is_object(), "{sse}");
     let mut found = Vec::new();

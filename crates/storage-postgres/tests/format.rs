@@ -126,6 +126,10 @@ async fn a_format_2_schema_opens_migrated_with_everything_it_held() {
     let report = db.check().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(db.info().await.unwrap().record_count, expected["record_count"].as_u64().unwrap() + 1);
+    // Its size in storage: the schema's tables with their indexes, more than the rows' text alone.
+    let size = db.size_bytes().await.unwrap().expect("PostgreSQL knows its size");
+    let text = one(&dbs, &format!("SELECT sum(length(coalesce(body, '')))::int8 FROM {s}._events")).await;
+    assert!(size > text as u64, "{size} bytes");
     dbs.delete(&name).await.unwrap();
 }
 

@@ -145,4 +145,8 @@ async fn a_format_2_file_opens_migrated_with_everything_it_held() {
     let report = db.check().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(db.info().await.unwrap().record_count, expected["record_count"].as_u64().unwrap() + 1);
+    // Its size in storage: the file and its WAL.
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    let size = db.size_bytes().await.unwrap().expect("SQLite knows its size");
+    assert!(size >= on_disk, "{size} bytes, the file alone {on_disk}");
 }

@@ -202,8 +202,8 @@ pub fn dbs_human(dbs: &[ListedDb]) -> String {
 /// The outcome of `db check` for people.
 pub fn check_human(report: &CheckReport) -> String {
     let summary = format!(
-        "{} revision events read, {} bodies re-hashed, update_seq {}",
-        report.events, report.rehashed, report.update_seq
+        "{} revision events read, {} bodies re-hashed, {} records' states recomputed ({} live), update_seq {}",
+        report.events, report.rehashed, report.records, report.live_records, report.update_seq
     );
     if report.problems.is_empty() {
         format!("ok: {summary}")

@@ -503,3 +503,64 @@ async fn a_bootstrapped_file_is_the_database_applying_the_files_one_by_one_makes
     assert!(check.problems.is_empty(), "{:?}", check.problems);
     assert_eq!(check.rehashed, a.1.iter().filter(|e| e.revision.body.is_some()).count() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_may_start_after_the_first_snapshot_and_clients_still_follow() {
+    let site = Site::new();
+    let (server, files) = (site.db("server").await, site.path("files"));
+    table(&server, "t").await;
+    write(&server, ids(0..500), "v1").await;
+    let after =
+        PublishOptions { every: 100, snapshot_every: 10_000, deltas_after_snapshot: true, ..PublishOptions::default() };
+    let first = ok(publish(&server, &files, &after).await, "publish");
+    // The history so far is written once, in the snapshot; no delta repeats it.
+    assert_eq!(first.written.iter().map(|f| f.kind).collect::<Vec<_>>(), ["snapshot"], "{:?}", first.written);
+    let snapshot_end = first.update_seq;
+    let early = site.db("early").await;
+    assert_eq!(ok(pull_from(&files, &early).await, "pull").start, PullStart::Snapshot);
+
+    write(&server, ids(0..150), "v2").await;
+    let second = ok(publish(&server, &files, &after).await, "publish");
+    let deltas: Vec<(u64, u64)> = second.written.iter().map(|f| (f.start_seq, f.end_seq)).collect();
+    assert_eq!(deltas.first().map(|d| d.0), Some(snapshot_end + 1), "the deltas begin after the snapshot");
+    // A run without the option keeps them: a snapshot bridges the seqs before the first delta.
+    let plain_options = PublishOptions { every: 100, snapshot_every: 10_000, ..PublishOptions::default() };
+    let again = ok(publish(&server, &files, &plain_options).await, "publish");
+    assert!(again.written.is_empty() && again.dropped.is_empty(), "{again:?}");
+
+    // The peer that took the snapshot takes only the deltas; a new one takes the snapshot and them.
+    let report = ok(pull_from(&files, &early).await, "pull");
+    assert_eq!((report.start, kinds(&report)), (PullStart::Delta, vec!["delta".to_owned(); deltas.len()]));
+    let late = site.db("late").await;
+    let report = ok(pull_from(&files, &late).await, "pull");
+    assert_eq!(report.start, PullStart::Snapshot);
+    assert_eq!(report.end_seq, ok(server.info().await, "info").update_seq);
+    for peer in [&early, &late] {
+        assert!(missing_revisions(&server, peer).await.is_empty(), "the peer holds every revision");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_publisher_of_a_directory_fails_clearly_and_the_lock_is_never_a_published_file() {
+    let site = Site::new();
+    let (server, files) = (site.db("server").await, site.path("files"));
+    table(&server, "t").await;
+    write(&server, ids(0..10), "v1").await;
+    std::fs::create_dir_all(&files).expect("the directory");
+    // Another publisher (here: this test) holds the directory's lock.
+    let held = std::fs::File::create(files.join(outpost_quicksync::publish::LOCK_FILE)).expect("the lock file");
+    held.try_lock().expect("the lock");
+    let err = publish(&server, &files, &PublishOptions::default()).await.expect_err("a second publisher");
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(err.message.contains("another publisher") && err.message.contains(".publish.lock"), "{err}");
+    assert!(Manifest::read(&files).expect("read").is_none(), "nothing was written");
+    drop(held);
+    let report = publish_to(&server, &files, 100, 10_000).await;
+    assert_eq!(report.written.len(), 2);
+    // The lock stays (it is the operating system's lock that counts), and is neither listed nor removed.
+    let manifest = Manifest::read(&files).expect("read").expect("a manifest");
+    assert!(manifest.rows.iter().all(|r| !r.file.starts_with('.')));
+    assert!(files.join(outpost_quicksync::publish::LOCK_FILE).exists());
+    let client = site.db("client").await;
+    ok(pull_from(&files, &client).await, "pull");
+}

@@ -60,6 +60,11 @@ pub struct PublishArgs {
     /// Write a new snapshot once this many events follow the latest one.
     #[arg(long, default_value_t = outpost_quicksync::publish::DEFAULT_SNAPSHOT_EVERY)]
     snapshot_every: u64,
+    /// In a directory with no deltas yet, start the deltas after the snapshot instead of at seq 1:
+    /// a large database published for the first time is written once, not twice. Clients whose
+    /// history ends before the first delta then take the snapshot.
+    #[arg(long)]
+    deltas_after_snapshot: bool,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +105,7 @@ async fn publish(args: PublishArgs, json: bool) -> Result<()> {
     let options = PublishOptions {
         every: args.every,
         snapshot_every: args.snapshot_every,
+        deltas_after_snapshot: args.deltas_after_snapshot,
         progress: Some(Arc::new(move |p: &PublishProgress| {
             view.show(p.events, p.total, &format!("events, {} written", bytes(p.bytes)));
         })),

@@ -2,8 +2,11 @@
 //! keeps `manifest.csv` true, reading the database through [`ReplicaSource`] only.
 //!
 //! Every seq is in exactly one delta (deltas are contiguous from seq 1, at most `every` events
-//! each); a snapshot (seqs 1..=s) is added when none exists or `snapshot_every` events have passed
-//! since the last one, and replaces it. A run first checks each listed file against the database's
+//! each) — or, with [`PublishOptions::deltas_after_snapshot`], deltas begin after the first snapshot
+//! a directory gets, and the seqs before it are in snapshots only; a snapshot (seqs 1..=s) is added
+//! when none exists or `snapshot_every` events have passed since the last one, and replaces it. One
+//! publisher writes a directory at a time: a run holds a lock on `<dir>/.publish.lock`, and a second
+//! fails at once (Unavailable) instead of racing it. A run first checks each listed file against the database's
 //! chain: after a restore from backup (a new epoch) the rows whose history the database no longer
 //! has are dropped, and the seqs after the last matching delta are published afresh under new file
 //! names. Files are written to a temporary name, synced and renamed before the manifest names them;
@@ -43,6 +46,10 @@ pub struct PublishOptions {
     pub level: i32,
     /// Called after each page written.
     pub progress: Option<OnPublishProgress>,
+    /// A directory that has no deltas yet starts them after its snapshot instead of at seq 1: a
+    /// large database published for the first time is written once (in the snapshot), not twice.
+    /// Clients whose history stops before the first delta take the snapshot, as new ones do.
+    pub deltas_after_snapshot: bool,
 }
 
 impl Default for PublishOptions {
@@ -53,6 +60,7 @@ impl Default for PublishOptions {
             page: 1000,
             level: 3,
             progress: None,
+            deltas_after_snapshot: false,
         }
     }
 }
@@ -127,6 +135,7 @@ pub async fn publish(source: &dyn ReplicaSource, dir: &Path, options: &PublishOp
     }
     let started = Instant::now();
     fs::create_dir_all(dir).map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+    let _lock = lock(dir)?;
     let info = source.info().await?;
     let old = Manifest::read(dir)?.unwrap_or_default();
     let mut kept = Vec::new();
@@ -138,9 +147,15 @@ pub async fn publish(source: &dyn ReplicaSource, dir: &Path, options: &PublishOp
             dropped.push(row);
         }
     }
-    // Deltas must stay contiguous from seq 1: a delta after a dropped one is dropped too.
+    // Deltas must stay contiguous, from seq 1 or from right after a kept snapshot: a delta after a
+    // dropped one is dropped too.
     kept.sort_by_key(|r| (r.kind, r.start_seq));
-    let mut next = 1;
+    let snapshot_end = kept.iter().filter(|r| r.kind == Kind::Snapshot).map(|r| r.end_seq).max();
+    let first_delta = kept.iter().find(|r| r.kind == Kind::Delta).map(|r| r.start_seq);
+    let mut next = match first_delta {
+        Some(start) if snapshot_end.is_some_and(|end| start <= end + 1) => start,
+        _ => 1,
+    };
     let mut manifest = Manifest::default();
     for row in kept {
         if row.kind == Kind::Delta && row.start_seq != next {
@@ -157,6 +172,10 @@ pub async fn publish(source: &dyn ReplicaSource, dir: &Path, options: &PublishOp
         None => end > 0,
         Some(s) => end >= s.end_seq + options.snapshot_every,
     };
+    if options.deltas_after_snapshot && manifest.deltas().is_empty() {
+        // The snapshot this run writes, or the one kept, holds everything up to its end.
+        next = if snapshot_due { end + 1 } else { manifest.latest_snapshot().map_or(1, |s| s.end_seq + 1) };
+    }
     let mut plan: Vec<(Kind, u64, u64)> = Vec::new();
     let mut start = next;
     while start <= end {
@@ -293,6 +312,32 @@ async fn knowledge_in(source: &dyn ReplicaSource, kind: Kind, start: u64, end: u
 
 /// Remove published files (and leftovers of interrupted writes) that the manifest no longer names.
 /// A failure only leaves a file behind.
+/// The name of the lock a publish run holds in its directory (a dot name: never served, never
+/// listed, never removed as an unlisted file).
+pub const LOCK_FILE: &str = ".publish.lock";
+
+/// Hold `dir`'s publisher lock until the returned file is dropped; Unavailable when another publisher
+/// (this process or another) holds it. The lock is the operating system's, so a publisher that dies
+/// leaves no stale lock behind.
+fn lock(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::unavailable(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
+            "another publisher is writing {} (it holds {}); one publisher per directory",
+            dir.display(),
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(Error::unavailable(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
 fn remove_unlisted(dir: &Path, manifest: &Manifest) {
     let listed: HashSet<&str> = manifest.rows.iter().map(|r| r.file.as_str()).collect();
     let Ok(entries) = fs::read_dir(dir) else { return };

@@ -128,6 +128,7 @@ macro_rules! conformance_suite {
             events::events_list_every_revision_in_seq_order,
             events::events_from_seq_one_rebuild_every_tree,
             events::a_batch_commits_with_the_knowledge_it_proves,
+            events::knowledge_rows_are_pruned_to_a_few_per_peer,
         );
     };
     (@tests $factory:expr; $($module:ident :: $test:ident),* $(,)?) => {

@@ -520,6 +520,9 @@ async fn diverged_copy(through_a_third_peer: bool) {
     let backup = dir.path().join("original.backup");
     ok(outpost_sqlite::backup(&original, &backup).await, "backup");
     let copied_at = update_seq_of(&original).await;
+    // A peer that took everything the original had when it was copied.
+    let early = local_file(&dir, "early").await;
+    ok(replicate(&original, &early, &options(100)).await, "original to an early peer");
     let path = dir.path().join("copy.outpost");
     std::fs::copy(&backup, &path).expect("copy the file");
     let copy = ok(outpost_sqlite::open_file(&path, Limits::default()).await, "open the copy");
@@ -545,6 +548,14 @@ async fn diverged_copy(through_a_third_peer: bool) {
     assert_eq!(info.epochs.len(), 2, "{:?}", info.epochs);
     assert_eq!(info.epochs[0].uuid, uuid);
     assert!(info.epochs[1].start_seq <= copied_at + 1, "the new epoch covers every seq that may differ");
+    if !through_a_third_peer {
+        // From the original itself, the copy finds where their histories part (bisecting chain
+        // hashes on both sides): the seqs they share keep the uuid every peer knows them by.
+        assert_eq!(info.epochs[1].start_seq, copied_at + 1, "{:?}", info.epochs);
+        // So the early peer's knowledge of the original still holds on the copy: it fast-forwards.
+        let report = ok(replicate(&copy, &early, &options(100)).await, "copy to the early peer");
+        assert_eq!((report.start.origin, report.start.seq), (Origin::Direct, copied_at), "{report:?}");
+    }
     assert_eq!(uuid_of(&original).await, uuid, "the original keeps its uuid");
 
     for _ in 0..2 {

@@ -1,9 +1,9 @@
 //! The knowledge and fork rules (SPEC §6, §8), pure: which rows a knowledge update records, whether
-//! rows about this database's own uuid show that its history forked, and how the rows are stamped
-//! when stored. Fed the head and the chain hashes the caller loaded, so each rule is a function of
+//! rows about this database's own uuid show that its history forked, how the rows are stamped when
+//! stored, and which stored rows a write lets go (SPEC §18: a few per peer epoch). Fed the head and the chain hashes the caller loaded, so each rule is a function of
 //! its inputs and tested with a case table.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use outpost_api::{ChainHash, Error, KnowledgeRow, KnowledgeUpdate, Result, Uuid};
 
@@ -79,6 +79,51 @@ pub fn stamped(mut rows: Vec<KnowledgeRow>, head: &Head, update_seq: u64) -> Vec
     rows
 }
 
+/// Rows about one peer epoch kept whatever their age: the newest this many by the peer's seq.
+pub const KEEP_NEWEST: usize = 4;
+
+/// The seqs of one peer's rows that are kept (SPEC §18: pruned to the newest few per peer epoch):
+/// the [`KEEP_NEWEST`] newest and, at each level `i`, the newest row in each of the two latest
+/// aligned spans of `2^i` seqs (`[k·2^i, (k+1)·2^i)`). So a peer keeps at most `KEEP_NEWEST` + 128
+/// rows (a few dozen in practice) however long it replicates, with rows at every scale of age for a
+/// start point that must fall back below a restore of the peer. The spans are aligned, so pruning
+/// write by write keeps exactly what this rule keeps of all the rows ever written (rows come with
+/// growing seqs): a row it lets go would never be kept again.
+pub fn retained(seqs: &BTreeSet<u64>) -> BTreeSet<u64> {
+    let Some(&newest) = seqs.last() else { return BTreeSet::new() };
+    let mut kept: BTreeSet<u64> = seqs.iter().rev().take(KEEP_NEWEST).copied().collect();
+    for level in 1..u64::BITS {
+        let latest = newest >> level;
+        for span in [latest, latest.saturating_sub(1)] {
+            let low = span << level;
+            let high = low.saturating_add((1 << level) - 1);
+            if let Some(&seq) = seqs.range(low..=high).next_back() {
+                kept.insert(seq);
+            }
+        }
+        if latest == 0 {
+            break;
+        }
+    }
+    kept
+}
+
+/// The stored rows (peer, peer seq) a write that records `new` lets go: for each peer `new` names,
+/// its stored rows that [`retained`] does not keep among the stored and new rows together. Rows of
+/// other peers are left as they are; new rows are always stored (pruned by a later write if ever).
+pub fn forgotten(stored: &[KnowledgeRow], new: &[KnowledgeRow]) -> Vec<(Uuid, u64)> {
+    let peers: BTreeSet<Uuid> = new.iter().map(|r| r.peer).collect();
+    let mut out = Vec::new();
+    for peer in peers {
+        let held: BTreeSet<u64> = stored.iter().filter(|r| r.peer == peer).map(|r| r.peer_seq).collect();
+        let all: BTreeSet<u64> =
+            held.iter().copied().chain(new.iter().filter(|r| r.peer == peer).map(|r| r.peer_seq)).collect();
+        let kept = retained(&all);
+        out.extend(held.difference(&kept).map(|seq| (peer, *seq)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use outpost_api::Epoch;
@@ -148,5 +193,52 @@ mod tests {
     fn stored_rows_hold_from_the_write_and_never_name_ourselves() {
         let stored = stamped(vec![row(1, 3, 3), row(2, 4, 4), row(3, 5, 5)], &head(), 12);
         assert_eq!(stored, vec![KnowledgeRow { local_seq: 12, ..row(3, 5, 5) }]);
+    }
+
+    #[test]
+    fn a_peer_keeps_its_newest_rows_and_the_newest_of_the_latest_aligned_spans() {
+        let seqs: BTreeSet<u64> = (1..=100).collect();
+        let kept: Vec<u64> = retained(&seqs).into_iter().collect();
+        // 100..97 the newest four; 95 the newest of [88, 96), [80, 96) and [64, 96); 63 of [0, 64).
+        assert_eq!(kept, [63, 95, 97, 98, 99, 100]);
+        assert!(retained(&BTreeSet::new()).is_empty());
+        let few: BTreeSet<u64> = [3, 9].into();
+        assert_eq!(retained(&few), few, "fewer than the newest few: all kept");
+        let far: BTreeSet<u64> = [1, u64::MAX / 2, u64::MAX - 1].into();
+        assert_eq!(retained(&far), far, "no overflow at the ends");
+    }
+
+    proptest::proptest! {
+        /// Pruning write by write keeps what the rule keeps of every row ever written, and no more
+        /// than its bound.
+        #[test]
+        fn pruning_write_by_write_keeps_what_the_rule_keeps(steps in proptest::collection::vec(1u64..5000, 1..300)) {
+            let mut seq = 0;
+            let mut stored: Vec<KnowledgeRow> = Vec::new();
+            let mut all = BTreeSet::new();
+            for step in steps {
+                seq += step;
+                all.insert(seq);
+                let new = row(1, seq, 1);
+                let gone = forgotten(&stored, std::slice::from_ref(&new));
+                stored.retain(|r| !gone.contains(&(r.peer, r.peer_seq)));
+                stored.push(new);
+                let held: BTreeSet<u64> = stored.iter().map(|r| r.peer_seq).collect();
+                proptest::prop_assert_eq!(&held, &retained(&all));
+                proptest::prop_assert!(held.len() <= KEEP_NEWEST + 128);
+                proptest::prop_assert!(held.contains(&seq));
+            }
+        }
+    }
+
+    #[test]
+    fn a_write_lets_go_of_the_stored_rows_its_peers_no_longer_keep() {
+        let stored: Vec<KnowledgeRow> = (1..=10).map(|s| row(1, s, 1)).chain([row(2, 5, 2)]).collect();
+        let gone = forgotten(&stored, &[row(1, 11, 1)]);
+        // Peer 1 keeps 11..8, and 7 (the newest of [4, 8) and of [0, 8)).
+        assert!(gone.iter().all(|(p, _)| *p == uuid(1)), "only the peer written is pruned");
+        let seqs: Vec<u64> = gone.iter().map(|(_, s)| *s).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        assert!(forgotten(&stored, &[]).is_empty());
     }
 }

@@ -156,6 +156,8 @@ impl Data {
         if let Some(p) = writes.resume {
             self.resume.insert(p.source, p);
         }
+        let forget: HashSet<(Uuid, u64)> = writes.forget_knowledge.into_iter().collect();
+        self.knowledge.retain(|_, k| !forget.contains(&(k.peer, k.peer_seq)));
         for k in writes.knowledge {
             let exists = self.knowledge.values().any(|e| e.peer == k.peer && e.peer_seq == k.peer_seq);
             if !exists {

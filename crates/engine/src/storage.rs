@@ -142,6 +142,9 @@ pub struct WriteSet {
     pub resume: Option<ResumePoint>,
     /// Knowledge rows to add (an existing row for the same peer and seq is kept).
     pub knowledge: Vec<KnowledgeRow>,
+    /// Stored knowledge rows to delete, by peer and peer seq (the engine's pruning rule,
+    /// `knowledge::forgotten`); none of them is in `knowledge`.
+    pub forget_knowledge: Vec<(Uuid, u64)>,
     /// A new epoch to append.
     pub epoch: Option<Epoch>,
     /// Tables whose SQL views should exist.

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use outpost_api::{
-    ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeUpdate, RecordRevs, ReplicaSource,
-    ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
+    ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeRow, KnowledgeUpdate,
+    RecordRevs, ReplicaSource, ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
 };
 
 use crate::report::Report;
@@ -246,13 +246,57 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
         written.seq
     }
 
+    /// Whether the target holds the source's history at `last` as its own (chain `chain` there).
+    async fn same_history(&mut self, target: &DbInfo, last: u64, chain: ChainHash) -> Result<bool> {
+        if last > target.update_seq {
+            return Ok(false);
+        }
+        self.report.requests += 1;
+        Ok(self.target.chain_hash_at(last).await? == chain)
+    }
+
+    /// The last seq at which the source, a copy of the target under the target's current uuid, has the
+    /// target's chain hash — as a knowledge row about that uuid, which the target checks against its
+    /// own chain like any other (a lying source gains nothing) — found by bisecting with
+    /// `chain_hash_at` on both sides: agreeing at a seq, they agree at every seq before it.
+    async fn shared_history(&mut self, target: &DbInfo, last: u64) -> Result<Option<KnowledgeRow>> {
+        let start = target.epochs.last().map_or(1, |e| e.start_seq.max(1));
+        let (mut agreed, mut disagreed) = (start - 1, last.min(target.update_seq) + 1);
+        let mut agreed_chain = None;
+        while agreed + 1 < disagreed {
+            let mid = agreed + (disagreed - agreed) / 2;
+            self.report.requests += 2;
+            let theirs = self.source.chain_hash_at(mid).await?;
+            if self.target.chain_hash_at(mid).await? == theirs {
+                (agreed, agreed_chain) = (mid, Some(theirs));
+            } else {
+                disagreed = mid;
+            }
+        }
+        Ok(agreed_chain.map(|chain| KnowledgeRow {
+            peer: target.uuid,
+            peer_seq: agreed,
+            peer_chain: chain,
+            local_seq: agreed,
+            via: None,
+        }))
+    }
+
     /// SPEC §8: at a drained point, the target learns the source's position and imports the source's
     /// knowledge held at or before it. A fork of the target's own history shows as a new epoch.
     async fn record_knowledge(&mut self, source: &DbInfo, target: &DbInfo, last: u64) -> Result<()> {
         let chain = self.chain_at(last).await?;
         self.report.requests += 1;
-        let imported = self.source.knowledge(Some(last)).await?;
+        let mut imported = self.source.knowledge(Some(last)).await?;
         let epoch = epoch_of(&source.epochs, last);
+        if epoch == target.uuid && !self.same_history(target, last, chain).await? {
+            // The source is another copy of the target under the same uuid, and their histories
+            // part: where, found here, is where the fork's new epoch begins (else at the epoch's
+            // start, taking from every peer the seqs the copies share).
+            if let Some(shared) = self.shared_history(target, last).await? {
+                imported.push(shared);
+            }
+        }
         // Only knowledge about the target's current uuid can reveal a fork (SPEC §6).
         let may_fork = epoch == target.uuid || imported.iter().any(|r| r.peer == target.uuid);
         self.report.requests += 1;

@@ -55,6 +55,7 @@ pub(crate) struct Sql {
     pub(crate) live_states_by_table: String,
     pub(crate) upsert_resume: String,
     pub(crate) insert_knowledge: String,
+    pub(crate) forget_knowledge: String,
     pub(crate) insert_epoch: String,
 }
 
@@ -195,6 +196,10 @@ impl Sql {
                 "INSERT INTO {s}._knowledge (peer, peer_seq, peer_chain, local_seq, via)
                  SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::int8[], $5::uuid[])
                  ON CONFLICT (peer, peer_seq) DO NOTHING"
+            ),
+            forget_knowledge: format!(
+                "DELETE FROM {s}._knowledge k USING unnest($1::uuid[], $2::int8[]) AS f(peer, peer_seq)
+                 WHERE k.peer = f.peer AND k.peer_seq = f.peer_seq"
             ),
             insert_epoch: format!(
                 "INSERT INTO {s}._epochs (position, uuid, start_seq)

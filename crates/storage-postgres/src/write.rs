@@ -86,6 +86,11 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
     if let Some(p) = writes.resume {
         inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;
     }
+    if !writes.forget_knowledge.is_empty() {
+        let (peers, peer_seqs): (Vec<Uuid>, Vec<i64>) =
+            writes.forget_knowledge.iter().map(|(peer, seq)| (*peer, sql_seq(*seq))).unzip();
+        inner.execute(client, &sql.forget_knowledge, &[&peers, &peer_seqs]).await?;
+    }
     if !writes.knowledge.is_empty() {
         let k = &writes.knowledge;
         let peers: Vec<Uuid> = k.iter().map(|k| k.peer).collect();

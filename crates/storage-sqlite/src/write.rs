@@ -150,6 +150,12 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         )
         .sql()?;
     }
+    for (peer, peer_seq) in &writes.forget_knowledge {
+        conn.prepare_cached("DELETE FROM _knowledge WHERE peer = ?1 AND peer_seq = ?2")
+            .sql()?
+            .execute(params![&peer.as_bytes()[..], *peer_seq as i64])
+            .sql()?;
+    }
     for k in &writes.knowledge {
         conn.execute(
             "INSERT INTO _knowledge (peer, peer_seq, peer_chain, local_seq, via) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -1,7 +1,9 @@
 //! SPEC §9's read and write primitives: every revision event in seq order (what quicksync files
-//! carry), and a batch stored atomically with the knowledge it proves.
+//! carry), a batch stored atomically with the knowledge it proves, and knowledge pruned per peer.
 
-use outpost_api::{Database, ErrorKind, GetOptions, KnowledgeRow, KnowledgeUpdate, RecordRevs, RevisionEvent};
+use outpost_api::{
+    ChainHash, Database, ErrorKind, GetOptions, KnowledgeRow, KnowledgeUpdate, RecordRevs, RevisionEvent,
+};
 use serde_json::json;
 
 use crate::support::{delete, expect_err, get, ok, plain, put, update_seq};
@@ -129,4 +131,28 @@ pub async fn a_batch_commits_with_the_knowledge_it_proves(f: &dyn Factory) {
     assert_eq!((again.written, again.update_seq), (0, stored.update_seq), "a replay writes nothing");
     assert_eq!(ok(c.knowledge(None).await, "knowledge").len(), 2, "and adds no row");
     assert_eq!(get(&*c, "t", "x").await.attributes, plain(json!({"v": 2})));
+}
+
+/// SPEC §18: knowledge rows are pruned to a few per peer epoch — the newest, and the newest of the
+/// latest aligned spans of each power-of-two size (`knowledge::retained`) — so a database that
+/// replicates for years keeps a bounded number and a pass reads a bounded number; the newest row is
+/// never lost.
+pub async fn knowledge_rows_are_pruned_to_a_few_per_peer(f: &dyn Factory) {
+    let c = f.fresh().await;
+    let (peer, other) = (outpost_api::Uuid::new_v4(), outpost_api::Uuid::new_v4());
+    let other_row =
+        KnowledgeUpdate { source: other, source_seq: 3, source_chain: ChainHash([3; 32]), imported: vec![] };
+    ok(c.record_knowledge(other_row).await, "knowledge of another peer");
+    for seq in 1..=100u64 {
+        let chain = ChainHash([seq as u8; 32]);
+        let update = KnowledgeUpdate { source: peer, source_seq: seq, source_chain: chain, imported: vec![] };
+        ok(c.record_knowledge(update).await, "record knowledge");
+    }
+    let rows = ok(c.knowledge(None).await, "knowledge");
+    let mut seqs: Vec<u64> = rows.iter().filter(|r| r.peer == peer).map(|r| r.peer_seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [63, 95, 97, 98, 99, 100], "the newest four, then the newest of the latest aligned spans");
+    let newest = rows.iter().find(|r| r.peer == peer && r.peer_seq == 100).expect("the newest row");
+    assert_eq!(newest.peer_chain, ChainHash([100; 32]));
+    assert!(rows.iter().any(|r| r.peer == other && r.peer_seq == 3), "another peer's rows are left alone");
 }

@@ -46,6 +46,8 @@ impl<S: Storage> Engine<S> {
         // Chains at committed seqs never change, so the fork check may read before the write begins.
         // Without knowledge (every put_revisions of a pass) there is nothing to check or read.
         let fork = if rows.is_empty() { None } else { self.fork_point(&rows).await? };
+        // The rows held now, for pruning: few per peer once pruned (`knowledge::retained`).
+        let held = if rows.is_empty() { Vec::new() } else { self.store()?.knowledge(None).await? };
         let mut txn = self.begin().await?;
         let head = txn.head().await?;
         let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table().to_owned(), r.id().to_owned())).collect();
@@ -65,6 +67,7 @@ impl<S: Storage> Engine<S> {
         writes.resume = resume;
         let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
         writes.knowledge = knowledge::stamped(rows, &head, update_seq);
+        writes.forget_knowledge = knowledge::forgotten(&held, &writes.knowledge);
         // Invariant: knowledge holds from the state after the write that records it.
         debug_assert!(writes.knowledge.iter().all(|r| r.local_seq == update_seq), "knowledge stamped at its write");
         // A fork of the uuid in force when checked; a new epoch begun since already separates the copies.

@@ -40,3 +40,4 @@ pub use traits::{
 };
 pub use uuid::Uuid;
 pub use value::{Attributes, Value, ValueType};
+pub use wire::json_len;

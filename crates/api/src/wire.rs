@@ -18,8 +18,9 @@ impl Attributes {
     }
 }
 
-/// The length of `value`'s JSON as `serde_json` writes it, counted without keeping the text.
-pub(crate) fn json_len(value: &impl serde::Serialize) -> u64 {
+/// The length of `value`'s JSON as `serde_json` writes it, counted without keeping the text (e.g. to
+/// size a request before sending it).
+pub fn json_len(value: &impl serde::Serialize) -> u64 {
     struct Count(u64);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

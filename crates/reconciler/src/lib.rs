@@ -16,11 +16,13 @@
 mod options;
 mod pass;
 mod report;
+mod requests;
 pub mod start;
 
 pub use options::{Options, Progress, ProgressFn};
 pub use pass::{replicate, sync, Source, Target};
 pub use report::{Origin, Report, StartPoint};
+pub use requests::DEFAULT_MAX_REQUEST_BYTES;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(test)]

@@ -37,6 +37,11 @@ pub struct Options {
     pub tables: Option<Vec<String>>,
     /// Changes-feed entries per page, and most revisions per `put_revisions`.
     pub batch_size: usize,
+    /// About the most bytes of JSON one request carries (revs-diff, revs/get, revs/put): a page whose
+    /// lists are larger — a record with a deep history, large bodies — is sent in several requests,
+    /// so none exceeds the peer's request limit ([`crate::DEFAULT_MAX_REQUEST_BYTES`] by default,
+    /// half a server's default limit).
+    pub max_request_bytes: usize,
     /// Keep following the source's feed after it is drained, until cancelled.
     pub continuous: bool,
     /// How long one long-poll on the source waits in continuous mode.
@@ -56,6 +61,7 @@ impl Default for Options {
         Options {
             tables: None,
             batch_size: 1000,
+            max_request_bytes: crate::DEFAULT_MAX_REQUEST_BYTES,
             continuous: false,
             poll_timeout: Duration::from_secs(30),
             retry: RetryPolicy { max_attempts: 8, ..RetryPolicy::default() },
@@ -70,6 +76,7 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("tables", &self.tables)
             .field("batch_size", &self.batch_size)
+            .field("max_request_bytes", &self.max_request_bytes)
             .field("continuous", &self.continuous)
             .field("poll_timeout", &self.poll_timeout)
             .field("retry", &self.retry)

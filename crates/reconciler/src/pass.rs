@@ -9,6 +9,7 @@ use outpost_api::{
 };
 
 use crate::report::Report;
+use crate::requests;
 use crate::start::{self, epoch_of, resume_key};
 use crate::Options;
 
@@ -345,13 +346,14 @@ where
     let mut page = feed_page(source, options, since).await?;
     loop {
         if page.pending == 0 || options.cancel.is_cancelled() {
-            let fetched = fetch(source, target, page).await?;
+            let fetched = fetch(source, target, options, page).await?;
             // A writer that stopped has its reason; nothing more to send.
             let _ = queue.send(fetched).await;
             return Ok(());
         }
         let next_since = page.last_seq;
-        let (fetched, next) = tokio::join!(fetch(source, target, page), feed_page(source, options, next_since));
+        let (fetched, next) =
+            tokio::join!(fetch(source, target, options, page), feed_page(source, options, next_since));
         if queue.send(fetched?).await.is_err() {
             return Ok(());
         }
@@ -365,7 +367,7 @@ async fn feed_page<S: Source + ?Sized>(source: &S, options: &Options, since: u64
 }
 
 /// The revisions the target lacks of a page of the feed.
-async fn fetch<S, T>(source: &S, target: &T, page: ChangesPage) -> Result<Fetched>
+async fn fetch<S, T>(source: &S, target: &T, options: &Options, page: ChangesPage) -> Result<Fetched>
 where
     S: Source + ?Sized,
     T: Target + ?Sized,
@@ -374,19 +376,9 @@ where
     let changes = page.changes.len() as u64;
     let have: Vec<RecordRevs> =
         page.changes.into_iter().map(|c| RecordRevs { table: c.table, id: c.id, revs: c.leaves }).collect();
-    let missing = if have.is_empty() {
-        Vec::new()
-    } else {
-        requests += 1;
-        target.revs_diff(have).await?
-    };
-    let (mut revisions, mut bytes) = if missing.is_empty() {
-        (Vec::new(), 0)
-    } else {
-        requests += 1;
-        source.get_revisions_sized(missing).await?
-    };
-    let older = lacking_ancestors(source, target, &revisions, &mut requests, &mut bytes).await?;
+    let missing = requests::revs_diff(target, have, options, &mut requests).await?;
+    let (mut revisions, mut bytes) = requests::get_revisions(source, missing, options, &mut requests).await?;
+    let older = lacking_ancestors(source, target, options, &revisions, &mut requests, &mut bytes).await?;
     if !older.is_empty() {
         revisions.extend(older);
         // Parents before children, so that however the writes are chunked (or cut short) no
@@ -405,6 +397,7 @@ where
 async fn lacking_ancestors<S, T>(
     source: &S,
     target: &T,
+    options: &Options,
     revisions: &[RevisionData],
     requests: &mut u64,
     bytes: &mut u64,
@@ -424,13 +417,8 @@ where
         .into_iter()
         .map(|((table, id), revs)| RecordRevs { table: table.into(), id: id.into(), revs: revs.into_iter().collect() })
         .collect();
-    *requests += 1;
-    let absent = target.revs_diff(ancestors).await?;
-    if absent.is_empty() {
-        return Ok(Vec::new());
-    }
-    *requests += 1;
-    let (mut older, size) = source.get_revisions_sized(absent).await?;
+    let absent = requests::revs_diff(target, ancestors, options, requests).await?;
+    let (mut older, size) = requests::get_revisions(source, absent, options, requests).await?;
     *bytes += size;
     older.retain(|r| r.attributes.is_some() || r.deleted);
     Ok(older)
@@ -443,7 +431,7 @@ struct Written {
 }
 
 /// Store a fetched page in the target, the resume point with its last part, in chunks of at most a
-/// batch. Nothing is written when the page neither brings revisions nor moves the position.
+/// batch and about the request byte budget (`requests::revision_parts`). Nothing is written when the page neither brings revisions nor moves the position.
 async fn write<S, T>(
     source: &S,
     target: &T,
@@ -472,13 +460,11 @@ where
         source_seq: fetched.last_seq,
         source_chain: chain,
     };
-    let mut revisions = fetched.revisions;
-    let mut chunks = Vec::new();
-    while revisions.len() > options.batch_size {
-        let rest = revisions.split_off(options.batch_size);
-        chunks.push(std::mem::replace(&mut revisions, rest));
+    // A page that brings nothing new still moves the resume point: one empty write.
+    let mut chunks = requests::revision_parts(fetched.revisions, fetched.bytes, options);
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
     }
-    chunks.push(revisions);
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
         out.requests += 1;

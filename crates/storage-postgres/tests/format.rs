@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use outpost_api::{Databases, GetOptions, InfoReader, Limits, RecordReader, RecordWriter};
+use outpost_api::{Databases, InfoReader, Limits};
 use outpost_postgres::{PostgresDatabases, REGISTRY};
 use serde_json::Value as Json;
 
@@ -22,7 +22,7 @@ use common::test_url;
 
 #[path = "../../storage-sqlite/tests/common/format_scenario.rs"]
 mod format_scenario;
-use format_scenario::{answers, body, put, scenario};
+use format_scenario::{answers, check_views, scenario, takes_writes};
 
 /// The name the fixture's schema was dumped under.
 const FIXTURE_DB: &str = "format2-fixture";
@@ -106,26 +106,9 @@ async fn a_format_2_schema_opens_migrated_with_everything_it_held() {
     let format = one(&dbs, &format!("SELECT max(version)::int8 FROM {s}._migrations")).await;
     assert_eq!(format, outpost_postgres::FORMAT_VERSION);
     let live = one(&dbs, &format!("SELECT count(*) FROM {s}.items WHERE attributes->'n'->'int' IS NOT NULL")).await;
-    let items = &expected["records"]["items"];
-    let live_with_n = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["deleted"] == false && r["attributes"].get("n").is_some())
-        .count();
-    assert_eq!(live, live_with_n as i64, "the items view reads the reconciled live records");
     let history = one(&dbs, &format!("SELECT count(*) FROM {s}.items_history")).await;
-    let item_events =
-        expected["events"].as_array().unwrap().iter().filter(|e| e["revision"]["table"] == "items").count();
-    assert!(history > item_events as i64, "the history view holds every event and the stubs: {history}");
-
-    // It takes new writes, and stays sound.
-    let a = db.get_record("items", "a", GetOptions::default()).await.unwrap();
-    db.put_record("items", put("a", Some(a.rev), body(&[("n", 4)]))).await.unwrap();
-    db.put_record("items", put("new", None, body(&[("n", 1)]))).await.unwrap();
-    let report = db.check().await.unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(db.info().await.unwrap().record_count, expected["record_count"].as_u64().unwrap() + 1);
+    check_views(&expected, live, history);
+    takes_writes(&db, &expected).await;
     // Its size in storage: the schema's tables with their indexes, more than the rows' text alone.
     let size = db.size_bytes().await.unwrap().expect("PostgreSQL knows its size");
     let text = one(&dbs, &format!("SELECT sum(length(coalesce(body, '')))::int8 FROM {s}._events")).await;

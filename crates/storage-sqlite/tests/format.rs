@@ -10,12 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use outpost_api::{GetOptions, InfoReader, Limits, RecordReader, RecordWriter};
+use outpost_api::{InfoReader, Limits, RecordWriter};
 use serde_json::Value as Json;
 
 #[path = "common/format_scenario.rs"]
 mod format_scenario;
-use format_scenario::{answers, body, put, scenario};
+use format_scenario::{answers, check_views, scenario, takes_writes};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -126,25 +126,8 @@ async fn a_format_2_file_opens_migrated_with_everything_it_held() {
         })
         .await;
     assert_eq!(format, outpost_sqlite::FORMAT_VERSION);
-    let items = &expected["records"]["items"];
-    let live_with_n = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["deleted"] == false && r["attributes"].get("n").is_some())
-        .count();
-    assert_eq!(live, live_with_n as i64, "the items view reads the reconciled live records");
-    let item_events =
-        expected["events"].as_array().unwrap().iter().filter(|e| e["revision"]["table"] == "items").count();
-    assert!(history > item_events as i64, "the history view holds every event and the stubs: {history}");
-
-    // It takes new writes, and stays sound.
-    let a = db.get_record("items", "a", GetOptions::default()).await.unwrap();
-    db.put_record("items", put("a", Some(a.rev), body(&[("n", 4)]))).await.unwrap();
-    db.put_record("items", put("new", None, body(&[("n", 1)]))).await.unwrap();
-    let report = db.check().await.unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(db.info().await.unwrap().record_count, expected["record_count"].as_u64().unwrap() + 1);
+    check_views(&expected, live, history);
+    takes_writes(&db, &expected).await;
     // Its size in storage: the file and its WAL.
     let on_disk = std::fs::metadata(&path).unwrap().len();
     let size = db.size_bytes().await.unwrap().expect("SQLite knows its size");

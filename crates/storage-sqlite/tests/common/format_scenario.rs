@@ -154,3 +154,24 @@ pub async fn answers<S: Storage + 'static>(db: &Engine<S>) -> Json {
         "resume": db.resume_point(PEER).await.unwrap(),
     })
 }
+
+/// What the migrated fixture's views must show: `live`, the rows of the `items` view with an `n`, and
+/// `history`, the rows of `items_history`.
+pub fn check_views(expected: &Json, live: i64, history: i64) {
+    let items = expected["records"]["items"].as_array().unwrap();
+    let live_with_n = items.iter().filter(|r| r["deleted"] == false && r["attributes"].get("n").is_some()).count();
+    assert_eq!(live, live_with_n as i64, "the items view reads the reconciled live records");
+    let item_events =
+        expected["events"].as_array().unwrap().iter().filter(|e| e["revision"]["table"] == "items").count();
+    assert!(history > item_events as i64, "the history view holds every event and the stubs: {history}");
+}
+
+/// The migrated fixture takes new writes, and stays sound.
+pub async fn takes_writes<S: Storage + 'static>(db: &Engine<S>, expected: &Json) {
+    let a = db.get_record("items", "a", GetOptions::default()).await.unwrap();
+    db.put_record("items", put("a", Some(a.rev), body(&[("n", 4)]))).await.unwrap();
+    db.put_record("items", put("new", None, body(&[("n", 1)]))).await.unwrap();
+    let report = db.check().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(db.info().await.unwrap().record_count, expected["record_count"].as_u64().unwrap() + 1);
+}

@@ -59,11 +59,13 @@ impl NewRevision {
 struct Planned {
     tree: RevisionTree,
     touched: bool,
+    /// Whether the record had revisions, so a stored state, before the transaction.
+    stored: bool,
 }
 
 impl Planned {
     fn new() -> Self {
-        Planned { tree: RevisionTree::new(), touched: false }
+        Planned { tree: RevisionTree::new(), touched: false, stored: false }
     }
 }
 
@@ -90,7 +92,10 @@ impl Planner {
         let live_before =
             loaded.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
         let mut trees = HashMap::with_capacity(records.max(loaded.len()));
-        trees.extend(loaded.into_iter().map(|(key, tree)| (key, Planned { tree, touched: false })));
+        trees.extend(loaded.into_iter().map(|(key, tree)| {
+            let stored = !tree.is_empty();
+            (key, Planned { tree, touched: false, stored })
+        }));
         Planner {
             start: (head.update_seq, head.chain),
             update_seq: head.update_seq,
@@ -250,7 +255,7 @@ impl Planner {
         );
         // Each touched record's key moves into its state.
         for key in touched {
-            let tree = &trees[&key].tree;
+            let Planned { tree, stored, .. } = &trees[&key];
             let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
             let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
             if key.0 == names::TABLES_TABLE && !r.deleted {
@@ -266,7 +271,7 @@ impl Planner {
                 None => r.body.to_json(),
             };
             let (table, id) = key;
-            states.push(StoredState {
+            let state = StoredState {
                 table,
                 id,
                 rev: r.winner,
@@ -276,16 +281,19 @@ impl Planner {
                 conflicts: r.conflicts,
                 field_conflicts: r.field_conflicts,
                 seq,
-            });
+            };
+            states.push((state, !*stored));
         }
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
-        states.sort_by_key(|s| s.seq);
+        states.sort_by_key(|(s, _)| s.seq);
+        let (states, new_states): (Vec<StoredState>, Vec<bool>) = states.into_iter().unzip();
         let head = (!revisions.iter().all(|r| r.event.is_none())).then_some((update_seq, chain));
         drop(written);
         let writes = WriteSet {
             revisions: merge_stubs(revisions),
             fills_stubs,
             states,
+            new_states,
             head,
             views,
             live_records,
@@ -667,5 +675,26 @@ mod tests {
         assert_eq!(ws.states.len(), 1);
         assert_eq!((ws.states[0].rev, ws.states[0].seq), (r2, 2));
         assert_eq!(ws.live_records, 1);
+    }
+
+    #[test]
+    fn states_of_records_that_had_none_are_marked_new() {
+        // In a first transaction x is created; in a second, loaded with x's tree, x is updated and y
+        // is created.
+        let mut d = Doc::new();
+        let r1 = d.put(None, 1).unwrap();
+        let ws = d.planner.finish().unwrap();
+        assert_eq!(ws.new_states, [true]);
+        let mut tree = RevisionTree::new();
+        tree.insert(r1, RevisionNode { parent: None, deleted: false, body: Some(body(1)), seq: Some(1) });
+        let loaded: HashMap<RecordKey, RevisionTree> = [(("t".to_owned(), "x".to_owned()), tree)].into();
+        let mut planner = Planner::new(&head(), loaded, 2);
+        planner.local_write(write(Some(r1), false, body(2)), ReconcilePolicy::KeepConflicts).unwrap();
+        let y = LocalWrite { id: "y".into(), ..write(None, false, body(3)) };
+        planner.local_write(y, ReconcilePolicy::KeepConflicts).unwrap();
+        let ws = planner.finish().unwrap();
+        let flags: Vec<(&str, bool)> =
+            ws.states.iter().map(|s| s.id.as_str()).zip(ws.new_states.iter().copied()).collect();
+        assert_eq!(flags, [("x", false), ("y", true)]);
     }
 }

@@ -136,6 +136,10 @@ pub struct WriteSet {
     pub fills_stubs: bool,
     /// New reconciled states, replacing the old ones.
     pub states: Vec<StoredState>,
+    /// For each of `states`, whether its record had no state before (no revisions at all), which a
+    /// backend may insert without looking for one to replace; empty when not known (then any state
+    /// may replace one).
+    pub new_states: Vec<bool>,
     /// The new head position (when any event was written).
     pub head: Option<(u64, ChainHash)>,
     /// A resume point to store (replacing the one for the same source).

@@ -49,6 +49,7 @@ pub(crate) struct Sql {
     pub(crate) insert_events: String,
     pub(crate) fill_events: String,
     pub(crate) upsert_states: String,
+    pub(crate) insert_states: String,
     pub(crate) set_head: String,
     pub(crate) add_live_records: String,
     pub(crate) set_record_count: String,
@@ -64,6 +65,17 @@ pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, con
 /// The events of a write set, bound as arrays: each row's seq and its revision.
 const EVENTS: &str = "SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
     $7::text[], $8::bytea[]) AS u(seq, tbl, id, rev, parent, deleted, body, chain)";
+
+/// Insert states bound as arrays (`store_states` in write.rs binds them).
+fn insert_states(s: &str) -> String {
+    format!(
+        "INSERT INTO {s}._records ({STATE_COLUMNS})
+         SELECT tbl, id, rev, deleted, body, string_to_array(leaves, ' '), string_to_array(conflicts, ' '),
+           field_conflicts, seq
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[],
+           $8::text[], $9::int8[]) AS u(tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)"
+    )
+}
 
 /// The states as read (`r`), each body from its winner's event (`e`) when the state holds none.
 fn states_sql(s: &str) -> String {
@@ -173,15 +185,12 @@ impl Sql {
                  FROM u LEFT JOIN filled f ON f.tbl = u.tbl AND f.id = u.id AND f.rev = u.rev"
             ),
             upsert_states: format!(
-                "INSERT INTO {s}._records ({STATE_COLUMNS})
-                 SELECT tbl, id, rev, deleted, body, string_to_array(leaves, ' '), string_to_array(conflicts, ' '),
-                   field_conflicts, seq
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[],
-                   $8::text[], $9::int8[]) AS u(tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
-                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+                "{} ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
                    body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
-                   field_conflicts = excluded.field_conflicts, seq = excluded.seq"
+                   field_conflicts = excluded.field_conflicts, seq = excluded.seq",
+                insert_states(s)
             ),
+            insert_states: insert_states(s),
             // The notification is delivered at commit, and only if the transaction commits.
             set_head: format!(
                 "WITH u AS (UPDATE {s}._meta SET update_seq = $1, chain = $2 RETURNING 1)

@@ -564,3 +564,92 @@ async fn a_second_publisher_of_a_directory_fails_clearly_and_the_lock_is_never_a
     let client = site.db("client").await;
     ok(pull_from(&files, &client).await, "pull");
 }
+
+/// Everything a restore must keep: every event with its seq, chain hash and revision, the chain hash
+/// at every seq, the changes feed, and the knowledge rows (by peer, seq and chain).
+async fn history(db: &dyn Database) -> serde_json::Value {
+    let info = ok(db.info().await, "info");
+    let events = ok(db.events(0, 10_000).await, "events");
+    assert!(events.len() < 10_000, "one page holds the history");
+    let mut chains = Vec::new();
+    for seq in 0..=info.update_seq {
+        chains.push(ok(db.chain_hash_at(seq).await, "chain_hash_at"));
+    }
+    let changes =
+        ok(db.changes(outpost_api::ChangesRequest { since: 0, limit: 10_000, tables: None }).await, "changes");
+    let mut knowledge: Vec<(outpost_api::Uuid, u64, outpost_api::ChainHash)> =
+        ok(db.knowledge(None).await, "knowledge").iter().map(|r| (r.peer, r.peer_seq, r.peer_chain)).collect();
+    knowledge.sort();
+    json!({"events": events, "chains": chains, "changes": changes.changes, "knowledge": knowledge,
+           "record_count": info.record_count})
+}
+
+/// SPEC §18: a portable backup moves a database SQLite → PostgreSQL → SQLite with its whole history
+/// (seqs, chain hashes, trees, states) and knowledge; each restore keeps the epochs that name the
+/// backed-up seqs and begins a new one, and a peer that knew the original fast-forwards from the
+/// restored database as it would have from the original.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portable_backup_moves_a_database_to_postgresql_and_back_with_its_identity() {
+    let Some(url) = outpost_tests::postgres::test_url() else { return };
+    let site = Site::new();
+    let (original, peer) = (site.db("original").await, site.db("peer").await);
+    table(&original, "t").await;
+    table(&peer, "t").await;
+    write(&original, ids(0..300), "v1").await;
+    write(&peer, ids(250..400), "peer").await;
+    // Knowledge of a peer, conflicts from it, an epoch begun mid-history, deletes and updates after.
+    ok(replicate(&peer, &original, &Options::default()).await, "peer to original");
+    let second_epoch = ok(original.reidentify().await, "reidentify");
+    remove(&original, ids(0..20)).await;
+    write(&original, ids(20..60), "v2").await;
+    let early = site.db("early").await;
+    ok(replicate(&original, &early, &Options::default()).await, "original to an early peer");
+    let before = history(&original).await;
+    let original_epochs = ok(original.info().await, "info").epochs;
+    assert_eq!(original_epochs[1], second_epoch);
+
+    let to_pg = site.path("backup-1");
+    let identity = ok(outpost_quicksync::backup::backup(&original, &to_pg, &PublishOptions::default()).await, "backup");
+    assert_eq!(identity.epochs, original_epochs);
+    let dbs = ok(outpost_postgres::PostgresDatabases::connect_url(&url, Limits::default()).await, "connect");
+    let name = outpost_tests::postgres::unique_name("restored");
+    let genesis = ok(outpost_engine::storage::Genesis::restored(&name, &identity.epochs), "genesis");
+    let pg = ok(dbs.create_postgres_as(genesis).await, "create on PostgreSQL");
+    ok(outpost_quicksync::backup::restore(&to_pg, &*pg, &PullOptions::default()).await, "restore into PostgreSQL");
+    let new_epoch = ok(pg.restore_epochs(&identity.epochs).await, "restore the epochs");
+    ok(pg.record_knowledge(identity.knowledge_update().expect("a history")).await, "restore the knowledge");
+    assert_eq!(history(&*pg).await, before, "the same history and knowledge on PostgreSQL");
+    let epochs = ok(pg.info().await, "info").epochs;
+    assert_eq!(epochs[..2], original_epochs[..], "the epochs that name the backed-up seqs");
+    assert_eq!((epochs.len(), new_epoch.start_seq), (3, identity.update_seq + 1), "and a new one after them");
+    assert!(ok(pg.check().await, "check").problems.is_empty());
+
+    // The early peer knew the original at its last seq: from the restored database it starts there.
+    write(&*pg, ids(400..410), "after the restore").await;
+    let report = ok(replicate(&*pg, &early, &Options::default()).await, "restored to the early peer");
+    assert_eq!((report.start.origin, report.start.seq), (Origin::Direct, identity.update_seq), "{report:?}");
+    assert_eq!(report.progress.revisions_written, 10, "only what was written since");
+
+    // And back to SQLite, with the restored database's three epochs.
+    let to_sqlite = site.path("backup-2");
+    let again = ok(outpost_quicksync::backup::backup(&*pg, &to_sqlite, &PublishOptions::default()).await, "backup");
+    let genesis = ok(outpost_engine::storage::Genesis::restored("back", &again.epochs), "genesis");
+    let back =
+        ok(outpost_sqlite::create_file_as(&site.path("back.outpost"), genesis, Limits::default()).await, "create");
+    ok(outpost_quicksync::backup::restore(&to_sqlite, &back, &PullOptions::default()).await, "restore into SQLite");
+    ok(back.restore_epochs(&again.epochs).await, "restore the epochs");
+    ok(back.record_knowledge(again.knowledge_update().expect("a history")).await, "restore the knowledge");
+    assert_eq!(history(&back).await, history(&*pg).await, "the same history and knowledge on SQLite");
+    assert_eq!(ok(back.info().await, "info").epochs[..3], epochs[..]);
+    assert!(ok(back.check().await, "check").problems.is_empty());
+
+    // A restore only goes into a database that begins as the backup's, and a backup never overwrites.
+    let stranger = site.db("stranger").await;
+    let err =
+        outpost_quicksync::backup::restore(&to_sqlite, &stranger, &PullOptions::default()).await.expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    let err =
+        outpost_quicksync::backup::backup(&original, &to_pg, &PublishOptions::default()).await.expect_err("taken");
+    assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err}");
+    ok(outpost_api::Databases::delete(&dbs, &name).await, "delete");
+}

@@ -176,6 +176,7 @@ async fn pull(args: PullArgs, json: bool) -> Result<()> {
         // A bootstrap is seen by nobody until it is finished, and thrown away on any error: each file
         // may be verified as it is applied instead of read through once before.
         verify_first: bootstrap.is_none(),
+        knowledge: true,
         chunk: args.chunk,
         progress: Some(Arc::new(move |p: &PullProgress| {
             let secs = started.elapsed().as_secs_f64().max(0.001);

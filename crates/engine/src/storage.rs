@@ -55,6 +55,24 @@ impl Genesis {
         Ok(Genesis { name: name.to_owned(), head })
     }
 
+    /// The identity of a database restored from a portable backup of one whose epochs were `epochs`:
+    /// it begins as that database began (its first epoch, so its genesis chain), and replaying the
+    /// backup's events in order gives it the same seqs and chain hashes; [`crate::Engine::restore_epochs`]
+    /// then adds the later epochs and a new one. InvalidInput for an epoch list no database has.
+    pub fn restored(name: &str, epochs: &[Epoch]) -> Result<Genesis> {
+        outpost_api::names::validate_db_name(name)?;
+        let first = *epochs.first().ok_or_else(|| Error::invalid("a backup names no epoch"))?;
+        let ordered = epochs.windows(2).all(|w| w[0].start_seq < w[1].start_seq);
+        let unique = epochs.iter().enumerate().all(|(i, e)| epochs[..i].iter().all(|o| o.uuid != e.uuid));
+        if first.start_seq != 1 || !ordered || !unique {
+            return Err(Error::invalid(
+                "a backup's epochs must start at seq 1, in increasing order, each with its own uuid",
+            ));
+        }
+        let head = Head { update_seq: 0, chain: crate::hash::genesis_chain(first.uuid), epochs: vec![first] };
+        Ok(Genesis { name: name.to_owned(), head })
+    }
+
     /// The first epoch.
     pub fn epoch(&self) -> Epoch {
         self.head.epochs[0]

@@ -7,11 +7,14 @@
 //! - [`publish()`]: write what is new in a database into a directory (deltas, snapshots, manifest).
 //! - [`pull()`]: bring a database up to date from a directory or an HTTP(S) URL ([`files`]), walking
 //!   back over deltas whose history disagrees with what the database knows.
+//! - [`backup`]: portable backups in the same format, which move a database between backends with
+//!   its history, knowledge and identity.
 //!
 //! The database on either side is reached through the outpost-api traits only, so publisher and
 //! client work the same on SQLite, PostgreSQL or a remote peer.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod files;
 pub mod format;
 pub mod manifest;

@@ -54,11 +54,15 @@ pub struct PullOptions {
     /// verified as it is applied (the same checks), and the knowledge it proves is committed only
     /// after its verified end.
     pub verify_first: bool,
+    /// Record the knowledge each file proves with its last chunk (the default). Off only for a
+    /// restore, which replays a backup of this very database (whose own history the knowledge would
+    /// name) and records the backup's knowledge itself once its identity is restored (`backup.rs`).
+    pub knowledge: bool,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { chunk: 1000, progress: None, verify_first: true }
+        PullOptions { chunk: 1000, progress: None, verify_first: true, knowledge: true }
     }
 }
 
@@ -122,6 +126,27 @@ pub struct PullReport {
     pub warnings: Vec<String>,
 }
 
+impl PullReport {
+    /// The report of a pull that applied nothing (yet).
+    pub fn empty(location: &str) -> Self {
+        PullReport {
+            location: location.to_owned(),
+            db: None,
+            start: PullStart::UpToDate,
+            applied: vec![],
+            walked_back: vec![],
+            entries: 0,
+            skipped: 0,
+            written: 0,
+            bytes: 0,
+            end_seq: 0,
+            end_chain: None,
+            duration_ms: 0,
+            warnings: vec![],
+        }
+    }
+}
+
 /// Where applying starts: a delta's index (the number of deltas when none is left to apply) and the
 /// seq up to which its entries are already held.
 struct Start {
@@ -156,21 +181,7 @@ pub async fn pull(files: &dyn Files, target: &dyn Database, options: &PullOption
         options,
         progress: PullProgress::default(),
         bytes: Arc::new(AtomicU64::new(0)),
-        report: PullReport {
-            location: files.location().to_owned(),
-            db: None,
-            start: PullStart::UpToDate,
-            applied: vec![],
-            walked_back: vec![],
-            entries: 0,
-            skipped: 0,
-            written: 0,
-            bytes: 0,
-            end_seq: 0,
-            end_chain: None,
-            duration_ms: 0,
-            warnings: vec![],
-        },
+        report: PullReport::empty(files.location()),
     };
     // Choose every file first, fetch and verify them all, and only then apply: damaged or lying
     // input is refused while the database is still untouched.
@@ -391,7 +402,11 @@ impl Pull<'_> {
         // The last chunk commits with what the whole file proves: every event of the files'
         // database up to its end is now held here.
         let update = KnowledgeUpdate { source: row.db, source_seq: row.end_seq, source_chain: row.end_chain, imported };
-        self.report.written += self.target.put_revisions_with_knowledge(revisions, update).await?.written;
+        self.report.written += if self.options.knowledge {
+            self.target.put_revisions_with_knowledge(revisions, update).await?.written
+        } else {
+            self.target.put_revisions(revisions, None).await?.written
+        };
         self.tell();
         self.report.applied.push(row.file.clone());
         self.report.db = Some(row.db);

@@ -142,8 +142,14 @@ impl PostgresDatabases {
 
     /// Create a database as its concrete type.
     pub async fn create_postgres(&self, name: &str) -> Result<Arc<PostgresDatabase>> {
+        self.create_postgres_as(Genesis::new(name)?).await
+    }
+
+    /// Create a database with the identity `genesis` (a restore from a portable backup begins as the
+    /// original began: `Genesis::restored`).
+    pub async fn create_postgres_as(&self, genesis: Genesis) -> Result<Arc<PostgresDatabase>> {
+        let name = genesis.name.as_str();
         let schema = schema::schema_of(name)?;
-        let genesis = Genesis::new(name)?;
         let target = &self.shared.target;
         let mut open = self.shared.open.lock().await;
         let mut client = self.shared.conn().await?;

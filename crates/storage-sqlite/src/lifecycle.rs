@@ -151,7 +151,13 @@ impl SqliteStorage {
 
 /// Create a new database file at `path` named `name`. AlreadyExists if the file exists.
 pub async fn create_file(path: &Path, name: &str, limits: Limits) -> Result<SqliteDatabase> {
-    let (path, genesis) = (path.to_owned(), Genesis::new(name)?);
+    create_file_as(path, Genesis::new(name)?, limits).await
+}
+
+/// Create a new database file at `path` with the identity `genesis` (a restore from a portable backup
+/// begins as the original began: `Genesis::restored`). AlreadyExists if the file exists.
+pub async fn create_file_as(path: &Path, genesis: Genesis, limits: Limits) -> Result<SqliteDatabase> {
+    let path = path.to_owned();
     let storage = blocking(move || SqliteStorage::create(&path, &genesis)).await??;
     outpost_engine::Engine::new(storage, limits).await
 }

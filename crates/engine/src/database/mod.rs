@@ -143,6 +143,31 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Finish a restore from a portable backup of a database whose epochs were `epochs`, once its
+    /// events were replayed (SPEC §6, §18): the later epochs that name the replayed seqs are added as
+    /// they were, so peers that knew them still fast-forward over those seqs, then a new epoch begins
+    /// at `update_seq + 1` (the original may have written past the backup). InvalidInput when this
+    /// database did not begin as the backup's (`storage::Genesis::restored`), or an epoch starts past
+    /// what was replayed.
+    pub async fn restore_epochs(&self, epochs: &[Epoch]) -> Result<Epoch> {
+        let head = self.store()?.head().await?;
+        if head.epochs != epochs[..1.min(epochs.len())] {
+            return Err(Error::invalid("this database did not begin as the backup's: restore into a new one"));
+        }
+        if let Some(e) = epochs.iter().find(|e| e.start_seq > head.update_seq + 1) {
+            return Err(Error::invalid(format!(
+                "epoch {} starts at seq {}, past the {} events replayed",
+                e.uuid, e.start_seq, head.update_seq
+            )));
+        }
+        // An epoch begun right after the last replayed seq names none of them: the new one stands for it.
+        for epoch in epochs[1..].iter().filter(|e| e.start_seq <= head.update_seq) {
+            let txn = self.begin().await?;
+            self.commit(txn, WriteSet { epoch: Some(*epoch), ..WriteSet::default() }).await?;
+        }
+        self.reidentify().await
+    }
+
     /// Begin a new epoch (SPEC §6): a fresh uuid naming this database from `update_seq + 1` on. Used
     /// after a copy or restore so that no two databases share a (uuid, seq) pair.
     pub async fn reidentify(&self) -> Result<Epoch> {

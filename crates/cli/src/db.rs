@@ -20,8 +20,11 @@ pub async fn run(cmd: DbCommand, json: bool) -> Result<ExitCode> {
         DbCommand::List { dir } => list(&dir, json).await?,
         DbCommand::Check { db } => return check(&db, json).await,
         DbCommand::Reidentify { db } => reidentify(&db, json).await?,
-        DbCommand::Backup { db, file } => backup(&db, &file, json).await?,
-        DbCommand::Restore { file, path, name } => restore(&file, &path, name, json).await?,
+        DbCommand::Backup { db, file, portable } => backup(&db, &file, portable, json).await?,
+        DbCommand::Restore { file, target, name } if crate::backup::is_portable(&file) => {
+            crate::backup::restore(&file, &target, name, json).await?
+        }
+        DbCommand::Restore { file, target, name } => restore(&file, Path::new(&target), name, json).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -155,8 +158,11 @@ async fn reidentify(db: &str, json: bool) -> Result<()> {
     }
 }
 
-async fn backup(db: &str, file: &Path, json: bool) -> Result<()> {
+async fn backup(db: &str, file: &Path, portable: bool, json: bool) -> Result<()> {
     let locator: Locator = db.parse()?;
+    if portable || !matches!(locator, Locator::File(_)) {
+        return crate::backup::write(db, file, json).await;
+    }
     let db = locator.open(Limits::default()).await?;
     let bar = spinner(&format!("backing up {locator}"));
     let done = db.engine("db backup")?.backup(file).await;

@@ -218,11 +218,9 @@ impl LocalEngine {
     pub async fn backup(&self, to: &Path) -> Result<()> {
         match self {
             LocalEngine::Sqlite(db) => outpost_sqlite::backup(db, to).await,
-            // A schema is backed up with PostgreSQL's own tools; restoring one must begin a new epoch
-            // (`outpost db reidentify`).
+            // `outpost db backup` writes a portable backup of a PostgreSQL database (`backup.rs`).
             LocalEngine::Postgres(_) => Err(Error::invalid(format!(
-                "db backup writes SQLite files; back up a PostgreSQL database with pg_dump --schema, and run \
-                 `outpost db reidentify` on it after restoring ({})",
+                "a PostgreSQL database's backup is portable: a directory of quicksync files ({})",
                 to.display()
             ))),
         }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod attrs;
+mod backup;
 mod cert;
 mod db;
 mod locator;
@@ -172,21 +173,34 @@ enum DbCommand {
         /// The database locator (a SQLite file path).
         db: String,
     },
-    /// Write a consistent backup of a database to a new file while writers go on.
+    /// Write a consistent backup of a database while writers go on: a copy of a SQLite file, or with
+    /// --portable (always for PostgreSQL and servers) a directory of quicksync files that restores
+    /// into SQLite or PostgreSQL with the database's whole history, epochs and knowledge.
+    #[command(after_help = "Examples:\n  outpost db backup field.outpost field-backup.outpost\n  \
+                            outpost db backup field.outpost ./field-backup --portable\n  \
+                            outpost --db field db backup postgres://app@db.internal/outpost ./field-backup")]
     Backup {
-        /// The database locator (a SQLite file path).
+        /// The database locator: a SQLite file path, a postgres:// URL with --db, or an http(s)://…/dbs/NAME URL.
         db: String,
-        /// The backup file to write (it must not exist).
+        /// The backup to write: a file (a SQLite copy) or, portable, a directory (new or empty).
         file: PathBuf,
+        /// Write a portable backup (a directory) of a SQLite database too.
+        #[arg(long)]
+        portable: bool,
     },
-    /// Restore a database from a backup (or a copied database file) into a new file. The restored
-    /// database begins a new identity epoch, so peers never mistake it for the original.
+    /// Restore a database from a backup into a new database. The restored database begins a new
+    /// identity epoch, so peers never mistake it for the original; restored from a portable backup it
+    /// keeps the original's epochs for the seqs the backup holds, so peers that knew them still
+    /// fast-forward over them.
+    #[command(after_help = "Examples:\n  outpost db restore field-backup.outpost field.outpost\n  \
+                            outpost --db field db restore ./field-backup postgres://app@db.internal/outpost")]
     Restore {
-        /// The backup file (written by `outpost db backup`, or a copy of a database file).
+        /// The backup: a file written by `outpost db backup` (or a copy of a database file), or a
+        /// portable backup's directory.
         file: PathBuf,
-        /// The database file to create (it must not exist).
-        path: PathBuf,
-        /// The database name (default: the file name without its extension).
+        /// The database to create: a file path, or (from a portable backup) a postgres:// URL with --db.
+        target: String,
+        /// The database name (default: the file name without its extension, or --db).
         #[arg(long)]
         name: Option<String>,
     },

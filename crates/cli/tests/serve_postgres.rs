@@ -198,3 +198,58 @@ fn commands_take_a_postgres_url_and_db_name() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(server.databases().delete(&name)).unwrap();
 }
+
+#[test]
+fn a_portable_backup_moves_a_database_from_a_file_to_postgresql_and_back() {
+    let Some(pg) = test_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = outpost(args);
+        assert_eq!(code, 0, "outpost {}\n{out}\n{err}", args.join(" "));
+        out
+    };
+    let json = |args: &[&str]| -> serde_json::Value { serde_json::from_str(&ok(args)).unwrap() };
+    let file = at("field.outpost");
+    ok(&["db", "create", &file]);
+    ok(&["table", "create", &file, "people"]);
+    for (id, age) in [("ann", "41"), ("bob", "7"), ("cy", "19")] {
+        ok(&["put", &file, "people", id, &format!("age={age}")]);
+    }
+    ok(&["delete", &file, "people", "bob"]);
+    let original = json(&["db", "info", &file, "--json"]);
+
+    let backup = at("field-backup");
+    let written = json(&["db", "backup", &file, &backup, "--portable", "--json"]);
+    assert_eq!(written["update_seq"], original["update_seq"]);
+    // Into PostgreSQL: the same history (update_seq, chain), the original's epoch and a new one.
+    let name = unique("restored");
+    let restored = json(&["db", "restore", &backup, &pg, "--db", &name, "--json"]);
+    let info = &restored["info"];
+    assert_eq!((&info["update_seq"], &info["record_count"]), (&original["update_seq"], &original["record_count"]));
+    assert_eq!(info["epochs"][0], original["epochs"][0], "{restored}");
+    assert_eq!(info["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(restored["new_epoch"]["start_seq"], original["update_seq"].as_u64().unwrap() + 1);
+    assert!(ok(&["db", "check", &pg, "--db", &name]).starts_with("ok"));
+    let got = json(&["get", &pg, "--db", &name, "people", "ann", "--json"]);
+    assert_eq!(got["attributes"]["age"], serde_json::json!({"int": "41"}));
+
+    // A write under the new epoch, then a PostgreSQL database's backup (portable by itself), back
+    // into a new file: the three epochs that name its seqs.
+    ok(&["put", &pg, "--db", &name, "people", "dee", "age=3"]);
+    let again = at("pg-backup");
+    ok(&["db", "backup", &pg, "--db", &name, &again]);
+    let back = at("back.outpost");
+    let home = json(&["db", "restore", &again, &back, "--json"]);
+    let moved = json(&["db", "info", &pg, "--db", &name, "--json"]);
+    assert_eq!(home["info"]["chain"], moved["chain"], "the same history again");
+    assert_eq!(home["info"]["epochs"].as_array().unwrap().len(), 3);
+    assert!(ok(&["db", "check", &back]).starts_with("ok"));
+    // Nothing is ever overwritten: the backup directory and the target file are taken now.
+    assert_eq!(outpost(&["db", "backup", &file, &backup, "--portable"]).0, 6);
+    assert_eq!(outpost(&["db", "restore", &again, &back]).0, 6);
+
+    let server = Server::start(&pg);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(server.databases().delete(&name)).unwrap();
+}

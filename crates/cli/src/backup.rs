@@ -115,7 +115,9 @@ async fn into_file(
     Ok((outpost_api::InfoReader::info(&db).await?, epoch))
 }
 
-/// Into a new PostgreSQL schema, deleted again when the restore fails.
+/// Into a new PostgreSQL database, built under a temporary name (`restoring-…`) and renamed to its
+/// own only when whole, with its new epoch and knowledge: no server serves it half-made under the
+/// original's uuid. Deleted again when the restore fails.
 async fn into_postgres(
     dir: &Path,
     url: &str,
@@ -124,16 +126,21 @@ async fn into_postgres(
 ) -> Result<(outpost_api::DbInfo, outpost_api::Epoch)> {
     let dbs = outpost_postgres::PostgresDatabases::connect_url(url, Limits::default()).await?;
     let name = genesis.name.clone();
-    let db = dbs.create_postgres_as(genesis).await?;
+    if dbs.list().await?.contains(&name) {
+        return Err(Error::already_exists(format!("database {name:?} exists; restore into a new one")));
+    }
+    let aside = format!("restoring-{}", &outpost_api::Uuid::new_v4().simple().to_string()[..12]);
+    let db = dbs.create_postgres_as(Genesis { name: aside.clone(), ..genesis }).await?;
     let restored = async {
         let (identity, _) = backup::restore(dir, &*db, options).await?;
         let epoch = finish(&*db, &identity).await?;
+        let db = dbs.rename(&aside, &name).await?;
         Ok::<_, Error>((outpost_api::InfoReader::info(&*db).await?, epoch))
     }
     .await;
     if restored.is_err() {
-        if let Err(e) = dbs.delete(&name).await {
-            tracing::warn!(db = %name, error = %e, "removing a failed restore");
+        if let Err(e) = dbs.delete(&aside).await {
+            tracing::warn!(db = %aside, error = %e, "removing a failed restore");
         }
     }
     restored

@@ -231,6 +231,7 @@ fn a_portable_backup_moves_a_database_from_a_file_to_postgresql_and_back() {
     assert_eq!(info["epochs"].as_array().unwrap().len(), 2);
     assert_eq!(restored["new_epoch"]["start_seq"], original["update_seq"].as_u64().unwrap() + 1);
     assert!(ok(&["db", "check", &pg, "--db", &name]).starts_with("ok"));
+    assert!(!ok(&["db", "list", &pg]).contains("restoring-"), "built aside, then renamed");
     let got = json(&["get", &pg, "--db", &name, "people", "ann", "--json"]);
     assert_eq!(got["attributes"]["age"], serde_json::json!({"int": "41"}));
 
@@ -245,9 +246,11 @@ fn a_portable_backup_moves_a_database_from_a_file_to_postgresql_and_back() {
     assert_eq!(home["info"]["chain"], moved["chain"], "the same history again");
     assert_eq!(home["info"]["epochs"].as_array().unwrap().len(), 3);
     assert!(ok(&["db", "check", &back]).starts_with("ok"));
-    // Nothing is ever overwritten: the backup directory and the target file are taken now.
+    // Nothing is ever overwritten: the backup directory, the target file and the PostgreSQL database
+    // are taken now.
     assert_eq!(outpost(&["db", "backup", &file, &backup, "--portable"]).0, 6);
     assert_eq!(outpost(&["db", "restore", &again, &back]).0, 6);
+    assert_eq!(outpost(&["db", "restore", &backup, &pg, "--db", &name]).0, 6);
 
     let server = Server::start(&pg);
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -108,16 +108,18 @@ pub fn retained(seqs: &BTreeSet<u64>) -> BTreeSet<u64> {
     kept
 }
 
-/// The stored rows (peer, peer seq) a write that records `new` lets go: for each peer `new` names,
-/// its stored rows that [`retained`] does not keep among the stored and new rows together. Rows of
-/// other peers are left as they are; new rows are always stored (pruned by a later write if ever).
+/// The stored rows (peer, peer seq) a write that records `new` lets go: for each peer and source
+/// (`via`) `new` names, the stored rows of that peer learned from that source which [`retained`] does
+/// not keep among them and the new ones. Pruning per source means a source can only push out rows
+/// it gave: rows learned directly, or through others, never go for rows a source made up. Other rows
+/// are left as they are; new rows are always stored (pruned by a later write if ever).
 pub fn forgotten(stored: &[KnowledgeRow], new: &[KnowledgeRow]) -> Vec<(Uuid, u64)> {
-    let peers: BTreeSet<Uuid> = new.iter().map(|r| r.peer).collect();
+    let groups: BTreeSet<(Uuid, Option<Uuid>)> = new.iter().map(|r| (r.peer, r.via)).collect();
     let mut out = Vec::new();
-    for peer in peers {
-        let held: BTreeSet<u64> = stored.iter().filter(|r| r.peer == peer).map(|r| r.peer_seq).collect();
-        let all: BTreeSet<u64> =
-            held.iter().copied().chain(new.iter().filter(|r| r.peer == peer).map(|r| r.peer_seq)).collect();
+    for (peer, via) in groups {
+        let of = |r: &&KnowledgeRow| r.peer == peer && r.via == via;
+        let held: BTreeSet<u64> = stored.iter().filter(of).map(|r| r.peer_seq).collect();
+        let all: BTreeSet<u64> = held.iter().copied().chain(new.iter().filter(of).map(|r| r.peer_seq)).collect();
         let kept = retained(&all);
         out.extend(held.difference(&kept).map(|seq| (peer, *seq)));
     }
@@ -240,5 +242,22 @@ mod tests {
         let seqs: Vec<u64> = gone.iter().map(|(_, s)| *s).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
         assert!(forgotten(&stored, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_source_cannot_push_out_rows_it_did_not_give() {
+        // Rows about peer 1 learned directly; a source (uuid 9) sends rows about peer 1 far ahead.
+        let direct: Vec<KnowledgeRow> = [100, 500, 1000].iter().map(|s| row(1, *s, 1)).collect();
+        let forged: Vec<KnowledgeRow> = [1001, 1 << 40, (1 << 40) + 1, (1 << 40) + 2, (1 << 40) + 3]
+            .iter()
+            .map(|s| KnowledgeRow { via: Some(uuid(9)), ..row(1, *s, 1) })
+            .collect();
+        assert!(forgotten(&direct, &forged).is_empty(), "the direct rows stay");
+        // The same source's own earlier rows are pruned against its new ones.
+        let earlier: Vec<KnowledgeRow> =
+            (1..=10).map(|s| KnowledgeRow { via: Some(uuid(9)), ..row(1, s, 1) }).collect();
+        let stored: Vec<KnowledgeRow> = direct.iter().chain(&earlier).cloned().collect();
+        let gone = forgotten(&stored, &[KnowledgeRow { via: Some(uuid(9)), ..row(1, 11, 1) }]);
+        assert_eq!(gone.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
     }
 }

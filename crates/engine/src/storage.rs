@@ -61,14 +61,8 @@ impl Genesis {
     /// then adds the later epochs and a new one. InvalidInput for an epoch list no database has.
     pub fn restored(name: &str, epochs: &[Epoch]) -> Result<Genesis> {
         outpost_api::names::validate_db_name(name)?;
-        let first = *epochs.first().ok_or_else(|| Error::invalid("a backup names no epoch"))?;
-        let ordered = epochs.windows(2).all(|w| w[0].start_seq < w[1].start_seq);
-        let unique = epochs.iter().enumerate().all(|(i, e)| epochs[..i].iter().all(|o| o.uuid != e.uuid));
-        if first.start_seq != 1 || !ordered || !unique {
-            return Err(Error::invalid(
-                "a backup's epochs must start at seq 1, in increasing order, each with its own uuid",
-            ));
-        }
+        check_epochs(epochs)?;
+        let first = epochs[0];
         let head = Head { update_seq: 0, chain: crate::hash::genesis_chain(first.uuid), epochs: vec![first] };
         Ok(Genesis { name: name.to_owned(), head })
     }
@@ -77,6 +71,17 @@ impl Genesis {
     pub fn epoch(&self) -> Epoch {
         self.head.epochs[0]
     }
+}
+
+/// An epoch list as a database has one: not empty, the first from seq 1, in increasing order of
+/// start, each with its own uuid. InvalidInput otherwise.
+pub fn check_epochs(epochs: &[Epoch]) -> Result<()> {
+    let ordered = epochs.windows(2).all(|w| w[0].start_seq < w[1].start_seq);
+    let unique = epochs.iter().enumerate().all(|(i, e)| epochs[..i].iter().all(|o| o.uuid != e.uuid));
+    if epochs.first().is_none_or(|e| e.start_seq != 1) || !ordered || !unique {
+        return Err(Error::invalid("epochs must start at seq 1, in increasing order, each with its own uuid"));
+    }
+    Ok(())
 }
 
 /// Which entries a filtered changes feed carries: the states of `tables`, and the states of the

@@ -95,6 +95,7 @@ fn method_label(method: &Method) -> &'static str {
         Method::POST => "POST",
         Method::PUT => "PUT",
         Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
@@ -195,13 +196,14 @@ fn jobs(state: &AppState, caller: &Caller, registry: &mut Registry) {
 }
 
 /// Each database the caller sees: update_seq, live records and bytes in storage. A database deleted
-/// while scraped is left out.
+/// while scraped is left out; one that cannot be read is counted apart and logged.
 async fn databases(state: &AppState, caller: &Caller, registry: &mut Registry) -> ApiResult<()> {
     let (seqs, records, sizes) = (
         Family::<DbLabels, Gauge>::default(),
         Family::<DbLabels, Gauge>::default(),
         Family::<DbLabels, Gauge>::default(),
     );
+    let unreadable = Gauge::<i64>::default();
     for name in state.dbs.list().await? {
         if !caller.sees(&name) {
             continue;
@@ -213,7 +215,12 @@ async fn databases(state: &AppState, caller: &Caller, registry: &mut Registry) -
         let (info, size) = match figures.await {
             Ok(figures) => figures,
             Err(e) if e.kind == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.context(format!("database {name:?}")).into()),
+            // One database that cannot be read does not take the others' figures with it.
+            Err(e) => {
+                tracing::warn!(db = %name, error = %e, "reading a database's figures for /metrics");
+                unreadable.inc();
+                continue;
+            }
         };
         let labels = DbLabels { db: name };
         seqs.get_or_create(&labels).set(gauge_value(info.update_seq));
@@ -225,6 +232,7 @@ async fn databases(state: &AppState, caller: &Caller, registry: &mut Registry) -
     registry.register("database_update_seq", "The seq of a database's latest revision event", seqs);
     registry.register("database_records", "Live records of a database (in user tables)", records);
     registry.register_with_unit("database_size", "Bytes a database takes in its storage", Unit::Bytes, sizes);
+    registry.register("databases_unreadable", "Databases whose figures could not be read (see the log)", unreadable);
     Ok(())
 }
 

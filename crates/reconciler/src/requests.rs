@@ -58,7 +58,7 @@ fn revs_parts(items: Vec<RecordRevs>, options: &Options) -> Vec<Vec<RecordRevs>>
     let budget = options.max_request_bytes.max(1);
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
-        if revs_size(&item) <= budget {
+        if revs_size(&item) <= budget || item.revs.is_empty() {
             entries.push(item);
             continue;
         }

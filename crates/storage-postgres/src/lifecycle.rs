@@ -198,6 +198,50 @@ impl PostgresDatabases {
     }
 }
 
+impl PostgresDatabases {
+    /// Give database `from` the name `to` in one transaction (its schema, its registry row and the
+    /// name it records), so that a database built under a temporary name — a restore — appears under
+    /// its own only whole. AlreadyExists when `to` is taken (by a database or another schema),
+    /// NotFound when `from` does not exist. Its engine is closed first: it names the schema in its SQL.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<Arc<PostgresDatabase>> {
+        let (old, new) = (schema::schema_of(from)?, schema::schema_of(to)?);
+        let target = &self.shared.target;
+        self.shared.forget(from).await;
+        let mut client = self.shared.conn().await?;
+        let tx = client.transaction().await.map_err(|e| self.shared.pg(e))?;
+        schema::lock_ddl(&tx, target).await?;
+        let registry = schema::ident(REGISTRY);
+        let listed = |name: &str| {
+            let sql = format!("SELECT 1 FROM {registry}.databases WHERE name = $1");
+            let name = name.to_owned();
+            let tx = &tx;
+            async move { tx.query_opt(&sql, &[&name]).await.map(|r| r.is_some()) }
+        };
+        if !listed(from).await.map_err(|e| self.shared.pg(e))? {
+            return Err(Error::not_found(format!("database {from:?} does not exist")));
+        }
+        let schema_taken = tx
+            .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&to])
+            .await
+            .map_err(|e| self.shared.pg(e))?
+            .is_some();
+        if schema_taken || listed(to).await.map_err(|e| self.shared.pg(e))? {
+            return Err(Error::already_exists(format!("database {to:?} exists")));
+        }
+        tx.batch_execute(&format!("ALTER SCHEMA {old} RENAME TO {new}")).await.map_err(|e| self.shared.pg(e))?;
+        tx.execute(
+            &format!("UPDATE {registry}.databases SET name = $2, schema_name = $2 WHERE name = $1"),
+            &[&from, &to],
+        )
+        .await
+        .map_err(|e| self.shared.pg(e))?;
+        tx.execute(&format!("UPDATE {new}._meta SET name = $1"), &[&to]).await.map_err(|e| self.shared.pg(e))?;
+        tx.commit().await.map_err(|e| self.shared.pg(e))?;
+        drop(client);
+        self.open_postgres(to).await
+    }
+}
+
 #[async_trait]
 impl Databases for PostgresDatabases {
     async fn list(&self) -> Result<Vec<String>> {

@@ -221,3 +221,31 @@ async fn a_lost_listener_reconnects_and_catches_up() {
     assert!(wrote.elapsed() < Duration::from_secs(10));
     a.delete(&name).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_renamed_whole_and_never_onto_a_taken_name() {
+    let Some(url) = test_url() else { return };
+    let dbs = connect(&url).await;
+    let (from, to, taken) = (unique("aside"), unique("final"), unique("taken"));
+    let db: Arc<dyn Database> = dbs.create_postgres(&from).await.unwrap();
+    db.create_table(NewTable { name: "t".into(), ..NewTable::default() }).await.unwrap();
+    let written = db.put_record("t", put("a", serde_json::json!({"n": 1}))).await.unwrap().rev;
+    let before = db.info().await.unwrap();
+    dbs.create(&taken).await.unwrap();
+    assert_eq!(dbs.rename(&from, &taken).await.err().unwrap().kind, ErrorKind::AlreadyExists);
+    assert_eq!(dbs.rename(&unique("none"), &to).await.err().unwrap().kind, ErrorKind::NotFound);
+    let engine = dbs.rename(&from, &to).await.unwrap();
+    let renamed: &dyn Database = &*engine;
+    let after = renamed.info().await.unwrap();
+    assert_eq!((after.name.as_str(), after.uuid, after.chain), (to.as_str(), before.uuid, before.chain));
+    assert_eq!(renamed.get_record("t", "a", Default::default()).await.unwrap().rev, written);
+    let listed = dbs.list().await.unwrap();
+    assert!(listed.contains(&to) && !listed.contains(&from), "{listed:?}");
+    // Its views moved with it, and it takes writes under its new name.
+    assert_eq!(sql_rows(&url, &format!("SELECT count(*) FROM \"{to}\".t")).await.len(), 1);
+    renamed.put_record("t", put("b", serde_json::json!({"n": 2}))).await.unwrap();
+    assert!(engine.check().await.unwrap().problems.is_empty());
+    for name in [to, taken] {
+        dbs.delete(&name).await.unwrap();
+    }
+}

@@ -290,17 +290,21 @@ impl Storage for SqliteStorage {
     async fn size_bytes(&self) -> Result<Option<u64>> {
         // The file and its WAL (the shared-memory index is not data); a WAL checkpointed away and
         // removed counts nothing.
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let mut total = 0;
-        for path in [self.path.clone(), PathBuf::from(wal)] {
-            match std::fs::metadata(&path) {
-                Ok(meta) => total += meta.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != self.path => {}
-                Err(e) => return Err(Error::internal(format!("{}: {e}", path.display()))),
+        let file = self.path.clone();
+        blocking(move || {
+            let mut wal = file.clone().into_os_string();
+            wal.push("-wal");
+            let mut total = 0;
+            for path in [file.clone(), PathBuf::from(wal)] {
+                match std::fs::metadata(&path) {
+                    Ok(meta) => total += meta.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != file => {}
+                    Err(e) => return Err(Error::internal(format!("{}: {e}", path.display()))),
+                }
             }
-        }
-        Ok(Some(total))
+            Ok(Some(total))
+        })
+        .await?
     }
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {

@@ -150,6 +150,7 @@ impl<S: Storage> Engine<S> {
     /// database did not begin as the backup's (`storage::Genesis::restored`), or an epoch starts past
     /// what was replayed.
     pub async fn restore_epochs(&self, epochs: &[Epoch]) -> Result<Epoch> {
+        crate::storage::check_epochs(epochs)?;
         let head = self.store()?.head().await?;
         if head.epochs != epochs[..1.min(epochs.len())] {
             return Err(Error::invalid("this database did not begin as the backup's: restore into a new one"));

@@ -162,6 +162,7 @@ async fn metrics_over_a_socket_hold_every_family_and_only_what_the_token_may_see
             ("outpost_database_update_seq", "gauge"),
             ("outpost_database_records", "gauge"),
             ("outpost_database_size_bytes", "gauge"),
+            ("outpost_databases_unreadable", "gauge"),
         ];
         for (family, kind) in families {
             assert_eq!(types.get(family).map(String::as_str), Some(kind), "{family} in {text}");
@@ -176,6 +177,7 @@ async fn metrics_over_a_socket_hold_every_family_and_only_what_the_token_may_see
         let latency = [("route", "/dbs/{db}/tables/{table}/records/{id}"), ("method", "PUT")];
         assert_eq!(value(&samples, "outpost_http_request_duration_seconds_count", &latency), Some(3.0));
         assert!(value(&samples, "outpost_http_connections_open", &[]) >= Some(2.0), "the scrape and the poll");
+        assert_eq!(value(&samples, "outpost_databases_unreadable", &[]), Some(0.0));
         assert_eq!(value(&samples, "outpost_replication_jobs", &[("state", "running")]), Some(1.0));
         let forward = [("job", id.as_str()), ("direction", "forward")];
         assert_eq!(value(&samples, "outpost_replication_job_revisions_written_total", &forward), Some(4.0), "{text}");

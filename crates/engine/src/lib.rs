@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod compact;
 mod database;
 pub mod hash;
 mod knowledge;

@@ -162,12 +162,11 @@ fn jobs(state: &AppState, caller: &Caller, registry: &mut Registry) {
         Family::<JobLabels, Counter>::default(),
     );
     let (position, head) = (Family::<JobLabels, Gauge>::default(), Family::<JobLabels, Gauge>::default());
-    for job_state in ["running", "completed", "failed", "cancelled"] {
-        counts.get_or_create(&StateLabels { state: job_state.into() }).set(0);
+    for job_state in JobState::ALL {
+        counts.get_or_create(&StateLabels { state: job_state.as_str().into() }).set(0);
     }
     for job in state.jobs.list().into_iter().filter(|job| crate::routes::replicate::visible(caller, job)) {
-        let name = serde_json::to_value(job.state).ok().and_then(|v| v.as_str().map(str::to_owned));
-        counts.get_or_create(&StateLabels { state: name.unwrap_or_default() }).inc();
+        counts.get_or_create(&StateLabels { state: job.state.as_str().into() }).inc();
         if job.state != JobState::Running {
             continue;
         }

@@ -50,6 +50,21 @@ pub enum JobState {
     Cancelled,
 }
 
+impl JobState {
+    /// The state as the API writes it: `running`, `completed`, `failed` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Every state.
+    pub const ALL: [JobState; 4] = [JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled];
+}
+
 /// A replication job as `/replicate` answers it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Job {
@@ -468,6 +483,13 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_states_name_is_the_one_the_api_writes() {
+        for state in JobState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 
     #[test]
     fn a_job_error_shows_no_addresses_paths_or_os_texts() {

@@ -351,7 +351,12 @@ async fn a_server_publishes_on_its_schedule_and_serves_the_files_for_a_pull_over
     let dbs =
         std::sync::Arc::new(ok(outpost_sqlite::SqliteDatabases::new(site.path("data"), Limits::default()), "data"));
     let root = site.path("data").join("quicksync");
-    let schedule = outpost_server::PublishSchedule { every: 100, interval: None, snapshot_every: 1_000 };
+    let schedule = outpost_server::PublishSchedule {
+        every: 100,
+        interval: None,
+        snapshot_every: 1_000,
+        deltas_after_snapshot: true,
+    };
     let state =
         outpost_server::AppState::new(dbs.clone(), Limits::default()).with_quicksync(&root).with_publishing(schedule);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -367,14 +372,21 @@ async fn a_server_publishes_on_its_schedule_and_serves_the_files_for_a_pull_over
     let update_seq = ok(db.info().await, "info").update_seq;
     // Published by count (every 100 events): wait until the files reach what was written.
     let mut reached = None;
+    let mut manifest = None;
     for _ in 0..600 {
-        reached = Manifest::read(&root.join("stock")).ok().flatten().and_then(|m| m.deltas().last().map(|d| d.end_seq));
+        manifest = Manifest::read(&root.join("stock")).ok().flatten();
+        reached = manifest.as_ref().map(|m| m.rows.iter().map(|r| r.end_seq).max().unwrap_or(0));
         if reached == Some(update_seq) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(reached, Some(update_seq), "the server published everything written");
+    // Its deltas start after its first snapshot, as scheduled: nothing before it is written twice.
+    let manifest = manifest.expect("a manifest");
+    let snapshot = manifest.latest_snapshot().expect("a snapshot");
+    let first_delta = manifest.deltas().first().map(|d| d.start_seq);
+    assert!(first_delta.is_none_or(|start| start > 1 && start <= snapshot.end_seq + 1), "{manifest:?}");
     write(&*db, ids(0..3), "tail").await;
 
     let client = site.db("client").await;

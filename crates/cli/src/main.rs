@@ -141,6 +141,10 @@ struct ServeArgs {
     /// With --publish-every: a new snapshot once this many events follow the latest one.
     #[arg(long, value_name = "N", requires = "publish_every", default_value_t = outpost_quicksync::publish::DEFAULT_SNAPSHOT_EVERY)]
     publish_snapshot_every: u64,
+    /// With --publish-every: a database's first publish writes only its snapshot, and its deltas start
+    /// after it (its history so far written once, not twice).
+    #[arg(long, requires = "publish_every")]
+    publish_deltas_after_snapshot: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -447,6 +451,7 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
                 every,
                 interval: args.publish_interval.map(std::time::Duration::from_secs),
                 snapshot_every: args.publish_snapshot_every,
+                deltas_after_snapshot: args.publish_deltas_after_snapshot,
             });
             let flags = serve::Flags {
                 config: args.config,

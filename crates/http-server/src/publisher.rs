@@ -24,6 +24,9 @@ pub struct PublishSchedule {
     pub interval: Option<Duration>,
     /// A new snapshot once this many events follow the latest one.
     pub snapshot_every: u64,
+    /// A database's first publish writes only its snapshot, and deltas start after it
+    /// (`PublishOptions::deltas_after_snapshot`): its history so far is written once, not twice.
+    pub deltas_after_snapshot: bool,
 }
 
 /// The scheduled publisher: started by [`crate::serve`] when the state has a schedule; stops when
@@ -103,6 +106,7 @@ impl Publisher {
         let options = PublishOptions {
             every: self.schedule.every,
             snapshot_every: self.schedule.snapshot_every,
+            deltas_after_snapshot: self.schedule.deltas_after_snapshot,
             ..PublishOptions::default()
         };
         let report = outpost_quicksync::publish(&*db, &dir, &options).await?;

@@ -73,7 +73,7 @@ pub async fn backup(source: &dyn ReplicaSource, dir: &Path, options: &PublishOpt
         return Err(Error::already_exists(format!("{} is not empty; a backup never overwrites one", dir.display())));
     }
     // The whole history in one snapshot, no delta repeating it.
-    let options = PublishOptions { deltas_after_snapshot: true, snapshot_every: u64::MAX / 2, ..options.clone() };
+    let options = PublishOptions { deltas_after_snapshot: true, snapshot_every: u64::MAX, ..options.clone() };
     let report: PublishReport = publish(source, dir, &options).await?;
     let end = report.update_seq;
     let info = source.info().await?;

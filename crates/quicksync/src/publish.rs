@@ -170,7 +170,7 @@ pub async fn publish(source: &dyn ReplicaSource, dir: &Path, options: &PublishOp
     let end = info.update_seq;
     let snapshot_due = match manifest.latest_snapshot() {
         None => end > 0,
-        Some(s) => end >= s.end_seq + options.snapshot_every,
+        Some(s) => end >= s.end_seq.saturating_add(options.snapshot_every),
     };
     if options.deltas_after_snapshot && manifest.deltas().is_empty() {
         // The snapshot this run writes, or the one kept, holds everything up to its end.
@@ -310,8 +310,6 @@ async fn knowledge_in(source: &dyn ReplicaSource, kind: Kind, start: u64, end: u
     Ok(rows.into_iter().filter(|r| kind == Kind::Snapshot || start == 1 || r.local_seq >= start).collect())
 }
 
-/// Remove published files (and leftovers of interrupted writes) that the manifest no longer names.
-/// A failure only leaves a file behind.
 /// The name of the lock a publish run holds in its directory (a dot name: never served, never
 /// listed, never removed as an unlisted file).
 pub const LOCK_FILE: &str = ".publish.lock";
@@ -338,6 +336,8 @@ fn lock(dir: &Path) -> Result<fs::File> {
     }
 }
 
+/// Remove published files (and leftovers of interrupted writes) that the manifest no longer names.
+/// A failure only leaves a file behind.
 fn remove_unlisted(dir: &Path, manifest: &Manifest) {
     let listed: HashSet<&str> = manifest.rows.iter().map(|r| r.file.as_str()).collect();
     let Ok(entries) = fs::read_dir(dir) else { return };

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use outpost_api::{
-    BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, Database, DbInfo, ErrorKind, GetOptions,
-    InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, NewTable, PutRecord, PutRevisionsResult, Record,
-    RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget, Result, ResumePoint,
-    RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, Value, WriteOp, WriteResult,
+    BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, CompactReport, CompactRequest, Database, DbInfo,
+    ErrorKind, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, Maintenance, NewTable, PutRecord,
+    PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget,
+    Result, ResumePoint, RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, Value,
+    WriteOp, WriteResult,
 };
 use outpost_tests::{Factory, MemoryFactory};
 
@@ -195,6 +196,13 @@ impl ChangeReader for Mutant {
     }
     async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {
         self.inner.wait_for_changes(since, timeout).await
+    }
+}
+
+#[async_trait]
+impl Maintenance for Mutant {
+    async fn compact(&self, request: CompactRequest) -> Result<CompactReport> {
+        self.inner.compact(request).await
     }
 }
 

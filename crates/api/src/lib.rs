@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod compact;
 mod error;
 pub mod names;
 #[cfg(feature = "openapi")]
@@ -20,6 +21,7 @@ mod traits;
 mod value;
 mod wire;
 
+pub use compact::{CompactReport, CompactRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use names::Limits;
 pub use record::{
@@ -35,8 +37,8 @@ pub use rev::{ChainHash, RevId, RevText, MAX_GENERATION};
 pub use scalar::{format_float, Decimal, Timestamp};
 pub use table::{FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
 pub use traits::{
-    ChangeReader, Database, Databases, InfoReader, RecordReader, RecordWriter, ReplicaSource, ReplicaTarget,
-    TableReader, TableWriter,
+    ChangeReader, Database, Databases, InfoReader, Maintenance, RecordReader, RecordWriter, ReplicaSource,
+    ReplicaTarget, TableReader, TableWriter,
 };
 pub use uuid::Uuid;
 pub use value::{Attributes, Value, ValueType};

@@ -80,6 +80,11 @@ pub struct TableDef {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Attributes,
+    /// Generations of bodies kept below every leaf when the server compacts the table on its schedule
+    /// (SPEC §4.5); `None` (the default) keeps every body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub keep_bodies: Option<u64>,
 }
 
 /// What to create a table with.
@@ -106,6 +111,11 @@ pub struct NewTable {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Attributes,
+    /// Generations of bodies to keep below every leaf when the server compacts on its schedule;
+    /// absent keeps every body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub keep_bodies: Option<u64>,
 }
 
 /// A change to a table definition; a field left out keeps the current value.
@@ -135,6 +145,17 @@ pub struct TableUpdate {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub metadata: Option<Attributes>,
+    /// New `keep_bodies`: a number of generations, or `null` to keep every body again; absent leaves
+    /// it as it is.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
+    pub keep_bodies: Option<Option<u64>>,
+}
+
+/// A field that is present (`null` included) as `Some`, so that an absent one (`None`, the default)
+/// differs from `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 impl TableDef {
@@ -151,13 +172,18 @@ impl TableDef {
                 (name.clone(), Value::Map(decl))
             })
             .collect();
-        Attributes::new()
+        let body = Attributes::new()
             .with("description", Value::string(self.description.clone()))
             .with("created_at", Value::Timestamp(self.created_at))
             .with("created_by", Value::string(self.created_by.clone()))
             .with("policy", Value::string(self.policy.as_str()))
             .with("fields", Value::Map(fields))
-            .with("metadata", Value::Map(self.metadata.0.clone()))
+            .with("metadata", Value::Map(self.metadata.0.clone()));
+        // Left out when not set, so that definitions made before it existed keep their bodies (and ids).
+        match self.keep_bodies {
+            Some(n) => body.with("keep_bodies", Value::Int(i64::try_from(n).unwrap_or(i64::MAX))),
+            None => body,
+        }
     }
 
     /// Read a definition from its `_tables` record (id = name). Fails with InvalidInput when the
@@ -200,6 +226,11 @@ impl TableDef {
             Some(Value::Map(m)) => Attributes(m.clone()),
             Some(_) => return Err(bad("metadata must be a map")),
         };
+        let keep_bodies = match body.get("keep_bodies") {
+            None => None,
+            Some(Value::Int(n)) => Some(u64::try_from(*n).map_err(|_| bad("keep_bodies must not be negative"))?),
+            Some(_) => return Err(bad("keep_bodies must be an integer")),
+        };
         Ok(TableDef {
             name: name.to_owned(),
             rev,
@@ -209,6 +240,7 @@ impl TableDef {
             policy,
             fields,
             metadata,
+            keep_bodies,
         })
     }
 
@@ -250,6 +282,7 @@ mod tests {
             policy: ReconcilePolicy::MergeFields,
             fields: BTreeMap::from([("qty".into(), FieldDecl { ty: ValueType::Int, required: true })]),
             metadata: Attributes::new().with("owner", Value::string("ops")),
+            keep_bodies: Some(3),
         };
         let back = TableDef::from_record("orders", def.rev, &def.to_attributes()).unwrap();
         assert_eq!(back, def);
@@ -269,11 +302,37 @@ mod tests {
                 ("note".into(), FieldDecl { ty: ValueType::String, required: false }),
             ]),
             metadata: Attributes::new(),
+            keep_bodies: None,
         };
         def.check_fields(&Attributes::new().with("qty", Value::Int(1))).unwrap();
         def.check_fields(&Attributes::new().with("qty", Value::Int(1)).with("note", Value::Null)).unwrap();
         assert!(def.check_fields(&Attributes::new()).is_err());
         assert!(def.check_fields(&Attributes::new().with("qty", Value::string("1"))).is_err());
         assert!(def.check_fields(&Attributes::new().with("qty", Value::Int(1)).with("note", Value::Int(2))).is_err());
+    }
+
+    #[test]
+    fn keep_bodies_is_in_a_definition_only_when_set() {
+        let mut def = TableDef::from_record(
+            "t",
+            "1-00000000000000000000000000000000".parse().unwrap(),
+            &Attributes::new().with("created_at", Value::Timestamp(Timestamp::now())),
+        )
+        .unwrap();
+        assert_eq!(def.keep_bodies, None);
+        assert!(def.to_attributes().get("keep_bodies").is_none(), "older definitions keep their bodies and ids");
+        def.keep_bodies = Some(0);
+        assert_eq!(def.to_attributes().get("keep_bodies"), Some(&Value::Int(0)));
+        let bad = def.to_attributes().with("keep_bodies", Value::Int(-1));
+        assert!(TableDef::from_record("t", def.rev, &bad).is_err());
+    }
+
+    #[test]
+    fn an_update_tells_null_keep_bodies_from_an_absent_one() {
+        let parse = |json: &str| serde_json::from_str::<TableUpdate>(json).unwrap().keep_bodies;
+        assert_eq!(parse("{}"), None);
+        assert_eq!(parse(r#"{"keep_bodies": null}"#), Some(None));
+        assert_eq!(parse(r#"{"keep_bodies": 5}"#), Some(Some(5)));
+        assert!(serde_json::from_str::<TableUpdate>(r#"{"keep_bodies": -5}"#).is_err());
     }
 }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    BatchResult, ChainHash, ChangesPage, ChangesRequest, DbInfo, GetOptions, KnowledgeRow, KnowledgeUpdate,
-    ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordRevs, Result, ResumePoint, RevId,
-    RevisionData, RevisionEvent, RevisionJson, TableDef, TableUpdate, WriteOp, WriteResult,
+    BatchResult, ChainHash, ChangesPage, ChangesRequest, CompactReport, CompactRequest, DbInfo, GetOptions,
+    KnowledgeRow, KnowledgeUpdate, ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage,
+    RecordRevs, Result, ResumePoint, RevId, RevisionData, RevisionEvent, RevisionJson, TableDef, TableUpdate, WriteOp,
+    WriteResult,
 };
 
 /// Reading table definitions.
@@ -197,6 +198,16 @@ pub trait ReplicaTarget: InfoReader {
     async fn resume_point(&self, source: uuid::Uuid) -> Result<Option<ResumePoint>>;
 }
 
+/// Work an operator asks of a database (SPEC §4.5).
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Drop the bodies no read needs any more: of non-leaf revisions more than `keep_bodies`
+    /// generations below every leaf, keeping each revision's id, parent and seq (SPEC §4.5). Runs in
+    /// bounded batches, so writers wait for one batch at most. InvalidInput for an unknown table or
+    /// `scheduled` with `keep_bodies`.
+    async fn compact(&self, request: CompactRequest) -> Result<CompactReport>;
+}
+
 /// Everything a database offers. Implemented automatically for any type with all the parts.
 ///
 /// A SQLite file, a PostgreSQL schema, a database in memory and one on a remote server are all a
@@ -212,12 +223,19 @@ pub trait ReplicaTarget: InfoReader {
 /// }
 /// ```
 pub trait Database:
-    TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget
+    TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget + Maintenance
 {
 }
 
 impl<T> Database for T where
-    T: TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget
+    T: TableReader
+        + TableWriter
+        + RecordReader
+        + RecordWriter
+        + ChangeReader
+        + ReplicaSource
+        + ReplicaTarget
+        + Maintenance
 {
 }
 

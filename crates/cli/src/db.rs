@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use outpost_api::{names, Databases, Error, Limits, Result};
+use outpost_api::{names, CompactRequest, Databases, Error, Limits, Result};
 use outpost_sqlite::SqliteDatabases;
 
 use crate::locator::Locator;
@@ -20,6 +20,9 @@ pub async fn run(cmd: DbCommand, json: bool) -> Result<ExitCode> {
         DbCommand::List { dir } => list(&dir, json).await?,
         DbCommand::Check { db } => return check(&db, json).await,
         DbCommand::Reidentify { db } => reidentify(&db, json).await?,
+        DbCommand::Compact { db, table, keep_bodies, vacuum } => {
+            compact(&db, CompactRequest { table, keep_bodies, ..CompactRequest::default() }, vacuum, json).await?
+        }
         DbCommand::Backup { db, file, portable } => backup(&db, &file, portable, json).await?,
         DbCommand::Restore { file, target, name } if crate::backup::is_portable(&file) => {
             crate::backup::restore(&file, &target, name, json).await?
@@ -146,6 +149,51 @@ async fn check(db: &str, json: bool) -> Result<ExitCode> {
         output::emit(&output::check_human(&report))?;
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn compact(db: &str, request: CompactRequest, vacuum: bool, json: bool) -> Result<()> {
+    let locator: Locator = db.parse()?;
+    let db = locator.open(Limits::default()).await?;
+    let mut report = match db.engine("db compact") {
+        Ok(engine) => {
+            let bar = output::Bar::new(json, &format!("compacting {locator}"), "seq ");
+            let shown = bar.clone();
+            let report = engine
+                .compact(request, &move |p| {
+                    shown.show(p.seq, p.upto, &format!("{} bodies dropped", p.report.bodies_dropped))
+                })
+                .await;
+            bar.finish();
+            let report = report?;
+            if vacuum {
+                let spinner = spinner(&format!("vacuuming {locator}"));
+                let done = engine.vacuum().await;
+                if let Some(bar) = spinner {
+                    bar.finish_and_clear();
+                }
+                done?;
+            }
+            report
+        }
+        Err(_) if vacuum => return Err(Error::invalid("--vacuum works on a local SQLite file only")),
+        // A server compacts its own database (and returns the space itself).
+        Err(_) => {
+            let spinner = spinner(&format!("compacting {locator}"));
+            let report = db.database().compact(request).await;
+            if let Some(bar) = spinner {
+                bar.finish_and_clear();
+            }
+            report?
+        }
+    };
+    if vacuum {
+        report.size_after = db.database().size_bytes().await?;
+    }
+    if json {
+        output::emit_json(&report)
+    } else {
+        output::emit(&output::compact_human(&report))
+    }
 }
 
 async fn reidentify(db: &str, json: bool) -> Result<()> {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use outpost_api::{Database, Epoch, Error, Limits, Result};
+use outpost_api::{CompactReport, CompactRequest, Database, Epoch, Error, Limits, Result};
 use outpost_client::ClientConfig;
-use outpost_engine::CheckReport;
+use outpost_engine::{CheckReport, CompactProgress};
 use outpost_postgres::{PostgresConfig, PostgresDatabase, PostgresDatabases};
 use outpost_sqlite::SqliteDatabase;
 
@@ -203,6 +203,29 @@ impl LocalEngine {
         match self {
             LocalEngine::Sqlite(db) => db.check().await,
             LocalEngine::Postgres(db) => db.check().await,
+        }
+    }
+
+    /// Compact (SPEC §4.5), telling `progress` after every batch.
+    pub async fn compact(
+        &self,
+        request: CompactRequest,
+        progress: &(dyn Fn(CompactProgress<'_>) + Send + Sync),
+    ) -> Result<CompactReport> {
+        match self {
+            LocalEngine::Sqlite(db) => db.compact_with_progress(request, progress).await,
+            LocalEngine::Postgres(db) => db.compact_with_progress(request, progress).await,
+        }
+    }
+
+    /// Rewrite a SQLite file without its free pages; on PostgreSQL, InvalidInput (its tables are
+    /// vacuumed by PostgreSQL).
+    pub async fn vacuum(&self) -> Result<()> {
+        match self {
+            LocalEngine::Sqlite(db) => outpost_sqlite::vacuum(db).await,
+            LocalEngine::Postgres(_) => Err(Error::invalid(
+                "--vacuum is for SQLite files: PostgreSQL's autovacuum makes the space reusable, and VACUUM FULL returns it",
+            )),
         }
     }
 

@@ -145,6 +145,9 @@ struct ServeArgs {
     /// after it (its history so far written once, not twice).
     #[arg(long, requires = "publish_every")]
     publish_deltas_after_snapshot: bool,
+    /// How often, in seconds, to compact the tables whose definitions set keep_bodies (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = outpost_server::DEFAULT_COMPACT_EVERY.as_secs())]
+    compact_every: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,6 +174,31 @@ enum DbCommand {
     Check {
         /// The database locator (a SQLite file path).
         db: String,
+    },
+    /// Drop the bodies of old revisions that no read needs (SPEC §4.5): those of non-leaf revisions
+    /// more than --keep-bodies generations below every leaf. Every revision id, parent and seq stays,
+    /// so replication, reads of current records and merges are unchanged; reading an old revision
+    /// itself answers "not stored" afterwards. Runs in small batches while writers go on, shows its
+    /// progress, and reports the bodies dropped and the space returned.
+    #[command(after_help = "Examples:\n  outpost db compact field.outpost\n  \
+                            outpost db compact field.outpost --table notes --keep-bodies 10\n  \
+                            outpost db compact field.outpost --vacuum")]
+    Compact {
+        /// The database locator: a SQLite file path, a postgres:// URL with --db, or an http(s)://…/dbs/NAME URL
+        /// (the server compacts; needs an admin token).
+        db: String,
+        /// Only this table (default: every table).
+        #[arg(long)]
+        table: Option<String>,
+        /// Generations of bodies kept below every leaf (default: each table's own keep_bodies, else 0:
+        /// only leaves, and the bases of open merge-fields conflicts, keep their bodies).
+        #[arg(long, value_name = "N")]
+        keep_bodies: Option<u64>,
+        /// Afterwards rewrite a SQLite file without its free pages (VACUUM): needed once for files made
+        /// before Outpost returned space by itself; blocks writers while it runs and needs free disk
+        /// space about the database's size.
+        #[arg(long)]
+        vacuum: bool,
     },
     /// Begin a new identity epoch (after copying a database file) and print it.
     Reidentify {
@@ -268,6 +296,10 @@ struct TableCreateArgs {
     /// Who creates the table (default: $OUTPOST_USER).
     #[arg(long, env = "OUTPOST_USER")]
     created_by: Option<String>,
+    /// Have the server compact the table on its schedule, keeping bodies this many generations
+    /// below every leaf (default: every body is kept).
+    #[arg(long, value_name = "N")]
+    keep_bodies: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -455,6 +487,7 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
             });
             let flags = serve::Flags {
                 config: args.config,
+                compact_every: (args.compact_every > 0).then(|| std::time::Duration::from_secs(args.compact_every)),
                 data: args.data,
                 postgres: args.postgres,
                 listen: args.listen,

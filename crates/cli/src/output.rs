@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use outpost_api::{Change, ChangesPage, DbInfo, Error, Record, RecordPage, Result, TableDef};
+use outpost_api::{Change, ChangesPage, CompactReport, DbInfo, Error, Record, RecordPage, Result, TableDef};
 use outpost_engine::CheckReport;
 use serde::Serialize;
 
@@ -143,6 +143,9 @@ pub fn table_human(def: &TableDef) -> String {
     if !def.metadata.is_empty() {
         items.push(("metadata", def.metadata.to_plain().to_string()));
     }
+    if let Some(keep) = def.keep_bodies {
+        items.push(("keep_bodies", keep.to_string()));
+    }
     rows(&items)
 }
 
@@ -200,6 +203,35 @@ pub fn dbs_human(dbs: &[ListedDb]) -> String {
 }
 
 /// The outcome of `db check` for people.
+/// A compaction's report for people: what was dropped and the space before and after.
+pub fn compact_human(report: &CompactReport) -> String {
+    let mut out = format!(
+        "{} records read, {} bodies dropped ({})",
+        report.records,
+        report.bodies_dropped,
+        bytes(report.body_bytes)
+    );
+    if let (Some(before), Some(after)) = (report.size_before, report.size_after) {
+        out.push_str(&format!("; size {} -> {}", bytes(before), bytes(after)));
+    }
+    out
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `20.0 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 pub fn check_human(report: &CheckReport) -> String {
     let summary = format!(
         "{} revision events read, {} bodies re-hashed, {} records' states recomputed ({} live), update_seq {}",

@@ -28,6 +28,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 /// What the command line said (each overriding the config file).
 pub struct Flags {
     pub config: Option<PathBuf>,
+    pub compact_every: Option<std::time::Duration>,
     pub data: Option<PathBuf>,
     pub postgres: Option<String>,
     pub listen: Option<SocketAddr>,
@@ -118,7 +119,8 @@ pub async fn run(flags: Flags, publish: Option<outpost_server::PublishSchedule>)
     let mut state = outpost_server::AppState::new(dbs, limits)
         .with_access(access)
         .with_connection_limits(connections)
-        .with_jobs(jobs.with_peers(peers));
+        .with_jobs(jobs.with_peers(peers))
+        .with_compaction(flags.compact_every);
     if let Some(root) = quicksync {
         state = state.with_quicksync(root);
     }

@@ -53,6 +53,7 @@ async fn create(args: TableCreateArgs, json: bool) -> Result<()> {
         policy: args.policy.into(),
         fields,
         metadata,
+        keep_bodies: args.keep_bodies,
     };
     let def = db.database().create_table(new).await?;
     if json {

@@ -21,4 +21,4 @@ pub mod validate;
 #[cfg(test)]
 mod vectors;
 
-pub use database::{CheckReport, Engine};
+pub use database::{CheckReport, CompactProgress, Engine};

@@ -169,6 +169,10 @@ pub struct WriteSet {
     pub resume: Option<ResumePoint>,
     /// Knowledge rows to add (an existing row for the same peer and seq is kept).
     pub knowledge: Vec<KnowledgeRow>,
+    /// Events whose bodies compaction drops (`compact::droppable`), by seq: each keeps its revision,
+    /// parent, tombstone flag, seq and chain hash, and its body becomes absent as a stub's is. None
+    /// is a live state's winner.
+    pub drop_bodies: Vec<u64>,
     /// Stored knowledge rows to delete, by peer and peer seq (the engine's pruning rule,
     /// `knowledge::forgotten`); none of them is in `knowledge`.
     pub forget_knowledge: Vec<(Uuid, u64)>,
@@ -312,6 +316,11 @@ pub trait Storage: Send + Sync + 'static {
     /// default) where the backend cannot tell.
     async fn size_bytes(&self) -> Result<Option<u64>> {
         Ok(None)
+    }
+    /// Return the space that dropped bodies freed to the file system, where the backend can (SQLite:
+    /// an incremental vacuum, in bounded steps); the default does nothing (PostgreSQL reuses it).
+    async fn reclaim_space(&self) -> Result<()> {
+        Ok(())
     }
     /// Commits made to this database by other writers sharing the storage (e.g. other server processes
     /// on one PostgreSQL), as the update_seq each reached, so that long-polls wake for them too. A value

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use outpost_api::{
-    names, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, GetOptions, InfoReader,
-    KnowledgeRow, KnowledgeUpdate, ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage,
-    RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
-    RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, WriteOp, WriteResult,
+    names, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, CompactReport, CompactRequest, DbInfo,
+    Error, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, Maintenance, NewTable, PutRecord,
+    PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget,
+    Result, ResumePoint, RevId, RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid,
+    WriteOp, WriteResult,
 };
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -240,6 +241,25 @@ impl ChangeReader for RemoteDatabase {
                 return Ok(seq);
             }
         }
+    }
+}
+
+/// How long a compaction may take before the client stops waiting for its report (the server
+/// finishes it anyway).
+const COMPACT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+#[async_trait]
+impl Maintenance for RemoteDatabase {
+    async fn compact(&self, request: CompactRequest) -> Result<CompactReport> {
+        if let Some(table) = &request.table {
+            names::validate_table_name(table)?;
+        }
+        // Safe to repeat: what a compaction drops is decided afresh from the trees each time.
+        let call = Call::new(Method::POST, format!("{}/compact", self.path))
+            .json(&request)?
+            .idempotent()
+            .timeout(COMPACT_TIMEOUT);
+        self.send_json(call).await
     }
 }
 

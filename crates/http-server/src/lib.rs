@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod compactor;
 mod config;
 mod connections;
 mod error;
@@ -55,6 +56,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How long [`serve`], shutting down, waits for the running replication jobs to stop.
 pub const JOBS_GRACE: Duration = Duration::from_secs(30);
+/// How often a server compacts the tables that set `keep_bodies`, unless told otherwise.
+pub const DEFAULT_COMPACT_EVERY: Duration = Duration::from_secs(3600);
 
 /// What every handler shares: the databases served, the input limits, who may do what, the
 /// replication jobs and where the published quicksync files are.
@@ -80,6 +83,8 @@ pub struct AppState {
     /// When [`serve`] publishes quicksync files into the quicksync root by itself (`None`: never;
     /// another process publishes).
     pub publish: Option<PublishSchedule>,
+    /// How often [`serve`] compacts the tables that set `keep_bodies` (SPEC §4.5; `None`: never).
+    pub compact_every: Option<Duration>,
 }
 
 impl AppState {
@@ -99,7 +104,13 @@ impl AppState {
             jobs: Jobs::in_memory(),
             quicksync: None,
             publish: None,
+            compact_every: Some(DEFAULT_COMPACT_EVERY),
         }
+    }
+
+    /// The same state compacting tables that set `keep_bodies` this often (`None`: never).
+    pub fn with_compaction(self, every: Option<Duration>) -> Self {
+        AppState { compact_every: every, ..self }
     }
 
     /// The same state with these connection-level limits.
@@ -192,10 +203,11 @@ pub async fn serve_with(
     let (stop_publishing, publishing) = tokio::sync::watch::channel(false);
     let publisher = match (&state.quicksync, &state.publish) {
         (Some(root), Some(schedule)) => {
-            Some(publisher::Publisher::spawn(state.dbs.clone(), root.clone(), schedule.clone(), publishing))
+            Some(publisher::Publisher::spawn(state.dbs.clone(), root.clone(), schedule.clone(), publishing.clone()))
         }
         _ => None,
     };
+    let compactor = state.compact_every.map(|every| compactor::spawn(state.dbs.clone(), every, publishing));
     let (header_read_timeout, max_connections) =
         (state.connections.header_read_timeout, state.connections.max_connections);
     let open_connections = state.metrics.connections.clone();
@@ -215,6 +227,11 @@ pub async fn serve_with(
     jobs.stop();
     jobs.stopped(JOBS_GRACE).await;
     let _ = stop_publishing.send(true);
+    if let Some(compactor) = compactor {
+        // A compaction stops between batches: each commits whole (in a task of its own) or not at all.
+        compactor.abort();
+        let _ = compactor.await;
+    }
     if let Some(publisher) = publisher {
         // It stops between files; a file being written is finished first.
         let _ = publisher.await;

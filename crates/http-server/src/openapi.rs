@@ -24,6 +24,7 @@ use crate::routes::{changes, dbs, quicksync, records, replica, replicate, server
         dbs::create,
         dbs::info,
         dbs::delete,
+        dbs::compact,
         tables::list,
         tables::create,
         tables::update,

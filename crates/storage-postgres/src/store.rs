@@ -57,6 +57,7 @@ pub(crate) struct Sql {
     pub(crate) upsert_resume: String,
     pub(crate) insert_knowledge: String,
     pub(crate) forget_knowledge: String,
+    pub(crate) drop_bodies: String,
     pub(crate) insert_epoch: String,
 }
 
@@ -210,6 +211,7 @@ impl Sql {
                 "DELETE FROM {s}._knowledge k USING unnest($1::uuid[], $2::int8[]) AS f(peer, peer_seq)
                  WHERE k.peer = f.peer AND k.peer_seq = f.peer_seq"
             ),
+            drop_bodies: format!("UPDATE {s}._events SET body = NULL WHERE seq = ANY($1::int8[])"),
             insert_epoch: format!(
                 "INSERT INTO {s}._epochs (position, uuid, start_seq)
                  VALUES ((SELECT count(*) FROM {s}._epochs), $1, $2)"

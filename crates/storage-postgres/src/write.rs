@@ -77,6 +77,10 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
     if let Some(p) = writes.resume {
         inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;
     }
+    if !writes.drop_bodies.is_empty() {
+        let seqs: Vec<i64> = writes.drop_bodies.iter().map(|s| sql_seq(*s)).collect();
+        inner.execute(client, &sql.drop_bodies, &[&seqs]).await?;
+    }
     if !writes.forget_knowledge.is_empty() {
         let (peers, peer_seqs): (Vec<Uuid>, Vec<i64>) =
             writes.forget_knowledge.iter().map(|(peer, seq)| (*peer, sql_seq(*seq))).unzip();

@@ -21,7 +21,7 @@ mod write;
 
 pub use checkpoint::BACKSTOP_PAGES as WAL_BACKSTOP_PAGES;
 pub use config::BUSY_TIMEOUT;
-pub use lifecycle::{backup, create_file, create_file_as, open_file, restore, SqliteDatabases, IDLE_CLOSE};
+pub use lifecycle::{backup, create_file, create_file_as, open_file, restore, vacuum, SqliteDatabases, IDLE_CLOSE};
 pub use schema::FORMAT_VERSION;
 pub use staging::Bootstrap;
 pub use store::SqliteStorage;

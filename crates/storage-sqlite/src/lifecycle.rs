@@ -139,6 +139,14 @@ impl SqliteStorage {
         .await
     }
 
+    /// Rewrite the file without its free pages (SQLite's `VACUUM`), switching a file made before
+    /// incremental vacuum to it, so that later compactions return their space at once. Writers wait
+    /// while it runs, and it needs free disk space about the database's size.
+    pub async fn vacuum(&self) -> Result<()> {
+        self.run(|conn| conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;").sql()).await?;
+        self.truncate_wal().await
+    }
+
     /// Set the name recorded in the file (a restored copy takes the name it is restored under).
     pub async fn set_name(&mut self, name: &str) -> Result<()> {
         outpost_api::names::validate_db_name(name)?;
@@ -173,6 +181,11 @@ pub async fn open_file(path: &Path, limits: Limits) -> Result<SqliteDatabase> {
 /// go on. Restore it with [`restore`].
 pub async fn backup(db: &SqliteDatabase, to: &Path) -> Result<()> {
     db.storage().backup_to(to).await
+}
+
+/// Rewrite `db`'s file without free pages ([`SqliteStorage::vacuum`]).
+pub async fn vacuum(db: &SqliteDatabase) -> Result<()> {
+    db.storage().vacuum().await
 }
 
 /// Restore a database from `from` (a file written by [`backup`], or a copy of a database file) into

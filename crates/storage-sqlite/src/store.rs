@@ -41,6 +41,9 @@ pub(crate) fn open_in(slot: &Option<Connection>) -> Result<&Connection> {
     slot.as_ref().ok_or_else(|| Error::not_found("the database was deleted"))
 }
 
+/// `PRAGMA auto_vacuum`'s value for incremental vacuum (files made before it have 0, none).
+const INCREMENTAL_VACUUM: i64 = 2;
+
 fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
     stored::uuid(&bytes)
 }
@@ -75,6 +78,14 @@ impl SqliteStorage {
     /// how many of them are in the database file (equal once everything committed is checkpointed).
     pub async fn wal_settled(&self) -> Result<(i64, i64)> {
         self.checkpointer.settled().await
+    }
+
+    /// Checkpoint the WAL into the file and truncate it, once the background checkpoints are idle:
+    /// what makes a file that shrank (a vacuum) smaller on disk. A reader still on an older snapshot
+    /// makes it a partial checkpoint, which a later one finishes.
+    pub(crate) async fn truncate_wal(&self) -> Result<()> {
+        self.checkpointer.settled().await?;
+        self.run(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).sql()).await
     }
 
     /// How many checkpoints ran in the background (not counting [`SqliteStorage::wal_settled`]'s).
@@ -305,6 +316,29 @@ impl Storage for SqliteStorage {
             Ok(Some(total))
         })
         .await?
+    }
+
+    async fn reclaim_space(&self) -> Result<()> {
+        // Each step is a write transaction of its own that frees at most this many pages, so a
+        // writer waits for one step, not for the whole vacuum.
+        const STEP: i64 = 2048;
+        loop {
+            let left = self
+                .run(|conn| {
+                    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).sql()?;
+                    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).sql()?;
+                    if mode != INCREMENTAL_VACUUM || free == 0 {
+                        return Ok(0);
+                    }
+                    conn.execute_batch(&format!("PRAGMA incremental_vacuum({STEP})")).sql()?;
+                    Ok(free - STEP)
+                })
+                .await?;
+            if left <= 0 {
+                break;
+            }
+        }
+        self.truncate_wal().await
     }
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {

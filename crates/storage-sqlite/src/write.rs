@@ -150,6 +150,9 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         )
         .sql()?;
     }
+    for seq in &writes.drop_bodies {
+        conn.prepare_cached("UPDATE _events SET body = NULL WHERE seq = ?1").sql()?.execute([*seq as i64]).sql()?;
+    }
     for (peer, peer_seq) in &writes.forget_knowledge {
         conn.prepare_cached("DELETE FROM _knowledge WHERE peer = ?1 AND peer_seq = ?2")
             .sql()?

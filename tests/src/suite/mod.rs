@@ -3,6 +3,7 @@
 
 pub mod bad_input;
 pub mod batch;
+pub mod compaction;
 pub mod events;
 pub mod feed;
 pub mod replication;

@@ -24,6 +24,7 @@ pub async fn tables_can_be_created_read_listed_updated_and_deleted(f: &dyn Facto
         policy: ReconcilePolicy::MergeFields,
         fields: fields.clone(),
         metadata: plain(json!({"owner": "ops", "tags": ["a", "b"]})),
+        keep_bodies: Some(3),
     };
     let created = ok(db.create_table(new.clone()).await, "create");
     assert_eq!(
@@ -31,6 +32,7 @@ pub async fn tables_can_be_created_read_listed_updated_and_deleted(f: &dyn Facto
         (&new.name, &new.description, &new.created_by, new.policy, &new.fields, &new.metadata)
     );
     assert_eq!(created.rev.generation, 1);
+    assert_eq!(created.keep_bodies, Some(3));
     assert_eq!(ok(db.get_table("orders").await, "get"), created);
     crate::support::table(&*db, "aardvarks").await;
     let names: Vec<String> = ok(db.list_tables().await, "list").into_iter().map(|t| t.name).collect();
@@ -38,7 +40,7 @@ pub async fn tables_can_be_created_read_listed_updated_and_deleted(f: &dyn Facto
 
     let update = TableUpdate { rev: Some(created.rev), description: Some("v2".into()), ..TableUpdate::default() };
     let v2 = ok(db.update_table("orders", update).await, "update");
-    assert_eq!((v2.rev.generation, v2.description.as_str()), (2, "v2"));
+    assert_eq!((v2.rev.generation, v2.description.as_str(), v2.keep_bodies), (2, "v2", Some(3)));
     assert_eq!((&v2.fields, v2.policy, v2.created_at), (&fields, ReconcilePolicy::MergeFields, created.created_at));
     let seq = update_seq(&*db).await;
     let stale = TableUpdate { rev: Some(created.rev), description: Some("stale".into()), ..TableUpdate::default() };
@@ -47,12 +49,13 @@ pub async fn tables_can_be_created_read_listed_updated_and_deleted(f: &dyn Facto
     let update = TableUpdate {
         policy: Some(ReconcilePolicy::KeepConflicts),
         fields: Some(BTreeMap::new()),
+        keep_bodies: Some(None),
         ..Default::default()
     };
     let v3 = ok(db.update_table("orders", update).await, "update without rev");
     assert_eq!(
-        (v3.rev.generation, v3.policy, v3.fields.len(), v3.description.as_str()),
-        (3, ReconcilePolicy::KeepConflicts, 0, "v2")
+        (v3.rev.generation, v3.policy, v3.fields.len(), v3.description.as_str(), v3.keep_bodies),
+        (3, ReconcilePolicy::KeepConflicts, 0, "v2", None)
     );
     assert_eq!(ok(db.get_table("orders").await, "get"), v3);
 

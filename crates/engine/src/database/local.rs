@@ -81,6 +81,16 @@ impl<S: Storage> Engine<S> {
     }
 }
 
+/// A table's `keep_bodies` counts generations: no more than a revision can have.
+fn check_keep_bodies(keep: Option<u64>) -> Result<()> {
+    match keep {
+        Some(n) if n > outpost_api::MAX_GENERATION => {
+            Err(Error::invalid(format!("keep_bodies is at most {}", outpost_api::MAX_GENERATION)))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[async_trait]
 impl<S: Storage> RecordWriter for Engine<S> {
     async fn put_record(&self, table: &str, put: PutRecord) -> Result<WriteResult> {
@@ -108,6 +118,7 @@ impl<S: Storage> TableWriter for Engine<S> {
             names::validate_attribute_name(name)?;
         }
         self.check_body(&table.metadata)?;
+        check_keep_bodies(table.keep_bodies)?;
         if let Some(state) = self.store()?.load_state(names::TABLES_TABLE, &table.name).await? {
             if !state.deleted {
                 return Err(Error::already_exists(format!("table {:?} exists", table.name)));
@@ -122,6 +133,7 @@ impl<S: Storage> TableWriter for Engine<S> {
             policy: table.policy,
             fields: table.fields,
             metadata: table.metadata,
+            keep_bodies: table.keep_bodies,
         };
         // A concurrent create of the same name wins the race inside the transaction: that is AlreadyExists.
         self.write_table(&table.name, None, false, def.to_attributes()).await.map_err(|e| match e.kind {
@@ -149,6 +161,10 @@ impl<S: Storage> TableWriter for Engine<S> {
         if let Some(m) = update.metadata {
             self.check_body(&m)?;
             def.metadata = m;
+        }
+        if let Some(keep) = update.keep_bodies {
+            check_keep_bodies(keep)?;
+            def.keep_bodies = keep;
         }
         self.write_table(name, Some(parent), false, def.to_attributes()).await?;
         self.get_table(name).await

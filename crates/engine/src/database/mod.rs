@@ -6,7 +6,8 @@
 //! - `local.rs`: local writes (records, batches, table definitions);
 //! - `read.rs`: reads (records, tables, the changes feed and its waits, info);
 //! - `replica.rs`: the replica source and target (replicated revisions, knowledge, fork detection);
-//! - `check.rs`: the integrity check.
+//! - `check.rs`: the integrity check;
+//! - `maintenance.rs`: compaction.
 
 use std::sync::Arc;
 
@@ -17,10 +18,12 @@ use crate::storage::{Storage, StoredState, WriteSet, WriteTxn};
 
 mod check;
 mod local;
+mod maintenance;
 mod read;
 mod replica;
 
 pub use check::CheckReport;
+pub use maintenance::CompactProgress;
 
 /// A database: the engine's semantics over one storage.
 pub struct Engine<S: Storage> {

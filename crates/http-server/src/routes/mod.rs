@@ -64,10 +64,11 @@ pub(crate) fn bounded() -> Router<AppState> {
         .route("/replicate/jobs/{id}", get(replicate::get).delete(replicate::cancel))
 }
 
-/// `POST /replicate`, which with `"wait": true` answers when its job has finished, however long that
-/// takes: no timeout layer (the handler bounds the time its body may take to arrive).
+/// `POST /replicate`, which with `"wait": true` answers when its job has finished, and
+/// `POST /dbs/{db}/compact`, which answers when done, however long that takes: no timeout layer (the
+/// handlers bound the time their bodies may take to arrive).
 pub(crate) fn unbounded() -> Router<AppState> {
-    Router::new().route("/replicate", post(replicate::replicate))
+    Router::new().route("/replicate", post(replicate::replicate)).route("/dbs/{db}/compact", post(dbs::compact))
 }
 
 /// The routes that may wait for writes (long-poll, event stream).

@@ -50,7 +50,7 @@ fn needs(operation: &str) -> Option<Needs> {
         | "write_batch"
         | "put_revisions"
         | "record_knowledge" => Needs::Role(Write),
-        "create_db" | "delete_db" | "create_table" | "update_table" | "delete_table" | "replicate" => {
+        "create_db" | "delete_db" | "create_table" | "update_table" | "delete_table" | "replicate" | "compact_db" => {
             Needs::Role(Admin)
         }
         _ => return None,

@@ -13,6 +13,7 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("put", "/dbs/{db}", false),
     ("get", "/dbs/{db}", false),
     ("delete", "/dbs/{db}", false),
+    ("post", "/dbs/{db}/compact", true),
     ("get", "/dbs/{db}/tables", false),
     ("put", "/dbs/{db}/tables/{table}", true),
     ("patch", "/dbs/{db}/tables/{table}", true),

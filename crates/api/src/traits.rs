@@ -191,6 +191,22 @@ pub trait ReplicaTarget: InfoReader {
         revisions: Vec<RevisionData>,
         knowledge: KnowledgeUpdate,
     ) -> Result<PutRevisionsResult>;
+    /// Replay revision events read from verified quicksync files, in seq order: `put_revisions` (with
+    /// `knowledge` as `put_revisions_with_knowledge` when given), except that a live revision without a
+    /// body is a compacted one (SPEC §4.5), stored without it and not part of its record until the
+    /// revision after it arrives — which an ordered replay brings later, perhaps in a later batch or
+    /// file. The default refuses them as `put_revisions` does: a remote peer's `revs/put` takes no
+    /// revision without its body.
+    async fn put_events(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: Option<KnowledgeUpdate>,
+    ) -> Result<PutRevisionsResult> {
+        match knowledge {
+            Some(update) => self.put_revisions_with_knowledge(revisions, update).await,
+            None => self.put_revisions(revisions, None).await,
+        }
+    }
     /// Record what a drained pass learned: the source's position and its imported knowledge rows,
     /// each at this database's current update_seq.
     async fn record_knowledge(&self, update: KnowledgeUpdate) -> Result<()>;
@@ -203,8 +219,8 @@ pub trait ReplicaTarget: InfoReader {
 pub trait Maintenance: Send + Sync {
     /// Drop the bodies no read needs any more: of non-leaf revisions more than `keep_bodies`
     /// generations below every leaf, keeping each revision's id, parent and seq (SPEC §4.5). Runs in
-    /// bounded batches, so writers wait for one batch at most. InvalidInput for an unknown table or
-    /// `scheduled` with `keep_bodies`.
+    /// bounded batches, so writers wait for one batch at most. NotFound for an unknown table;
+    /// InvalidInput for `scheduled` with `keep_bodies`.
     async fn compact(&self, request: CompactRequest) -> Result<CompactReport>;
 }
 

@@ -16,13 +16,13 @@ use crate::tree::RevisionTree;
 /// leaf (SPEC §4.5), in revision id order. Revisions without a body (stubs, bodies already dropped)
 /// are not named.
 pub fn droppable<B>(tree: &RevisionTree<B>, keep: u64) -> Vec<RevId> {
-    let leaves = tree.leaves();
+    let leaves: std::collections::HashSet<RevId> = tree.leaves().into_iter().collect();
     let Some(lowest_leaf) = leaves.iter().map(|l| l.generation).min() else { return Vec::new() };
     let base = merge_base(tree);
     tree.iter()
         .filter(|(rev, node)| {
             node.body.is_some()
-                && !tree.is_leaf(rev)
+                && !leaves.contains(rev)
                 && Some(**rev) != base
                 && lowest_leaf.saturating_sub(rev.generation) > keep
         })

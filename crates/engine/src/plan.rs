@@ -140,7 +140,7 @@ impl Planner {
         let mut body = Some(attributes);
         for n in new {
             let body = if n.own { body.take().unwrap_or_default() } else { Attributes::new() };
-            self.add_event(&key, n.rev, n.parent, n.deleted, body)?;
+            self.add_event(&key, n.rev, n.parent, n.deleted, Some(body))?;
         }
         let (table, id) = key;
         Ok(WriteResult { table, id, rev: result })
@@ -211,14 +211,14 @@ impl Planner {
         rev: RevId,
         parent: Option<RevId>,
         deleted: bool,
-        body: Attributes,
+        body: Option<Attributes>,
     ) -> Result<()> {
         debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
         // Invariant: a revision is one generation above its parent (generation chains in trees).
         debug_assert!(parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} is not a child of {parent:?}");
         let seq = self.update_seq + 1;
         let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
-        let json = body.to_json();
+        let json = body.as_ref().map(Attributes::to_json);
         self.update_seq = seq;
         self.chain = chain;
         if !self.trees.contains_key(key) {
@@ -226,14 +226,14 @@ impl Planner {
         }
         let tree = &mut self.trees.get_mut(key).expect("inserted above").tree;
         self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
-        tree.insert(rev, RevisionNode { parent, deleted, body: Some(body), seq: Some(seq) });
+        tree.insert(rev, RevisionNode { parent, deleted, body, seq: Some(seq) });
         self.revisions.push(StoredRevision {
             table: key.0.clone(),
             id: key.1.clone(),
             rev,
             parent,
             deleted,
-            body: Some(json),
+            body: json,
             event: Some((seq, chain)),
         });
         self.touch(key);
@@ -256,6 +256,11 @@ impl Planner {
         // Each touched record's key moves into its state.
         for key in touched {
             let Planned { tree, stored, .. } = &trees[&key];
+            if tree.winner().is_none() {
+                // Every revision is pending (a compacted one replayed before the revision after it):
+                // the record has no state until that one arrives.
+                continue;
+            }
             let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
             let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
             if key.0 == names::TABLES_TABLE && !r.deleted {

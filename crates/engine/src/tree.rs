@@ -24,6 +24,12 @@ impl<B> RevisionNode<B> {
     pub fn is_stub(&self) -> bool {
         self.seq.is_none()
     }
+
+    /// Whether this revision makes itself and its ancestors part of the record: it has a body or is a
+    /// tombstone (see [`RevisionTree::leaves`]).
+    fn settles(&self) -> bool {
+        self.body.is_some() || self.deleted
+    }
 }
 
 /// Every revision of one record that this database holds (bodies as in [`RevisionNode`]).
@@ -90,15 +96,41 @@ impl<B> RevisionTree<B> {
         self.nodes.iter()
     }
 
-    /// The revisions that are no other revision's parent, in revision id order.
+    /// The revisions that are no other revision's parent, in revision id order — not counting
+    /// *pending* ones: revisions without a body that are no tombstone and have no descendant with a
+    /// body or a tombstone. Those are compacted revisions replayed from a quicksync file before the
+    /// revision that followed them (`ReplicaTarget::put_events`), and the stubs above them: not part of
+    /// what the record reads as until a later revision settles them. A tree holds none otherwise.
     pub fn leaves(&self) -> Vec<RevId> {
         let parents: HashSet<&RevId> = self.nodes.values().filter_map(|n| n.parent.as_ref()).collect();
-        self.nodes.keys().filter(|r| !parents.contains(r)).copied().collect()
+        let leaves: Vec<RevId> = self.nodes.keys().filter(|r| !parents.contains(r)).copied().collect();
+        if leaves.iter().all(|r| self.nodes[r].settles()) {
+            return leaves;
+        }
+        let settled = self.settled();
+        let parents: HashSet<&RevId> = settled.iter().filter_map(|r| self.nodes[r].parent.as_ref()).collect();
+        settled.iter().filter(|r| !parents.contains(r)).copied().collect()
     }
 
-    /// Whether `rev` is a current leaf.
+    /// The revisions that have a body or are tombstones, with every ancestor of one: everything but
+    /// the pending revisions of [`RevisionTree::leaves`], in revision id order.
+    fn settled(&self) -> BTreeSet<RevId> {
+        let mut settled = BTreeSet::new();
+        for (rev, node) in &self.nodes {
+            if !node.settles() {
+                continue;
+            }
+            let mut cursor = Some(*rev);
+            while let Some(r) = cursor.filter(|r| settled.insert(*r)) {
+                cursor = self.nodes.get(&r).and_then(|n| n.parent);
+            }
+        }
+        settled
+    }
+
+    /// Whether `rev` is a current leaf (as [`RevisionTree::leaves`] counts them).
     pub fn is_leaf(&self, rev: &RevId) -> bool {
-        self.nodes.contains_key(rev) && !self.nodes.values().any(|n| n.parent.as_ref() == Some(rev))
+        self.nodes.contains_key(rev) && self.leaves().contains(rev)
     }
 
     /// The winner (SPEC §4.3): non-deleted leaves beat deleted ones, then the higher generation, then
@@ -149,5 +181,44 @@ impl<B> RevisionTree<B> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(generation: u64, n: u8) -> RevId {
+        RevId::new(generation, [n; 16])
+    }
+
+    fn node(parent: Option<RevId>, body: Option<u8>, seq: Option<u64>) -> RevisionNode<u8> {
+        RevisionNode { parent, deleted: false, body, seq }
+    }
+
+    #[test]
+    fn pending_revisions_are_no_leaves_until_a_settled_one_follows() {
+        // 1 (body) - 2 (compacted, pending) and, on another line, stub 3 - 4 (compacted, pending).
+        let mut tree: RevisionTree<u8> = RevisionTree::default();
+        tree.insert(rev(1, 1), node(None, Some(1), Some(1)));
+        tree.insert(rev(2, 2), node(Some(rev(1, 1)), None, Some(2)));
+        tree.insert(rev(3, 3), node(None, None, None));
+        tree.insert(rev(4, 4), node(Some(rev(3, 3)), None, Some(3)));
+        assert_eq!(tree.leaves(), [rev(1, 1)], "pending revisions and the stub above one are not leaves");
+        assert_eq!(tree.winner(), Some(rev(1, 1)));
+        assert!(tree.is_leaf(&rev(1, 1)) && !tree.is_leaf(&rev(2, 2)) && !tree.is_leaf(&rev(4, 4)));
+        // A tombstone settles its line too.
+        let mut tomb = node(Some(rev(4, 4)), None, Some(4));
+        tomb.deleted = true;
+        tree.insert(rev(5, 5), tomb);
+        assert_eq!(tree.leaves(), [rev(1, 1), rev(5, 5)]);
+        // The revision after 2 arrives: 2 is part of the line, 3 the leaf.
+        tree.insert(rev(3, 6), node(Some(rev(2, 2)), Some(3), Some(5)));
+        assert_eq!(tree.leaves(), [rev(3, 6), rev(5, 5)]);
+        assert_eq!(tree.winner(), Some(rev(3, 6)));
+        // Only pending revisions: no leaf at all.
+        let mut alone: RevisionTree<u8> = RevisionTree::default();
+        alone.insert(rev(1, 1), node(None, None, Some(1)));
+        assert!(alone.leaves().is_empty() && alone.winner().is_none());
     }
 }

@@ -103,7 +103,8 @@ pub struct VerifiedRevision {
     id: String,
     rev: RevId,
     deleted: bool,
-    body: Attributes,
+    /// `None` for a compacted revision replayed from a quicksync file ([`replayed`]).
+    body: Option<Attributes>,
     ancestry: Vec<RevId>,
 }
 
@@ -124,16 +125,12 @@ impl VerifiedRevision {
     pub fn deleted(&self) -> bool {
         self.deleted
     }
-    /// The body (empty for a tombstone sent without one).
-    pub fn body(&self) -> &Attributes {
-        &self.body
-    }
-    /// The body, moved out (the planner stores it).
-    pub fn into_body(self) -> Attributes {
-        self.body
+    /// The body (empty for a tombstone sent without one; `None` for a compacted revision).
+    pub fn body(&self) -> Option<&Attributes> {
+        self.body.as_ref()
     }
     /// The table, the record id, the body and the ancestry, moved out.
-    pub fn into_parts(self) -> (String, String, Attributes, Vec<RevId>) {
+    pub fn into_parts(self) -> (String, String, Option<Attributes>, Vec<RevId>) {
         (self.table, self.id, self.body, self.ancestry)
     }
     /// The ancestry, parent first, each one generation older than the one before.
@@ -152,6 +149,18 @@ impl VerifiedRevision {
 /// id recomputed from the body and parent (Corrupt when it differs). A `_tables` revision must be a
 /// valid table definition.
 pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> {
+    verify(r, limits, false)
+}
+
+/// [`replicated`] for a revision event replayed from verified quicksync files, in seq order
+/// (`ReplicaTarget::put_events`): a live revision without a body is a compacted one (SPEC §4.5),
+/// taken without its body — its id cannot be re-hashed, as a stub's cannot — and pending until the
+/// revision after it arrives (`RevisionTree::leaves`).
+pub fn replayed(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> {
+    verify(r, limits, true)
+}
+
+fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedRevision> {
     let context = |e: Error| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id));
     names::validate_any_table_name(&r.table).map_err(context)?;
     names::validate_record_id(&r.id, names::MAX_ID_BYTES).map_err(context)?;
@@ -173,8 +182,9 @@ pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> 
     }
     let RevisionData { table, id, rev, deleted, attributes, mut ancestry } = r;
     let body = match (attributes, deleted) {
-        (Some(a), _) => a,
-        (None, true) => Attributes::new(),
+        (Some(a), _) => Some(a),
+        (None, true) => Some(Attributes::new()),
+        (None, false) if compacted => None,
         (None, false) => return Err(Error::invalid(format!("revision {rev} of {table}/{id} carries no body"))),
     };
     // An ancestry cut short ends in a stub without a parent, linked later if a longer ancestry arrives.
@@ -192,9 +202,11 @@ pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> 
     if parent.is_none() && rev.generation != 1 {
         return Err(Error::invalid(format!("revision {rev} of {table}/{id} has no parent in its ancestry")));
     }
-    let actual = match &encoded {
-        Some(bytes) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, bytes),
-        None => revision_id(&table, &id, parent.as_ref(), deleted, &body),
+    let actual = match (&encoded, &body) {
+        (Some(bytes), _) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, bytes),
+        (None, Some(body)) => revision_id(&table, &id, parent.as_ref(), deleted, body),
+        // A compacted revision: nothing to re-hash.
+        (None, None) => rev,
     };
     if actual != rev {
         return Err(Error::corrupt(format!(
@@ -203,7 +215,9 @@ pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> 
     }
     if table == names::TABLES_TABLE && !deleted {
         names::validate_table_name(&id)?;
-        outpost_api::TableDef::from_record(&id, rev, &body)?;
+        if let Some(body) = &body {
+            outpost_api::TableDef::from_record(&id, rev, body)?;
+        }
     }
     Ok(VerifiedRevision { table, id, rev, deleted, body, ancestry })
 }

@@ -389,7 +389,7 @@ impl Pull<'_> {
             self.report.skipped += chunk.skipped;
             match chunk.imported {
                 None => {
-                    self.report.written += self.target.put_revisions(chunk.revisions, None).await?.written;
+                    self.report.written += self.target.put_events(chunk.revisions, None).await?.written;
                     self.tell();
                 }
                 Some(imported) => last = Some((chunk.revisions, imported, chunk.end_chain)),
@@ -402,11 +402,8 @@ impl Pull<'_> {
         // The last chunk commits with what the whole file proves: every event of the files'
         // database up to its end is now held here.
         let update = KnowledgeUpdate { source: row.db, source_seq: row.end_seq, source_chain: row.end_chain, imported };
-        self.report.written += if self.options.knowledge {
-            self.target.put_revisions_with_knowledge(revisions, update).await?.written
-        } else {
-            self.target.put_revisions(revisions, None).await?.written
-        };
+        let knowledge = self.options.knowledge.then_some(update);
+        self.report.written += self.target.put_events(revisions, knowledge).await?.written;
         self.tell();
         self.report.applied.push(row.file.clone());
         self.report.db = Some(row.db);

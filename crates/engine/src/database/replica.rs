@@ -27,12 +27,23 @@ impl<S: Storage> Engine<S> {
         resume: Option<ResumePoint>,
         knowledge: Option<KnowledgeUpdate>,
     ) -> Result<PutRevisionsResult> {
+        self.store_verified(revisions, validate::replicated, resume, knowledge).await
+    }
+
+    /// [`Engine::store_revisions`], each revision checked by `verify` (`validate::replicated`, or
+    /// `validate::replayed` for events replayed from quicksync files).
+    async fn store_verified(
+        &self,
+        revisions: Vec<RevisionData>,
+        verify: fn(RevisionData, &outpost_api::Limits) -> Result<VerifiedRevision>,
+        resume: Option<ResumePoint>,
+        knowledge: Option<KnowledgeUpdate>,
+    ) -> Result<PutRevisionsResult> {
         validate::batch(revisions.len(), &self.limits, "revisions")?;
         // Validation encodes every body to measure it: off the async workers, like the planning below.
         let limits = self.limits;
         let revisions: Vec<VerifiedRevision> =
-            blocking(move || revisions.into_iter().map(|r| validate::replicated(r, &limits)).collect::<Result<_>>())
-                .await??;
+            blocking(move || revisions.into_iter().map(|r| verify(r, &limits)).collect::<Result<_>>()).await??;
         if let Some(point) = &resume {
             validate::resume_point(point)?;
         }
@@ -249,6 +260,14 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
         resume: Option<ResumePoint>,
     ) -> Result<PutRevisionsResult> {
         self.store_revisions(revisions, resume, None).await
+    }
+
+    async fn put_events(
+        &self,
+        revisions: Vec<RevisionData>,
+        knowledge: Option<KnowledgeUpdate>,
+    ) -> Result<PutRevisionsResult> {
+        self.store_verified(revisions, validate::replayed, None, knowledge).await
     }
 
     async fn put_revisions_with_knowledge(

@@ -280,6 +280,91 @@ async fn db_check_compares_the_stored_live_record_count_with_the_records() {
     );
 }
 
+#[tokio::test]
+async fn db_compact_drops_old_bodies_reports_them_and_returns_the_space() {
+    let s = Scratch::with_table();
+    s.run(&["table", "create", DB, "notes", "--keep-bodies", "3"]).ok();
+    let shown = s.run(&["table", "show", DB, "notes", "--json"]).ok().json();
+    assert_eq!(shown["keep_bodies"], 3);
+    // Ten records of twenty revisions each, a few KiB a body, in one batch per round.
+    {
+        let path = s.dir.path().join(DB);
+        let db = outpost_sqlite::open_file(&path, outpost_api::Limits::default()).await.unwrap();
+        let mut revs: Vec<Option<outpost_api::RevId>> = vec![None; 10];
+        for round in 0..20 {
+            let ops = (0..10)
+                .map(|i| {
+                    let attributes = outpost_api::Attributes::from_plain(&serde_json::json!({
+                        "round": round, "pad": "x".repeat(4000)
+                    }))
+                    .unwrap();
+                    let put = outpost_api::PutRecord {
+                        id: Some(format!("p{i}")),
+                        rev: revs[i],
+                        attributes,
+                        resolves: vec![],
+                    };
+                    outpost_api::WriteOp::put("people", put)
+                })
+                .collect();
+            let results = outpost_api::RecordWriter::write_batch(&db, ops).await.unwrap();
+            for (i, r) in results.into_iter().enumerate() {
+                revs[i] = Some(r.unwrap().rev);
+            }
+        }
+    }
+    s.put(&["--id", "x", "round=1"]);
+    let report = s.run(&["db", "compact", DB, "--table", "people", "--json"]).ok().json();
+    assert_eq!(report["bodies_dropped"], 10 * 19, "{report}");
+    assert!(report["body_bytes"].as_u64().unwrap() > 10 * 19 * 4000, "{report}");
+    let (before, after) = (report["size_before"].as_u64().unwrap(), report["size_after"].as_u64().unwrap());
+    assert!(after * 3 < before, "the file shrinks: {report}");
+    let check = s.run(&["db", "check", DB, "--json"]).ok().json();
+    assert_eq!((check["ok"].as_bool(), check["compacted"].as_u64()), (Some(true), Some(190)), "{check}");
+    let current = s.get_json("p3");
+    assert_eq!(current["attributes"]["round"], serde_json::json!({"int": "19"}));
+    let human = s.run(&["db", "compact", DB, "--keep-bodies", "0"]).ok();
+    assert!(human.stdout.starts_with("11 records read, 0 bodies dropped"), "{}", human.stdout);
+    let vacuumed = s.run(&["db", "compact", DB, "--vacuum", "--json"]).ok().json();
+    assert!(vacuumed["size_after"].as_u64().unwrap() <= after, "{vacuumed}");
+    let err = s.run(&["db", "compact", DB, "--table", "nope"]).expect(3);
+    assert!(err.stderr.contains("nope"), "{}", err.stderr);
+}
+
+async fn auto_vacuum(db: &outpost_sqlite::SqliteDatabase) -> i64 {
+    db.storage().with_connection(|c| c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).unwrap()).await
+}
+
+/// A file made before Outpost returned space by itself (auto_vacuum off) keeps its free pages after a
+/// compaction; `--vacuum` rewrites it once and switches it over.
+#[tokio::test]
+async fn db_compact_vacuum_converts_a_file_made_without_incremental_vacuum() {
+    let s = Scratch::with_table();
+    let pad = format!("pad={}", "x".repeat(4000));
+    let mut rev = s.put(&["ann", "round=0", &pad]);
+    for round in 1..12 {
+        rev = s.put(&["ann", &format!("round={round}"), &pad, "--rev", &rev]);
+    }
+    let path = s.dir.path().join(DB);
+    {
+        let db = outpost_sqlite::open_file(&path, outpost_api::Limits::default()).await.unwrap();
+        assert_eq!(auto_vacuum(&db).await, 2, "a new file vacuums incrementally");
+        let old = "PRAGMA auto_vacuum = NONE; VACUUM;";
+        db.storage().with_connection(|c| c.execute_batch(old)).await.unwrap();
+        assert_eq!(auto_vacuum(&db).await, 0);
+    }
+    let report = s.run(&["db", "compact", DB, "--json"]).ok().json();
+    assert_eq!(report["bodies_dropped"], 11, "{report}");
+    let kept = report["size_after"].as_u64().unwrap();
+    assert!(kept * 10 > report["size_before"].as_u64().unwrap() * 9, "the free pages stay in the file: {report}");
+    let vacuumed = s.run(&["db", "compact", DB, "--vacuum", "--json"]).ok().json();
+    assert!(vacuumed["size_after"].as_u64().unwrap() + 11 * 4000 <= kept, "the bodies' pages are returned: {vacuumed}");
+    let db = outpost_sqlite::open_file(&path, outpost_api::Limits::default()).await.unwrap();
+    assert_eq!(auto_vacuum(&db).await, 2, "switched to incremental vacuum");
+    drop(db);
+    assert_eq!(s.run(&["db", "check", DB, "--json"]).ok().json()["ok"], true);
+}
+
 #[test]
 fn tables_are_created_listed_and_shown() {
     let s = Scratch::with_table();
@@ -357,6 +442,7 @@ fn every_subcommand_has_help() {
         &["db", "list"],
         &["db", "check"],
         &["db", "reidentify"],
+        &["db", "compact"],
         &["table"],
         &["table", "create"],
         &["table", "list"],

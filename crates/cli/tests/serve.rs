@@ -149,3 +149,39 @@ fn the_quicksync_flag_names_another_root() {
     assert!(status.contains(" 400 "), "{head}");
     assert!(server.stop().success());
 }
+
+/// The server compacts the tables that set keep_bodies on its schedule, and `outpost db compact` of a
+/// server's URL compacts there.
+#[test]
+fn a_server_compacts_tables_that_keep_few_bodies_on_its_schedule() {
+    let server = Server::start_with(&["--compact-every".as_ref(), "1".as_ref()]);
+    let db = format!("{}/dbs/field", server.url);
+    ok(&["db", "create", &db]);
+    ok(&["table", "create", &db, "notes", "--keep-bodies", "1"]);
+    let mut revs: Vec<String> = Vec::new();
+    for round in 0..5 {
+        let text = format!("round={round}");
+        let mut args = vec!["put", db.as_str(), "notes", "n", "--json", text.as_str()];
+        if let Some(rev) = revs.last() {
+            args.extend(["--rev", rev.as_str()]);
+        }
+        let put: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        revs.push(put["rev"].as_str().unwrap().to_owned());
+    }
+    // Generations 1-3 lie more than one below the leaf (5): the schedule drops their bodies.
+    let body_of = |rev: &str| outpost(&["get", &db, "notes", "n", "--rev", rev]).0;
+    let mut rounds = 0;
+    while body_of(&revs[2]) != 3 {
+        rounds += 1;
+        assert!(rounds < 600, "the scheduled compaction never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!((body_of(&revs[0]), body_of(&revs[3]), body_of(&revs[4])), (3, 0, 0), "generation 4 is kept");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["db", "compact", &db, "--keep-bodies", "0", "--json"])).unwrap();
+    assert_eq!((report["records"].as_u64(), report["bodies_dropped"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(body_of(&revs[3]), 3);
+    let (code, _, err) = outpost(&["db", "compact", &db, "--vacuum"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(server.stop().success());
+}

@@ -39,6 +39,12 @@ pub(crate) fn open_connection_with(path: &Path, create: bool, durability: Durabi
     }
     let conn = Connection::open_with_flags(path, flags).sql()?;
     conn.busy_timeout(BUSY_TIMEOUT).sql()?;
+    if create {
+        // A new file returns the space compaction frees (`PRAGMA incremental_vacuum`). SQLite takes
+        // this only before the first table, and before the switch to WAL; a file made earlier needs
+        // `VACUUM` once (`outpost db compact --vacuum`). On an existing file it changes nothing.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").sql()?;
+    }
     // WAL: readers never block the writer; FULL: a committed write survives a crash or power loss.
     conn.pragma_update(None, "journal_mode", "WAL").sql()?;
     let synchronous = match durability {

@@ -90,11 +90,6 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         FORMAT_VERSION => return Ok(()),
         _ => {}
     }
-    // A new file returns the space compaction frees (`PRAGMA incremental_vacuum`), which SQLite can
-    // only be told before the first table exists (a file made earlier needs `VACUUM` once).
-    if version(conn)? == 0 {
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").sql()?;
-    }
     // Under the write lock, read again: a second process opening the same old file waits, then
     // finds it migrated.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).sql()?;

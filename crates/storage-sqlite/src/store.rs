@@ -330,7 +330,10 @@ impl Storage for SqliteStorage {
                     if mode != INCREMENTAL_VACUUM || free == 0 {
                         return Ok(0);
                     }
-                    conn.execute_batch(&format!("PRAGMA incremental_vacuum({STEP})")).sql()?;
+                    // Each step of the statement frees one page: run it to its end.
+                    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({STEP})")).sql()?;
+                    let mut rows = stmt.query([]).sql()?;
+                    while rows.next().sql()?.is_some() {}
                     Ok(free - STEP)
                 })
                 .await?;

@@ -59,9 +59,8 @@ impl<S: Storage> Engine<S> {
             report.body_bytes += bytes;
             progress(CompactProgress { report: &report, seq: since.min(upto), upto });
         }
-        if report.bodies_dropped > 0 {
-            self.store()?.reclaim_space().await?;
-        }
+        // Also when nothing was dropped now: an earlier compaction may have been stopped before it.
+        self.store()?.reclaim_space().await?;
         report.size_after = self.store()?.size_bytes().await?;
         Ok(report)
     }

@@ -6,6 +6,7 @@ mod attrs;
 mod backup;
 mod cert;
 mod db;
+mod demo;
 mod locator;
 mod output;
 mod quicksync;
@@ -74,6 +75,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// See Outpost work: the scenarios it was built for, run for real on database files in a temporary
+    /// directory and narrated step by step — offline edits and their conflicts, quicksync, transitive
+    /// fast-forward and its trap, a copied file re-identified. Exits 1 if a step does not come out as
+    /// told.
+    Demo {
+        /// Keep the databases and files afterwards (their directory is printed) to look at them.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Serve the HTTP API over a data directory of databases (one `<name>.outpost` file each) or over
     /// a PostgreSQL (one schema each; several servers may share it), and the quicksync files
     /// published for them (with range requests, so downloads resume).
@@ -495,6 +505,7 @@ async fn run(cli: Cli) -> outpost_api::Result<ExitCode> {
             };
             serve::run(flags, publish).await?
         }
+        Command::Demo { keep } => return demo::run(json, keep).await,
         Command::Token(cmd) => token::run(cmd, json)?,
         Command::Cert(cmd) => cert::run(cmd, json)?,
         Command::Db(cmd) => return db::run(cmd, json).await,
@@ -516,8 +527,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // The demo provokes what the engine warns about (a forked copy) and narrates it itself.
+    let quiet = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     // Blocking work (SQLite calls, parsing and encoding bodies) on at most two threads per core: more

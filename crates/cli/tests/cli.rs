@@ -430,12 +430,35 @@ fn errors_have_one_exit_code_per_kind() {
     }
 }
 
+/// `outpost demo` (SPEC §18) runs every scene and each comes out as narrated, in words and in JSON.
+#[test]
+fn the_demo_comes_out_as_narrated() {
+    let s = Scratch::empty();
+    let told = s.run(&["demo"]).ok();
+    assert!(told.stdout.contains("All 5 scenes came out as narrated."), "{}", told.stdout);
+    assert!(!told.stdout.contains("FAILED"), "{}", told.stdout);
+    let account = s.run(&["demo", "--json", "--keep"]).ok().json();
+    assert_eq!(account["ok"], true, "{account}");
+    let scenes = account["scenes"].as_array().expect("scenes");
+    assert_eq!(scenes.len(), 5);
+    for scene in scenes {
+        let checks: Vec<&Value> =
+            scene["steps"].as_array().unwrap().iter().flat_map(|st| st["checks"].as_array().unwrap()).collect();
+        assert!(checks.len() >= 3, "{scene}");
+        assert!(checks.iter().all(|c| c["ok"] == true), "{scene}");
+    }
+    let kept = std::path::PathBuf::from(account["dir"].as_str().expect("the kept directory"));
+    assert!(kept.join("tablet.outpost").is_file() && kept.join("files").join("manifest.csv").is_file());
+    std::fs::remove_dir_all(kept).unwrap();
+}
+
 #[test]
 fn every_subcommand_has_help() {
     let s = Scratch::empty();
     let commands: &[&[&str]] = &[
         &[],
         &["serve"],
+        &["demo"],
         &["db"],
         &["db", "create"],
         &["db", "info"],

@@ -156,6 +156,10 @@ async fn compact(db: &str, request: CompactRequest, vacuum: bool, json: bool) ->
     let db = locator.open(Limits::default()).await?;
     let mut report = match db.engine("db compact") {
         Ok(engine) => {
+            if vacuum {
+                // Refused before the compaction, not after it (whose report would be lost).
+                engine.can_vacuum()?;
+            }
             let bar = output::Bar::new(json, &format!("compacting {locator}"), "seq ");
             let shown = bar.clone();
             let report = engine

@@ -218,11 +218,19 @@ impl LocalEngine {
         }
     }
 
-    /// Rewrite a SQLite file without its free pages; on PostgreSQL, InvalidInput (its tables are
-    /// vacuumed by PostgreSQL).
+    /// Rewrite a SQLite file without its free pages ([`LocalEngine::can_vacuum`] says whether it can).
     pub async fn vacuum(&self) -> Result<()> {
+        self.can_vacuum()?;
         match self {
             LocalEngine::Sqlite(db) => outpost_sqlite::vacuum(db).await,
+            LocalEngine::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// InvalidInput on PostgreSQL, whose tables PostgreSQL vacuums.
+    pub fn can_vacuum(&self) -> Result<()> {
+        match self {
+            LocalEngine::Sqlite(_) => Ok(()),
             LocalEngine::Postgres(_) => Err(Error::invalid(
                 "--vacuum is for SQLite files: PostgreSQL's autovacuum makes the space reusable, and VACUUM FULL returns it",
             )),

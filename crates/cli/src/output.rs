@@ -202,7 +202,6 @@ pub fn dbs_human(dbs: &[ListedDb]) -> String {
     lines.join("\n")
 }
 
-/// The outcome of `db check` for people.
 /// A compaction's report for people: what was dropped and the space before and after.
 pub fn compact_human(report: &CompactReport) -> String {
     let mut out = format!(
@@ -232,6 +231,7 @@ fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The outcome of `db check` for people.
 pub fn check_human(report: &CheckReport) -> String {
     let compacted = if report.compacted > 0 { format!(" ({} compacted)", report.compacted) } else { String::new() };
     let summary = format!(

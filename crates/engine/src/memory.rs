@@ -135,6 +135,13 @@ impl Data {
                 }
             }
         }
+        for (seq, body) in writes.fill_bodies {
+            if let Some((key, rev)) = self.events.get(&seq) {
+                if let Some(row) = self.revisions.get_mut(key).and_then(|rows| rows.get_mut(rev)) {
+                    row.body = Some(body);
+                }
+            }
+        }
         for seq in writes.drop_bodies {
             if let Some((key, rev)) = self.events.get(&seq) {
                 if let Some(row) = self.revisions.get_mut(key).and_then(|rows| rows.get_mut(rev)) {

@@ -83,6 +83,8 @@ pub struct Planner {
     revisions: Vec<StoredRevision>,
     /// Whether an event fills a stub in ([`WriteSet::fills_stubs`]).
     fills_stubs: bool,
+    /// Bodies of pending revisions that arrived ([`WriteSet::fill_bodies`]).
+    fill_bodies: Vec<(u64, String)>,
 }
 
 impl Planner {
@@ -105,6 +107,7 @@ impl Planner {
             touched: Vec::with_capacity(records),
             revisions: Vec::new(),
             fills_stubs: false,
+            fill_bodies: Vec::new(),
         }
     }
 
@@ -154,6 +157,17 @@ impl Planner {
         let (table, id, body, ancestry) = r.into_parts();
         let key = (table, id);
         let tree = &mut self.trees.entry(key.clone()).or_insert_with(Planned::new).tree;
+        // A pending revision (replayed without its body) whose body arrives, verified: it is stored
+        // into the revision's event. Any other revision held with an event is a no-op.
+        if let (Some(node), Some(body)) = (tree.get(&rev), &body) {
+            if node.body.is_none() && !node.deleted && tree.is_pending(&rev) {
+                let seq = node.seq.expect("a pending revision has an event");
+                self.fill_bodies.push((seq, body.to_json()));
+                tree.get_mut(&rev).expect("held").body = Some(body.clone());
+                self.touch(&key);
+                return Ok(false);
+            }
+        }
         let held = tree.get(&rev).is_some_and(|n| !n.is_stub());
         // Ancestors we lack become stubs, each linked to the next one up when the ancestry says. An
         // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
@@ -244,7 +258,8 @@ impl Planner {
     /// winner's (keep-conflicts); a `merge-fields` table merges on read, so that what a record reads as
     /// never depends on when a policy change arrived relative to its revisions.
     pub fn finish(self) -> Result<WriteSet> {
-        let Planner { start, update_seq, chain, trees, live_before, touched, revisions, fills_stubs } = self;
+        let Planner { start, update_seq, chain, trees, live_before, touched, revisions, fills_stubs, fill_bodies } =
+            self;
         let mut states = Vec::with_capacity(touched.len());
         let mut views = Vec::new();
         let mut live_records = 0i64;
@@ -302,6 +317,7 @@ impl Planner {
             head,
             views,
             live_records,
+            fill_bodies,
             ..WriteSet::default()
         };
         // Invariant: seqs are gap-free from the head on, and each chain hash extends the one before.
@@ -377,6 +393,22 @@ fn merge_stubs(revisions: Vec<StoredRevision>) -> Vec<StoredRevision> {
 
 /// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
 /// revisions to store (none for a retry or a no-op).
+/// A local write whose revision is held pending (replayed from quicksync files without its body,
+/// before the revision after it) is not taken as already written — it is not part of the record —
+/// nor written again under the same id: Conflict, until the replay brings the revision after it.
+fn refuse_pending(tree: &RevisionTree, (table, id): &RecordKey, rev: RevId) -> Result<()> {
+    if tree.get(&rev).is_some_and(|n| n.body.is_none() && !n.deleted) && tree.is_pending(&rev) {
+        return Err(Error::conflict(
+            format!(
+                "revision {rev} of {table}/{id} is held without its body (replayed from quicksync files before \
+                 the revision after it): write again once the pull has finished"
+            ),
+            tree.winner(),
+        ));
+    }
+    Ok(())
+}
+
 fn plan_local(
     tree: &RevisionTree,
     key: &RecordKey,
@@ -396,6 +428,7 @@ fn plan_local(
         (None, Some(win)) => {
             // A retried create is its own first revision.
             let first = NewRevision::of(key, w, None);
+            refuse_pending(tree, key, first.rev)?;
             if tree.contains(&first.rev) {
                 return Ok((first.rev, vec![]));
             }
@@ -403,6 +436,7 @@ fn plan_local(
         }
     };
     let main = NewRevision::of(key, w, parent);
+    refuse_pending(tree, key, main.rev)?;
     if tree.contains(&main.rev) && w.resolves.is_empty() {
         return Ok((main.rev, vec![]));
     }

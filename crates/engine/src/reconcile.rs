@@ -56,7 +56,9 @@ pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconci
 
 /// Three-way merge of the winner and the conflicting leaves against their lowest common ancestor:
 /// a field changed on one branch only takes that change; a field changed differently on several takes
-/// the winner's value and is reported. Without an ancestor body, the winner's body.
+/// the winner's value and is reported. Without an ancestor body (none shared, or compacted), nothing
+/// can tell a change from a value kept: the winner's body, with every field on which a branch differs
+/// from it reported, so that no branch's edit is dropped unseen.
 fn merge_fields(
     tree: &RevisionTree,
     winner: RevId,
@@ -68,8 +70,12 @@ fn merge_fields(
     let base = tree.common_ancestor(&branches).and_then(|a| tree.get(&a)).and_then(|n| n.body.clone());
     let bodies: Option<Vec<&Attributes>> =
         conflicts.iter().map(|r| tree.get(r).and_then(|n| n.body.as_ref())).collect();
-    let (Some(base), Some(others)) = (base, bodies) else {
-        return (winner_body.clone(), vec![]);
+    let Some(others) = bodies else { return (winner_body.clone(), vec![]) };
+    let Some(base) = base else {
+        let mut names: BTreeSet<&String> = winner_body.keys().collect();
+        names.extend(others.iter().flat_map(|b| b.keys()));
+        let differing = names.into_iter().filter(|n| others.iter().any(|b| b.get(*n) != winner_body.get(*n)));
+        return (winner_body.clone(), differing.cloned().collect());
     };
     let mut names: BTreeSet<&String> = base.keys().collect();
     names.extend(winner_body.keys());
@@ -188,5 +194,20 @@ mod tests {
         assert_eq!(tree.winner(), Some(other));
         assert!(tree.conflicts().is_empty());
         assert_eq!(tree.leaves().len(), 2);
+    }
+
+    #[test]
+    fn without_a_base_body_every_differing_field_is_reported() {
+        let (mut tree, revs) = branches(
+            &attrs(&[("a", 1), ("b", 1)]),
+            &[attrs(&[("a", 2), ("b", 1)]), attrs(&[("a", 1), ("b", 1), ("c", 3)])],
+        );
+        // The base's body compacted away: a change cannot be told from a value kept.
+        let base = tree.common_ancestor(&revs).unwrap();
+        tree.get_mut(&base).unwrap().body = None;
+        let r = reconcile(&tree, ReconcilePolicy::MergeFields).unwrap();
+        let winner_body = tree.get(&r.winner).unwrap().body.clone().unwrap();
+        assert_eq!(*r.body, winner_body, "the winner's body");
+        assert_eq!(r.field_conflicts, ["a", "c"], "a and c differ between the branches; b does not");
     }
 }

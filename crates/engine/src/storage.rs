@@ -173,6 +173,10 @@ pub struct WriteSet {
     /// parent, tombstone flag, seq and chain hash, and its body becomes absent as a stub's is. None
     /// is a live state's winner.
     pub drop_bodies: Vec<u64>,
+    /// Bodies stored into events that were stored without one, by seq: a pending revision (replayed
+    /// from quicksync files without its body, `RevisionTree::leaves`) whose body arrived, verified.
+    /// The event keeps its seq and chain hash.
+    pub fill_bodies: Vec<(u64, String)>,
     /// Stored knowledge rows to delete, by peer and peer seq (the engine's pruning rule,
     /// `knowledge::forgotten`); none of them is in `knowledge`.
     pub forget_knowledge: Vec<(Uuid, u64)>,
@@ -280,6 +284,19 @@ pub trait Storage: Send + Sync + 'static {
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         let trees = self.load_trees(keys).await?;
         Ok(trees.into_iter().map(|(key, tree)| (key, tree.iter().map(|(rev, _)| *rev).collect())).collect())
+    }
+    /// Of these records' events, those stored without a body that are no tombstones (compacted, or
+    /// replayed compacted: `WriteSet::fill_bodies`), by record; a record with none has no entry or an
+    /// empty set. The default reads `load_trees`.
+    async fn bodiless_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        let trees = self.load_trees(keys).await?;
+        Ok(trees
+            .into_iter()
+            .map(|(key, tree)| {
+                let revs = tree.iter().filter(|(_, n)| !n.is_stub() && n.body.is_none() && !n.deleted);
+                (key, revs.map(|(rev, _)| *rev).collect())
+            })
+            .collect())
     }
     /// The reconciled state of one record.
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>>;

@@ -128,6 +128,12 @@ impl<B> RevisionTree<B> {
         settled
     }
 
+    /// Whether `rev` is a pending revision of [`RevisionTree::leaves`]: held by an event, without a
+    /// body, and no tombstone, with no descendant that has a body or is a tombstone.
+    pub fn is_pending(&self, rev: &RevId) -> bool {
+        self.nodes.get(rev).is_some_and(|n| !n.is_stub() && !n.settles()) && !self.settled().contains(rev)
+    }
+
     /// Whether `rev` is a current leaf (as [`RevisionTree::leaves`] counts them).
     pub fn is_leaf(&self, rev: &RevId) -> bool {
         self.nodes.contains_key(rev) && self.leaves().contains(rev)
@@ -207,6 +213,8 @@ mod tests {
         assert_eq!(tree.leaves(), [rev(1, 1)], "pending revisions and the stub above one are not leaves");
         assert_eq!(tree.winner(), Some(rev(1, 1)));
         assert!(tree.is_leaf(&rev(1, 1)) && !tree.is_leaf(&rev(2, 2)) && !tree.is_leaf(&rev(4, 4)));
+        assert!(tree.is_pending(&rev(2, 2)) && tree.is_pending(&rev(4, 4)));
+        assert!(!tree.is_pending(&rev(1, 1)) && !tree.is_pending(&rev(3, 3)), "a body, and a stub");
         // A tombstone settles its line too.
         let mut tomb = node(Some(rev(4, 4)), None, Some(4));
         tomb.deleted = true;
@@ -216,6 +224,7 @@ mod tests {
         tree.insert(rev(3, 6), node(Some(rev(2, 2)), Some(3), Some(5)));
         assert_eq!(tree.leaves(), [rev(3, 6), rev(5, 5)]);
         assert_eq!(tree.winner(), Some(rev(3, 6)));
+        assert!(!tree.is_pending(&rev(2, 2)), "compacted now, not pending");
         // Only pending revisions: no leaf at all.
         let mut alone: RevisionTree<u8> = RevisionTree::default();
         alone.insert(rev(1, 1), node(None, None, Some(1)));

@@ -10,9 +10,11 @@ use std::time::Duration;
 use outpost_api::{CompactRequest, Databases, Result};
 use tokio::sync::watch;
 
-/// What a database's last scheduled compaction covered: the tables' `keep_bodies` then, and the
+/// What a database's last scheduled compaction covered: the database it was (its uuid: a database
+/// deleted and made again, or restored, is another), the tables' `keep_bodies` then, and the
 /// update_seq it reached.
 struct Covered {
+    uuid: outpost_api::Uuid,
     keep: BTreeMap<String, u64>,
     upto: u64,
 }
@@ -60,14 +62,16 @@ async fn compact(dbs: &dyn Databases, name: &str, covered: &mut HashMap<String, 
         covered.remove(name);
         return Ok(());
     }
-    // Seqs of another epoch (a database replaced by a restore) may be lower: start over then too.
-    let update_seq = db.info().await?.update_seq;
-    let since = covered.get(name).filter(|c| c.keep == keep && c.upto <= update_seq).map_or(0, |c| c.upto);
+    let info = db.info().await?;
+    let since = covered
+        .get(name)
+        .filter(|c| c.uuid == info.uuid && c.keep == keep && c.upto <= info.update_seq)
+        .map_or(0, |c| c.upto);
     let report = db.compact(CompactRequest { scheduled: true, since, ..CompactRequest::default() }).await?;
     if report.bodies_dropped > 0 {
         tracing::info!(db = %name, records = report.records, bodies = report.bodies_dropped,
             bytes = report.body_bytes, "compacted");
     }
-    covered.insert(name.to_owned(), Covered { keep, upto: report.upto });
+    covered.insert(name.to_owned(), Covered { uuid: info.uuid, keep, upto: report.upto });
     Ok(())
 }

@@ -378,6 +378,9 @@ where
         page.changes.into_iter().map(|c| RecordRevs { table: c.table, id: c.id, revs: c.leaves }).collect();
     let missing = requests::revs_diff(target, have, options, &mut requests).await?;
     let (mut revisions, mut bytes) = requests::get_revisions(source, missing, options, &mut requests).await?;
+    // A leaf the source compacted since the page was read comes without its body: it has a child there
+    // now, which a later page of the feed brings (with it as ancestry).
+    revisions.retain(|r| r.attributes.is_some() || r.deleted);
     let older = lacking_ancestors(source, target, options, &revisions, &mut requests, &mut bytes).await?;
     if !older.is_empty() {
         revisions.extend(older);

@@ -35,6 +35,7 @@ pub(crate) struct Sql {
     pub(crate) head: String,
     pub(crate) load_trees: String,
     pub(crate) held_revs: String,
+    pub(crate) bodiless_revs: String,
     pub(crate) load_state: String,
     pub(crate) list_states: String,
     pub(crate) changes: String,
@@ -58,6 +59,7 @@ pub(crate) struct Sql {
     pub(crate) insert_knowledge: String,
     pub(crate) forget_knowledge: String,
     pub(crate) drop_bodies: String,
+    pub(crate) fill_bodies: String,
     pub(crate) insert_epoch: String,
 }
 
@@ -127,6 +129,10 @@ impl Sql {
                  FROM {s}._meta m"
             ),
             held_revs: revisions_sql(s, ("e.rev", "t.rev")),
+            bodiless_revs: format!(
+                "SELECT e.tbl, e.id, e.rev FROM unnest($1::text[], $2::text[]) AS k(tbl, id)
+                 JOIN {s}._events e ON e.tbl = k.tbl AND e.id = k.id WHERE e.body IS NULL AND NOT e.deleted"
+            ),
             load_trees: revisions_sql(
                 s,
                 ("e.rev, e.parent, e.deleted, e.body, e.seq", "t.rev, t.parent, false, NULL::text, NULL::int8"),
@@ -212,6 +218,10 @@ impl Sql {
                  WHERE k.peer = f.peer AND k.peer_seq = f.peer_seq"
             ),
             drop_bodies: format!("UPDATE {s}._events SET body = NULL WHERE seq = ANY($1::int8[])"),
+            fill_bodies: format!(
+                "UPDATE {s}._events e SET body = f.body FROM unnest($1::int8[], $2::text[]) AS f(seq, body)
+                 WHERE e.seq = f.seq"
+            ),
             insert_epoch: format!(
                 "INSERT INTO {s}._epochs (position, uuid, start_seq)
                  VALUES ((SELECT count(*) FROM {s}._epochs), $1, $2)"
@@ -361,6 +371,24 @@ async fn held_revs(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result
     Ok(out)
 }
 
+async fn bodiless_revs(
+    inner: &Inner,
+    client: &Object,
+    keys: &[RecordKey],
+) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    for row in inner.query(client, &inner.sql.bodiless_revs, &[&tables, &ids]).await? {
+        let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
+        out.entry(key).or_default().insert(parse_rev(col(&row, 2)?)?);
+    }
+    Ok(out)
+}
+
 pub(crate) async fn load_state(inner: &Inner, client: &Object, table: &str, id: &str) -> Result<Option<StoredState>> {
     inner.query(client, &inner.sql.load_state, &[&table, &id]).await?.first().map(state_of).transpose()
 }
@@ -415,6 +443,10 @@ impl Storage for PostgresStorage {
 
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         held_revs(&self.inner, &self.inner.conn().await?, keys).await
+    }
+
+    async fn bodiless_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        bodiless_revs(&self.inner, &self.inner.conn().await?, keys).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {

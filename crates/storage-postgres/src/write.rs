@@ -77,6 +77,11 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
     if let Some(p) = writes.resume {
         inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;
     }
+    if !writes.fill_bodies.is_empty() {
+        let (seqs, bodies): (Vec<i64>, Vec<&str>) =
+            writes.fill_bodies.iter().map(|(seq, body)| (sql_seq(*seq), body.as_str())).unzip();
+        inner.execute(client, &sql.fill_bodies, &[&seqs, &bodies]).await?;
+    }
     if !writes.drop_bodies.is_empty() {
         let seqs: Vec<i64> = writes.drop_bodies.iter().map(|s| sql_seq(*s)).collect();
         inner.execute(client, &sql.drop_bodies, &[&seqs]).await?;

@@ -218,6 +218,19 @@ fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey,
     Ok(out)
 }
 
+fn bodiless_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
+    let columns = ("CASE WHEN body IS NULL AND deleted = 0 THEN rev END", "NULL");
+    revision_rows(conn, keys, columns, |table, row| {
+        if let Some(rev) = row.get::<_, Option<String>>(1).sql()? {
+            let id: String = row.get(0).sql()?;
+            out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&rev)?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// The changes page query: an index range scan on `_records_seq`, so its cost follows the page size.
 pub(crate) fn changes_sql(filter: &str) -> String {
     format!("SELECT seq, tbl, id, rev, deleted, leaves FROM _records WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2")
@@ -322,26 +335,36 @@ impl Storage for SqliteStorage {
         // Each step is a write transaction of its own that frees at most this many pages, so a
         // writer waits for one step, not for the whole vacuum.
         const STEP: i64 = 2048;
+        let mut freed = 0;
         loop {
-            let left = self
+            let (before, after) = self
                 .run(|conn| {
                     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).sql()?;
-                    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).sql()?;
-                    if mode != INCREMENTAL_VACUUM || free == 0 {
-                        return Ok(0);
+                    let free = |conn: &Connection| conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0));
+                    let before = free(conn).sql()?;
+                    if mode != INCREMENTAL_VACUUM || before == 0 {
+                        return Ok((before, before));
                     }
                     // Each step of the statement frees one page: run it to its end.
                     let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({STEP})")).sql()?;
                     let mut rows = stmt.query([]).sql()?;
                     while rows.next().sql()?.is_some() {}
-                    Ok(free - STEP)
+                    drop(rows);
+                    Ok((before, free(conn).sql()?))
                 })
                 .await?;
-            if left <= 0 {
+            freed += before - after;
+            // Done, or no progress (nothing more SQLite will give back now).
+            if after == 0 || after >= before {
                 break;
             }
         }
-        self.truncate_wal().await
+        // The file shrinks when the WAL is checkpointed into it. Only then is the WAL truncated too,
+        // which waits for readers: not for a compaction that freed nothing.
+        if freed > 0 {
+            self.truncate_wal().await?;
+        }
+        Ok(())
     }
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
@@ -357,6 +380,11 @@ impl Storage for SqliteStorage {
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         let keys = keys.to_vec();
         self.read(move |conn| held_revs(conn, &keys)).await
+    }
+
+    async fn bodiless_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        let keys = keys.to_vec();
+        self.read(move |conn| bodiless_revs(conn, &keys)).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {

@@ -150,8 +150,14 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         )
         .sql()?;
     }
+    for (seq, body) in &writes.fill_bodies {
+        conn.prepare_cached("UPDATE _events SET body = ?2 WHERE seq = ?1")
+            .sql()?
+            .execute(params![*seq as i64, body])
+            .sql()?;
+    }
     for seq in &writes.drop_bodies {
-        conn.prepare_cached("UPDATE _events SET body = NULL WHERE seq = ?1").sql()?.execute([*seq as i64]).sql()?;
+        drop_body(conn, *seq as i64)?;
     }
     for (peer, peer_seq) in &writes.forget_knowledge {
         conn.prepare_cached("DELETE FROM _knowledge WHERE peer = ?1 AND peer_seq = ?2")
@@ -183,6 +189,27 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
     for table in &writes.views {
         schema::ensure_views(conn, table)?;
     }
+    Ok(())
+}
+
+/// Store event `seq` again without its body. Deleted and inserted, not updated: SQLite shrinks a row
+/// updated in place within its page and frees nothing (and `_events` only grows at its end, so the
+/// room would never be used again), while a delete merges pages left nearly empty, which then go to
+/// the free list that `reclaim_space` returns to the file system.
+fn drop_body(conn: &Connection, seq: i64) -> Result<()> {
+    type Event = (String, String, String, Option<String>, bool, Vec<u8>);
+    let event: Option<Event> = conn
+        .prepare_cached("SELECT tbl, id, rev, parent, deleted, chain FROM _events WHERE seq = ?1")
+        .sql()?
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .optional()
+        .sql()?;
+    let Some((table, id, rev, parent, deleted, chain)) = event else { return Ok(()) };
+    conn.prepare_cached("DELETE FROM _events WHERE seq = ?1").sql()?.execute([seq]).sql()?;
+    conn.prepare_cached(&format!("{EVENTS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)"))
+        .sql()?
+        .execute(params![seq, table, id, rev, parent, deleted, chain])
+        .sql()?;
     Ok(())
 }
 

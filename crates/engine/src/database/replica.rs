@@ -94,6 +94,39 @@ impl<S: Storage> Engine<S> {
         Ok(PutRevisionsResult { written, update_seq })
     }
 
+    /// Take the pending revisions (`RevisionTree::leaves`) that `have` asks about out of `held`: a
+    /// peer that holds one with its body is asked for it. Only records with a revision held without a
+    /// body have their trees read.
+    async fn unhold_pending(&self, have: &[RecordRevs], held: &mut HashMap<RecordKey, HashSet<RevId>>) -> Result<()> {
+        let asked: Vec<RecordKey> = have
+            .iter()
+            .map(|h| (h.table.clone(), h.id.clone()))
+            .filter(|key| held.get(key).is_some_and(|revs| !revs.is_empty()))
+            .collect();
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let bodiless = self.store()?.bodiless_revs(&asked).await?;
+        let suspects: Vec<RecordKey> = have
+            .iter()
+            .filter(|h| {
+                let key = (h.table.clone(), h.id.clone());
+                bodiless.get(&key).is_some_and(|b| h.revs.iter().any(|r| b.contains(r)))
+            })
+            .map(|h| (h.table.clone(), h.id.clone()))
+            .collect();
+        if suspects.is_empty() {
+            return Ok(());
+        }
+        let trees = self.store()?.load_trees(&suspects).await?;
+        for (key, tree) in trees {
+            if let Some(revs) = held.get_mut(&key) {
+                revs.retain(|r| !tree.is_pending(r));
+            }
+        }
+        Ok(())
+    }
+
     /// The fork rule of [`knowledge::fork_point`], fed this database's chain hashes at the seqs the
     /// rows name.
     async fn fork_point(&self, rows: &[KnowledgeRow]) -> Result<Option<(Uuid, u64)>> {
@@ -242,7 +275,8 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
     async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
         let have = validate::record_revs(have, &self.limits, "revs-diff")?;
         let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
-        let held = self.store()?.held_revs(&keys).await?;
+        let mut held = self.store()?.held_revs(&keys).await?;
+        self.unhold_pending(&have, &mut held).await?;
         let mut out = Vec::new();
         for h in have {
             let held = held.get(&(h.table.clone(), h.id.clone()));

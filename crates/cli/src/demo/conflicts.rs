@@ -62,9 +62,9 @@ pub(super) async fn offline_edits(n: &mut Narrator) -> Result<()> {
     n.show("the office's revision", assigned);
 
     n.say(
-        "The network is back and they sync. Both peers pick the same winner — the higher generation, \
-         then the greater revision id, the same rule everywhere — and keep the other edit as a conflict, \
-         listed with the record, until someone resolves it.",
+        "The network is back and they sync. Both peers pick the same winner by the same rule — the \
+         higher generation, then (both are 2 here) the greater hash — and keep the other edit as a \
+         conflict, listed with the record, until someone resolves it.",
     );
     sync(&tablet, &office, &both).await?;
     let (t, o) = (read(&tablet, "visits", "pump-4").await?, read(&office, "visits", "pump-4").await?);
@@ -95,6 +95,7 @@ pub(super) async fn offline_edits(n: &mut Narrator) -> Result<()> {
     );
     let base = put(&tablet, "stock", "pumps", None, json!({"count": 10, "location": "shed"})).await?;
     sync(&tablet, &office, &both).await?;
+    n.show("stock/pumps before", json!({"count": 10, "location": "shed"}));
     put(&tablet, "stock", "pumps", Some(base), json!({"count": 8, "location": "shed"})).await?;
     put(&office, "stock", "pumps", Some(base), json!({"count": 10, "location": "truck"})).await?;
     sync(&tablet, &office, &both).await?;

@@ -66,6 +66,15 @@ pub(crate) struct Narrator {
     scenes: Vec<Scene>,
 }
 
+/// The few words the scenes use, said once before them.
+const WORDS: &str = "A few words first. Every write is a revision, named `generation-hash` (2-bca5… is the \
+    second version of its record), and takes the database's next seq: 1, 2, 3… A chain hash over all \
+    revisions up to a seq fingerprints that history, so two databases compare histories in one step. A \
+    database is named by a uuid, and (uuid, seq) must always mean one state: a database that starts a \
+    different history (restored from a backup, copied) takes a new uuid from its next seq on — a new \
+    epoch. When a replication pass has read a peer to the end, the receiver records how far: knowledge \
+    that it holds everything of that peer up to that seq, which it passes on with its data.";
+
 /// Where the narration wraps.
 const WIDTH: usize = 96;
 
@@ -168,6 +177,8 @@ pub async fn run(json: bool, keep: bool) -> Result<ExitCode> {
     if !json {
         println!("Outpost demo: every step below runs for real, on SQLite database files in");
         println!("{}, and checks that it came out as told.", dir.path().display());
+        println!();
+        print!("{}", wrap(WORDS, "", ""));
     }
     let scenes: [(&str, SceneFn); 5] = [
         ("offline edits", |n| Box::pin(conflicts::offline_edits(n))),

@@ -34,8 +34,9 @@ pub(super) async fn bootstrap_and_walk_back(n: &mut Narrator) -> Result<()> {
 
     n.say("The headquarters database (2,000 parts) publishes its files into a directory.");
     let published = publish(&hq, &files, &every).await?;
-    n.show("files written", published.written.len());
-    n.show("update_seq", published.update_seq);
+    let snapshots = published.written.iter().filter(|f| f.kind == "snapshot").count();
+    n.show("files written", format!("{snapshots} snapshot, {} deltas", published.written.len() - snapshots));
+    n.show("last seq", format!("{} (2,000 parts, and the table's definition)", published.update_seq));
     let backup = n.path("hq-backup.outpost");
     outpost_sqlite::backup(&hq, &backup).await?;
     let at_backup = hq.info().await?.update_seq;
@@ -44,7 +45,7 @@ pub(super) async fn bootstrap_and_walk_back(n: &mut Narrator) -> Result<()> {
     let depot = n.db("depot").await?;
     let report = pull_from(&files, &depot).await?;
     n.show("files applied", files_of(&report));
-    n.show("revision events written", report.written);
+    n.show("revisions written", report.written);
     n.check(report.start == PullStart::Snapshot, "an empty peer starts from the snapshot");
     n.check(lacking(&hq, &depot).await? == 0, "the depot holds every revision headquarters holds");
 
@@ -59,7 +60,7 @@ pub(super) async fn bootstrap_and_walk_back(n: &mut Narrator) -> Result<()> {
     publish(&hq, &files, &every).await?;
     let report = pull_from(&files, &van).await?;
     n.show("files applied", files_of(&report));
-    n.show("revision events read", report.entries);
+    n.show("revisions applied", report.entries);
     n.check(report.start == PullStart::Delta && report.entries == 400, "only the 400 new revisions travel");
     n.check(lacking(&hq, &van).await? == 0, "the van is up to date");
 
@@ -83,11 +84,14 @@ pub(super) async fn bootstrap_and_walk_back(n: &mut Narrator) -> Result<()> {
          seq whose chain hash both agree on, 2001 (the backup's end), and applies only what follows.",
     );
     let known = van.knowledge(None).await?.iter().filter(|k| k.peer != epoch.uuid).map(|k| k.peer_seq).max();
-    n.show("the van knew headquarters up to seq", known.unwrap_or(0));
-    n.check(known == Some(2401), "the van's knowledge reaches into the lost history");
+    n.show("the van had read headquarters up to seq", known.unwrap_or(0));
+    n.check(known == Some(2401), "past seq 2001, where the restored history parts from the one the van read");
     let report = pull_from(&files, &van).await?;
     n.show("files applied", files_of(&report));
-    n.show("revision events read", report.entries);
+    n.show(
+        "revisions applied",
+        format!("{}, seqs {}-{}", report.entries, report.end_seq + 1 - report.entries, report.end_seq),
+    );
     n.check(report.start == PullStart::Delta && report.entries == 500, "only the 500 revisions after seq 2001 travel");
     n.check(lacking(&hq, &van).await? == 0, "the van holds everything the restored headquarters holds");
     let lost = lacking(&van, &hq).await?;

@@ -39,13 +39,13 @@ pub(super) async fn transitive_fast_forward(n: &mut Narrator) -> Result<()> {
     write_records(&east, "items", "e", 0..30, "east again").await?;
     write_records(&west, "items", "e", 15..45, "west again").await?;
     let (_, west_to_east) = sync(&east, &west, &batches(100)).await?;
-    n.show("us-west seq that us-east has drained", west_to_east.end_seq);
-    n.check(west_to_east.drained && west_to_east.knowledge_recorded, "us-east records what it knows of us-west");
+    n.show("us-west's seqs that us-east has read to the end", format!("1-{}", west_to_east.end_seq));
+    n.check(west_to_east.drained && west_to_east.knowledge_recorded, "us-east records that as knowledge of us-west");
 
     n.say("store1 pulls everything from us-east. With the data comes us-east's knowledge of us-west.");
     let store = n.db("store1").await?;
     let pulled = replicate(&east, &store, &batches(100)).await?;
-    n.show("revisions store1 wrote", pulled.progress.revisions_written);
+    n.show("revisions store1 wrote", format!("{} (everything us-east holds)", pulled.progress.revisions_written));
     drop(east);
 
     n.say(
@@ -54,17 +54,33 @@ pub(super) async fn transitive_fast_forward(n: &mut Narrator) -> Result<()> {
          it already holds.",
     );
     let from_west = replicate(&west, &store, &batches(100)).await?;
-    n.show("start", format!("{:?} at us-west seq {}", from_west.start.origin, from_west.start.seq));
-    n.show("changes read", from_west.progress.changes_read);
+    let feed = west.info().await?.update_seq;
+    n.show("start", format!("us-west seq {} ({})", from_west.start.seq, origin(from_west.start.origin)));
+    n.show(
+        "changes read",
+        format!("{} (a pass from zero reads us-west's whole feed)", from_west.progress.changes_read),
+    );
     n.show("revisions fetched", from_west.progress.revisions_fetched);
-    n.show("requests", from_west.requests);
     n.check(
         from_west.start.origin == Origin::Transitive && from_west.start.seq == west_to_east.end_seq,
         "store1 starts where us-east's knowledge of us-west ends",
     );
-    n.check(from_west.progress.revisions_fetched == 0, "not one revision is transferred again");
+    n.check(
+        from_west.progress.changes_read == 0 && from_west.progress.revisions_fetched == 0 && feed > 0,
+        "it reads none of us-west's changes and transfers nothing again",
+    );
     n.check(lacking(&west, &store).await? == 0, "store1 holds everything us-west holds");
     Ok(())
+}
+
+/// Where a pass started, in words.
+fn origin(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Zero => "from zero: nothing known",
+        Origin::Resume => "its own checkpoint for this source",
+        Origin::Direct => "its own knowledge of the source",
+        Origin::Transitive => "knowledge of the source received from a third database",
+    }
 }
 
 /// Options whose pass is cancelled after `after` batches of `size`, as a pass cut by a network
@@ -89,12 +105,12 @@ pub(super) async fn the_trap(n: &mut Narrator) -> Result<()> {
          store1 taken its position as knowledge, it would skip those records when pulling from us-west \
          later — and with us-east gone, they would be lost.",
     );
-    let (east, west) = regions(n, "east-2", "west-2").await?;
-    n.say("After syncing with us-west, us-east updates 200 of us-west's orders: they move to the end of its feed.");
+    n.say("Three fresh databases play the same parts. us-east and us-west sync; then us-east updates 200 of us-west's orders: they move to the end of its feed.");
+    let (east, west) = regions(n, "us-east-2", "us-west-2").await?;
     write_records(&east, "orders", "w", 0..200, "east's update").await?;
 
     n.say("store1's pass from us-east is cut off after 8 batches of 50 changes.");
-    let store = n.db("store-2").await?;
+    let store = n.db("store1-2").await?;
     let cut = replicate(&east, &store, &cut_after(50, 8)).await?;
     n.show("pass drained", cut.drained);
     n.show("knowledge recorded", cut.knowledge_recorded);
@@ -105,8 +121,11 @@ pub(super) async fn the_trap(n: &mut Narrator) -> Result<()> {
 
     n.say("us-east goes away; store1 pulls from us-west.");
     let from_west = replicate(&west, &store, &batches(50)).await?;
-    n.show("start", format!("{:?} at us-west seq {}", from_west.start.origin, from_west.start.seq));
-    n.show("revisions fetched", from_west.progress.revisions_fetched);
+    n.show("start", format!("us-west seq {} ({})", from_west.start.seq, origin(from_west.start.origin)));
+    n.show(
+        "revisions fetched",
+        format!("{} (those the cut pass had not brought)", from_west.progress.revisions_fetched),
+    );
     n.check(from_west.start.seq == 0, "with no knowledge, store1 starts from zero (revs-diff keeps it cheap)");
     n.check(lacking(&west, &store).await? == 0, "no record of us-west is missing on store1");
     Ok(())
@@ -136,9 +155,10 @@ pub(super) async fn a_copied_file(n: &mut Narrator) -> Result<()> {
     write_records(&copy, "items", "y", 0..30, "copy").await?;
 
     n.say(
-        "The original replicates to the copy. Its knowledge names the copy's own uuid with a chain hash \
-         that the copy does not have at that seq: their histories forked. The copy finds the last seq \
-         where they agree by bisecting chain hashes, and begins a new epoch right after it.",
+        "The original replicates to the copy. It vouches for its own uuid up to its latest seq, with its \
+         chain hash there — which is not the copy's chain hash at that seq under the same uuid: their \
+         histories forked. The copy, the one receiving, finds the last seq where they agree by bisecting \
+         chain hashes, and takes a new uuid right after it.",
     );
     let report = replicate(&original, &copy, &batches(100)).await?;
     for warning in &report.warnings {
@@ -147,7 +167,10 @@ pub(super) async fn a_copied_file(n: &mut Narrator) -> Result<()> {
     let info = copy.info().await?;
     n.show("the copy's uuid now", info.uuid);
     let starts: Vec<u64> = info.epochs.iter().map(|e| e.start_seq).collect();
-    n.show("the copy's epochs start at seqs", format!("{starts:?}"));
+    n.show(
+        "the copy's epochs start at seqs",
+        format!("{starts:?} (copied at seq {copied_at}: 200 items and the table's definition)"),
+    );
     n.check(info.uuid != uuid, "the copy re-identified itself");
     n.check(starts == [1, copied_at + 1], "its new epoch begins right after the copy point");
     n.check(original.info().await?.uuid == uuid, "the original keeps its uuid");

@@ -129,6 +129,7 @@ macro_rules! conformance_suite {
             events::events_from_seq_one_rebuild_every_tree,
             events::a_batch_commits_with_the_knowledge_it_proves,
             events::knowledge_rows_are_pruned_to_a_few_per_peer,
+            tables::couch_tables_use_keep_conflicts,
             compaction::compaction_drops_old_bodies_and_changes_no_read,
             compaction::compaction_covers_the_tables_and_seqs_asked_for,
         );

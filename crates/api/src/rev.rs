@@ -183,6 +183,33 @@ impl ChainHash {
     /// Defined here rather than in the engine so that anyone holding a run of events (a quicksync
     /// client) can verify it with the public types alone.
     pub fn next(&self, seq: u64, table: &str, id: &str, rev: &RevId, deleted: bool) -> ChainHash {
+        self.next_with(seq, table, id, rev, deleted, None)
+    }
+
+    /// `chain(n)` after a *foreign* revision event (SPEC §3: a revision kept under the id another
+    /// implementation gave it, its body pinned by a digest): [`ChainHash::next`]'s input followed by
+    /// `0x01 || digest`, so two databases agreeing on `chain(n)` agree on every body up to n.
+    pub fn next_foreign(
+        &self,
+        seq: u64,
+        table: &str,
+        id: &str,
+        rev: &RevId,
+        deleted: bool,
+        digest: &[u8; 16],
+    ) -> ChainHash {
+        self.next_with(seq, table, id, rev, deleted, Some(digest))
+    }
+
+    fn next_with(
+        &self,
+        seq: u64,
+        table: &str,
+        id: &str,
+        rev: &RevId,
+        deleted: bool,
+        foreign: Option<&[u8; 16]>,
+    ) -> ChainHash {
         fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
             out.extend_from_slice(bytes);
@@ -195,6 +222,10 @@ impl ChainHash {
         put_lb(&mut buf, id.as_bytes());
         put_lb(&mut buf, rev.text().as_bytes());
         buf.push(deleted as u8);
+        if let Some(digest) = foreign {
+            buf.push(0x01);
+            buf.extend_from_slice(digest);
+        }
         ChainHash(*blake3::hash(&buf).as_bytes())
     }
 }

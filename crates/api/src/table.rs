@@ -85,6 +85,10 @@ pub struct TableDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub keep_bodies: Option<u64>,
+    /// Whether CouchDB-protocol peers (PouchDB) may replicate the table (SPEC §17), whose revisions
+    /// may then be foreign (§3); such a table uses `keep-conflicts`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub couch: bool,
 }
 
 /// What to create a table with.
@@ -116,6 +120,9 @@ pub struct NewTable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub keep_bodies: Option<u64>,
+    /// Open the table to CouchDB-protocol peers (SPEC §17); needs `keep-conflicts`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub couch: bool,
 }
 
 /// A change to a table definition; a field left out keeps the current value.
@@ -150,6 +157,10 @@ pub struct TableUpdate {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub keep_bodies: Option<Option<u64>>,
+    /// Open the table to CouchDB-protocol peers, or close it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub couch: Option<bool>,
 }
 
 /// A field that is present (`null` included) as `Some`, so that an absent one (`None`, the default)
@@ -179,10 +190,15 @@ impl TableDef {
             .with("policy", Value::string(self.policy.as_str()))
             .with("fields", Value::Map(fields))
             .with("metadata", Value::Map(self.metadata.0.clone()));
-        // Left out when not set, so that definitions made before it existed keep their bodies (and ids).
-        match self.keep_bodies {
+        // Left out when not set, so that definitions made before they existed keep their bodies (and ids).
+        let body = match self.keep_bodies {
             Some(n) => body.with("keep_bodies", Value::Int(i64::try_from(n).unwrap_or(i64::MAX))),
             None => body,
+        };
+        if self.couch {
+            body.with("couch", Value::Bool(true))
+        } else {
+            body
         }
     }
 
@@ -231,6 +247,14 @@ impl TableDef {
             Some(Value::Int(n)) => Some(u64::try_from(*n).map_err(|_| bad("keep_bodies must not be negative"))?),
             Some(_) => return Err(bad("keep_bodies must be an integer")),
         };
+        let couch = match body.get("couch") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("couch must be a boolean")),
+        };
+        if couch && policy != ReconcilePolicy::KeepConflicts {
+            return Err(bad("a table open to CouchDB-protocol peers (couch) uses keep-conflicts"));
+        }
         Ok(TableDef {
             name: name.to_owned(),
             rev,
@@ -241,6 +265,7 @@ impl TableDef {
             fields,
             metadata,
             keep_bodies,
+            couch,
         })
     }
 
@@ -283,6 +308,7 @@ mod tests {
             fields: BTreeMap::from([("qty".into(), FieldDecl { ty: ValueType::Int, required: true })]),
             metadata: Attributes::new().with("owner", Value::string("ops")),
             keep_bodies: Some(3),
+            couch: false,
         };
         let back = TableDef::from_record("orders", def.rev, &def.to_attributes()).unwrap();
         assert_eq!(back, def);
@@ -303,6 +329,7 @@ mod tests {
             ]),
             metadata: Attributes::new(),
             keep_bodies: None,
+            couch: false,
         };
         def.check_fields(&Attributes::new().with("qty", Value::Int(1))).unwrap();
         def.check_fields(&Attributes::new().with("qty", Value::Int(1)).with("note", Value::Null)).unwrap();
@@ -334,5 +361,18 @@ mod tests {
         assert_eq!(parse(r#"{"keep_bodies": null}"#), Some(None));
         assert_eq!(parse(r#"{"keep_bodies": 5}"#), Some(Some(5)));
         assert!(serde_json::from_str::<TableUpdate>(r#"{"keep_bodies": -5}"#).is_err());
+    }
+
+    #[test]
+    fn couch_tables_use_keep_conflicts() {
+        let rev = "1-00000000000000000000000000000000".parse().unwrap();
+        let base = Attributes::new().with("created_at", Value::Timestamp(Timestamp::now()));
+        let def = TableDef::from_record("t", rev, &base.clone().with("couch", Value::Bool(true))).unwrap();
+        assert!(def.couch);
+        assert_eq!(def.to_attributes().get("couch"), Some(&Value::Bool(true)));
+        assert!(TableDef::from_record("t", rev, &base).unwrap().to_attributes().get("couch").is_none());
+        let merging = base.clone().with("couch", Value::Bool(true)).with("policy", Value::string("merge-fields"));
+        assert!(TableDef::from_record("t", rev, &merging).is_err());
+        assert!(TableDef::from_record("t", rev, &base.with("couch", Value::string("yes"))).is_err());
     }
 }

@@ -310,6 +310,9 @@ struct TableCreateArgs {
     /// below every leaf (default: every body is kept).
     #[arg(long, value_name = "N")]
     keep_bodies: Option<u64>,
+    /// Open the table to CouchDB-protocol peers such as PouchDB (needs keep-conflicts).
+    #[arg(long)]
+    couch: bool,
 }
 
 #[derive(Args, Debug)]

@@ -146,6 +146,9 @@ pub fn table_human(def: &TableDef) -> String {
     if let Some(keep) = def.keep_bodies {
         items.push(("keep_bodies", keep.to_string()));
     }
+    if def.couch {
+        items.push(("couch", "true".to_owned()));
+    }
     rows(&items)
 }
 

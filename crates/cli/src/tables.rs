@@ -54,6 +54,7 @@ async fn create(args: TableCreateArgs, json: bool) -> Result<()> {
         fields,
         metadata,
         keep_bodies: args.keep_bodies,
+        couch: args.couch,
     };
     let def = db.database().create_table(new).await?;
     if json {

@@ -9,6 +9,7 @@
 pub mod canonical;
 pub mod compact;
 mod database;
+pub mod foreign;
 pub mod hash;
 mod knowledge;
 #[cfg(feature = "memory")]

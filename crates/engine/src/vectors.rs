@@ -37,6 +37,42 @@ fn compute(kind: &str, input: &str, names: &HashMap<String, String>) -> String {
             let rev: RevId = resolve(p[4]).parse().expect("rev");
             hex(&next_chain(&prev, p[1].parse().expect("seq"), p[2], p[3], &rev, p[5] == "1").0)
         }
+        "foreign" => {
+            let parts: Vec<&str> = input.splitn(5, '|').collect();
+            let parent: Option<RevId> = match resolve(parts[2]).as_str() {
+                "" => None,
+                p => Some(p.parse().expect("parent rev")),
+            };
+            let attrs: Attributes = serde_json::from_str(parts[4]).expect("attributes parse");
+            hex(&crate::foreign::digest(parts[0], parts[1], parent.as_ref(), parts[3] == "1", &attrs))
+        }
+        "chain-foreign" => {
+            let p: Vec<&str> = input.split('|').collect();
+            let prev: ChainHash = resolve(p[0]).parse().expect("prev chain");
+            let rev: RevId = resolve(p[4]).parse().expect("rev");
+            let digest: [u8; 16] = (0..16)
+                .map(|i| u8::from_str_radix(&resolve(p[6])[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect::<Vec<u8>>()
+                .try_into()
+                .expect("16 bytes");
+            let class = crate::foreign::Class::Foreign(digest);
+            let event = (p[2], p[3], &rev, p[5] == "1");
+            hex(&crate::foreign::next_chain(&prev, p[1].parse().expect("seq"), event, class).0)
+        }
+        "winner" => {
+            // Leaves of one generation, without parents: the winner is the greatest id text.
+            let mut tree = crate::tree::RevisionTree::new();
+            for text in input.split('|') {
+                let node = crate::tree::RevisionNode {
+                    parent: None,
+                    deleted: false,
+                    body: Some(Attributes::new()),
+                    seq: Some(1),
+                };
+                tree.insert(text.parse().expect("rev"), node);
+            }
+            tree.winner().expect("a winner").to_string()
+        }
         other => panic!("unknown vector kind {other}"),
     }
 }
@@ -47,7 +83,7 @@ fn protocol_vectors_hold() {
         .expect("docs/PROTOCOL.md is readable");
     let block = doc.split("```vectors\n").nth(1).expect("a vectors block").split("```").next().unwrap();
     let mut names = HashMap::new();
-    let (mut revs, mut chains, mut checked) = (0, 0, 0);
+    let (mut revs, mut chains, mut digests, mut checked) = (0, 0, 0, 0);
     let mut wrong = Vec::new();
     for line in block.lines().filter(|l| !l.trim().is_empty()) {
         let (kind, rest) = line.split_once(' ').expect("kind and input");
@@ -66,9 +102,13 @@ fn protocol_vectors_hold() {
                 revs += 1;
                 names.insert(format!("REV{revs}"), actual);
             }
-            "chain" => {
+            "chain" | "chain-foreign" => {
                 chains += 1;
                 names.insert(format!("CHAIN{chains}"), actual);
+            }
+            "foreign" => {
+                digests += 1;
+                names.insert(format!("DIGEST{digests}"), actual);
             }
             _ => {}
         }

@@ -25,6 +25,7 @@ pub async fn tables_can_be_created_read_listed_updated_and_deleted(f: &dyn Facto
         fields: fields.clone(),
         metadata: plain(json!({"owner": "ops", "tags": ["a", "b"]})),
         keep_bodies: Some(3),
+        couch: false,
     };
     let created = ok(db.create_table(new.clone()).await, "create");
     assert_eq!(
@@ -195,4 +196,21 @@ pub async fn concurrent_creates_of_one_table_already_exist(f: &dyn Factory) {
     let wrong: Vec<_> = outcomes.iter().filter(|(_, k)| k[..] != [None, Some(ErrorKind::AlreadyExists)]).collect();
     assert!(wrong.is_empty(), "expected one success and one AlreadyExists per name; got {wrong:?}");
     assert_eq!(update_seq(&*db).await, 50, "one definition revision per name");
+}
+
+/// A table opens to CouchDB-protocol peers (`couch`, SPEC §17) only under keep-conflicts, on create and
+/// on update, and says so in its definition.
+pub async fn couch_tables_use_keep_conflicts(f: &dyn Factory) {
+    let db = f.fresh().await;
+    let merging =
+        NewTable { name: "m".into(), policy: ReconcilePolicy::MergeFields, couch: true, ..NewTable::default() };
+    expect_err(db.create_table(merging).await, ErrorKind::InvalidInput, "a couch table under merge-fields");
+    let seq = update_seq(&*db).await;
+    let open = ok(db.create_table(NewTable { name: "c".into(), couch: true, ..NewTable::default() }).await, "create");
+    assert!(open.couch && ok(db.get_table("c").await, "get").couch);
+    assert_eq!(update_seq(&*db).await, seq + 1, "the refused one stored nothing");
+    let to_merge = TableUpdate { policy: Some(ReconcilePolicy::MergeFields), ..TableUpdate::default() };
+    expect_err(db.update_table("c", to_merge).await, ErrorKind::InvalidInput, "merge-fields on a couch table");
+    let closed = ok(db.update_table("c", TableUpdate { couch: Some(false), ..TableUpdate::default() }).await, "close");
+    assert!(!closed.couch);
 }

@@ -81,6 +81,18 @@ impl<S: Storage> Engine<S> {
     }
 }
 
+/// A table open to CouchDB-protocol peers uses keep-conflicts (SPEC §17: PouchDB never sends inner
+/// bodies, so `merge-fields` could reconcile one tree differently on two servers).
+fn check_couch(def: &TableDef) -> Result<()> {
+    if def.couch && def.policy != ReconcilePolicy::KeepConflicts {
+        return Err(Error::invalid(format!(
+            "table {:?}: a table open to CouchDB-protocol peers (couch) uses keep-conflicts",
+            def.name
+        )));
+    }
+    Ok(())
+}
+
 /// A table's `keep_bodies` counts generations: no more than a revision can have.
 fn check_keep_bodies(keep: Option<u64>) -> Result<()> {
     match keep {
@@ -134,7 +146,9 @@ impl<S: Storage> TableWriter for Engine<S> {
             fields: table.fields,
             metadata: table.metadata,
             keep_bodies: table.keep_bodies,
+            couch: table.couch,
         };
+        check_couch(&def)?;
         // A concurrent create of the same name wins the race inside the transaction: that is AlreadyExists.
         self.write_table(&table.name, None, false, def.to_attributes()).await.map_err(|e| match e.kind {
             outpost_api::ErrorKind::Conflict => Error::already_exists(format!("table {:?} exists", table.name)),
@@ -166,6 +180,10 @@ impl<S: Storage> TableWriter for Engine<S> {
             check_keep_bodies(keep)?;
             def.keep_bodies = keep;
         }
+        if let Some(couch) = update.couch {
+            def.couch = couch;
+        }
+        check_couch(&def)?;
         self.write_table(name, Some(parent), false, def.to_attributes()).await?;
         self.get_table(name).await
     }

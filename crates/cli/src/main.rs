@@ -264,6 +264,10 @@ enum TableCommand {
         /// The table name.
         name: String,
     },
+    /// Change a table's definition: only what is given changes.
+    #[command(after_help = "Examples:\n  outpost table update field.outpost notes --keep-bodies 10\n  \
+                            outpost table update field.outpost notes --keep-all-bodies --description 'field notes'")]
+    Update(tables::TableUpdateArgs),
 }
 
 /// How a table reconciles conflicting revisions.

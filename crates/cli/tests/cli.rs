@@ -335,6 +335,21 @@ async fn auto_vacuum(db: &outpost_sqlite::SqliteDatabase) -> i64 {
     db.storage().with_connection(|c| c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).unwrap()).await
 }
 
+#[test]
+fn a_table_update_changes_only_what_is_given() {
+    let s = Scratch::with_table();
+    let def = s.run(&["table", "update", DB, "people", "--keep-bodies", "5", "--json"]).ok().json();
+    assert_eq!((def["keep_bodies"].as_u64(), def["description"].as_str()), (Some(5), Some("who is who")), "{def}");
+    let def = s.run(&["table", "update", DB, "people", "--keep-all-bodies", "--couch", "--json"]).ok().json();
+    assert_eq!((def["keep_bodies"].is_null(), def["couch"].as_bool()), (true, Some(true)), "{def}");
+    let refused = s.run(&["table", "update", DB, "people", "--policy", "merge-fields"]).expect(5);
+    assert!(refused.stderr.contains("keep-conflicts"), "{}", refused.stderr);
+    let shown = s.run(&["table", "update", DB, "people", "--no-couch", "--description", "staff"]).ok();
+    assert!(shown.stdout.contains("staff") && !shown.stdout.contains("couch"), "{}", shown.stdout);
+    let nothing = s.run(&["table", "update", DB, "people"]).expect(5);
+    assert!(nothing.stderr.contains("nothing to change"), "{}", nothing.stderr);
+}
+
 /// A file made before Outpost returned space by itself (auto_vacuum off) keeps its free pages after a
 /// compaction; `--vacuum` rewrites it once and switches it over.
 #[tokio::test]
@@ -470,6 +485,7 @@ fn every_subcommand_has_help() {
         &["table", "create"],
         &["table", "list"],
         &["table", "show"],
+        &["table", "update"],
         &["put"],
         &["get"],
         &["delete"],

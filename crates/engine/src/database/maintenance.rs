@@ -11,8 +11,9 @@ use super::Engine;
 use crate::storage::{blocking, FeedFilter, RecordKey, Storage, WriteSet};
 use crate::validate;
 
-/// Records read and compacted per write transaction.
-const PAGE: usize = 500;
+/// Records read and compacted per write transaction: their whole trees are loaded inside it, so a
+/// writer waits for that many records' histories at most.
+const PAGE: usize = 100;
 
 /// Where a compaction is, for a progress bar: what it did so far, and the seq it has reached of the
 /// seqs it covers (those written before it began).
@@ -35,6 +36,9 @@ impl<S: Storage> Engine<S> {
     ) -> Result<CompactReport> {
         validate::seq(request.since, "since")?;
         let keep = self.keep_by_table(&request).await?;
+        // One compaction of a database at a time in this process: a second one (the schedule, a
+        // request, a retried request) waits and then finds little left to do.
+        let _running = self.compacting.lock().await;
         let upto = self.store()?.head().await?.update_seq;
         if keep.is_empty() {
             return Ok(CompactReport { upto, ..CompactReport::default() });

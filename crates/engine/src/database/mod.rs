@@ -33,6 +33,8 @@ pub struct Engine<S: Storage> {
     committed: Arc<watch::Sender<u64>>,
     /// Set by [`Engine::close`] when the database is deleted.
     closed: watch::Sender<bool>,
+    /// Held by a running compaction (`maintenance.rs`).
+    compacting: tokio::sync::Mutex<()>,
 }
 
 fn parse_body(json: &str) -> Result<Attributes> {
@@ -56,7 +58,7 @@ impl<S: Storage> Engine<S> {
         let head = storage.head().await?;
         let committed = Arc::new(watch::channel(head.update_seq).0);
         let (closed, _) = watch::channel(false);
-        let engine = Engine { storage, limits, committed, closed };
+        let engine = Engine { storage, limits, committed, closed, compacting: tokio::sync::Mutex::new(()) };
         if engine.storage.record_count().await?.is_none() {
             engine.recount().await?;
         }

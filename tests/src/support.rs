@@ -118,11 +118,7 @@ pub async fn replicate(from: &dyn Database, to: &dyn Database) -> u64 {
     loop {
         let request = ChangesRequest { since, limit: 50, tables: None };
         let page = ok(from.changes(request).await, "changes of the source");
-        let have: Vec<RecordRevs> = page
-            .changes
-            .iter()
-            .map(|c| RecordRevs { table: c.table.clone(), id: c.id.clone(), revs: c.leaves.clone() })
-            .collect();
+        let have = page.leaf_revs();
         if !have.is_empty() {
             let missing = ok(to.revs_diff(have).await, "revs_diff");
             if !missing.is_empty() {

@@ -239,6 +239,20 @@ pub struct Change {
     pub leaves: Vec<RevId>,
 }
 
+impl From<Change> for crate::RecordRevs {
+    /// The record's leaves, as revs-diff takes them: what a replicator asks a target about.
+    fn from(c: Change) -> Self {
+        crate::RecordRevs { table: c.table, id: c.id, revs: c.leaves }
+    }
+}
+
+impl ChangesPage {
+    /// Every entry's leaves, as revs-diff takes them.
+    pub fn leaf_revs(&self) -> Vec<crate::RecordRevs> {
+        self.changes.iter().cloned().map(crate::RecordRevs::from).collect()
+    }
+}
+
 /// A page of the changes feed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

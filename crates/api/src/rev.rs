@@ -183,31 +183,21 @@ impl ChainHash {
     /// Defined here rather than in the engine so that anyone holding a run of events (a quicksync
     /// client) can verify it with the public types alone.
     pub fn next(&self, seq: u64, table: &str, id: &str, rev: &RevId, deleted: bool) -> ChainHash {
-        self.next_with(seq, table, id, rev, deleted, None)
+        self.next_with(seq, (table, id, rev, deleted), None)
     }
 
     /// `chain(n)` after a *foreign* revision event (SPEC §3: a revision kept under the id another
     /// implementation gave it, its body pinned by a digest): [`ChainHash::next`]'s input followed by
     /// `0x01 || digest`, so two databases agreeing on `chain(n)` agree on every body up to n.
-    pub fn next_foreign(
-        &self,
-        seq: u64,
-        table: &str,
-        id: &str,
-        rev: &RevId,
-        deleted: bool,
-        digest: &[u8; 16],
-    ) -> ChainHash {
-        self.next_with(seq, table, id, rev, deleted, Some(digest))
+    pub fn next_foreign(&self, seq: u64, event: (&str, &str, &RevId, bool), digest: &[u8; 16]) -> ChainHash {
+        self.next_with(seq, event, Some(digest))
     }
 
+    /// The chain step, `(table, id, rev, deleted)` the event, `foreign` its digest when foreign.
     fn next_with(
         &self,
         seq: u64,
-        table: &str,
-        id: &str,
-        rev: &RevId,
-        deleted: bool,
+        (table, id, rev, deleted): (&str, &str, &RevId, bool),
         foreign: Option<&[u8; 16]>,
     ) -> ChainHash {
         fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {

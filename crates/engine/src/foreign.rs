@@ -53,15 +53,10 @@ impl Class {
 
 /// `chain(n)` after an event of class `class` (SPEC §5, §3): a foreign event's input ends with
 /// `0x01 || digest`.
-pub fn next_chain(
-    prev: &ChainHash,
-    seq: u64,
-    (table, id, rev, deleted): (&str, &str, &RevId, bool),
-    class: Class,
-) -> ChainHash {
+pub fn next_chain(prev: &ChainHash, seq: u64, event: (&str, &str, &RevId, bool), class: Class) -> ChainHash {
     match class {
-        Class::Native => prev.next(seq, table, id, rev, deleted),
-        Class::Foreign(digest) => prev.next_foreign(seq, table, id, rev, deleted, &digest),
+        Class::Native => prev.next(seq, event.0, event.1, event.2, event.3),
+        Class::Foreign(digest) => prev.next_foreign(seq, event, &digest),
     }
 }
 

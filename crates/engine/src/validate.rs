@@ -185,7 +185,12 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
         (Some(a), _) => Some(a),
         (None, true) => Some(Attributes::new()),
         (None, false) if compacted => None,
-        (None, false) => return Err(Error::invalid(format!("revision {rev} of {table}/{id} carries no body"))),
+        (None, false) => {
+            return Err(Error::invalid(format!(
+                "revision {rev} of {table}/{id} carries no body (only a replay of quicksync files into a local \
+                 database takes a compacted revision)"
+            )))
+        }
     };
     // An ancestry cut short ends in a stub without a parent, linked later if a longer ancestry arrives.
     ancestry.truncate(limits.max_ancestry.max(1));

@@ -374,8 +374,7 @@ where
 {
     let mut requests = 1;
     let changes = page.changes.len() as u64;
-    let have: Vec<RecordRevs> =
-        page.changes.into_iter().map(|c| RecordRevs { table: c.table, id: c.id, revs: c.leaves }).collect();
+    let have: Vec<RecordRevs> = page.changes.into_iter().map(RecordRevs::from).collect();
     let missing = requests::revs_diff(target, have, options, &mut requests).await?;
     let (mut revisions, mut bytes) = requests::get_revisions(source, missing, options, &mut requests).await?;
     // A leaf the source compacted since the page was read comes without its body: it has a child there

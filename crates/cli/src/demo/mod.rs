@@ -15,7 +15,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use outpost_api::{ChangesRequest, Database, Error, Limits, NewTable, ReconcilePolicy, RecordRevs, Result};
+use outpost_api::{ChangesRequest, Database, Error, Limits, NewTable, ReconcilePolicy, Result};
 use outpost_sqlite::SqliteDatabase;
 use serde::Serialize;
 use serde_json::Value;
@@ -235,11 +235,7 @@ async fn lacking(from: &dyn Database, to: &dyn Database) -> Result<usize> {
     let mut missing = 0;
     loop {
         let page = from.changes(ChangesRequest { since, limit: 1000, tables: None }).await?;
-        let have: Vec<RecordRevs> = page
-            .changes
-            .iter()
-            .map(|c| RecordRevs { table: c.table.clone(), id: c.id.clone(), revs: c.leaves.clone() })
-            .collect();
+        let have = page.leaf_revs();
         if !have.is_empty() {
             missing += to.revs_diff(have).await?.iter().map(|r| r.revs.len()).sum::<usize>();
         }

@@ -271,12 +271,13 @@ impl Planner {
         // Each touched record's key moves into its state.
         for key in touched {
             let Planned { tree, stored, .. } = &trees[&key];
-            if tree.winner().is_none() {
+            let r = match reconcile(tree, ReconcilePolicy::KeepConflicts) {
+                Ok(r) => r,
                 // Every revision is pending (a compacted one replayed before the revision after it):
                 // the record has no state until that one arrives.
-                continue;
-            }
-            let r = reconcile(tree, ReconcilePolicy::KeepConflicts)?;
+                Err(_) if tree.winner().is_none() => continue,
+                Err(e) => return Err(e),
+            };
             let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
             if key.0 == names::TABLES_TABLE && !r.deleted {
                 views.push(key.1.clone());
@@ -391,8 +392,6 @@ fn merge_stubs(revisions: Vec<StoredRevision>) -> Vec<StoredRevision> {
     out
 }
 
-/// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
-/// revisions to store (none for a retry or a no-op).
 /// A local write whose revision is held pending (replayed from quicksync files without its body,
 /// before the revision after it) is not taken as already written — it is not part of the record —
 /// nor written again under the same id: Conflict, until the replay brings the revision after it.
@@ -409,6 +408,8 @@ fn refuse_pending(tree: &RevisionTree, (table, id): &RecordKey, rev: RevId) -> R
     Ok(())
 }
 
+/// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
+/// revisions to store (none for a retry or a no-op).
 fn plan_local(
     tree: &RevisionTree,
     key: &RecordKey,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use outpost_api::{Attributes, ChainHash, Epoch, ReconcilePolicy, RevId, RevisionData, Uuid, Value};
-use outpost_engine::hash::{genesis_chain, next_chain, revision_id};
+use outpost_engine::hash::{genesis_chain, revision_id};
 use outpost_engine::plan::Planner;
 use outpost_engine::reconcile::reconcile;
 use outpost_engine::storage::{Head, RecordKey, WriteSet};
@@ -63,7 +63,7 @@ impl Store {
                     held.parent = held.parent.or(r.parent);
                     held
                 }
-                (None, None) => RevisionNode { parent: r.parent, deleted: false, body: None, seq: None },
+                (None, None) => RevisionNode::stub(r.parent),
                 (Some((seq, _)), held) => RevisionNode {
                     parent: held.and_then(|h| h.parent).or(r.parent),
                     deleted: r.deleted,
@@ -72,6 +72,7 @@ impl Store {
                             .expect("a stored body parses"),
                     ),
                     seq: Some(seq),
+                    foreign: r.foreign,
                 },
             };
             tree.insert(r.rev, node);
@@ -122,6 +123,7 @@ fn build(store: &Store, r: &Revision) -> RevisionData {
         deleted: r.deleted,
         attributes: (!r.deleted).then_some(attributes),
         ancestry,
+        foreign: None,
     }
 }
 
@@ -131,7 +133,7 @@ fn check(store: &Store, writes: &WriteSet, before: (u64, ChainHash)) {
     for r in writes.revisions.iter().filter(|r| r.event.is_some()) {
         let (s, c) = r.event.expect("filtered");
         assert_eq!(s, seq + 1, "seqs are consecutive");
-        chain = next_chain(&chain, s, &r.table, &r.id, &r.rev, r.deleted);
+        chain = chain.next_event(s, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref());
         assert_eq!(c, chain, "the chain folds over every event");
         seq = s;
         let parent = r.parent;

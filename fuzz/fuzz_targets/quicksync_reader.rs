@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(event.seq, next, "events are handed out in seq order");
             assert!(event.seq <= header.end_seq);
             let r = &event.revision;
-            chain = chain.next(event.seq, &r.table, &r.id, &r.rev, r.deleted);
+            chain = chain.next_event(event.seq, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref());
             next += 1;
         }
     }

@@ -132,6 +132,8 @@ macro_rules! conformance_suite {
             tables::couch_tables_use_keep_conflicts,
             compaction::compaction_drops_old_bodies_and_changes_no_read,
             compaction::compaction_covers_the_tables_and_seqs_asked_for,
+            foreign::foreign_revisions_go_only_into_couch_tables,
+            foreign::foreign_revisions_replicate_and_replay,
         );
     };
     (@tests $factory:expr; $($module:ident :: $test:ident),* $(,)?) => {

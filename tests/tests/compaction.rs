@@ -150,7 +150,15 @@ async fn a_compacted_revision_is_pending_until_the_revision_after_it_arrives() {
     let revision = |id: &str, ancestry: &[RevId], v: i64, compacted: bool| {
         let rev = revision_id("t", id, ancestry.first(), false, &body(v));
         let attributes = (!compacted).then(|| body(v));
-        RevisionData { table: "t".into(), id: id.into(), rev, deleted: false, attributes, ancestry: ancestry.to_vec() }
+        RevisionData {
+            table: "t".into(),
+            id: id.into(),
+            rev,
+            deleted: false,
+            attributes,
+            ancestry: ancestry.to_vec(),
+            foreign: None,
+        }
     };
     let x1 = revision("x", &[], 1, false);
     let x2 = revision("x", &[x1.rev], 2, true);

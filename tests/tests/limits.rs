@@ -25,6 +25,7 @@ async fn replicated_ids_beyond_the_configured_limit_are_refused_or_readable() {
         deleted: false,
         attributes: Some(body),
         ancestry: vec![],
+        foreign: None,
     };
     match db.put_revisions(vec![revision], None).await {
         Err(e) => {

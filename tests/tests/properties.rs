@@ -74,6 +74,7 @@ fn history(edits: &[Edit]) -> Vec<RevisionData> {
             deleted: e.deleted,
             attributes: Some(body),
             ancestry: sent,
+            foreign: None,
         };
         made.push((data, ancestry));
     }

@@ -33,7 +33,7 @@ pub use replica::{
     RevisionEvent, RevisionJson,
 };
 pub use retry::RetryPolicy;
-pub use rev::{ChainHash, RevId, RevText, MAX_GENERATION};
+pub use rev::{ChainHash, Digest, RevId, RevText, MAX_GENERATION};
 pub use scalar::{format_float, Decimal, Timestamp};
 pub use table::{FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
 pub use traits::{

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Attributes, ChainHash, RevId};
+use crate::{Attributes, ChainHash, Digest, RevId};
 
 /// One epoch of a database's identity: `uuid` names the database's history from `start_seq` on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -58,6 +58,14 @@ pub struct RevisionData {
     /// Ancestor revision ids, parent first.
     #[serde(default)]
     pub ancestry: Vec<RevId>,
+    /// For a *foreign* revision (SPEC §3: its id was made by another implementation, through the
+    /// CouchDB protocol, and is not the hash of its body), its body's digest; absent for a native
+    /// one. A receiver re-hashes a body natively first, and takes a body that does not verify only
+    /// as foreign, only into a table open to CouchDB peers (`couch: true`), and only when it digests
+    /// to this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub foreign: Option<Digest>,
 }
 
 /// A revision as a source sends it: [`RevisionData`] with the body as the wire JSON it is stored as,
@@ -78,15 +86,18 @@ pub struct RevisionJson {
     pub attributes: Option<Box<serde_json::value::RawValue>>,
     /// Ancestor revision ids, parent first.
     pub ancestry: Vec<RevId>,
+    /// A foreign revision's body digest ([`RevisionData::foreign`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<Digest>,
 }
 
 impl RevisionJson {
     /// `revision` with its body as wire JSON.
     pub fn encode(revision: RevisionData) -> RevisionJson {
-        let RevisionData { table, id, rev, deleted, attributes, ancestry } = revision;
+        let RevisionData { table, id, rev, deleted, attributes, ancestry, foreign } = revision;
         let attributes = attributes
             .map(|a| serde_json::value::RawValue::from_string(a.to_json()).expect("attributes encode as valid JSON"));
-        RevisionJson { table, id, rev, deleted, attributes, ancestry }
+        RevisionJson { table, id, rev, deleted, attributes, ancestry, foreign }
     }
 }
 

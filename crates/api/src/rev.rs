@@ -189,8 +189,14 @@ impl ChainHash {
     /// `chain(n)` after a *foreign* revision event (SPEC §3: a revision kept under the id another
     /// implementation gave it, its body pinned by a digest): [`ChainHash::next`]'s input followed by
     /// `0x01 || digest`, so two databases agreeing on `chain(n)` agree on every body up to n.
-    pub fn next_foreign(&self, seq: u64, event: (&str, &str, &RevId, bool), digest: &[u8; 16]) -> ChainHash {
-        self.next_with(seq, event, Some(digest))
+    pub fn next_foreign(&self, seq: u64, event: (&str, &str, &RevId, bool), digest: &Digest) -> ChainHash {
+        self.next_with(seq, event, Some(&digest.0))
+    }
+
+    /// `chain(n)` after an event whose revision is foreign when `foreign` holds its digest, native
+    /// when `None` ([`ChainHash::next`], [`ChainHash::next_foreign`]).
+    pub fn next_event(&self, seq: u64, event: (&str, &str, &RevId, bool), foreign: Option<&Digest>) -> ChainHash {
+        self.next_with(seq, event, foreign.map(|d| &d.0))
     }
 
     /// The chain step, `(table, id, rev, deleted)` the event, `foreign` its digest when foreign.
@@ -246,6 +252,45 @@ impl Serialize for ChainHash {
 }
 
 impl<'de> Deserialize<'de> for ChainHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))
+    }
+}
+
+/// A foreign revision's body digest (SPEC §3): the first 16 bytes of
+/// `blake3("outpost/foreign/v1" || lb(table) || lb(id) || lb(parent_rev or "") || deleted:u8 ||
+/// map(attributes))`, which pins the body of a revision whose id another implementation made (and
+/// no receiver can recompute). Written as 32 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 16]);
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse_hex::<16>(s, "foreign digest").map(Digest)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
         s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))

@@ -68,7 +68,13 @@ mod tests {
             id[..8].copy_from_slice(&(i as u64).to_be_bytes());
             id[8] = (*n as u8).wrapping_mul(31);
             let rev = RevId::new(generation, id);
-            let node = RevisionNode { parent, deleted: *deleted, body: Some(body(*n, *m)), seq: Some(i as u64 + 1) };
+            let node = RevisionNode {
+                parent,
+                deleted: *deleted,
+                body: Some(body(*n, *m)),
+                seq: Some(i as u64 + 1),
+                foreign: None,
+            };
             tree.insert(rev, node);
             revs.push(rev);
         }

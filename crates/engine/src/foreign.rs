@@ -4,17 +4,18 @@
 //! receiver does recompute. Which body an id keeps when two arrive is decided here too, so that
 //! replicas converge whatever the order of arrival.
 
+pub use outpost_api::Digest;
 use outpost_api::{Attributes, ChainHash, RevId};
 
-use crate::canonical::{encode_map, put_lb};
-
-/// A foreign body's digest: the first 16 bytes of `blake3("outpost/foreign/v1" || lb(table) ||
-/// lb(id) || lb(parent_rev or "") || deleted:u8 || map(attributes))` — the revision id's formula under
-/// another domain tag.
-pub type Digest = [u8; 16];
+use crate::canonical::put_lb;
 
 /// The digest of a foreign revision's body (see [`Digest`]).
 pub fn digest(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, attributes: &Attributes) -> Digest {
+    digest_of_encoded(table, id, parent, deleted, &crate::canonical::encode_attributes(attributes))
+}
+
+/// [`digest`] of a body already encoded as canonical bytes (`encode_attributes`).
+pub fn digest_of_encoded(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, encoded: &[u8]) -> Digest {
     let mut input = Vec::with_capacity(256);
     input.extend_from_slice(b"outpost/foreign/v1");
     put_lb(&mut input, table.as_bytes());
@@ -22,10 +23,10 @@ pub fn digest(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, attr
     let parent = parent.map(RevId::text);
     put_lb(&mut input, parent.as_deref().unwrap_or("").as_bytes());
     input.push(deleted as u8);
-    encode_map(&mut input, attributes);
+    input.extend_from_slice(encoded);
     let mut out = [0u8; 16];
     out.copy_from_slice(&blake3::hash(&input).as_bytes()[..16]);
-    out
+    Digest(out)
 }
 
 /// How a revision's body is vouched for.
@@ -38,6 +39,19 @@ pub enum Class {
 }
 
 impl Class {
+    /// The class of a revision stored with `foreign` (its digest when foreign).
+    pub fn of(foreign: Option<Digest>) -> Class {
+        foreign.map_or(Class::Native, Class::Foreign)
+    }
+
+    /// The digest, for a foreign revision.
+    pub fn digest(self) -> Option<Digest> {
+        match self {
+            Class::Native => None,
+            Class::Foreign(d) => Some(d),
+        }
+    }
+
     /// Whether a body of class `incoming`, arriving for a revision held with a body of class `self`,
     /// replaces it: a native body always replaces a foreign one and is never replaced; between two
     /// foreign bodies the smaller digest stays. A total order, so every replica ends with the same
@@ -54,10 +68,7 @@ impl Class {
 /// `chain(n)` after an event of class `class` (SPEC §5, §3): a foreign event's input ends with
 /// `0x01 || digest`.
 pub fn next_chain(prev: &ChainHash, seq: u64, event: (&str, &str, &RevId, bool), class: Class) -> ChainHash {
-    match class {
-        Class::Native => prev.next(seq, event.0, event.1, event.2, event.3),
-        Class::Foreign(digest) => prev.next_foreign(seq, event, &digest),
-    }
+    prev.next_event(seq, event, class.digest().as_ref())
 }
 
 #[cfg(test)]
@@ -72,7 +83,7 @@ mod tests {
     fn the_digest_is_the_revision_formula_under_its_own_tag() {
         let body = Attributes::new().with("k", Value::Int(1));
         let d = digest("t", "x", None, false, &body);
-        assert_ne!(d, revision_id("t", "x", None, false, &body).hash, "another domain than revision ids");
+        assert_ne!(d.0, revision_id("t", "x", None, false, &body).hash, "another domain than revision ids");
         assert_ne!(d, digest("t", "y", None, false, &body));
         assert_ne!(d, digest("t", "x", None, true, &body));
         let parent = revision_id("t", "x", None, false, &Attributes::new());
@@ -87,16 +98,16 @@ mod tests {
         let event = ("t", "x", &rev, false);
         let native = next_chain(&g, 1, event, Class::Native);
         assert_eq!(native, g.next(1, "t", "x", &rev, false));
-        let a = next_chain(&g, 1, event, Class::Foreign([1; 16]));
+        let a = next_chain(&g, 1, event, Class::Foreign(Digest([1; 16])));
         assert_ne!(a, native);
-        assert_ne!(a, next_chain(&g, 1, event, Class::Foreign([2; 16])), "the body is in the chain");
+        assert_ne!(a, next_chain(&g, 1, event, Class::Foreign(Digest([2; 16]))), "the body is in the chain");
     }
 
     fn class() -> impl Strategy<Value = Class> {
         prop_oneof![
             Just(Class::Native),
-            any::<[u8; 16]>().prop_map(Class::Foreign),
-            (0u8..3).prop_map(|b| Class::Foreign([b; 16]))
+            any::<[u8; 16]>().prop_map(|d| Class::Foreign(Digest(d))),
+            (0u8..3).prop_map(|b| Class::Foreign(Digest([b; 16])))
         ]
     }
 
@@ -117,7 +128,7 @@ mod tests {
             let expected = if arrivals.contains(&Class::Native) {
                 Class::Native
             } else {
-                arrivals.iter().copied().min_by_key(|c| match c { Class::Foreign(d) => *d, Class::Native => [0; 16] }).unwrap()
+                arrivals.iter().copied().min_by_key(|c| match c { Class::Foreign(d) => *d, Class::Native => Digest([0; 16]) }).unwrap()
             };
             prop_assert_eq!(keep(&arrivals), expected);
             prop_assert_eq!(keep(&shuffled), expected);

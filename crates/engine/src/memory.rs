@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use outpost_api::{
-    names, ChainHash, Database, Databases, Error, KnowledgeRow, Limits, Result, ResumePoint, RevId, Uuid,
+    names, ChainHash, Database, Databases, Digest, Error, KnowledgeRow, Limits, Result, ResumePoint, RevId, Uuid,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -33,6 +33,7 @@ struct Row {
     deleted: bool,
     body: Option<String>,
     event: Option<(u64, ChainHash)>,
+    foreign: Option<Digest>,
 }
 
 /// Everything one database holds.
@@ -70,7 +71,13 @@ impl Data {
             let body = row.body.as_deref().map(|b| stored::body(b, &key.0, &key.1, rev)).transpose()?;
             tree.insert(
                 *rev,
-                RevisionNode { parent: row.parent, deleted: row.deleted, body, seq: row.event.map(|e| e.0) },
+                RevisionNode {
+                    parent: row.parent,
+                    deleted: row.deleted,
+                    body,
+                    seq: row.event.map(|e| e.0),
+                    foreign: row.foreign,
+                },
             );
         }
         Ok(tree)
@@ -122,11 +129,18 @@ impl Data {
             match r.event {
                 // A stub: inserted if missing; an existing row only learns a parent it lacked.
                 None => {
-                    let row = rows.entry(r.rev).or_insert(Row { parent, deleted: false, body: None, event: None });
+                    let row = rows.entry(r.rev).or_insert(Row {
+                        parent,
+                        deleted: false,
+                        body: None,
+                        event: None,
+                        foreign: None,
+                    });
                     row.parent = parent;
                 }
                 Some((seq, chain)) => {
-                    let row = Row { parent, deleted: r.deleted, body: r.body, event: Some((seq, chain)) };
+                    let row =
+                        Row { parent, deleted: r.deleted, body: r.body, event: Some((seq, chain)), foreign: r.foreign };
                     // An event replacing another of the same revision moves it in the seq index.
                     if let Some((old, _)) = rows.insert(r.rev, row).and_then(|old| old.event) {
                         self.events.remove(&old);
@@ -385,6 +399,7 @@ impl Storage for MemoryStorage {
                         deleted: row.deleted,
                         body: row.body.clone(),
                         event: row.event,
+                        foreign: row.foreign,
                     },
                 });
             }
@@ -533,6 +548,7 @@ mod tests {
             deleted: false,
             body: Some("{}".into()),
             event: Some((seq, ChainHash([seq as u8; 32]))),
+            foreign: None,
         };
         let first = WriteSet { revisions: vec![event("a", 1)], ..WriteSet::default() };
         data.check(&first).unwrap();

@@ -4,9 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use outpost_api::{names, Attributes, ChainHash, Error, ReconcilePolicy, Result, RevId, WriteResult, MAX_GENERATION};
+use outpost_api::{
+    names, Attributes, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult, MAX_GENERATION,
+};
 
-use crate::hash::{next_chain, revision_id, revision_id_of_encoded};
+use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::reconcile::reconcile;
 use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
 use crate::tree::{RevisionNode, RevisionTree};
@@ -85,6 +87,8 @@ pub struct Planner {
     fills_stubs: bool,
     /// Bodies of pending revisions that arrived ([`WriteSet::fill_bodies`]).
     fill_bodies: Vec<(u64, String)>,
+    /// Tables that foreign revisions were planned into, which must be open to CouchDB peers.
+    foreign_tables: Vec<String>,
 }
 
 impl Planner {
@@ -108,7 +112,14 @@ impl Planner {
             revisions: Vec::new(),
             fills_stubs: false,
             fill_bodies: Vec::new(),
+            foreign_tables: Vec::new(),
         }
+    }
+
+    /// The tables that foreign revisions were planned into so far: each needs its definition's
+    /// record (`_tables`, id = the table) among the trees the planner started from, for [`Planner::finish`].
+    pub fn foreign_tables(&self) -> &[String] {
+        &self.foreign_tables
     }
 
     /// The tree of a record as planned so far.
@@ -143,7 +154,7 @@ impl Planner {
         let mut body = Some(attributes);
         for n in new {
             let body = if n.own { body.take().unwrap_or_default() } else { Attributes::new() };
-            self.add_event(&key, n.rev, n.parent, n.deleted, Some(body))?;
+            self.add_event(&key, n.rev, n.parent, n.deleted, Some(body), None)?;
         }
         let (table, id) = key;
         Ok(WriteResult { table, id, rev: result })
@@ -153,14 +164,18 @@ impl Planner {
     /// missing ancestors as stubs, add it (or fill in its stub). Returns whether it was a new revision
     /// event; a known revision is a no-op.
     pub fn replicated(&mut self, r: VerifiedRevision) -> Result<bool> {
-        let (parent, rev, deleted) = (r.parent(), r.rev(), r.deleted());
+        let (parent, rev, deleted, foreign) = (r.parent(), r.rev(), r.deleted(), r.foreign());
         let (table, id, body, ancestry) = r.into_parts();
+        if foreign.is_some() && !self.foreign_tables.contains(&table) {
+            self.foreign_tables.push(table.clone());
+        }
         let key = (table, id);
         let tree = &mut self.trees.entry(key.clone()).or_insert_with(Planned::new).tree;
-        // A pending revision (replayed without its body) whose body arrives, verified: it is stored
-        // into the revision's event. Any other revision held with an event is a no-op.
+        // A pending revision (replayed without its body) whose body arrives, verified, and of the
+        // class its event's chain hash committed to: it is stored into the revision's event. Any
+        // other revision held with an event is a no-op.
         if let (Some(node), Some(body)) = (tree.get(&rev), &body) {
-            if node.body.is_none() && !node.deleted && tree.is_pending(&rev) {
+            if node.body.is_none() && !node.deleted && node.foreign == foreign && tree.is_pending(&rev) {
                 let seq = node.seq.expect("a pending revision has an event");
                 self.fill_bodies.push((seq, body.to_json()));
                 tree.get_mut(&rev).expect("held").body = Some(body.clone());
@@ -177,7 +192,7 @@ impl Planner {
             let up = ancestry.get(i + 1).copied();
             match tree.get_mut(a) {
                 None => {
-                    tree.insert(*a, RevisionNode { parent: up, deleted: false, body: None, seq: None });
+                    tree.insert(*a, RevisionNode::stub(up));
                     stubs.push((*a, up));
                 }
                 Some(node) if node.parent.is_none() && up.is_some() => {
@@ -197,6 +212,7 @@ impl Planner {
                 deleted: false,
                 body: None,
                 event: None,
+                foreign: None,
             });
         }
         if held {
@@ -206,7 +222,7 @@ impl Planner {
             }
             return Ok(false);
         }
-        self.add_event(&key, rev, parent, deleted, body)?;
+        self.add_event(&key, rev, parent, deleted, body, foreign)?;
         Ok(true)
     }
 
@@ -226,12 +242,13 @@ impl Planner {
         parent: Option<RevId>,
         deleted: bool,
         body: Option<Attributes>,
+        foreign: Option<Digest>,
     ) -> Result<()> {
         debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
         // Invariant: a revision is one generation above its parent (generation chains in trees).
         debug_assert!(parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} is not a child of {parent:?}");
         let seq = self.update_seq + 1;
-        let chain = next_chain(&self.chain, seq, &key.0, &key.1, &rev, deleted);
+        let chain = self.chain.next_event(seq, (&key.0, &key.1, &rev, deleted), foreign.as_ref());
         let json = body.as_ref().map(Attributes::to_json);
         self.update_seq = seq;
         self.chain = chain;
@@ -240,7 +257,7 @@ impl Planner {
         }
         let tree = &mut self.trees.get_mut(key).expect("inserted above").tree;
         self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
-        tree.insert(rev, RevisionNode { parent, deleted, body, seq: Some(seq) });
+        tree.insert(rev, RevisionNode { parent, deleted, body, seq: Some(seq), foreign });
         self.revisions.push(StoredRevision {
             table: key.0.clone(),
             id: key.1.clone(),
@@ -249,8 +266,29 @@ impl Planner {
             deleted,
             body: json,
             event: Some((seq, chain)),
+            foreign,
         });
         self.touch(key);
+        Ok(())
+    }
+
+    /// Whether `table` takes foreign revisions (SPEC §3, §17): its definition, as planned (stored, or
+    /// arriving in this transaction), says `couch: true`. Forbidden otherwise.
+    fn takes_foreign(&self, table: &str) -> Result<()> {
+        let refused = |why: &str| {
+            Error::forbidden(format!(
+                "table {table:?} {why}: foreign revisions (made by a CouchDB-protocol peer) go only into a table \
+                 whose definition says couch: true"
+            ))
+        };
+        let Some(tree) = self.tree(names::TABLES_TABLE, table) else { return Err(refused("is not defined here")) };
+        let def = match reconcile(tree, ReconcilePolicy::KeepConflicts) {
+            Ok(r) if !r.deleted => TableDef::from_record(table, r.winner, &r.body)?,
+            _ => return Err(refused("is not defined here")),
+        };
+        if !def.couch {
+            return Err(refused("is not open to CouchDB peers"));
+        }
         Ok(())
     }
 
@@ -258,8 +296,12 @@ impl Planner {
     /// winner's (keep-conflicts); a `merge-fields` table merges on read, so that what a record reads as
     /// never depends on when a policy change arrived relative to its revisions.
     pub fn finish(self) -> Result<WriteSet> {
-        let Planner { start, update_seq, chain, trees, live_before, touched, revisions, fills_stubs, fill_bodies } =
-            self;
+        for table in &self.foreign_tables {
+            self.takes_foreign(table)?;
+        }
+        let Planner {
+            start, update_seq, chain, trees, live_before, touched, revisions, fills_stubs, fill_bodies, ..
+        } = self;
         let mut states = Vec::with_capacity(touched.len());
         let mut views = Vec::new();
         let mut live_records = 0i64;
@@ -335,7 +377,9 @@ fn extends(writes: &WriteSet, start: (u64, ChainHash)) -> bool {
     let mut at = start;
     for r in &writes.revisions {
         if let Some((seq, chain)) = r.event {
-            if seq != at.0 + 1 || chain != next_chain(&at.1, seq, &r.table, &r.id, &r.rev, r.deleted) {
+            if seq != at.0 + 1
+                || chain != at.1.next_event(seq, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref())
+            {
                 return false;
             }
             at = (seq, chain);
@@ -488,7 +532,7 @@ fn plan_local(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::genesis_chain;
+    use crate::hash::{genesis_chain, next_chain};
     use crate::validate::replicated;
     use outpost_api::{ErrorKind, Limits, RevisionData, Uuid, Value};
 
@@ -608,6 +652,7 @@ mod tests {
                 deleted: false,
                 attributes: Some(b_body),
                 ancestry: vec![r1],
+                foreign: None,
             };
             d.planner.replicated(verified(branch)).unwrap();
             assert_eq!(d.tree().conflicts().len(), 1);
@@ -643,6 +688,7 @@ mod tests {
             deleted: false,
             attributes: Some(b),
             ancestry: vec![],
+            foreign: None,
         });
         assert!(d.planner.replicated(ok.clone()).unwrap());
         assert!(!d.planner.replicated(ok).unwrap(), "replay is a no-op");
@@ -657,6 +703,7 @@ mod tests {
             deleted: false,
             attributes: Some(b3),
             ancestry: vec![p2, RevId::new(1, [8; 16])],
+            foreign: None,
         });
         assert!(d.planner.replicated(deep).unwrap());
         let tree = d.planner.tree("t", "y").unwrap();
@@ -677,6 +724,7 @@ mod tests {
                 deleted: false,
                 attributes: Some(b),
                 ancestry,
+                foreign: None,
             })
         };
         let r1 = revision(None, 1, vec![]).rev();
@@ -726,7 +774,10 @@ mod tests {
         let ws = d.planner.finish().unwrap();
         assert_eq!(ws.new_states, [true]);
         let mut tree = RevisionTree::new();
-        tree.insert(r1, RevisionNode { parent: None, deleted: false, body: Some(body(1)), seq: Some(1) });
+        tree.insert(
+            r1,
+            RevisionNode { parent: None, deleted: false, body: Some(body(1)), seq: Some(1), foreign: None },
+        );
         let loaded: HashMap<RecordKey, RevisionTree> = [(("t".to_owned(), "x".to_owned()), tree)].into();
         let mut planner = Planner::new(&head(), loaded, 2);
         planner.local_write(write(Some(r1), false, body(2)), ReconcilePolicy::KeepConflicts).unwrap();

@@ -120,13 +120,22 @@ mod tests {
     fn branches(base: &Attributes, leaves: &[Attributes]) -> (RevisionTree, Vec<RevId>) {
         let mut tree = RevisionTree::new();
         let root = revision_id("t", "x", None, false, base);
-        tree.insert(root, RevisionNode { parent: None, deleted: false, body: Some(base.clone()), seq: Some(1) });
+        tree.insert(
+            root,
+            RevisionNode { parent: None, deleted: false, body: Some(base.clone()), seq: Some(1), foreign: None },
+        );
         let mut revs = vec![];
         for (i, b) in leaves.iter().enumerate() {
             let r = revision_id("t", "x", Some(&root), false, b);
             tree.insert(
                 r,
-                RevisionNode { parent: Some(root), deleted: false, body: Some(b.clone()), seq: Some(2 + i as u64) },
+                RevisionNode {
+                    parent: Some(root),
+                    deleted: false,
+                    body: Some(b.clone()),
+                    seq: Some(2 + i as u64),
+                    foreign: None,
+                },
             );
             revs.push(r);
         }
@@ -188,7 +197,13 @@ mod tests {
         let tomb = revision_id("t", "x", Some(&max), true, &Attributes::new());
         tree.insert(
             tomb,
-            RevisionNode { parent: Some(max), deleted: true, body: Some(Attributes::new()), seq: Some(9) },
+            RevisionNode {
+                parent: Some(max),
+                deleted: true,
+                body: Some(Attributes::new()),
+                seq: Some(9),
+                foreign: None,
+            },
         );
         let other = *revs.iter().min().unwrap();
         assert_eq!(tree.winner(), Some(other));

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use outpost_api::{ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_api::{ChainHash, Change, Digest, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
 
 use crate::tree::RevisionTree;
 
@@ -113,6 +113,9 @@ pub struct StoredRevision {
     pub body: Option<String>,
     /// The revision event: its seq and the chain hash after it; `None` for a stub.
     pub event: Option<(u64, ChainHash)>,
+    /// A foreign revision's body digest (SPEC §3), which its event's chain hash folds in; `None` for
+    /// a native revision or a stub.
+    pub foreign: Option<Digest>,
 }
 
 /// A record's reconciled state as stored (what reads and the changes feed return).
@@ -351,11 +354,18 @@ pub trait Storage: Send + Sync + 'static {
 /// How backends encode and decode the values they store, in one place: what a backend reads back
 /// must be what the engine wrote, and anything else is `Corrupt`.
 pub mod stored {
-    use outpost_api::{Attributes, ChainHash, Error, Result, RevId, Uuid};
+    use outpost_api::{Attributes, ChainHash, Digest, Error, Result, RevId, Uuid};
 
     /// A chain hash from its 32 stored bytes.
     pub fn chain(bytes: &[u8]) -> Result<ChainHash> {
         <[u8; 32]>::try_from(bytes).map(ChainHash).map_err(|_| Error::corrupt("a stored chain hash is not 32 bytes"))
+    }
+
+    /// A revision's class from its stored digest: 16 bytes for a foreign revision, none for a native one.
+    pub fn digest(bytes: Option<&[u8]>) -> Result<Option<Digest>> {
+        bytes
+            .map(|b| <[u8; 16]>::try_from(b).map(Digest).map_err(|_| Error::corrupt("a stored digest is not 16 bytes")))
+            .transpose()
     }
 
     /// A revision id from its stored text.

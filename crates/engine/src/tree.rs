@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use outpost_api::{Attributes, Error, RevId};
+use outpost_api::{Attributes, Digest, Error, RevId};
 
 /// One revision of a record as stored, its body parsed (`B` = [`Attributes`]) or, for sending it on
 /// as it is, its stored wire JSON (`B` = `String`).
@@ -17,9 +17,16 @@ pub struct RevisionNode<B = Attributes> {
     pub body: Option<B>,
     /// The local seq of the revision event that stored it; `None` for a stub.
     pub seq: Option<u64>,
+    /// A foreign revision's body digest (SPEC §3); `None` for a native revision or a stub.
+    pub foreign: Option<Digest>,
 }
 
 impl<B> RevisionNode<B> {
+    /// A stub: a revision known only by its id, under `parent` when known.
+    pub fn stub(parent: Option<RevId>) -> Self {
+        RevisionNode { parent, deleted: false, body: None, seq: None, foreign: None }
+    }
+
     /// Whether only the id of this revision is known.
     pub fn is_stub(&self) -> bool {
         self.seq.is_none()
@@ -58,7 +65,16 @@ impl<B> RevisionTree<B> {
             .nodes
             .into_iter()
             .map(|(rev, n)| {
-                (rev, RevisionNode { parent: n.parent, deleted: n.deleted, body: n.body.map(&mut f), seq: n.seq })
+                (
+                    rev,
+                    RevisionNode {
+                        parent: n.parent,
+                        deleted: n.deleted,
+                        body: n.body.map(&mut f),
+                        seq: n.seq,
+                        foreign: n.foreign,
+                    },
+                )
             })
             .collect();
         RevisionTree { nodes }
@@ -199,7 +215,7 @@ mod tests {
     }
 
     fn node(parent: Option<RevId>, body: Option<u8>, seq: Option<u64>) -> RevisionNode<u8> {
-        RevisionNode { parent, deleted: false, body, seq }
+        RevisionNode { parent, deleted: false, body, seq, foreign: None }
     }
 
     #[test]

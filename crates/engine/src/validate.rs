@@ -15,6 +15,7 @@ use outpost_api::{
     RevisionData, Uuid, WriteOp, WriteOpKind, MAX_GENERATION,
 };
 
+use crate::foreign::{digest_of_encoded, Digest};
 use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::plan::LocalWrite;
 
@@ -106,6 +107,8 @@ pub struct VerifiedRevision {
     /// `None` for a compacted revision replayed from a quicksync file ([`replayed`]).
     body: Option<Attributes>,
     ancestry: Vec<RevId>,
+    /// A foreign revision's digest, recomputed from its body (taken as sent for a compacted one).
+    foreign: Option<Digest>,
 }
 
 impl VerifiedRevision {
@@ -141,6 +144,11 @@ impl VerifiedRevision {
     pub fn parent(&self) -> Option<RevId> {
         self.ancestry.first().copied()
     }
+    /// For a foreign revision (SPEC §3), the digest its body was verified against; `None` for a
+    /// native one. The caller must take a foreign revision only into a table open to CouchDB peers.
+    pub fn foreign(&self) -> Option<Digest> {
+        self.foreign
+    }
 }
 
 /// Check a replicated revision as the planner needs it (SPEC §4.2, §13): names, nesting and size as
@@ -148,6 +156,11 @@ impl VerifiedRevision {
 /// oldest id kept becomes a stub) and a chain of consecutive generations ending at the parent; and the
 /// id recomputed from the body and parent (Corrupt when it differs). A `_tables` revision must be a
 /// valid table definition.
+///
+/// A revision sent as foreign (`RevisionData::foreign`) whose body does not hash to its id is taken
+/// as foreign when the body digests to the value sent (SPEC §3), in a user table; one whose body does
+/// hash to its id is native, whatever it was sent as. Which tables take foreign revisions is the
+/// caller's check ([`VerifiedRevision::foreign`]).
 pub fn replicated(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> {
     verify(r, limits, false)
 }
@@ -180,7 +193,7 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
             r.rev, r.table, r.id
         )));
     }
-    let RevisionData { table, id, rev, deleted, attributes, mut ancestry } = r;
+    let RevisionData { table, id, rev, deleted, attributes, mut ancestry, foreign } = r;
     let body = match (attributes, deleted) {
         (Some(a), _) => Some(a),
         (None, true) => Some(Attributes::new()),
@@ -213,18 +226,42 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
         // A compacted revision: nothing to re-hash.
         (None, None) => rev,
     };
-    if actual != rev {
+    if foreign.is_some() && table == names::TABLES_TABLE {
         return Err(Error::corrupt(format!(
-            "revision {rev} of {table}/{id} does not match its body (it hashes to {actual})"
+            "revision {rev} of {table}/{id} is sent as foreign: a table definition is always native"
         )));
     }
+    let foreign = match (&body, foreign) {
+        // A compacted revision: nothing to re-hash, its class as sent (the chain hash the quicksync
+        // reader verified commits to it).
+        (None, sent) => sent,
+        _ if actual == rev => None,
+        (Some(body), Some(sent)) => {
+            // Recomputed from the bytes the native id was.
+            let digest = match &encoded {
+                Some(bytes) => digest_of_encoded(&table, &id, parent.as_ref(), deleted, bytes),
+                None => crate::foreign::digest(&table, &id, parent.as_ref(), deleted, body),
+            };
+            if digest != sent {
+                return Err(Error::corrupt(format!(
+                    "foreign revision {rev} of {table}/{id} does not match its body (it digests to {digest}, not {sent})"
+                )));
+            }
+            Some(sent)
+        }
+        (Some(_), None) => {
+            return Err(Error::corrupt(format!(
+                "revision {rev} of {table}/{id} does not match its body (it hashes to {actual})"
+            )))
+        }
+    };
     if table == names::TABLES_TABLE && !deleted {
         names::validate_table_name(&id)?;
         if let Some(body) = &body {
             outpost_api::TableDef::from_record(&id, rev, body)?;
         }
     }
-    Ok(VerifiedRevision { table, id, rev, deleted, body, ancestry })
+    Ok(VerifiedRevision { table, id, rev, deleted, body, ancestry, foreign })
 }
 
 /// Turn a local operation into a validated write, before any storage access: names, a generated id
@@ -347,6 +384,7 @@ mod tests {
             deleted: false,
             attributes: Some(empty),
             ancestry: (1..10).rev().map(rev).collect(),
+            foreign: None,
         };
         let cut = replicated(base.clone(), &limits).unwrap();
         assert_eq!(cut.ancestry(), &[rev(9), rev(8), rev(7)]);
@@ -371,6 +409,7 @@ mod tests {
             deleted: false,
             attributes: Some(body.clone()),
             ancestry: vec![first],
+            foreign: None,
         };
         let cases: Vec<(&str, RevisionData, Option<ErrorKind>)> = vec![
             ("sound", good.clone(), None),

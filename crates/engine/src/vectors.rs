@@ -44,17 +44,13 @@ fn compute(kind: &str, input: &str, names: &HashMap<String, String>) -> String {
                 p => Some(p.parse().expect("parent rev")),
             };
             let attrs: Attributes = serde_json::from_str(parts[4]).expect("attributes parse");
-            hex(&crate::foreign::digest(parts[0], parts[1], parent.as_ref(), parts[3] == "1", &attrs))
+            hex(&crate::foreign::digest(parts[0], parts[1], parent.as_ref(), parts[3] == "1", &attrs).0)
         }
         "chain-foreign" => {
             let p: Vec<&str> = input.split('|').collect();
             let prev: ChainHash = resolve(p[0]).parse().expect("prev chain");
             let rev: RevId = resolve(p[4]).parse().expect("rev");
-            let digest: [u8; 16] = (0..16)
-                .map(|i| u8::from_str_radix(&resolve(p[6])[2 * i..2 * i + 2], 16).expect("hex"))
-                .collect::<Vec<u8>>()
-                .try_into()
-                .expect("16 bytes");
+            let digest: crate::foreign::Digest = resolve(p[6]).parse().expect("digest");
             let class = crate::foreign::Class::Foreign(digest);
             let event = (p[2], p[3], &rev, p[5] == "1");
             hex(&crate::foreign::next_chain(&prev, p[1].parse().expect("seq"), event, class).0)
@@ -68,6 +64,7 @@ fn compute(kind: &str, input: &str, names: &HashMap<String, String>) -> String {
                     deleted: false,
                     body: Some(Attributes::new()),
                     seq: Some(1),
+                    foreign: None,
                 };
                 tree.insert(text.parse().expect("rev"), node);
             }

@@ -1,4 +1,4 @@
-//! The quicksync file format, version 1 (docs/FORMAT.md): one zstd stream of JSON lines — a header,
+//! The quicksync file format, version 2 (docs/FORMAT.md): one zstd stream of JSON lines — a header,
 //! one line per revision event in seq order, the knowledge rows, a trailer. [`Writer`] and [`Reader`]
 //! work a line at a time, so neither holds a file in memory, and both check what they pass: seqs
 //! contiguous from the header's start, every chain hash following from the one before, the trailer
@@ -7,14 +7,17 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use outpost_api::{ChainHash, Error, KnowledgeRow, Result, RevId, RevisionEvent, Uuid};
+use outpost_api::{ChainHash, Digest, Error, KnowledgeRow, Result, RevId, RevisionEvent, Uuid};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The `format` value of every header.
 pub const FORMAT: &str = "outpost-quicksync";
-/// The format version this crate writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this crate writes. It reads it and version 1, the same lines without foreign
+/// revisions (SPEC §3), which version 2 added.
+pub const VERSION: u32 = 2;
+/// The oldest format version this crate reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// The longest line a reader accepts (a revision body is at most a few MiB; this bounds memory on
 /// corrupt input).
 pub const MAX_LINE_BYTES: u64 = 64 << 20;
@@ -59,7 +62,7 @@ pub struct Header {
 }
 
 impl Header {
-    /// A version-1 header.
+    /// A header of the version this crate writes.
     pub fn new(kind: Kind, db: Uuid, start_seq: u64, end_seq: u64, prev_chain: ChainHash) -> Self {
         Header { format: FORMAT.to_owned(), version: VERSION, kind, db, start_seq, end_seq, prev_chain }
     }
@@ -68,9 +71,9 @@ impl Header {
         if self.format != FORMAT {
             return Err(Error::corrupt(format!("not a quicksync file (format {:?})", self.format)));
         }
-        if self.version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&self.version) {
             return Err(Error::invalid(format!(
-                "quicksync format version {} is not supported (this build reads version {VERSION})",
+                "quicksync format version {} is not supported (this build reads versions {OLDEST_VERSION} to {VERSION})",
                 self.version
             )));
         }
@@ -122,16 +125,20 @@ enum Line<E, K, H, T> {
 type LineOut<'a> = Line<&'a RevisionEvent, &'a KnowledgeRow, &'a Header, &'a Trailer>;
 type LineIn<E> = Line<E, KnowledgeRow, Header, Trailer>;
 
+/// An event line's seq and chain hash, and what the chain hash commits to: (table, id, rev, deleted)
+/// and a foreign revision's digest.
+pub type EventKeyRef<'a> = (u64, &'a ChainHash, (&'a str, &'a str, &'a RevId, bool), Option<&'a Digest>);
+
 /// What a [`Reader`] reads an event line into: enough to check its seq and fold the chain.
 pub trait EventLine: DeserializeOwned {
-    /// The event's seq and chain hash, and what the chain hash commits to: table, id, rev, deleted.
-    fn key(&self) -> (u64, &ChainHash, &str, &str, &RevId, bool);
+    /// The event's seq and chain hash, and what the chain hash commits to.
+    fn key(&self) -> EventKeyRef<'_>;
 }
 
 impl EventLine for RevisionEvent {
-    fn key(&self) -> (u64, &ChainHash, &str, &str, &RevId, bool) {
+    fn key(&self) -> EventKeyRef<'_> {
         let r = &self.revision;
-        (self.seq, &self.chain, &r.table, &r.id, &r.rev, r.deleted)
+        (self.seq, &self.chain, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref())
     }
 }
 
@@ -168,6 +175,9 @@ pub struct RevisionKey {
     /// The body, skipped.
     #[serde(default, rename = "attributes")]
     body: Option<SkippedObject>,
+    /// A foreign revision's digest, which its chain hash commits to.
+    #[serde(default)]
+    pub foreign: Option<Digest>,
 }
 
 /// A JSON object read through without keeping anything; any other value is refused.
@@ -195,9 +205,9 @@ impl<'de> Deserialize<'de> for SkippedObject {
 }
 
 impl EventLine for EventKey {
-    fn key(&self) -> (u64, &ChainHash, &str, &str, &RevId, bool) {
+    fn key(&self) -> EventKeyRef<'_> {
         let r = &self.revision;
-        (self.seq, &self.chain, &r.table, &r.id, &r.rev, r.deleted)
+        (self.seq, &self.chain, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref())
     }
 }
 
@@ -286,7 +296,7 @@ impl<W: Write> Writer<W> {
             )));
         }
         let r = &event.revision;
-        let chain = self.chain.next(event.seq, &r.table, &r.id, &r.rev, r.deleted);
+        let chain = self.chain.next_event(event.seq, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref());
         if chain != event.chain {
             return Err(Error::corrupt(format!(
                 "the source's chain hash at seq {} does not follow from seq {}",
@@ -413,7 +423,7 @@ impl<R: Read, E: EventLine> Reader<R, E> {
             None => Err(Error::corrupt(format!("the file ends before its trailer (after seq {}): truncated", seq - 1))),
             Some(Line::Header(_)) => Err(Error::corrupt("a second header")),
             Some(Line::Event(event)) => {
-                let (event_seq, event_chain, table, id, rev, deleted) = event.key();
+                let (event_seq, event_chain, committed, foreign) = event.key();
                 if self.knowledge > 0 {
                     return Err(Error::corrupt(format!("event {event_seq} after the knowledge rows")));
                 }
@@ -423,7 +433,7 @@ impl<R: Read, E: EventLine> Reader<R, E> {
                         self.header.start_seq, self.header.end_seq
                     )));
                 }
-                let chain = self.chain.next(seq, table, id, rev, deleted);
+                let chain = self.chain.next_event(seq, committed, foreign);
                 if chain != *event_chain {
                     return Err(Error::corrupt(format!(
                         "the chain hash of event {seq} does not follow from the one before it"

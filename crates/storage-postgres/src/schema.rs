@@ -15,7 +15,7 @@ use outpost_api::{names, Error, Result};
 use crate::error;
 
 /// The newest per-database format this build reads and writes.
-pub const FORMAT_VERSION: i64 = 3;
+pub const FORMAT_VERSION: i64 = 4;
 
 /// The registry schema. Database names cannot start with `_`, so it never collides with one.
 pub const REGISTRY: &str = "_outpost";
@@ -87,6 +87,9 @@ const MIGRATIONS: &[&str] = &[
      UPDATE {schema}._records r SET body = NULL FROM {schema}._events e
         WHERE e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev AND NOT r.deleted AND e.body = r.body;
      DROP TABLE {schema}._revisions;",
+    // 4: the class of each revision event (SPEC §3): a foreign revision's 16-byte body digest, NULL
+    // for a native one.
+    "ALTER TABLE {schema}._events ADD COLUMN digest bytea;",
 ];
 
 /// The first format whose views read `_events`: migrating to it from before makes them again.

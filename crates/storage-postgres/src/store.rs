@@ -67,7 +67,7 @@ pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, con
 
 /// The events of a write set, bound as arrays: each row's seq and its revision.
 const EVENTS: &str = "SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
-    $7::text[], $8::bytea[]) AS u(seq, tbl, id, rev, parent, deleted, body, chain)";
+    $7::text[], $8::bytea[], $9::bytea[]) AS u(seq, tbl, id, rev, parent, deleted, body, chain, digest)";
 
 /// Insert states bound as arrays (`store_states` in write.rs binds them).
 fn insert_states(s: &str) -> String {
@@ -135,7 +135,10 @@ impl Sql {
             ),
             load_trees: revisions_sql(
                 s,
-                ("e.rev, e.parent, e.deleted, e.body, e.seq", "t.rev, t.parent, false, NULL::text, NULL::int8"),
+                (
+                    "e.rev, e.parent, e.deleted, e.body, e.seq, e.digest",
+                    "t.rev, t.parent, false, NULL::text, NULL::int8, NULL::bytea",
+                ),
             ),
             load_state: format!("{} WHERE r.tbl = $1 AND r.id = $2", states_sql(s)),
             list_states: format!(
@@ -149,7 +152,7 @@ impl Sql {
             ),
             chain_at: format!("SELECT chain FROM {s}._events WHERE seq = $1"),
             events: format!(
-                "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM {s}._events
+                "SELECT seq, chain, tbl, id, rev, parent, deleted, body, digest FROM {s}._events
                  WHERE seq > $1 ORDER BY seq LIMIT $2"
             ),
             knowledge: format!(
@@ -179,7 +182,7 @@ impl Sql {
                  ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(t.parent, excluded.parent)"
             ),
             insert_events: format!(
-                "INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain) {EVENTS}"
+                "INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain, digest) {EVENTS}"
             ),
             // An event for a revision held as a stub takes its place, and its parent when it names one:
             // storing never replaces a known parent.
@@ -187,8 +190,8 @@ impl Sql {
                 "WITH u AS ({EVENTS}),
                  filled AS (DELETE FROM {s}._stubs t USING u WHERE t.tbl = u.tbl AND t.id = u.id AND t.rev = u.rev
                    RETURNING t.tbl, t.id, t.rev, t.parent)
-                 INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain)
-                 SELECT u.seq, u.tbl, u.id, u.rev, coalesce(f.parent, u.parent), u.deleted, u.body, u.chain
+                 INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain, digest)
+                 SELECT u.seq, u.tbl, u.id, u.rev, coalesce(f.parent, u.parent), u.deleted, u.body, u.chain, u.digest
                  FROM u LEFT JOIN filled f ON f.tbl = u.tbl AND f.id = u.id AND f.rev = u.rev"
             ),
             upsert_states: format!(
@@ -349,7 +352,8 @@ async fn trees<B: Send + 'static>(
             let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
             let body = col::<Option<&str>>(&row, 5)?.map(|b| body(b, &key, &rev)).transpose()?;
             let seq = col::<Option<i64>>(&row, 6)?.map(seq_of);
-            let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq };
+            let foreign = stored::digest(col::<Option<&[u8]>>(&row, 7)?)?;
+            let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq, foreign };
             out.entry(key).or_default().insert(rev, node);
         }
         Ok(out)
@@ -527,6 +531,7 @@ impl Storage for PostgresStorage {
                         deleted: col(row, 6)?,
                         body: col(row, 7)?,
                         event: Some((seq, chain)),
+                        foreign: stored::digest(col::<Option<&[u8]>>(row, 8)?)?,
                     },
                 })
             })

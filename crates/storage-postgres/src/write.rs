@@ -45,8 +45,11 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
         let bodies: Vec<Option<&str>> = events.iter().map(|r| r.body.as_deref()).collect();
         let (seqs, chains): (Vec<i64>, Vec<&[u8]>) =
             events.iter().filter_map(|r| r.event.as_ref()).map(|(seq, chain)| (sql_seq(*seq), &chain.0[..])).unzip();
+        let digests: Vec<Option<&[u8]>> = events.iter().map(|r| r.foreign.as_ref().map(|d| &d.0[..])).collect();
         let statement = if writes.fills_stubs { &sql.fill_events } else { &sql.insert_events };
-        inner.execute(client, statement, &[&seqs, &tables, &ids, &revs, &parents, &deleted, &bodies, &chains]).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
+            [&seqs, &tables, &ids, &revs, &parents, &deleted, &bodies, &chains, &digests];
+        inner.execute(client, statement, &params).await?;
     }
     // States of records that had none are inserted; the others replace theirs (an upsert costs
     // PostgreSQL about a third more a row).

@@ -1,11 +1,11 @@
 //! The file format: versioned schema migrations (`PRAGMA user_version`) and per-table SQL views.
 //!
 //! Internal tables start with `_` so they never collide with a view of a user table (user table names
-//! cannot start with `_`). Format 3's tables:
+//! cannot start with `_`). Format 4's tables:
 //!
 //! - `_events`: one row per revision event, keyed by its seq (the rowid: appended in order, no seq
-//!   index of its own), with the revision's body, the only copy of it; `_events_key` finds a
-//!   revision by (table, id, rev).
+//!   index of its own), with the revision's body, the only copy of it, and (format 4) a foreign
+//!   revision's digest (SPEC §3); `_events_key` finds a revision by (table, id, rev).
 //! - `_stubs`: revisions known only by id (ancestors from a peer's ancestry), apart from the events;
 //!   a revision is in one of the two, and leaves `_stubs` when its event arrives.
 //! - `_records`: the reconciled state of each record, keyed by (table, id) without a rowid, a live
@@ -19,7 +19,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::SqlResultExt;
 
 /// The newest file format this build reads and writes.
-pub const FORMAT_VERSION: i64 = 3;
+pub const FORMAT_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first format.
@@ -66,6 +66,9 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE _records;
      ALTER TABLE _states RENAME TO _records;
      CREATE UNIQUE INDEX _records_seq ON _records (seq);",
+    // 4: the class of each revision event (SPEC §3): a foreign revision's 16-byte body digest, NULL
+    // for a native one. Added at the end of each row: no row is rewritten.
+    "ALTER TABLE _events ADD COLUMN digest BLOB;",
 ];
 
 /// Indexes that no write reads, which a bootstrap builds once after loading instead of keeping them

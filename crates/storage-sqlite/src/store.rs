@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outpost_api::{ChainHash, Change, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
+use outpost_api::{ChainHash, Change, Digest, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
 use outpost_engine::storage::stored::{self, rev as parse_rev, rev_list as parse_revs};
 use outpost_engine::storage::{
     blocking, ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
@@ -50,6 +50,10 @@ fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
 
 fn blob_chain(bytes: Vec<u8>) -> Result<ChainHash> {
     stored::chain(&bytes)
+}
+
+fn blob_digest(bytes: Option<Vec<u8>>) -> Result<Option<Digest>> {
+    stored::digest(bytes.as_deref())
 }
 
 impl SqliteStorage {
@@ -189,7 +193,7 @@ fn trees<B>(
     mut body: impl FnMut(String, &str, &str, &RevId) -> Result<B>,
 ) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
     let mut out: HashMap<RecordKey, RevisionTree<B>> = HashMap::with_capacity(keys.len());
-    let columns = ("rev, parent, deleted, body, seq", "rev, parent, 0, NULL, NULL");
+    let columns = ("rev, parent, deleted, body, seq, digest", "rev, parent, 0, NULL, NULL, NULL");
     revision_rows(conn, keys, columns, |table, row| {
         let id: String = row.get(0).sql()?;
         let rev = parse_rev(&row.get::<_, String>(1).sql()?)?;
@@ -200,6 +204,7 @@ fn trees<B>(
             deleted: row.get(3).sql()?,
             body: text.map(|b| body(b, table, &id, &rev)).transpose()?,
             seq: row.get::<_, Option<i64>>(5).sql()?.map(|s| s as u64),
+            foreign: blob_digest(row.get(6).sql()?)?,
         };
         out.entry((table.to_owned(), id)).or_default().insert(rev, node);
         Ok(())
@@ -565,7 +570,8 @@ fn changes_in(
 fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, chain, tbl, id, rev, parent, deleted, body FROM _events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, chain, tbl, id, rev, parent, deleted, body, digest FROM _events WHERE seq > ?1 ORDER BY seq \
+             LIMIT ?2",
         )
         .sql()?;
     let mut rows = stmt.query(params![after as i64, limit as i64]).sql()?;
@@ -584,6 +590,7 @@ fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent
                 deleted: row.get(6).sql()?,
                 body: row.get(7).sql()?,
                 event: Some((seq, chain)),
+                foreign: blob_digest(row.get(8).sql()?)?,
             },
         });
     }

@@ -35,8 +35,8 @@ pub(crate) async fn begin(
 /// Rows per multi-row `INSERT`: one statement's setup and teardown shared by this many rows.
 const ROWS: usize = 50;
 
-const EVENTS: &str = "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)";
-const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+const EVENTS: &str = "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain, digest)";
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const STATE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const STATES_ON_CONFLICT: &str = "ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
     body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
@@ -110,7 +110,8 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
             b.put(r.parent.map(|p| p.text()).as_deref())?;
             b.put(r.deleted)?;
             b.put(&r.body)?;
-            b.put(&chain.0[..])
+            b.put(&chain.0[..])?;
+            b.put(r.foreign.as_ref().map(|d| &d.0[..]))
         })?;
     }
     let states = format!("INSERT INTO _records ({STATE_COLUMNS})");
@@ -197,18 +198,18 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
 /// room would never be used again), while a delete merges pages left nearly empty, which then go to
 /// the free list that `reclaim_space` returns to the file system.
 fn drop_body(conn: &Connection, seq: i64) -> Result<()> {
-    type Event = (String, String, String, Option<String>, bool, Vec<u8>);
+    type Event = (String, String, String, Option<String>, bool, Vec<u8>, Option<Vec<u8>>);
     let event: Option<Event> = conn
-        .prepare_cached("SELECT tbl, id, rev, parent, deleted, chain FROM _events WHERE seq = ?1")
+        .prepare_cached("SELECT tbl, id, rev, parent, deleted, chain, digest FROM _events WHERE seq = ?1")
         .sql()?
-        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
         .optional()
         .sql()?;
-    let Some((table, id, rev, parent, deleted, chain)) = event else { return Ok(()) };
+    let Some((table, id, rev, parent, deleted, chain, digest)) = event else { return Ok(()) };
     conn.prepare_cached("DELETE FROM _events WHERE seq = ?1").sql()?.execute([seq]).sql()?;
-    conn.prepare_cached(&format!("{EVENTS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)"))
+    conn.prepare_cached(&format!("{EVENTS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)"))
         .sql()?
-        .execute(params![seq, table, id, rev, parent, deleted, chain])
+        .execute(params![seq, table, id, rev, parent, deleted, chain, digest])
         .sql()?;
     Ok(())
 }
@@ -252,8 +253,19 @@ fn store_revisions_one_by_one<'r>(
                 }
                 // Storing never replaces a known parent: the stub's, when it has one.
                 let parent = stub.as_ref().and_then(|p| p.as_deref()).or(parent);
+                let digest = r.foreign.as_ref().map(|d| &d.0[..]);
                 event
-                    .execute(params![seq as i64, r.table, r.id, rev.as_str(), parent, r.deleted, r.body, &chain.0[..]])
+                    .execute(params![
+                        seq as i64,
+                        r.table,
+                        r.id,
+                        rev.as_str(),
+                        parent,
+                        r.deleted,
+                        r.body,
+                        &chain.0[..],
+                        digest
+                    ])
                     .sql()?;
             }
         }

@@ -21,6 +21,7 @@ fn revision(id: &str, attributes: Attributes) -> RevisionData {
         deleted: false,
         attributes: Some(attributes),
         ancestry: vec![],
+        foreign: None,
     }
 }
 
@@ -263,6 +264,7 @@ pub async fn malformed_replicated_revisions_are_rejected(f: &dyn Factory) {
         deleted: false,
         attributes: Some(body.clone()),
         ancestry: vec![],
+        foreign: None,
     };
     let not_a_definition = plain(json!({"hello": "world"}));
     let cases = [
@@ -348,6 +350,7 @@ pub async fn protocol_inputs_are_bounded(f: &dyn Factory) {
         deleted: false,
         attributes: Some(body.clone()),
         ancestry: vec![top_parent],
+        foreign: None,
     };
     assert_eq!(top.rev.generation, MAX_GENERATION);
     ok(db.put_revisions(vec![top.clone()], None).await, "a revision at the largest generation");
@@ -378,6 +381,7 @@ pub async fn protocol_inputs_are_bounded(f: &dyn Factory) {
         deleted: false,
         attributes: Some(body.clone()),
         ancestry: chain,
+        foreign: None,
     };
     ok(db.put_revisions(vec![long], None).await, "a revision with 1,500 ancestors");
     let record = ok(db.get_record("t", "long", GetOptions { revs: true, ..GetOptions::default() }).await, "long");

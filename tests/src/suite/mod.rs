@@ -6,6 +6,7 @@ pub mod batch;
 pub mod compaction;
 pub mod events;
 pub mod feed;
+pub mod foreign;
 pub mod replication;
 pub mod revisions;
 pub mod tables;

@@ -147,6 +147,7 @@ pub async fn field_declarations_bind_local_writes_only(f: &dyn Factory) {
         deleted: false,
         attributes: Some(body.clone()),
         ancestry: vec![],
+        foreign: None,
     };
     assert_eq!(ok(db.put_revisions(vec![revision], None).await, "put_revisions").written, 1);
     assert_eq!(get(&*db, "t", "r").await.attributes["qty"], Value::string("lots"));

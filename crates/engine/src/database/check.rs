@@ -31,7 +31,7 @@ impl<S: Storage> Engine<S> {
                     report.problems.push(format!("seq {expect} is missing (next event is {})", e.seq));
                 }
                 expect = e.seq + 1;
-                chain = crate::hash::next_chain(&chain, e.seq, &r.table, &r.id, &r.rev, r.deleted);
+                chain = chain.next_event(e.seq, (&r.table, &r.id, &r.rev, r.deleted), r.foreign.as_ref());
                 if chain != e.chain {
                     report.problems.push(format!("chain hash at seq {} does not match its events", e.seq));
                     chain = e.chain;
@@ -43,18 +43,26 @@ impl<S: Storage> Engine<S> {
                 }
                 if let Some(body) = &r.body {
                     match parse_body(body) {
-                        Ok(body) => {
-                            let actual = crate::hash::revision_id(&r.table, &r.id, r.parent.as_ref(), r.deleted, &body);
-                            if r.parent.is_some() || r.rev.generation == 1 {
-                                report.rehashed += 1;
-                                if actual != r.rev {
-                                    report.problems.push(format!(
-                                        "revision {} of {}/{} (seq {}) does not match its body",
-                                        r.rev, r.table, r.id, e.seq
-                                    ));
+                        // A foreign revision's body is checked against its digest, a native one
+                        // against its id (SPEC §3).
+                        Ok(body) if r.parent.is_some() || r.rev.generation == 1 => {
+                            let parent = r.parent.as_ref();
+                            let matches = match r.foreign {
+                                Some(digest) => {
+                                    report.foreign += 1;
+                                    crate::foreign::digest(&r.table, &r.id, parent, r.deleted, &body) == digest
                                 }
+                                None => crate::hash::revision_id(&r.table, &r.id, parent, r.deleted, &body) == r.rev,
+                            };
+                            report.rehashed += 1;
+                            if !matches {
+                                report.problems.push(format!(
+                                    "revision {} of {}/{} (seq {}) does not match its body",
+                                    r.rev, r.table, r.id, e.seq
+                                ));
                             }
                         }
+                        Ok(_) => {}
                         Err(err) => report.problems.push(format!("seq {}: {}", e.seq, err.message)),
                     }
                 }
@@ -137,6 +145,8 @@ pub struct CheckReport {
     pub events: u64,
     /// Revisions whose body was re-hashed.
     pub rehashed: u64,
+    /// Of those, foreign revisions (SPEC §3), whose bodies were checked against their digests.
+    pub foreign: u64,
     /// Revision events stored without their body (compacted, SPEC §4.5): nothing to re-hash.
     pub compacted: u64,
     /// Of those, revisions still pending (`RevisionTree::leaves`): replayed before the revision after

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use outpost_api::{
-    ChainHash, Epoch, Error, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ReplicaSource,
+    names, ChainHash, Epoch, Error, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ReplicaSource,
     ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, RevisionJson, Uuid,
 };
 
@@ -14,7 +14,7 @@ use crate::hash::genesis_chain;
 use crate::knowledge;
 use crate::plan::Planner;
 use crate::storage::{blocking, RecordKey, Storage};
-use crate::tree::RevisionTree;
+use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::{self, VerifiedRevision};
 
 impl<S: Storage> Engine<S> {
@@ -62,6 +62,13 @@ impl<S: Storage> Engine<S> {
         let mut txn = self.begin().await?;
         let head = txn.head().await?;
         let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table().to_owned(), r.id().to_owned())).collect();
+        // The planner checks a foreign revision's table by its definition (`Planner::finish`).
+        keys.extend(
+            revisions
+                .iter()
+                .filter(|r| r.foreign().is_some())
+                .map(|r| (names::TABLES_TABLE.to_owned(), r.table().to_owned())),
+        );
         keys.sort();
         keys.dedup();
         let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
@@ -144,8 +151,16 @@ impl<S: Storage> ReplicaSource for Engine<S> {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
         let wanted = validate::record_revs(wanted, &self.limits, "revs/get")?;
         let trees = self.store()?.load_trees(&keys_of(&wanted)).await?;
-        Ok(sending(wanted, trees, |key, rev, deleted, attributes, ancestry| {
-            Ok(RevisionData { table: key.0.clone(), id: key.1.clone(), rev, deleted, attributes, ancestry })
+        Ok(sending(wanted, trees, |key, rev, node, ancestry| {
+            Ok(RevisionData {
+                table: key.0.clone(),
+                id: key.1.clone(),
+                rev,
+                deleted: node.deleted,
+                attributes: node.body.take(),
+                ancestry,
+                foreign: node.foreign,
+            })
         })?)
     }
 
@@ -155,8 +170,10 @@ impl<S: Storage> ReplicaSource for Engine<S> {
         // The stored text goes out as it is, but only as well-formed JSON: a file damaged behind
         // Outpost's back gives an error here, not a broken answer (the receiver re-hashes every body).
         blocking(move || {
-            sending(wanted, trees, |key, rev, deleted, body, ancestry| {
-                let attributes = body
+            sending(wanted, trees, |key, rev, node, ancestry| {
+                let attributes = node
+                    .body
+                    .take()
                     .map(|b| {
                         serde_json::value::RawValue::from_string(b).map_err(|e| {
                             Error::corrupt(format!(
@@ -166,7 +183,16 @@ impl<S: Storage> ReplicaSource for Engine<S> {
                         })
                     })
                     .transpose()?;
-                Ok(RevisionJson { table: key.0.clone(), id: key.1.clone(), rev, deleted, attributes, ancestry })
+                let (deleted, foreign) = (node.deleted, node.foreign);
+                Ok(RevisionJson {
+                    table: key.0.clone(),
+                    id: key.1.clone(),
+                    rev,
+                    deleted,
+                    attributes,
+                    ancestry,
+                    foreign,
+                })
             })
         })
         .await?
@@ -226,6 +252,7 @@ impl<S: Storage> ReplicaSource for Engine<S> {
                     deleted: r.deleted,
                     attributes,
                     ancestry,
+                    foreign: r.foreign,
                 },
             });
         }
@@ -238,13 +265,13 @@ fn keys_of(wanted: &[RecordRevs]) -> Vec<RecordKey> {
 }
 
 /// The revisions `wanted` names, from their records' `trees`, each made by `make` from its record,
-/// id, tombstone flag, body and ancestry. Each line of history is sent once: a revision's ancestry
+/// id, node (whose body it may take: each revision is sent once) and ancestry. Each line of history is sent once: a revision's ancestry
 /// stops at the nearest older revision also asked for (and sent with its body), which carries the
 /// rest, so asking for a whole history of depth d costs O(d), not O(d²).
 fn sending<B, T>(
     wanted: Vec<RecordRevs>,
     mut trees: HashMap<RecordKey, RevisionTree<B>>,
-    mut make: impl FnMut(&RecordKey, RevId, bool, Option<B>, Vec<RevId>) -> Result<T>,
+    mut make: impl FnMut(&RecordKey, RevId, &mut RevisionNode<B>, Vec<RevId>) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut out = Vec::new();
     for w in wanted {
@@ -262,9 +289,7 @@ fn sending<B, T>(
             if let Some(i) = ancestry.iter().position(|a| sent.contains(a)) {
                 ancestry.truncate(i + 1);
             }
-            // Each revision is sent once, so its body moves out of the tree (ancestries only need
-            // parents).
-            out.push(make(&key, rev, node.deleted, node.body.take(), ancestry)?);
+            out.push(make(&key, rev, node, ancestry)?);
         }
     }
     Ok(out)

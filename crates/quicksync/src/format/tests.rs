@@ -10,7 +10,9 @@ fn events(start: u64, end: u64, prev: ChainHash) -> Vec<RevisionEvent> {
         .map(|seq| {
             let rev: RevId = format!("1-{seq:032x}").parse().unwrap();
             let id = format!("r{seq}");
-            chain = chain.next(seq, "t", &id, &rev, seq % 5 == 0);
+            // Every third event is foreign (SPEC §3): its chain hash commits to its digest.
+            let foreign = (seq % 3 == 0).then_some(outpost_api::Digest([seq as u8; 16]));
+            chain = chain.next_event(seq, ("t", &id, &rev, seq % 5 == 0), foreign.as_ref());
             RevisionEvent {
                 seq,
                 chain,
@@ -21,6 +23,7 @@ fn events(start: u64, end: u64, prev: ChainHash) -> Vec<RevisionEvent> {
                     deleted: seq % 5 == 0,
                     attributes: Some(Attributes::new().with("n", Value::Int(seq as i64))),
                     ancestry: vec![],
+                    foreign,
                 },
             }
         })
@@ -148,7 +151,23 @@ fn forged_content_is_refused() {
     assert!(read_all(&forged(&good)).is_ok());
     let mut renamed = evs[1].clone();
     renamed.revision.id = "other".into();
+    let (mut redigested, mut undigested, mut digested) = (evs[2].clone(), evs[2].clone(), evs[1].clone());
+    redigested.revision.foreign = Some(outpost_api::Digest([0xee; 16]));
+    undigested.revision.foreign = None;
+    digested.revision.foreign = Some(outpost_api::Digest([2; 16]));
     let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "a changed digest",
+            vec![header.clone(), ev(&evs[0]), ev(&evs[1]), ev(&redigested), trailer(good_trailer.clone())],
+        ),
+        (
+            "a digest dropped",
+            vec![header.clone(), ev(&evs[0]), ev(&evs[1]), ev(&undigested), trailer(good_trailer.clone())],
+        ),
+        (
+            "a digest added",
+            vec![header.clone(), ev(&evs[0]), ev(&digested), ev(&evs[2]), trailer(good_trailer.clone())],
+        ),
         ("a changed id", vec![header.clone(), ev(&evs[0]), ev(&renamed), ev(&evs[2]), trailer(good_trailer.clone())]),
         ("a missing event", vec![header.clone(), ev(&evs[0]), ev(&evs[2]), trailer(good_trailer.clone())]),
         (
@@ -187,9 +206,17 @@ fn forged_content_is_refused() {
         assert!(keys_refuse(&forged(&lines)), "{what}, read for keys");
     }
     assert!(Reader::new(&b"plain text"[..]).is_err(), "not zstd");
-    let future = header.replace("\"version\":1", "\"version\":2");
+    let future = header.replace("\"version\":2", "\"version\":3");
+    assert_ne!(future, header);
     let e = Reader::new(&forged(&[future])[..]).err().unwrap();
-    assert!(e.message.contains("version 2"), "{e}");
+    assert!(e.message.contains("version 3"), "{e}");
+    // Version 1 (before foreign revisions) reads as it always did.
+    let v1 = header.replace("\"version\":2", "\"version\":1");
+    let natives = events(1, 2, prev).into_iter().map(|e| ev(&e)).collect::<Vec<_>>();
+    let v1_trailer = Trailer { events: 2, knowledge: 0, end_chain: events(1, 2, prev)[1].chain };
+    let v1_header = v1.replace("\"end_seq\":3", "\"end_seq\":2");
+    let lines = [v1_header, natives[0].clone(), natives[1].clone(), trailer(v1_trailer)];
+    assert!(read_all(&forged(&lines)).is_ok(), "a version-1 file");
 }
 
 #[test]

@@ -32,7 +32,15 @@ pub fn put(id: &str, rev: Option<RevId>, attributes: Attributes) -> PutRecord {
 /// A revision as a peer would send it, its id hashed from its body and parent.
 fn revision(table: &str, id: &str, ancestry: Vec<RevId>, deleted: bool, attributes: Attributes) -> RevisionData {
     let rev = revision_id(table, id, ancestry.first(), deleted, &attributes);
-    RevisionData { table: table.into(), id: id.into(), rev, deleted, attributes: Some(attributes), ancestry }
+    RevisionData {
+        table: table.into(),
+        id: id.into(),
+        rev,
+        deleted,
+        attributes: Some(attributes),
+        ancestry,
+        foreign: None,
+    }
 }
 
 /// What the fixture holds: two tables (keep-conflicts and merge-fields) and a dropped one; edits,

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod canonical;
 mod compact;
 mod error;
 pub mod names;

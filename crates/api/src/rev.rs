@@ -206,10 +206,7 @@ impl ChainHash {
         (table, id, rev, deleted): (&str, &str, &RevId, bool),
         foreign: Option<&[u8; 16]>,
     ) -> ChainHash {
-        fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
-            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-            out.extend_from_slice(bytes);
-        }
+        use crate::canonical::put_lb;
         let mut buf = Vec::with_capacity(96 + table.len() + id.len());
         buf.extend_from_slice(b"outpost/chain/v1");
         buf.extend_from_slice(&self.0);
@@ -264,6 +261,30 @@ impl<'de> Deserialize<'de> for ChainHash {
 /// no receiver can recompute). Written as 32 lowercase hex characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 16]);
+
+impl Digest {
+    /// The digest of a foreign revision's body: `table/id`'s revision under `parent`, a tombstone
+    /// when `deleted`, with `attributes`.
+    pub fn of(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, attributes: &crate::Attributes) -> Digest {
+        Digest::of_encoded(table, id, parent, deleted, &crate::canonical::encode_attributes(attributes))
+    }
+
+    /// [`Digest::of`] a body already encoded as canonical bytes ([`crate::canonical::encode_attributes`]).
+    pub fn of_encoded(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, encoded: &[u8]) -> Digest {
+        use crate::canonical::put_lb;
+        let mut input = Vec::with_capacity(64 + table.len() + id.len() + encoded.len());
+        input.extend_from_slice(b"outpost/foreign/v1");
+        put_lb(&mut input, table.as_bytes());
+        put_lb(&mut input, id.as_bytes());
+        let parent = parent.map(RevId::text);
+        put_lb(&mut input, parent.as_deref().unwrap_or("").as_bytes());
+        input.push(deleted as u8);
+        input.extend_from_slice(encoded);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&blake3::hash(&input).as_bytes()[..16]);
+        Digest(out)
+    }
+}
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -7,26 +7,16 @@
 pub use outpost_api::Digest;
 use outpost_api::{Attributes, ChainHash, RevId};
 
-use crate::canonical::put_lb;
 
-/// The digest of a foreign revision's body (see [`Digest`]).
+/// The digest of a foreign revision's body ([`Digest::of`], defined in outpost-api so that a
+/// CouchDB-protocol gateway can state it with public types).
 pub fn digest(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, attributes: &Attributes) -> Digest {
-    digest_of_encoded(table, id, parent, deleted, &crate::canonical::encode_attributes(attributes))
+    Digest::of(table, id, parent, deleted, attributes)
 }
 
-/// [`digest`] of a body already encoded as canonical bytes (`encode_attributes`).
+/// [`digest`] of a body already encoded as canonical bytes.
 pub fn digest_of_encoded(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, encoded: &[u8]) -> Digest {
-    let mut input = Vec::with_capacity(256);
-    input.extend_from_slice(b"outpost/foreign/v1");
-    put_lb(&mut input, table.as_bytes());
-    put_lb(&mut input, id.as_bytes());
-    let parent = parent.map(RevId::text);
-    put_lb(&mut input, parent.as_deref().unwrap_or("").as_bytes());
-    input.push(deleted as u8);
-    input.extend_from_slice(encoded);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&blake3::hash(&input).as_bytes()[..16]);
-    Digest(out)
+    Digest::of_encoded(table, id, parent, deleted, encoded)
 }
 
 /// How a revision's body is vouched for.

@@ -6,7 +6,7 @@
 //! engine could make.
 #![forbid(unsafe_code)]
 
-pub mod canonical;
+pub use outpost_api::canonical;
 pub mod compact;
 mod database;
 pub mod foreign;

@@ -6,19 +6,23 @@
 //! string 0x05 lb(utf8) | bytes 0x06 lb(raw) | timestamp 0x07 i64-secs u32-nanos
 //! list 0x08 u32-count items... | map 0x09 u32-count (lb(key) value)... sorted by key bytes
 //! ```
+//!
+//! Here rather than in the engine, which hashes with them, so that anyone holding public types can
+//! compute what commits to a body: a CouchDB-protocol gateway states a foreign revision's digest
+//! ([`crate::Digest::of`]) as a quicksync client verifies a chain hash.
 
 use std::collections::BTreeMap;
 
-use outpost_api::{Attributes, Value};
+use crate::{Attributes, Value};
 
 /// Append `lb(bytes)`: a big-endian u32 length, then the bytes.
-pub(crate) fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
 }
 
 /// Append the canonical bytes of one value.
-pub(crate) fn encode_value(out: &mut Vec<u8>, value: &Value) {
+pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.push(0x00),
         Value::Bool(b) => out.extend_from_slice(&[0x01, *b as u8]),
@@ -60,7 +64,7 @@ pub(crate) fn encode_value(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// Append the canonical bytes of a map (keys in UTF-8 byte order, which is `BTreeMap<String, _>`'s).
-pub(crate) fn encode_map(out: &mut Vec<u8>, items: &BTreeMap<String, Value>) {
+pub fn encode_map(out: &mut Vec<u8>, items: &BTreeMap<String, Value>) {
     out.push(0x09);
     out.extend_from_slice(&(items.len() as u32).to_be_bytes());
     for (key, value) in items {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use outpost_api::{
     BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, CompactReport, CompactRequest, Database, DbInfo,
-    ErrorKind, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, Maintenance, NewTable, PutRecord,
-    PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget,
-    Result, ResumePoint, RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid, Value,
-    WriteOp, WriteResult,
+    ErrorKind, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, LocalDoc, LocalDocs, Maintenance,
+    NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource,
+    ReplicaTarget, Result, ResumePoint, RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter,
+    Uuid, Value, WriteOp, WriteResult,
 };
 use outpost_tests::{Factory, MemoryFactory};
 
@@ -196,6 +196,22 @@ impl ChangeReader for Mutant {
     }
     async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {
         self.inner.wait_for_changes(since, timeout).await
+    }
+}
+
+#[async_trait]
+impl LocalDocs for Mutant {
+    async fn get_local(&self, table: &str, id: &str) -> Result<LocalDoc> {
+        self.inner.get_local(table, id).await
+    }
+    async fn put_local(
+        &self,
+        table: &str,
+        id: &str,
+        rev: Option<u64>,
+        body: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<u64> {
+        self.inner.put_local(table, id, rev, body).await
     }
 }
 

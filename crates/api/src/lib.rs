@@ -26,8 +26,9 @@ pub use compact::{CompactReport, CompactRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use names::Limits;
 pub use record::{
-    check_page, BatchResult, Change, ChangesPage, ChangesRequest, GetOptions, ListOptions, PutRecord, Record,
-    RecordPage, WriteOp, WriteOpKind, WriteResult, DEFAULT_PAGE, MAX_PAGE, PENDING_EXACT_UP_TO,
+    check_page, BatchResult, Change, ChangesPage, ChangesRequest, GetOptions, ListOptions, LocalDoc, LocalPut,
+    LocalRev, PutRecord, Record, RecordPage, WriteOp, WriteOpKind, WriteResult, DEFAULT_PAGE, MAX_PAGE,
+    PENDING_EXACT_UP_TO,
 };
 pub use replica::{
     DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint, RevisionData,
@@ -38,7 +39,7 @@ pub use rev::{ChainHash, Digest, RevId, RevText, MAX_GENERATION};
 pub use scalar::{format_float, Decimal, Timestamp};
 pub use table::{FieldDecl, NewTable, ReconcilePolicy, TableDef, TableUpdate};
 pub use traits::{
-    ChangeReader, Database, Databases, InfoReader, Maintenance, RecordReader, RecordWriter, ReplicaSource,
+    ChangeReader, Database, Databases, InfoReader, LocalDocs, Maintenance, RecordReader, RecordWriter, ReplicaSource,
     ReplicaTarget, TableReader, TableWriter,
 };
 pub use uuid::Uuid;

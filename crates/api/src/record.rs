@@ -275,3 +275,36 @@ pub struct ChangesPage {
 /// page costs the same however far behind the reader is. A pass pays the count on every page it
 /// reads: at 100,000 the counts were an eighth of a source's work in a first replication.
 pub const PENDING_EXACT_UP_TO: u64 = 10_000;
+
+/// A local document (`LocalDocs`, SPEC §17): its revision number and its body.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LocalDoc {
+    /// 1 after the first write, one more after each (CouchDB shows it as `0-N`).
+    pub rev: u64,
+    /// The body, a JSON object as written.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A write of a local document (`PUT …/local/{id}`): the revision it replaces (absent: there is
+/// none) and the new body.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LocalPut {
+    /// The revision replaced; absent to create.
+    #[serde(default)]
+    pub rev: Option<u64>,
+    /// The new body, a JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The revision a local document write left (`LocalDocs::put_local`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LocalRev {
+    /// The new revision (the one deleted, for a delete).
+    pub rev: u64,
+}

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::{
     BatchResult, ChainHash, ChangesPage, ChangesRequest, CompactReport, CompactRequest, DbInfo, GetOptions,
-    KnowledgeRow, KnowledgeUpdate, ListOptions, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage,
+    KnowledgeRow, KnowledgeUpdate, ListOptions, LocalDoc, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage,
     RecordRevs, Result, ResumePoint, RevId, RevisionData, RevisionEvent, RevisionJson, TableDef, TableUpdate, WriteOp,
     WriteResult,
 };
@@ -224,6 +224,25 @@ pub trait Maintenance: Send + Sync {
     async fn compact(&self, request: CompactRequest) -> Result<CompactReport>;
 }
 
+/// Documents a CouchDB-protocol peer keeps on a database for its own use (SPEC §17: `_local/…`, where
+/// PouchDB stores its replication checkpoints): per table, never replicated, never in the changes
+/// feed, taking no seq. Each has a revision number, 1 after its first write and one more after each.
+#[async_trait]
+pub trait LocalDocs: Send + Sync {
+    /// `table`'s local document `id`. NotFound when there is none.
+    async fn get_local(&self, table: &str, id: &str) -> Result<LocalDoc>;
+    /// Write `body` as `table`'s local document `id` (`None`: delete it) when its revision is `rev`
+    /// (`None`: there is no such document); Conflict otherwise. Returns the new revision (the one
+    /// deleted, for a delete). InvalidInput for bad names, TooLarge past the body limit.
+    async fn put_local(
+        &self,
+        table: &str,
+        id: &str,
+        rev: Option<u64>,
+        body: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<u64>;
+}
+
 /// Everything a database offers. Implemented automatically for any type with all the parts.
 ///
 /// A SQLite file, a PostgreSQL schema, a database in memory and one on a remote server are all a
@@ -239,7 +258,15 @@ pub trait Maintenance: Send + Sync {
 /// }
 /// ```
 pub trait Database:
-    TableReader + TableWriter + RecordReader + RecordWriter + ChangeReader + ReplicaSource + ReplicaTarget + Maintenance
+    TableReader
+    + TableWriter
+    + RecordReader
+    + RecordWriter
+    + ChangeReader
+    + ReplicaSource
+    + ReplicaTarget
+    + Maintenance
+    + LocalDocs
 {
 }
 
@@ -252,6 +279,7 @@ impl<T> Database for T where
         + ReplicaSource
         + ReplicaTarget
         + Maintenance
+        + LocalDocs
 {
 }
 

@@ -7,7 +7,6 @@
 pub use outpost_api::Digest;
 use outpost_api::{Attributes, ChainHash, RevId};
 
-
 /// The digest of a foreign revision's body ([`Digest::of`], defined in outpost-api so that a
 /// CouchDB-protocol gateway can state it with public types).
 pub fn digest(table: &str, id: &str, parent: Option<&RevId>, deleted: bool, attributes: &Attributes) -> Digest {

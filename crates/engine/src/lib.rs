@@ -22,4 +22,4 @@ pub mod validate;
 #[cfg(test)]
 mod vectors;
 
-pub use database::{CheckReport, CompactProgress, Engine};
+pub use database::{CheckReport, CompactProgress, Engine, MAX_LOCAL_DOC_BYTES};

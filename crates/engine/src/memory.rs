@@ -49,6 +49,8 @@ struct Data {
     knowledge: BTreeMap<(u64, Uuid, u64), KnowledgeRow>,
     resume: HashMap<Uuid, ResumePoint>,
     record_count: Option<u64>,
+    /// Local documents by table and id: revision and body.
+    local: BTreeMap<RecordKey, (u64, String)>,
 }
 
 impl Data {
@@ -62,6 +64,7 @@ impl Data {
             knowledge: BTreeMap::new(),
             resume: HashMap::new(),
             record_count: None,
+            local: BTreeMap::new(),
         }
     }
 
@@ -148,6 +151,12 @@ impl Data {
                     self.events.insert(seq, (key, r.rev));
                 }
             }
+        }
+        for l in writes.local_docs {
+            match l.doc {
+                Some(doc) => self.local.insert((l.table, l.id), doc),
+                None => self.local.remove(&(l.table, l.id)),
+            };
         }
         for (seq, body) in writes.fill_bodies {
             if let Some((key, rev)) = self.events.get(&seq) {
@@ -270,6 +279,9 @@ impl WriteTxn for MemoryWriteTxn {
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         Ok(self.data()?.states.get(&(table.to_owned(), id.to_owned())).cloned())
     }
+    async fn load_local_rev(&mut self, table: &str, id: &str) -> Result<Option<u64>> {
+        Ok(self.data()?.local.get(&(table.to_owned(), id.to_owned())).map(|(rev, _)| *rev))
+    }
     async fn live_states_by_table(&mut self) -> Result<Vec<(String, u64)>> {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for state in self.data()?.states.values().filter(|s| !s.deleted) {
@@ -343,6 +355,10 @@ impl Storage for MemoryStorage {
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
         self.read(|d| Ok(d.states.get(&(table.to_owned(), id.to_owned())).cloned())).await
+    }
+
+    async fn local_doc(&self, table: &str, id: &str) -> Result<Option<(u64, String)>> {
+        self.read(|d| Ok(d.local.get(&(table.to_owned(), id.to_owned())).cloned())).await
     }
 
     async fn list_states(

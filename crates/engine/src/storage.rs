@@ -118,6 +118,18 @@ pub struct StoredRevision {
     pub foreign: Option<Digest>,
 }
 
+/// A local document to store (`LocalDocs`, SPEC §17): its new revision and body (a JSON object's
+/// text), or `None` to delete it. No seq, no event: it is never replicated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredLocalDoc {
+    /// The table.
+    pub table: String,
+    /// The document id.
+    pub id: String,
+    /// The revision and body to store; `None` deletes the document.
+    pub doc: Option<(u64, String)>,
+}
+
 /// A record's reconciled state as stored (what reads and the changes feed return).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredState {
@@ -193,6 +205,8 @@ pub struct WriteSet {
     /// add to the stored count so that `record_count` costs nothing. Added to no count, it changes
     /// nothing: the engine then counts afresh.
     pub live_records: i64,
+    /// Local documents to store or delete (replacing what is stored under the same table and id).
+    pub local_docs: Vec<StoredLocalDoc>,
 }
 
 impl WriteSet {
@@ -246,6 +260,8 @@ pub trait WriteTxn: Send {
     async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>>;
     /// The reconciled state of one record, if any.
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>>;
+    /// The revision of `table`'s local document `id`, if there is one.
+    async fn load_local_rev(&mut self, table: &str, id: &str) -> Result<Option<u64>>;
     /// How many states of each table have a winner that is not a tombstone (an aggregate, read when
     /// the engine counts the live records afresh).
     async fn live_states_by_table(&mut self) -> Result<Vec<(String, u64)>>;
@@ -303,6 +319,8 @@ pub trait Storage: Send + Sync + 'static {
     }
     /// The reconciled state of one record.
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>>;
+    /// `table`'s local document `id`: its revision and body as stored.
+    async fn local_doc(&self, table: &str, id: &str) -> Result<Option<(u64, String)>>;
     /// States of a table with id > `after`, in id order, at most `limit`.
     async fn list_states(
         &self,

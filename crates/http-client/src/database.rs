@@ -6,10 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use outpost_api::{
     names, BatchResult, ChainHash, ChangeReader, ChangesPage, ChangesRequest, CompactReport, CompactRequest, DbInfo,
-    Error, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, Maintenance, NewTable, PutRecord,
-    PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter, ReplicaSource, ReplicaTarget,
-    Result, ResumePoint, RevId, RevisionData, RevisionEvent, TableDef, TableReader, TableUpdate, TableWriter, Uuid,
-    WriteOp, WriteResult,
+    Error, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate, ListOptions, LocalDoc, LocalDocs, LocalPut, LocalRev,
+    Maintenance, NewTable, PutRecord, PutRevisionsResult, Record, RecordPage, RecordReader, RecordRevs, RecordWriter,
+    ReplicaSource, ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, TableDef, TableReader,
+    TableUpdate, TableWriter, Uuid, WriteOp, WriteResult,
 };
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,14 @@ impl RemoteDatabase {
             Some(segment) => Call::new(method, format!("{table_path}/records/{segment}")),
             None => Call::new(method, format!("{table_path}/record")).query("id", id),
         })
+    }
+
+    /// `…/tables/{table}/local/{id}`; InvalidInput for an id a path segment cannot carry.
+    fn local_path(&self, table: &str, id: &str) -> Result<String> {
+        let segment = record_segment(id)?.ok_or_else(|| {
+            Error::invalid(format!("local document id {id:?} cannot be sent in a URL path to a remote database"))
+        })?;
+        Ok(format!("{}/local/{segment}", self.table_path(table)?))
     }
 
     async fn send_json<T: serde::de::DeserializeOwned>(&self, call: Call) -> Result<T> {
@@ -260,6 +268,31 @@ impl Maintenance for RemoteDatabase {
             .idempotent()
             .timeout(COMPACT_TIMEOUT);
         self.send_json(call).await
+    }
+}
+
+#[async_trait]
+impl LocalDocs for RemoteDatabase {
+    async fn get_local(&self, table: &str, id: &str) -> Result<LocalDoc> {
+        self.send_json(Call::get(self.local_path(table, id)?)).await
+    }
+
+    async fn put_local(
+        &self,
+        table: &str,
+        id: &str,
+        rev: Option<u64>,
+        body: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<u64> {
+        let path = self.local_path(table, id)?;
+        // Not repeated: a second write after a lost answer would find the revision moved on.
+        let call = match (body, rev) {
+            (Some(body), rev) => Call::new(Method::PUT, path).json(&LocalPut { rev, body })?.once(),
+            (None, Some(rev)) => Call::new(Method::DELETE, path).query("rev", rev).once(),
+            (None, None) => return Err(Error::invalid("deleting a local document names its revision")),
+        };
+        let done: LocalRev = self.send_json(call).await?;
+        Ok(done.rev)
     }
 }
 

@@ -4,7 +4,7 @@
 use outpost_api::{Error, ErrorKind};
 use utoipa::OpenApi;
 
-use crate::routes::{changes, dbs, quicksync, records, replica, replicate, server, tables};
+use crate::routes::{changes, dbs, local, quicksync, records, replica, replicate, server, tables};
 
 /// The OpenAPI description of every route.
 #[derive(OpenApi)]
@@ -39,6 +39,9 @@ use crate::routes::{changes, dbs, quicksync, records, replica, replicate, server
         records::put_by_query,
         records::delete_by_query,
         records::bulk,
+        local::get,
+        local::put,
+        local::delete,
         changes::changes,
         changes::wait,
         replica::revs_diff,

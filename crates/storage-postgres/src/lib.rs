@@ -18,6 +18,7 @@ mod lifecycle;
 mod notify;
 mod schema;
 mod store;
+mod trees;
 mod write;
 
 pub use config::{PostgresConfig, DEFAULT_POOL_SIZE};

@@ -88,8 +88,11 @@ const MIGRATIONS: &[&str] = &[
         WHERE e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev AND NOT r.deleted AND e.body = r.body;
      DROP TABLE {schema}._revisions;",
     // 4: the class of each revision event (SPEC §3): a foreign revision's 16-byte body digest, NULL
-    // for a native one.
-    "ALTER TABLE {schema}._events ADD COLUMN digest bytea;",
+    // for a native one; and the local documents of CouchDB-protocol peers (§17), never replicated.
+    "ALTER TABLE {schema}._events ADD COLUMN digest bytea;
+     CREATE TABLE {schema}._local (
+        tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL, rev bigint NOT NULL, body text NOT NULL,
+        PRIMARY KEY (tbl, id));",
 ];
 
 /// The first format whose views read `_events`: migrating to it from before makes them again.

@@ -21,13 +21,15 @@ use outpost_engine::storage::stored::{self, rev as parse_rev};
 use outpost_engine::storage::{
     ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
 };
-use outpost_engine::tree::{RevisionNode, RevisionTree};
+use outpost_engine::tree::RevisionTree;
 use tokio::sync::watch;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
 use crate::error;
 use crate::schema::{self, CHANGES_CHANNEL};
+pub(crate) use crate::trees::load_trees;
+use crate::trees::{bodiless_revs, held_revs, trees};
 
 /// The SQL of one database, its schema name filled in once.
 pub(crate) struct Sql {
@@ -60,6 +62,9 @@ pub(crate) struct Sql {
     pub(crate) forget_knowledge: String,
     pub(crate) drop_bodies: String,
     pub(crate) fill_bodies: String,
+    pub(crate) local_doc: String,
+    pub(crate) upsert_local: String,
+    pub(crate) delete_local: String,
     pub(crate) insert_epoch: String,
 }
 
@@ -225,6 +230,12 @@ impl Sql {
                 "UPDATE {s}._events e SET body = f.body FROM unnest($1::int8[], $2::text[]) AS f(seq, body)
                  WHERE e.seq = f.seq"
             ),
+            local_doc: format!("SELECT rev, body FROM {s}._local WHERE tbl = $1 AND id = $2"),
+            upsert_local: format!(
+                "INSERT INTO {s}._local (tbl, id, rev, body) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, body = excluded.body"
+            ),
+            delete_local: format!("DELETE FROM {s}._local WHERE tbl = $1 AND id = $2"),
             insert_epoch: format!(
                 "INSERT INTO {s}._epochs (position, uuid, start_seq)
                  VALUES ((SELECT count(*) FROM {s}._epochs), $1, $2)"
@@ -232,7 +243,6 @@ impl Sql {
         }
     }
 }
-
 /// What a storage and its write transactions share.
 pub(crate) struct Inner {
     pub(crate) name: String,
@@ -320,77 +330,10 @@ pub(crate) async fn read_head(inner: &Inner, client: &Object) -> Result<Head> {
     Ok(Head { update_seq: seq_of(col(row, 0)?), chain: to_chain(col(row, 1)?)?, epochs })
 }
 
-pub(crate) async fn load_trees(
-    inner: &Inner,
-    client: &Object,
-    keys: &[RecordKey],
-) -> Result<HashMap<RecordKey, RevisionTree>> {
-    trees(inner, client, keys, |text, key, rev| stored::body(text, &key.0, &key.1, rev)).await
-}
-
-/// The revision trees of `keys`, each stored body made into a `B` by `body` (parsed into attributes,
-/// or kept as the wire JSON it is stored as).
-async fn trees<B: Send + 'static>(
-    inner: &Inner,
-    client: &Object,
-    keys: &[RecordKey],
-    body: impl Fn(&str, &RecordKey, &RevId) -> Result<B> + Send + 'static,
-) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
-    let mut out: HashMap<RecordKey, RevisionTree<B>> =
-        keys.iter().map(|k| (k.clone(), RevisionTree::default())).collect();
-    if keys.is_empty() {
-        return Ok(out);
-    }
-    let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    let rows = inner.query(client, &inner.sql.load_trees, &[&tables, &ids]).await?;
-    // Parsing the bodies is CPU work: off the async workers.
-    outpost_engine::storage::blocking(move || {
-        for row in rows {
-            let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
-            let rev = parse_rev(col(&row, 2)?)?;
-            let parent = col::<Option<&str>>(&row, 3)?.map(parse_rev).transpose()?;
-            let body = col::<Option<&str>>(&row, 5)?.map(|b| body(b, &key, &rev)).transpose()?;
-            let seq = col::<Option<i64>>(&row, 6)?.map(seq_of);
-            let foreign = stored::digest(col::<Option<&[u8]>>(&row, 7)?)?;
-            let node = RevisionNode { parent, deleted: col(&row, 4)?, body, seq, foreign };
-            out.entry(key).or_default().insert(rev, node);
-        }
-        Ok(out)
-    })
-    .await?
-}
-
-async fn held_revs(inner: &Inner, client: &Object, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-    let mut out: HashMap<RecordKey, HashSet<RevId>> = keys.iter().map(|k| (k.clone(), HashSet::new())).collect();
-    if keys.is_empty() {
-        return Ok(out);
-    }
-    let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    for row in inner.query(client, &inner.sql.held_revs, &[&tables, &ids]).await? {
-        let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
-        out.entry(key).or_default().insert(parse_rev(col(&row, 2)?)?);
-    }
-    Ok(out)
-}
-
-async fn bodiless_revs(
-    inner: &Inner,
-    client: &Object,
-    keys: &[RecordKey],
-) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
-    if keys.is_empty() {
-        return Ok(out);
-    }
-    let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    for row in inner.query(client, &inner.sql.bodiless_revs, &[&tables, &ids]).await? {
-        let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
-        out.entry(key).or_default().insert(parse_rev(col(&row, 2)?)?);
-    }
-    Ok(out)
+/// `table`'s local document `id`: its revision and body.
+pub(crate) async fn local_doc(inner: &Inner, client: &Object, table: &str, id: &str) -> Result<Option<(u64, String)>> {
+    let rows = inner.query(client, &inner.sql.local_doc, &[&table, &id]).await?;
+    rows.first().map(|r| Ok((seq_of(col(r, 0)?), col(r, 1)?))).transpose()
 }
 
 pub(crate) async fn load_state(inner: &Inner, client: &Object, table: &str, id: &str) -> Result<Option<StoredState>> {
@@ -455,6 +398,10 @@ impl Storage for PostgresStorage {
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
         load_state(&self.inner, &self.inner.conn().await?, table, id).await
+    }
+
+    async fn local_doc(&self, table: &str, id: &str) -> Result<Option<(u64, String)>> {
+        local_doc(&self.inner, &self.inner.conn().await?, table, id).await
     }
 
     async fn list_states(

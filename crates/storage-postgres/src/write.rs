@@ -13,7 +13,7 @@ use outpost_engine::tree::RevisionTree;
 use std::collections::HashMap;
 
 use crate::schema;
-use crate::store::{col, load_state, load_trees, read_head, seq_of, sql_seq, Inner};
+use crate::store::{col, load_state, load_trees, local_doc, read_head, seq_of, sql_seq, Inner};
 
 /// Begin a write transaction on `client`: the database's serialisation point is taken first.
 pub(crate) async fn begin(inner: Arc<Inner>, client: Object) -> Result<Box<dyn WriteTxn>> {
@@ -79,6 +79,14 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
     }
     if let Some(p) = writes.resume {
         inner.execute(client, &sql.upsert_resume, &[&p.source, &sql_seq(p.source_seq), &&p.source_chain.0[..]]).await?;
+    }
+    for l in &writes.local_docs {
+        match &l.doc {
+            Some((rev, body)) => {
+                inner.execute(client, &sql.upsert_local, &[&l.table, &l.id, &sql_seq(*rev), body]).await?
+            }
+            None => inner.execute(client, &sql.delete_local, &[&l.table, &l.id]).await?,
+        };
     }
     if !writes.fill_bodies.is_empty() {
         let (seqs, bodies): (Vec<i64>, Vec<&str>) =
@@ -179,6 +187,9 @@ impl WriteTxn for PgWriteTxn {
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         load_state(&self.inner, self.client()?, table, id).await
+    }
+    async fn load_local_rev(&mut self, table: &str, id: &str) -> Result<Option<u64>> {
+        Ok(local_doc(&self.inner, self.client()?, table, id).await?.map(|(rev, _)| rev))
     }
     async fn apply(&mut self, writes: WriteSet) -> Result<()> {
         apply(&self.inner, self.client()?, &writes).await

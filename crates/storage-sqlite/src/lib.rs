@@ -17,6 +17,7 @@ mod read;
 mod schema;
 mod staging;
 mod store;
+mod trees;
 mod write;
 
 pub use checkpoint::BACKSTOP_PAGES as WAL_BACKSTOP_PAGES;

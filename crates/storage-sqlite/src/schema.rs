@@ -12,6 +12,7 @@
 //!   record's `body` NULL when it is the winner's own (read from the winner's event; a deleted one
 //!   keeps its `{}`); `_records_seq` orders the changes feed.
 //! - `_meta` (head, chain, live-record count), `_epochs`, `_knowledge`, `_resume`.
+//! - `_local` (format 4): the local documents of CouchDB-protocol peers (SPEC §17), by (table, id).
 
 use outpost_api::{names, Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
@@ -67,8 +68,12 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE _states RENAME TO _records;
      CREATE UNIQUE INDEX _records_seq ON _records (seq);",
     // 4: the class of each revision event (SPEC §3): a foreign revision's 16-byte body digest, NULL
-    // for a native one. Added at the end of each row: no row is rewritten.
-    "ALTER TABLE _events ADD COLUMN digest BLOB;",
+    // for a native one, added at the end of each row (no row is rewritten); and the local documents
+    // of CouchDB-protocol peers (§17), never replicated.
+    "ALTER TABLE _events ADD COLUMN digest BLOB;
+     CREATE TABLE _local (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (tbl, id)) WITHOUT ROWID;",
 ];
 
 /// Indexes that no write reads, which a bootstrap builds once after loading instead of keeping them

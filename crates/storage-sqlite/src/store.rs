@@ -18,7 +18,7 @@ use outpost_engine::storage::stored::{self, rev as parse_rev, rev_list as parse_
 use outpost_engine::storage::{
     blocking, ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
 };
-use outpost_engine::tree::{RevisionNode, RevisionTree};
+use outpost_engine::tree::RevisionTree;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::Mutex;
 
@@ -26,6 +26,8 @@ use crate::checkpoint::Checkpointer;
 use crate::config::Durability;
 use crate::error::SqlResultExt;
 use crate::read::Readers;
+pub(crate) use crate::trees::load_trees;
+use crate::trees::{bodiless_revs, held_revs, trees};
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
@@ -135,105 +137,6 @@ pub(crate) fn read_head(conn: &Connection) -> Result<Head> {
         return Err(Error::corrupt("the database has no epoch"));
     }
     Ok(Head { update_seq: update_seq as u64, chain: blob_chain(chain)?, epochs })
-}
-
-/// Records per statement when reading many: one statement's setup shared by this many ids.
-const KEYS: usize = 50;
-
-/// The revisions (`events` columns of `_events`, `stubs` columns of `_stubs`, each after the id) of
-/// the records `keys`, up to [`KEYS`] ids of one table to a statement; `row` gets each row's table and
-/// the row (the id first). Records with no revisions give no rows.
-fn revision_rows(
-    conn: &Connection,
-    keys: &[RecordKey],
-    (events, stubs): (&str, &str),
-    mut row: impl FnMut(&str, &Row<'_>) -> Result<()>,
-) -> Result<()> {
-    let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (table, id) in keys {
-        by_table.entry(table).or_default().push(id);
-    }
-    for (table, ids) in by_table {
-        for chunk in ids.chunks(KEYS) {
-            let per_statement = if chunk.len() == KEYS { KEYS } else { 1 };
-            let mut stmt = conn.prepare_cached(&revisions_sql((events, stubs), per_statement)).sql()?;
-            for ids in chunk.chunks(per_statement) {
-                stmt.raw_bind_parameter(1, table).sql()?;
-                for (i, id) in ids.iter().enumerate() {
-                    stmt.raw_bind_parameter(i + 2, id).sql()?;
-                }
-                let mut rows = stmt.raw_query();
-                while let Some(r) = rows.next().sql()? {
-                    row(table, r)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The query of [`revision_rows`] for `n` ids of table `?1` (`?2`…): index searches only.
-fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
-    let marks: Vec<String> = (0..n).map(|i| format!("?{}", i + 2)).collect();
-    let marks = marks.join(", ");
-    format!(
-        "SELECT id, {events} FROM _events WHERE tbl = ?1 AND id IN ({marks})
-         UNION ALL SELECT id, {stubs} FROM _stubs WHERE tbl = ?1 AND id IN ({marks})"
-    )
-}
-
-pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-    trees(conn, keys, |body, table, id, rev| stored::body(&body, table, id, rev))
-}
-
-/// The trees of `keys`, each stored body (wire JSON) turned into a node's by `body`.
-fn trees<B>(
-    conn: &Connection,
-    keys: &[RecordKey],
-    mut body: impl FnMut(String, &str, &str, &RevId) -> Result<B>,
-) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
-    let mut out: HashMap<RecordKey, RevisionTree<B>> = HashMap::with_capacity(keys.len());
-    let columns = ("rev, parent, deleted, body, seq, digest", "rev, parent, 0, NULL, NULL, NULL");
-    revision_rows(conn, keys, columns, |table, row| {
-        let id: String = row.get(0).sql()?;
-        let rev = parse_rev(&row.get::<_, String>(1).sql()?)?;
-        let parent = row.get::<_, Option<String>>(2).sql()?.map(|p| parse_rev(&p)).transpose()?;
-        let text = row.get::<_, Option<String>>(4).sql()?;
-        let node = RevisionNode {
-            parent,
-            deleted: row.get(3).sql()?,
-            body: text.map(|b| body(b, table, &id, &rev)).transpose()?,
-            seq: row.get::<_, Option<i64>>(5).sql()?.map(|s| s as u64),
-            foreign: blob_digest(row.get(6).sql()?)?,
-        };
-        out.entry((table.to_owned(), id)).or_default().insert(rev, node);
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-/// The revision ids of each record, read from the `_events_key` index and `_stubs` alone.
-fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::with_capacity(keys.len());
-    revision_rows(conn, keys, ("rev", "rev"), |table, row| {
-        let id: String = row.get(0).sql()?;
-        out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&row.get::<_, String>(1).sql()?)?);
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-fn bodiless_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
-    let columns = ("CASE WHEN body IS NULL AND deleted = 0 THEN rev END", "NULL");
-    revision_rows(conn, keys, columns, |table, row| {
-        if let Some(rev) = row.get::<_, Option<String>>(1).sql()? {
-            let id: String = row.get(0).sql()?;
-            out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&rev)?);
-        }
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// The changes page query: an index range scan on `_records_seq`, so its cost follows the page size.
@@ -395,6 +298,11 @@ impl Storage for SqliteStorage {
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
         let (table, id) = (table.to_owned(), id.to_owned());
         self.read(move |conn| load_state(conn, &table, &id)).await
+    }
+
+    async fn local_doc(&self, table: &str, id: &str) -> Result<Option<(u64, String)>> {
+        let (table, id) = (table.to_owned(), id.to_owned());
+        self.read(move |conn| local_doc(conn, &table, &id)).await
     }
 
     async fn list_states(
@@ -566,6 +474,15 @@ fn changes_in(
     Ok(ChangesRead { changes, pending: pending as u64, update_seq })
 }
 
+/// `table`'s local document `id`: its revision and body.
+pub(crate) fn local_doc(conn: &Connection, table: &str, id: &str) -> Result<Option<(u64, String)>> {
+    conn.prepare_cached("SELECT rev, body FROM _local WHERE tbl = ?1 AND id = ?2")
+        .sql()?
+        .query_row(params![table, id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()
+        .sql()
+}
+
 /// Revision events after a seq: see [`Storage::events`].
 fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn
@@ -630,11 +547,13 @@ mod tests {
         let slot = storage.conn.try_lock().unwrap();
         let conn = slot.as_ref().unwrap();
         for columns in [("rev, parent, deleted, body, seq", "rev, parent, 0, NULL, NULL"), ("rev", "rev")] {
-            let sql = revisions_sql(columns, KEYS);
+            let sql = crate::trees::revisions_sql(columns, crate::trees::KEYS);
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .unwrap()
-                .query_map(params_from_iter(std::iter::repeat_n("x", KEYS + 1)), |r| r.get::<_, String>(3))
+                .query_map(params_from_iter(std::iter::repeat_n("x", crate::trees::KEYS + 1)), |r| {
+                    r.get::<_, String>(3)
+                })
                 .unwrap()
                 .map(Result::unwrap)
                 .collect();

@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::checkpoint::Checkpointer;
 use crate::error::SqlResultExt;
 use crate::schema;
-use crate::store::{load_state, load_trees, open_in, read_head, STATE_COLUMNS};
+use crate::store::{load_state, load_trees, local_doc, open_in, read_head, STATE_COLUMNS};
 
 /// Begin a write transaction on the connection in `conn`, once no other writer of this process holds
 /// it; waits up to the busy timeout for another process's writer.
@@ -149,6 +149,22 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
              ON CONFLICT (source) DO UPDATE SET source_seq = excluded.source_seq, source_chain = excluded.source_chain",
             params![&p.source.as_bytes()[..], p.source_seq as i64, &p.source_chain.0[..]],
         )
+        .sql()?;
+    }
+    for l in &writes.local_docs {
+        match &l.doc {
+            Some((rev, body)) => conn
+                .prepare_cached(
+                    "INSERT INTO _local (tbl, id, rev, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, body = excluded.body",
+                )
+                .sql()?
+                .execute(params![l.table, l.id, *rev as i64, body]),
+            None => conn
+                .prepare_cached("DELETE FROM _local WHERE tbl = ?1 AND id = ?2")
+                .sql()?
+                .execute(params![l.table, l.id]),
+        }
         .sql()?;
     }
     for (seq, body) in &writes.fill_bodies {
@@ -340,6 +356,10 @@ impl WriteTxn for SqliteWriteTxn {
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         let (table, id) = (table.to_owned(), id.to_owned());
         self.run(move |t| load_state(t.conn(), &table, &id)).await
+    }
+    async fn load_local_rev(&mut self, table: &str, id: &str) -> Result<Option<u64>> {
+        let (table, id) = (table.to_owned(), id.to_owned());
+        self.run(move |t| Ok(local_doc(t.conn(), &table, &id)?.map(|(rev, _)| rev))).await
     }
     async fn live_states_by_table(&mut self) -> Result<Vec<(String, u64)>> {
         self.run(|t| {

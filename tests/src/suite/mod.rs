@@ -7,6 +7,7 @@ pub mod compaction;
 pub mod events;
 pub mod feed;
 pub mod foreign;
+pub mod local;
 pub mod replication;
 pub mod revisions;
 pub mod tables;

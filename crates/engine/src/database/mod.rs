@@ -7,7 +7,8 @@
 //! - `read.rs`: reads (records, tables, the changes feed and its waits, info);
 //! - `replica.rs`: the replica source and target (replicated revisions, knowledge, fork detection);
 //! - `check.rs`: the integrity check;
-//! - `maintenance.rs`: compaction.
+//! - `maintenance.rs`: compaction;
+//! - `local_docs.rs`: local documents (CouchDB-protocol checkpoints, never replicated).
 
 use std::sync::Arc;
 
@@ -18,11 +19,13 @@ use crate::storage::{Storage, StoredState, WriteSet, WriteTxn};
 
 mod check;
 mod local;
+mod local_docs;
 mod maintenance;
 mod read;
 mod replica;
 
 pub use check::CheckReport;
+pub use local_docs::MAX_LOCAL_DOC_BYTES;
 pub use maintenance::CompactProgress;
 
 /// A database: the engine's semantics over one storage.

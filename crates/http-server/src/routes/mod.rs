@@ -10,6 +10,7 @@ use crate::AppState;
 
 pub(crate) mod changes;
 pub(crate) mod dbs;
+pub(crate) mod local;
 pub(crate) mod quicksync;
 pub(crate) mod records;
 pub(crate) mod replica;
@@ -48,6 +49,7 @@ pub(crate) fn bounded() -> Router<AppState> {
             "/dbs/{db}/tables/{table}/record",
             get(records::get_by_query).put(records::put_by_query).delete(records::delete_by_query),
         )
+        .route("/dbs/{db}/tables/{table}/local/{id}", get(local::get).put(local::put).delete(local::delete))
         .route("/dbs/{db}/bulk", post(records::bulk))
         .route("/dbs/{db}/revs-diff", post(replica::revs_diff))
         .route("/dbs/{db}/revs/get", post(replica::get_revisions))

@@ -40,6 +40,7 @@ fn needs(operation: &str) -> Option<Needs> {
         | "chain_hash_at"
         | "knowledge"
         | "resume_point"
+        | "get_local"
         | "quicksync_manifest"
         | "quicksync_file" => Needs::Role(Read),
         "put_record"
@@ -49,6 +50,8 @@ fn needs(operation: &str) -> Option<Needs> {
         | "delete_record_by_query"
         | "write_batch"
         | "put_revisions"
+        | "put_local"
+        | "delete_local"
         | "record_knowledge" => Needs::Role(Write),
         "create_db" | "delete_db" | "create_table" | "update_table" | "delete_table" | "replicate" | "compact_db" => {
             Needs::Role(Admin)

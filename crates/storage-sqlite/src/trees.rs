@@ -1,0 +1,112 @@
+//! Reading revision trees: the rows of `_events` and `_stubs` of many records, a few dozen ids to a
+//! statement, turned into trees (with parsed or stored bodies), the revision ids held, or the
+//! revisions held without a body.
+
+use std::collections::{HashMap, HashSet};
+
+use outpost_api::{Result, RevId};
+use outpost_engine::storage::stored::{self, rev as parse_rev};
+use outpost_engine::storage::RecordKey;
+use outpost_engine::tree::{RevisionNode, RevisionTree};
+use rusqlite::{Connection, Row};
+
+use crate::error::SqlResultExt;
+
+/// Records per statement when reading many: one statement's setup shared by this many ids.
+pub(crate) const KEYS: usize = 50;
+
+/// The revisions (`events` columns of `_events`, `stubs` columns of `_stubs`, each after the id) of
+/// the records `keys`, up to [`KEYS`] ids of one table to a statement; `row` gets each row's table and
+/// the row (the id first). Records with no revisions give no rows.
+fn revision_rows(
+    conn: &Connection,
+    keys: &[RecordKey],
+    (events, stubs): (&str, &str),
+    mut row: impl FnMut(&str, &Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (table, id) in keys {
+        by_table.entry(table).or_default().push(id);
+    }
+    for (table, ids) in by_table {
+        for chunk in ids.chunks(KEYS) {
+            let per_statement = if chunk.len() == KEYS { KEYS } else { 1 };
+            let mut stmt = conn.prepare_cached(&revisions_sql((events, stubs), per_statement)).sql()?;
+            for ids in chunk.chunks(per_statement) {
+                stmt.raw_bind_parameter(1, table).sql()?;
+                for (i, id) in ids.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 2, id).sql()?;
+                }
+                let mut rows = stmt.raw_query();
+                while let Some(r) = rows.next().sql()? {
+                    row(table, r)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The query of [`revision_rows`] for `n` ids of table `?1` (`?2`…): index searches only.
+pub(crate) fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
+    let marks: Vec<String> = (0..n).map(|i| format!("?{}", i + 2)).collect();
+    let marks = marks.join(", ");
+    format!(
+        "SELECT id, {events} FROM _events WHERE tbl = ?1 AND id IN ({marks})
+         UNION ALL SELECT id, {stubs} FROM _stubs WHERE tbl = ?1 AND id IN ({marks})"
+    )
+}
+
+pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+    trees(conn, keys, |body, table, id, rev| stored::body(&body, table, id, rev))
+}
+
+/// The trees of `keys`, each stored body (wire JSON) turned into a node's by `body`.
+pub(crate) fn trees<B>(
+    conn: &Connection,
+    keys: &[RecordKey],
+    mut body: impl FnMut(String, &str, &str, &RevId) -> Result<B>,
+) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
+    let mut out: HashMap<RecordKey, RevisionTree<B>> = HashMap::with_capacity(keys.len());
+    let columns = ("rev, parent, deleted, body, seq, digest", "rev, parent, 0, NULL, NULL, NULL");
+    revision_rows(conn, keys, columns, |table, row| {
+        let id: String = row.get(0).sql()?;
+        let rev = parse_rev(&row.get::<_, String>(1).sql()?)?;
+        let parent = row.get::<_, Option<String>>(2).sql()?.map(|p| parse_rev(&p)).transpose()?;
+        let text = row.get::<_, Option<String>>(4).sql()?;
+        let node = RevisionNode {
+            parent,
+            deleted: row.get(3).sql()?,
+            body: text.map(|b| body(b, table, &id, &rev)).transpose()?,
+            seq: row.get::<_, Option<i64>>(5).sql()?.map(|s| s as u64),
+            foreign: stored::digest(row.get::<_, Option<Vec<u8>>>(6).sql()?.as_deref())?,
+        };
+        out.entry((table.to_owned(), id)).or_default().insert(rev, node);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The revision ids of each record, read from the `_events_key` index and `_stubs` alone.
+pub(crate) fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::with_capacity(keys.len());
+    revision_rows(conn, keys, ("rev", "rev"), |table, row| {
+        let id: String = row.get(0).sql()?;
+        out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&row.get::<_, String>(1).sql()?)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn bodiless_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
+    let columns = ("CASE WHEN body IS NULL AND deleted = 0 THEN rev END", "NULL");
+    revision_rows(conn, keys, columns, |table, row| {
+        if let Some(rev) = row.get::<_, Option<String>>(1).sql()? {
+            let id: String = row.get(0).sql()?;
+            out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&rev)?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -14,6 +14,7 @@ pub mod access;
 mod compactor;
 mod config;
 mod connections;
+mod couch;
 mod error;
 mod extract;
 mod jobs;
@@ -158,8 +159,12 @@ pub fn router(state: AppState) -> Router {
         routes::bounded().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT));
     let feeds =
         routes::feeds().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
+    // The CouchDB protocol: long-polls bound themselves (at most a minute), like the feeds.
+    let couch = outpost_couch::router(outpost_couch::Couch::new(Arc::new(couch::Host { dbs: state.dbs.clone() })))
+        .route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
     let app = bounded
         .merge(feeds)
+        .merge(couch)
         .merge(routes::unbounded())
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))

@@ -9,9 +9,10 @@ use std::process::Command;
 mod files;
 
 /// Which workspace crates each crate may depend on (normal dependencies), per SPEC §1's layering:
-/// api ← engine ← storage-*; api ← http-client, reconciler, quicksync; api ← http-server, which also
-/// uses the reconciler and http-client for its replication jobs (`POST /replicate`, whose ends may be
-/// URLs of other servers) and quicksync for publishing on a schedule, and never the engine (it serves
+/// api ← engine ← storage-*; api ← http-client, reconciler, quicksync, couch; api ← http-server, which
+/// also uses the reconciler and http-client for its replication jobs (`POST /replicate`, whose ends may
+/// be URLs of other servers), quicksync for publishing on a schedule and couch for the CouchDB
+/// protocol under `/couch/`, and never the engine (it serves
 /// any `Databases`); the `outpost` facade re-exports the library crates; cli, tests and bench may use
 /// everything.
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -22,7 +23,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-client", &["outpost-api"]),
     ("outpost-reconciler", &["outpost-api"]),
     ("outpost-quicksync", &["outpost-api"]),
-    ("outpost-server", &["outpost-api", "outpost-reconciler", "outpost-client", "outpost-quicksync"]),
+    ("outpost-couch", &["outpost-api"]),
+    (
+        "outpost-server",
+        &["outpost-api", "outpost-reconciler", "outpost-client", "outpost-quicksync", "outpost-couch"],
+    ),
     (
         "outpost",
         &[
@@ -34,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "outpost-server",
             "outpost-reconciler",
             "outpost-quicksync",
+            "outpost-couch",
             "outpost",
         ],
     ),

@@ -1,0 +1,147 @@
+//! The CouchDB replication protocol over any Outpost [`Database`] (SPEC §17), so that an unmodified
+//! PouchDB — in a browser, in Node, in a mobile web view — replicates and syncs live with Outpost.
+//!
+//! A CouchDB *server* is one Outpost database and a CouchDB *database* one of its tables, reachable
+//! only when its definition says `couch: true`: PouchDB's URL for table `orders` of database `field`
+//! is `https://host/couch/field/orders`. [`router`] answers every route under `/couch/{db}/`; the
+//! server that mounts it decides who may do what ([`Host`]), and answers CORS and authentication
+//! before these handlers run.
+//!
+//! The modules: `error.rs` (CouchDB's error bodies), `seq.rs` (opaque `since`/`seq` strings that carry
+//! the epoch), `doc.rs` (documents ↔ records and revisions), `server.rs` (the server root and the
+//! database routes), `changes.rs` (`_changes`, with long-polls and heartbeats), `replication.rs`
+//! (`_revs_diff`, `_bulk_get`, `_bulk_docs`), `docs.rs` (the document API and `_all_docs`), `local.rs`
+//! (`_local/` checkpoints).
+#![forbid(unsafe_code)]
+
+mod changes;
+mod doc;
+mod docs;
+mod error;
+mod local;
+mod replication;
+mod seq;
+mod server;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::Extensions;
+use axum::routing::{get, post};
+use axum::Router;
+use outpost_api::{names, Database, ErrorKind, Uuid};
+
+pub use error::{CouchError, CouchResult};
+
+/// What a request needs on a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Reads: documents, changes, revs-diff, bulk-get, checkpoints.
+    Read,
+    /// Writes: documents, bulk-docs, checkpoints.
+    Write,
+    /// Creating and deleting a CouchDB database (an Outpost table).
+    Admin,
+}
+
+/// The server that mounts the CouchDB routes: it opens a database for a request when its caller
+/// (which the server put into the request's extensions) may do what the route needs.
+#[async_trait]
+pub trait Host: Send + Sync + 'static {
+    /// Database `db` for a request with these extensions, needing `need`: NotFound when there is no
+    /// such database (or the caller may not know of it), Unauthorized or Forbidden when the caller
+    /// may not.
+    async fn database(&self, extensions: &Extensions, db: &str, need: Need) -> outpost_api::Result<Arc<dyn Database>>;
+}
+
+/// The state of the CouchDB routes.
+#[derive(Clone)]
+pub struct Couch {
+    host: Arc<dyn Host>,
+}
+
+impl Couch {
+    /// The routes' state over `host`.
+    pub fn new(host: Arc<dyn Host>) -> Self {
+        Couch { host }
+    }
+
+    /// Database `db` for this request.
+    async fn database(&self, extensions: &Extensions, db: &str, need: Need) -> CouchResult<Arc<dyn Database>> {
+        Ok(self.host.database(extensions, db, need).await?)
+    }
+
+    /// Table `table` of database `db` as a CouchDB database: it must exist and be open to CouchDB
+    /// peers (`couch: true`).
+    async fn table(&self, extensions: &Extensions, db: &str, table: &str, need: Need) -> CouchResult<Table> {
+        if names::validate_table_name(table).is_err() {
+            return Err(CouchError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "illegal_database_name",
+                format!(
+                    "Name: {table:?}. An Outpost table name is a lowercase letter, then up to 62 lowercase letters, \
+                     digits and _"
+                ),
+            ));
+        }
+        let db = self.database(extensions, db, need).await?;
+        match db.get_table(table).await {
+            Ok(def) if def.couch => Ok(Table { db, name: table.to_owned() }),
+            Ok(_) => Err(CouchError::forbidden(format!(
+                "table {table:?} is not open to CouchDB peers: open it with `outpost table update DB {table} --couch`"
+            ))),
+            Err(e) if e.kind == ErrorKind::NotFound => Err(CouchError::not_found("Database does not exist.")),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A table open to CouchDB peers, in its database.
+struct Table {
+    db: Arc<dyn Database>,
+    name: String,
+}
+
+impl Table {
+    /// The database's current epoch uuid (what its sequence strings carry) and update_seq.
+    async fn position(&self) -> CouchResult<(Uuid, u64)> {
+        let info = self.db.info().await?;
+        Ok((info.uuid, info.update_seq))
+    }
+}
+
+/// A JSON request body; 400 `bad_request` when it is empty or not JSON.
+fn json_body(bytes: &Bytes) -> CouchResult<serde_json::Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(CouchError::bad_request("the request body is empty; this route expects JSON"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| CouchError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Every CouchDB route, under `/couch/{db}`, with and without the trailing slash CouchDB clients
+/// add to database URLs.
+pub fn router<S: Clone + Send + Sync + 'static>(couch: Couch) -> Router<S> {
+    let doc = get(docs::get).put(docs::put).delete(docs::delete);
+    let table = get(server::table_info).put(server::create_table).delete(server::delete_table).post(docs::post);
+    Router::new()
+        .route("/couch/{db}", get(server::root))
+        .route("/couch/{db}/", get(server::root))
+        .route("/couch/{db}/_all_dbs", get(server::all_dbs))
+        .route("/couch/{db}/_session", get(server::session))
+        .route("/couch/{db}/{table}", table.clone())
+        .route("/couch/{db}/{table}/", table)
+        .route("/couch/{db}/{table}/_changes", get(changes::get).post(changes::post))
+        .route("/couch/{db}/{table}/_revs_diff", post(replication::revs_diff))
+        .route("/couch/{db}/{table}/_bulk_get", post(replication::bulk_get))
+        .route("/couch/{db}/{table}/_bulk_docs", post(replication::bulk_docs))
+        .route("/couch/{db}/{table}/_ensure_full_commit", post(server::ensure_full_commit))
+        .route("/couch/{db}/{table}/_all_docs", get(docs::all_docs_get).post(docs::all_docs_post))
+        .route("/couch/{db}/{table}/_local/{id}", get(local::get).put(local::put).delete(local::delete))
+        .route(
+            "/couch/{db}/{table}/_design/{id}",
+            get(docs::get_design).put(docs::put_design).delete(docs::delete_design),
+        )
+        .route("/couch/{db}/{table}/{id}", doc)
+        .with_state(couch)
+}

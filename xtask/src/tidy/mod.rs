@@ -24,10 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("outpost-reconciler", &["outpost-api"]),
     ("outpost-quicksync", &["outpost-api"]),
     ("outpost-couch", &["outpost-api"]),
-    (
-        "outpost-server",
-        &["outpost-api", "outpost-reconciler", "outpost-client", "outpost-quicksync", "outpost-couch"],
-    ),
+    ("outpost-server", &["outpost-api", "outpost-reconciler", "outpost-client", "outpost-quicksync", "outpost-couch"]),
     (
         "outpost",
         &[

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use outpost_api::{
     Database, GetOptions, InfoReader, NewTable, RecordReader, RecordRevs, RecordWriter, ReplicaSource, RevId,
-    TableReader, TableWriter,
+    TableReader, TableUpdate, TableWriter,
 };
 use outpost_reconciler::{replicate, Options};
 use outpost_tests::peer::PeerServer;
@@ -176,7 +176,13 @@ async fn foreign_revisions_replicate_between_outpost_servers() {
     ]});
     let (status, refusals) = Client::new(&a, "field", "orders").post("/_bulk_docs", docs).await;
     assert_eq!((status, refusals), (201, json!([])));
-    ok(replicate(&a.remote("field"), &b.remote("field"), &Options::default()).await, "a → b");
+    // The definition changes after the records: the feed lists it after them, yet it must reach b
+    // first, or b would refuse foreign revisions into a table it does not know to be open.
+    let later = TableUpdate { description: Some("updated after its records".into()), ..TableUpdate::default() };
+    ok(db_a.update_table("orders", later).await, "update the definition");
+    // One record a page, so the definition cannot ride in the same batch as the records.
+    let one_by_one = Options { batch_size: 1, ..Options::default() };
+    ok(replicate(&a.remote("field"), &b.remote("field"), &one_by_one).await, "a → b");
     assert!(ok(db_b.get_table("orders").await, "the definition came along").couch);
     for id in ["x", "z"] {
         let options = || GetOptions { conflicts: true, revs: true, ..GetOptions::default() };

@@ -170,7 +170,8 @@ pub async fn bulk_docs(
 
 /// The result of a refused document.
 fn refused(id: Option<&str>, rev: Option<&str>, e: &CouchError) -> Value {
-    json!({"id": id, "rev": rev, "error": e.error, "reason": e.reason})
+    // PouchDB reads `status` (else it reports 500) and needs `id` to report a denied document.
+    json!({"id": id, "rev": rev, "error": e.error, "reason": e.reason, "status": e.status.as_u16()})
 }
 
 /// `new_edits: false`: revisions made by the peer, stored as they are. One `put_revisions` for the

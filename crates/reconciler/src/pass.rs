@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use outpost_api::{
-    ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeRow, KnowledgeUpdate,
-    RecordRevs, ReplicaSource, ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
+    names, ChainHash, ChangeReader, ChangesPage, ChangesRequest, DbInfo, Error, ErrorKind, KnowledgeRow,
+    KnowledgeUpdate, RecordRevs, ReplicaSource, ReplicaTarget, Result, ResumePoint, RevId, RevisionData,
 };
 
 use crate::report::Report;
@@ -172,6 +172,7 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
         };
         self.first = false;
         self.report.progress.source_seq = since;
+        self.definitions_first(since).await?;
         let last = self.copy_from(&source, since).await?;
         if self.options.cancel.is_cancelled() {
             return Ok(last);
@@ -182,6 +183,41 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
             self.record_knowledge(&source, &target, last).await?;
         }
         Ok(last)
+    }
+
+    /// Table definitions first: the `_tables` records changed after `since` (those of the pass's
+    /// tables, when filtered) are copied before any record, so that when a table's records arrive
+    /// the target holds the definition the source has — whether the table takes foreign revisions
+    /// (`couch`, SPEC §3) above all — even where the feed lists the definition after them (a table
+    /// updated after its records were written). No resume point: the pass meets them again in their
+    /// place in the feed, where copying them is a no-op.
+    async fn definitions_first(&mut self, since: u64) -> Result<()> {
+        let mut at = since;
+        loop {
+            let tables = Some(vec![names::TABLES_TABLE.to_owned()]);
+            let request = ChangesRequest { since: at, limit: self.options.batch_size, tables };
+            self.report.requests += 1;
+            let mut page = self.source.changes(request).await?;
+            let (pending, last) = (page.pending, page.last_seq);
+            if let Some(only) = self.tables() {
+                page.changes.retain(|c| only.contains(&c.id));
+            }
+            if !page.changes.is_empty() {
+                let fetched = fetch(self.source, self.target, self.options, page).await?;
+                self.report.requests += fetched.requests;
+                self.report.progress.revisions_fetched += fetched.revisions.len() as u64;
+                self.report.progress.bytes += fetched.bytes;
+                let total = fetched.revisions.len() as u64;
+                for part in requests::revision_parts(fetched.revisions, total, self.options) {
+                    self.report.requests += 1;
+                    self.report.progress.revisions_written += self.target.put_revisions(part, None).await?.written;
+                }
+            }
+            if pending == 0 || self.options.cancel.is_cancelled() {
+                return Ok(());
+            }
+            at = last;
+        }
     }
 
     /// Continuous mode: wait for the source to move past `seq`, then copy what is new.

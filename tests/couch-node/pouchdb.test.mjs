@@ -23,18 +23,15 @@
 // the message on stderr, exit 1. Resume phases additionally print the line
 // READY_FOR_RESTART before it. Every wait is bounded.
 //
-// Only installed packages are used: pouchdb-core + pouchdb-adapter-http +
-// pouchdb-replication + pouchdb-adapter-memory, all 9.0.0 (this is the same
-// code the `pouchdb` bundle ships, minus the leveldb adapter).
+// The unmodified `pouchdb` package (9.0.0), with the memory adapter for the
+// local databases so that nothing is left on disk.
 
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import PouchDB from 'pouchdb-core';
-import HttpAdapter from 'pouchdb-adapter-http';
-import Replication from 'pouchdb-replication';
+import PouchDB from 'pouchdb';
 import MemoryAdapter from 'pouchdb-adapter-memory';
 
-PouchDB.plugin(HttpAdapter).plugin(Replication).plugin(MemoryAdapter);
+PouchDB.plugin(MemoryAdapter);
 
 // ---------------------------------------------------------------- settings
 
@@ -313,9 +310,17 @@ async function phasePushPull() {
   }
   check(tomb.length === 0, 'tombstones differ', { tomb });
 
+  // PouchDB's winner of every document of this run, deleted ones included, for the Rust side to
+  // compare with Outpost's.
+  const winners = {};
+  for (const id of ids) {
+    const leaves = await B.get(id, { open_revs: 'all' });
+    const doc = await B.get(id).catch(() => null);
+    winners[id] = doc ? doc._rev : leaves.map((x) => x.ok && x.ok._rev).sort().pop();
+  }
   return {
     docs: ids.length, live: sa.length, deleted: deleted.length,
-    push: slimResult(push.result), pull: slimResult(pull.result),
+    push: slimResult(push.result), pull: slimResult(pull.result), winners,
   };
 }
 

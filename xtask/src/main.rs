@@ -2,6 +2,7 @@
 //! run: if it passes locally, CI is green.
 
 mod fuzz;
+mod node;
 mod pg;
 mod schemathesis;
 mod tidy;
@@ -13,9 +14,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, all tests (the PostgreSQL ones
-          against a throwaway cluster it starts and stops, unless OUTPOST_TEST_POSTGRES names a server),
-          then Schemathesis against a running server and every fuzz target for 20 s
+  ci      every check CI runs: rustfmt, clippy (warnings denied), tidy, npm ci of the PouchDB tests'
+          packages, all tests (the PostgreSQL ones against a throwaway cluster it starts and stops, unless
+          OUTPOST_TEST_POSTGRES names a server), then Schemathesis against a running server and every fuzz
+          target for 20 s
   bench   [--quick] [--only B2,B5] [--out DIR] [--doc FILE]: the SPEC §15 benchmarks on release builds,
           against a throwaway PostgreSQL for B7; a full run rewrites docs/BENCHMARKS.md and docs/bench/,
           --quick (a few minutes) writes target/bench/quick/
@@ -103,6 +105,9 @@ fn ci() -> Result<(), String> {
     println!("\n==> tidy");
     tidy::check(&workspace_root()).map_err(|problems| format!("tidy:\n{}", problems.join("\n")))?;
     println!("<== tidy: ok");
+
+    // What the PouchDB tests drive.
+    node::install()?;
 
     // Stopped when dropped: at the end, or as soon as a step fails.
     let postgres = pg::throwaway()?;

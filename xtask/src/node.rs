@@ -1,8 +1,8 @@
-//! The Node packages of the CouchDB-protocol tests: the `pouchdb` npm package (and its memory
-//! adapter) that `crates/cli/tests/pouchdb.rs` drives through `tests/couch-node/pouchdb.test.mjs`,
-//! installed with `npm ci` from the committed lock file into `tests/couch-node/node_modules`
-//! (git-ignored). Without npm, the step fails under `CI=true` and is skipped (said so) elsewhere; the
-//! test itself then fails or skips the same way.
+//! What the CouchDB-protocol tests run (`crates/cli/tests/pouchdb.rs`): the `pouchdb` npm package,
+//! its memory adapter and chrome-remote-interface, installed with `npm ci` from the committed lock file
+//! into `tests/couch-node/node_modules` (git-ignored); and Debian's `chromium`, installed with
+//! apt-get when missing, for the browser test. What cannot be installed fails the step under `CI=true`
+//! and is skipped (said so) elsewhere; the tests then fail or skip the same way.
 
 use std::process::{Command, Stdio};
 

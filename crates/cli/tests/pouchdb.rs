@@ -54,6 +54,11 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        Site::with(|_| String::new())
+    }
+
+    /// A site whose config gets what `extra` returns for its root (e.g. a `[cors]` table).
+    fn with(extra: impl FnOnce(&Path) -> String) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir(root.join("d")).unwrap();
@@ -64,7 +69,8 @@ impl Site {
         let secret = std::fs::read_to_string(root.join("app.token")).unwrap().trim().to_owned();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = root.join("serve.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata = \"d\"\n{block}")).unwrap();
+        let extra = extra(root);
+        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata = \"d\"\n{block}\n{extra}")).unwrap();
         Site { dir, config, secret }
     }
 
@@ -108,6 +114,19 @@ fn phase(harness: &Path, url: &str, site: &Site, name: &str, between: Option<&mu
     let report: Value = serde_json::from_str(report.as_deref().unwrap_or("null")).unwrap();
     assert!(status.success() && report["ok"] == true, "PouchDB phase {name} failed: {report}\n{err}");
     report
+}
+
+/// An HTTP request to the server with the site's token: status and JSON body.
+fn call(site: &Site, method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().request(method, url).bearer_auth(&site.secret);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    })
 }
 
 /// Outpost's winner of every record of `orders`, deleted ones included (from the changes feed).
@@ -171,4 +190,113 @@ fn pouchdb_replicates_and_syncs_with_outpost() {
     served.stop();
     let log = std::fs::read_to_string(&served.log).unwrap_or_default();
     assert!(!log.contains(&site.secret), "the token was logged");
+}
+
+/// A static file server (`python3 -m http.server`) on a loopback port, stopped when dropped: the
+/// origin a browser page comes from.
+struct StaticFiles {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StaticFiles {
+    fn start(dir: &Path) -> StaticFiles {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 serves the page");
+        // Bounded: until it accepts connections.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        StaticFiles { child, port }
+    }
+}
+
+impl Drop for StaticFiles {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Chromium, from the image (Debian's `chromium`, which `cargo xtask ci` installs when missing).
+fn chromium() -> Option<String> {
+    for candidate in ["chromium", "chromium-browser"] {
+        if which(candidate) {
+            return Some(candidate.to_owned());
+        }
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "chromium is missing: under CI=true this test must run");
+    eprintln!("skipping the Chromium test: chromium is missing (apt-get install chromium)");
+    None
+}
+
+/// The example page of docs/COUCHDB.md, an unmodified PouchDB app, in headless Chromium: served from
+/// another origin, it syncs live with Outpost through CORS with the token as Basic credentials in the
+/// URL, pulls a document the server holds and pushes its own, which Outpost keeps under the
+/// browser's revision id.
+#[test]
+fn the_example_page_syncs_live_from_chromium() {
+    let Some(harness) = harness() else { return };
+    let Some(chromium) = chromium() else { return };
+    let page_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(harness.join("browser/index.html"), page_dir.path().join("index.html")).unwrap();
+    std::fs::copy(harness.join("node_modules/pouchdb/dist/pouchdb.min.js"), page_dir.path().join("pouchdb.min.js"))
+        .unwrap();
+    let files = StaticFiles::start(page_dir.path());
+    let origin = format!("http://127.0.0.1:{}", files.port);
+    let site = Site::with(|_| format!("[cors]\norigins = [\"{origin}\"]\n"));
+    let mut served = site.serve();
+    let url = served.url.clone();
+    let seed = Some(serde_json::json!({"attributes": {"text": "from the server"}}));
+    let (status, _) =
+        call(&site, reqwest::Method::PUT, &format!("{url}/dbs/field/tables/orders/records/seed?format=plain"), seed);
+    assert_eq!(status, 200);
+
+    let host = url.trim_start_matches("http://");
+    let remote = format!("http://outpost:{}@{host}/couch/field/orders", site.secret);
+    let page = format!("{origin}/index.html?run=chromium&remote={}", encode(&remote));
+    let out = Command::new("node")
+        .arg("browser.mjs")
+        .current_dir(&harness)
+        .env("PAGE_URL", &page)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs the browser");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && result["ok"] == true,
+        "the page: {result}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(result["seed"]["text"], "from the server");
+    assert_eq!(result["server_rev"], result["note_rev"], "the browser's revision id, kept");
+    let (status, note) = call(
+        &site,
+        reqwest::Method::GET,
+        &format!("{url}/dbs/field/tables/orders/records/note-chromium?format=plain"),
+        None,
+    );
+    assert_eq!((status, &note["rev"]), (200, &result["note_rev"]), "{note}");
+    assert_eq!(note["attributes"]["n"].to_string(), "1.25");
+    served.stop();
+}
+
+/// Percent-encoding for a query parameter's value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -549,6 +549,65 @@ async function phaseDenied() {
   return { push: slimResult(r), denied: push.denied, pull: slimResult(pull.result) };
 }
 
+// Two Outpost servers, a PouchDB on each (P1 with OUTPOST_COUCH and OUTPOST_TOKEN, P2 with
+// OUTPOST_COUCH_2 and OUTPOST_TOKEN_2), writes on
+// all four. Twice the harness prints STEP_1 / STEP_2 and waits for `${RESUME_SIGNAL}.1` / `.2` while
+// the caller syncs the two servers (and writes on them natively); then each PouchDB pulls from its
+// server. Reports every document of the run as each PouchDB holds it: winner and conflicts.
+async function phaseFour() {
+  const second = (process.env.OUTPOST_COUCH_2 || '').replace(/\/+$/, '');
+  check(second, 'OUTPOST_COUCH_2 is not set');
+  const R1 = remote();
+  const u = new URL(`${second}/${DB_NAME}`);
+  const token2 = process.env.OUTPOST_TOKEN_2 || '';
+  if (token2) {
+    u.username = 'outpost';
+    u.password = token2;
+  }
+  const R2 = new PouchDB(u.href);
+  const P1 = local('P1');
+  const P2 = local('P2');
+  const shared = `${TAG}-shared`;
+  const pause = async (n) => {
+    process.stdout.write(`STEP_${n}\n`);
+    const signal = process.env.RESUME_SIGNAL;
+    if (signal) await waitFor(async () => fs.existsSync(`${signal}.${n}`), SIGNAL_MS, `signal ${signal}.${n}`);
+  };
+  for (let i = 0; i < 5; i++) {
+    await P1.put({ _id: `${TAG}-p1-${i}`, from: 'P1', i, price: 2.5 });
+    await P2.put({ _id: `${TAG}-p2-${i}`, from: 'P2', i, tags: ['x', i] });
+  }
+  await P1.put({ _id: shared, v: 0 });
+  checkCleanResult((await replicate(P1, R1, {}, STEP_MS, 'P1 -> server 1')).result, 'P1 push');
+  checkCleanResult((await replicate(P2, R2, {}, STEP_MS, 'P2 -> server 2')).result, 'P2 push');
+  await pause(1);
+  checkCleanResult((await replicate(R1, P1, {}, STEP_MS, 'server 1 -> P1')).result, 'P1 pull');
+  checkCleanResult((await replicate(R2, P2, {}, STEP_MS, 'server 2 -> P2')).result, 'P2 pull');
+  // The same document edited on both PouchDBs: a conflict every party must settle the same way.
+  const s1 = await P1.get(shared);
+  const s2 = await P2.get(shared);
+  await P1.put({ ...s1, v: 1, who: 'P1' });
+  await P2.put({ ...s2, v: 1, who: 'P2', extra: [1, 2] });
+  checkCleanResult((await replicate(P1, R1, {}, STEP_MS, 'P1 -> server 1 again')).result, 'P1 push 2');
+  checkCleanResult((await replicate(P2, R2, {}, STEP_MS, 'P2 -> server 2 again')).result, 'P2 push 2');
+  await pause(2);
+  checkCleanResult((await replicate(R1, P1, {}, STEP_MS, 'server 1 -> P1 again')).result, 'P1 pull 2');
+  checkCleanResult((await replicate(R2, P2, {}, STEP_MS, 'server 2 -> P2 again')).result, 'P2 pull 2');
+  const view = async (db) => {
+    const all = await db.allDocs({ include_docs: true, conflicts: true });
+    const out = {};
+    for (const row of all.rows) {
+      const { _id, _rev, _conflicts, ...body } = row.doc;
+      out[_id] = { rev: _rev, conflicts: (_conflicts || []).sort(), body: canon(body) };
+    }
+    return out;
+  };
+  const v1 = await view(P1);
+  const v2 = await view(P2);
+  check(canon(v1) === canon(v2), 'the two PouchDBs differ', { v1, v2 });
+  return { docs: v1 };
+}
+
 // ------------------------------------------------------------------- main
 
 const PHASES = {
@@ -558,6 +617,7 @@ const PHASES = {
   resume: phaseResume,
   'resume-1': phaseResume, // same single-process flow (memory adapter cannot survive a restart)
   denied: phaseDenied,
+  four: phaseFour,
 };
 
 async function main() {

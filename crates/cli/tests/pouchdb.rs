@@ -74,14 +74,49 @@ impl Site {
         Site { dir, config, secret }
     }
 
+    /// A second site whose config takes this one's token, so that one secret works on both (what
+    /// `outpost sync` between them sends).
+    fn twin(&self) -> Site {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let block = &config[config.find("[[tokens]]").expect("a token block")..];
+        let (secret, block) = (self.secret.clone(), block.to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("d")).unwrap();
+        outpost(root, &["db", "create", "d/field.outpost"]);
+        outpost(root, &["table", "create", "d/field.outpost", "orders", "--couch"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = root.join("serve.toml");
+        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata = \"d\"\n{block}")).unwrap();
+        Site { dir, config, secret }
+    }
+
     fn serve(&self) -> Served {
         Served::start(self.dir.path(), &self.config, &[])
     }
+
+    /// `outpost sync --both A B` between two servers' `field`, with this site's token.
+    fn sync(&self, a: &str, b: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .args(["sync", "--both", &format!("{a}/dbs/field"), &format!("{b}/dbs/field")])
+            .current_dir(self.dir.path())
+            .env("OUTPOST_TOKEN", &self.secret)
+            .output()
+            .expect("outpost sync runs");
+        assert!(out.status.success(), "outpost sync: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
-/// Run one phase of the harness; its JSON report. `between` runs when the harness prints
-/// `READY_FOR_RESTART`, and then the harness goes on.
-fn phase(harness: &Path, url: &str, site: &Site, name: &str, between: Option<&mut dyn FnMut()>) -> Value {
+/// Run one phase of the harness; its JSON report. When the harness pauses (`READY_FOR_RESTART`, or
+/// `STEP_n`), `between` runs with that line, and then the harness goes on. `env` adds variables.
+fn phase(
+    harness: &Path,
+    url: &str,
+    site: &Site,
+    name: &str,
+    env: &[(&str, String)],
+    between: Option<&mut dyn FnMut(&str)>,
+) -> Value {
     let signal = site.dir.path().join(format!("{name}.go"));
     let mut child = Command::new("node")
         .arg("pouchdb.test.mjs")
@@ -91,6 +126,7 @@ fn phase(harness: &Path, url: &str, site: &Site, name: &str, between: Option<&mu
         .env("OUTPOST_TOKEN", &site.secret)
         .env("OUTPOST_DB", "orders")
         .env("RESUME_SIGNAL", &signal)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -99,13 +135,19 @@ fn phase(harness: &Path, url: &str, site: &Site, name: &str, between: Option<&mu
     let mut report = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
-        if line.trim() == "READY_FOR_RESTART" {
+        let line = line.trim();
+        let go = match line.strip_prefix("STEP_") {
+            Some(n) => Some(format!("{}.{n}", signal.display())),
+            None if line == "READY_FOR_RESTART" => Some(signal.display().to_string()),
+            None => None,
+        };
+        if let Some(go) = go {
             if let Some(f) = between.as_mut() {
-                f();
+                f(line);
             }
-            std::fs::write(&signal, "go").unwrap();
+            std::fs::write(go, "go").unwrap();
         } else if line.starts_with('{') {
-            report = Some(line);
+            report = Some(line.to_owned());
         }
     }
     let status = child.wait().unwrap();
@@ -154,7 +196,7 @@ fn pouchdb_replicates_and_syncs_with_outpost() {
     let url = served.url.clone();
 
     // One-shot both ways: every document's winner is the same on both sides.
-    let report = phase(&harness, &url, &site, "push-pull", None);
+    let report = phase(&harness, &url, &site, "push-pull", &[], None);
     let ours = outpost_winners(&url, &site.secret);
     let theirs = report["winners"].as_object().expect("winners");
     assert!(!theirs.is_empty());
@@ -164,25 +206,25 @@ fn pouchdb_replicates_and_syncs_with_outpost() {
     assert_eq!(report["push"]["doc_write_failures"], 0);
 
     // Conflicts made on two PouchDBs, resolved on one.
-    let report = phase(&harness, &url, &site, "conflicts", None);
+    let report = phase(&harness, &url, &site, "conflicts", &[], None);
     let id = format!("{}-conflict", report["tag"].as_str().unwrap());
     let resolved = report["resolved_rev"].as_str().map(str::to_owned);
     assert_eq!(outpost_winners(&url, &site.secret).get(&id), resolved.as_ref(), "{report}");
 
     // A document Outpost cannot store is denied; the rest replicates.
-    let report = phase(&harness, &url, &site, "denied", None);
+    let report = phase(&harness, &url, &site, "denied", &[], None);
     assert_eq!(report["push"]["doc_write_failures"], 1, "{report}");
     assert_eq!(report["denied"][0]["name"], "forbidden", "{report}");
 
     // Live sync between two PouchDBs through Outpost.
-    phase(&harness, &url, &site, "live", None);
+    phase(&harness, &url, &site, "live", &[], None);
 
     // Checkpoints outlive the server: the second replication starts where the first ended.
-    let mut restart = || {
+    let mut restart = |_: &str| {
         served.stop();
         served = site.serve();
     };
-    let report = phase(&harness, &url, &site, "resume", Some(&mut restart));
+    let report = phase(&harness, &url, &site, "resume", &[], Some(&mut restart));
     assert_eq!(report["second_start_since"], report["first_last_seq"], "{report}");
     assert_eq!(report["second"]["docs_written"], 5, "{report}");
 
@@ -190,6 +232,79 @@ fn pouchdb_replicates_and_syncs_with_outpost() {
     served.stop();
     let log = std::fs::read_to_string(&served.log).unwrap_or_default();
     assert!(!log.contains(&site.secret), "the token was logged");
+}
+
+/// A record as its server holds it: winner, conflicts and plain body (`None` when there is none).
+fn record(site: &Site, url: &str, id: &str) -> Option<(String, Vec<String>, Value)> {
+    let (status, r) = call(
+        site,
+        reqwest::Method::GET,
+        &format!("{url}/dbs/field/tables/orders/records/{id}?format=plain&conflicts=true"),
+        None,
+    );
+    if status != 200 {
+        return None;
+    }
+    let mut conflicts: Vec<String> = r["conflicts"]
+        .as_array()
+        .map(|c| c.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    conflicts.sort();
+    Some((r["rev"].as_str().unwrap().to_owned(), conflicts, r["attributes"].clone()))
+}
+
+/// Two Outpost servers, a PouchDB on each, writes on all four — each PouchDB's own documents, a
+/// document both edit, a native record on each server — with the servers synced between the
+/// PouchDBs' replications: the two PouchDBs and the two servers end with the same documents, the
+/// same winners and the same conflicts; and the second server still refuses a native revision
+/// whose body was tampered with.
+#[test]
+fn two_pouchdbs_and_two_outposts_converge() {
+    let Some(harness) = harness() else { return };
+    let a = Site::new();
+    let b = a.twin();
+    let (mut served_a, mut served_b) = (a.serve(), b.serve());
+    let (url_a, url_b) = (served_a.url.clone(), served_b.url.clone());
+    let mut step = |line: &str| {
+        if line == "STEP_1" {
+            for (url, id) in [(&url_a, "a-native"), (&url_b, "b-native")] {
+                let body = Some(serde_json::json!({"attributes": {"written": "natively", "on": id}}));
+                let put = format!("{url}/dbs/field/tables/orders/records/{id}?format=plain");
+                assert_eq!(call(&a, reqwest::Method::PUT, &put, body).0, 200);
+            }
+        }
+        a.sync(&url_a, &url_b);
+    };
+    let env = [("OUTPOST_COUCH_2", format!("{url_b}/couch/field")), ("OUTPOST_TOKEN_2", b.secret.clone())];
+    let report = phase(&harness, &url_a, &a, "four", &env, Some(&mut step));
+    let docs = report["docs"].as_object().expect("the PouchDBs' documents");
+    assert!(docs.contains_key("a-native") && docs.contains_key("b-native"), "{report}");
+    let shared = docs.iter().find(|(id, _)| id.ends_with("-shared")).expect("the shared document").1;
+    assert_eq!(shared["conflicts"].as_array().map(Vec::len), Some(1), "both edits kept: {shared}");
+    for (id, doc) in docs {
+        let theirs: Vec<String> = serde_json::from_value(doc["conflicts"].clone()).unwrap();
+        for (site, url) in [(&a, &url_a), (&b, &url_b)] {
+            let (rev, conflicts, _) = record(site, url, id).unwrap_or_else(|| panic!("{id} is not on {url}"));
+            assert_eq!((rev.as_str(), &conflicts), (doc["rev"].as_str().unwrap(), &theirs), "{id} on {url}");
+        }
+    }
+
+    // A native revision whose body was changed on the way is refused, as ever.
+    let (_, native) = call(
+        &a,
+        reqwest::Method::POST,
+        &format!("{url_a}/dbs/field/revs/get"),
+        Some(serde_json::json!([
+            {"table": "orders", "id": "a-native", "revs": [record(&a, &url_a, "a-native").unwrap().0]}
+        ])),
+    );
+    let mut tampered = native[0].clone();
+    tampered["attributes"]["on"] = serde_json::json!({"string": "somewhere else"});
+    let put = serde_json::json!({"revisions": [tampered]});
+    let (status, refusal) = call(&b, reqwest::Method::POST, &format!("{url_b}/dbs/field/revs/put"), Some(put));
+    assert_eq!((status, refusal["error"].as_str()), (422, Some("corrupt")), "{refusal}");
+    served_a.stop();
+    served_b.stop();
 }
 
 /// A static file server (`python3 -m http.server`) on a loopback port, stopped when dropped: the

@@ -134,6 +134,7 @@ macro_rules! conformance_suite {
             compaction::compaction_covers_the_tables_and_seqs_asked_for,
             foreign::foreign_revisions_go_only_into_couch_tables,
             foreign::foreign_revisions_replicate_and_replay,
+            foreign::a_native_body_replaces_a_foreign_one,
             local::local_documents_keep_revisions_and_stay_local,
         );
     };

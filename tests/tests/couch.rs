@@ -199,3 +199,51 @@ async fn foreign_revisions_replicate_between_outpost_servers() {
     assert_eq!(from_a, from_b, "a client of either server reads the same documents");
     assert_eq!(from_b["results"][1]["docs"][0]["ok"]["n"].to_string(), "1.25");
 }
+
+/// What a hostile CouchDB client sends is refused without harm: batches past the limits (413), a
+/// document that is no object, ids reserved for checkpoints, deletes that name no revision; a
+/// long-poll filtered to documents that never change answers at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_couchdb_requests_are_refused() {
+    let server = PeerServer::start();
+    let db = server.create("field").await;
+    couch_table(&*db, "orders").await;
+    let c = Client::new(&server, "field", "orders");
+    let limits = outpost_api::Limits::default();
+    let many: Vec<Value> = (0..=limits.max_bulk_ops).map(|i| json!({"_id": format!("d{i}"), "v": i})).collect();
+    let (status, body) = c.post("/_bulk_docs", json!({"new_edits": false, "docs": many})).await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("too_large")), "{body}");
+    let asked: Vec<Value> = (0..=limits.max_request_entries).map(|i| json!({"id": format!("d{i}")})).collect();
+    assert_eq!(c.post("/_bulk_get", json!({"docs": asked})).await.0, 413);
+    let (status, _) = c.call(reqwest::Method::PUT, "/x?new_edits=false", Some(json!([1]))).await;
+    assert_eq!(status, 400, "a document that is no object");
+    let (status, _) = c.call(reqwest::Method::PUT, "/_local%2Fx", Some(json!({"v": 1}))).await;
+    assert_eq!(status, 400, "a record id reserved for checkpoints");
+    let (status, results) =
+        c.post("/_bulk_docs", json!({"docs": [{"_id": "y", "v": 1}, {"_id": "y", "_deleted": true}]})).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        (results[0]["ok"].as_bool(), results[1]["error"].as_str(), results[1]["id"].as_str()),
+        (Some(true), Some("conflict"), Some("y"))
+    );
+    // Writes to other documents do not end a poll filtered to one that never changes, and it answers
+    // empty, with where to go on from, at its timeout.
+    let poll = {
+        let url = format!(
+            "{}/_changes?feed=longpoll&timeout=1500&filter=_doc_ids&doc_ids=%5B%22never%22%5D&since=now",
+            c.base
+        );
+        let http = c.http.clone();
+        tokio::spawn(async move { http.get(url).send().await.expect("answered").json::<Value>().await.expect("JSON") })
+    };
+    for i in 0..5 {
+        ok(
+            db.put_record("orders", outpost_tests::support::put_of(&format!("w{i}"), None, plain(json!({"i": i}))))
+                .await,
+            "write",
+        );
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(30), poll).await.expect("the poll ends").expect("joined");
+    assert_eq!(answer["results"], json!([]), "{answer}");
+    assert!(answer["last_seq"].as_str().is_some_and(|s| s.contains('-')), "{answer}");
+}

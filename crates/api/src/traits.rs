@@ -56,6 +56,21 @@ pub trait RecordReader: Send + Sync {
     async fn get_record(&self, table: &str, id: &str, options: GetOptions) -> Result<Record>;
     /// Records of a table in id order (UTF-8 bytes), `options.limit` at most per page.
     async fn list_records(&self, table: &str, options: ListOptions) -> Result<RecordPage>;
+    /// How many records of `table` are live (their winner is not a tombstone). The default pages
+    /// through `list_records`; a database that can count in its storage does.
+    async fn count_records(&self, table: &str) -> Result<u64> {
+        let mut count = 0u64;
+        let mut after = None;
+        loop {
+            let page =
+                self.list_records(table, ListOptions { after, limit: crate::MAX_PAGE, include_deleted: false }).await?;
+            count += page.records.len() as u64;
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
 }
 
 /// Local writes (SPEC §4.1).

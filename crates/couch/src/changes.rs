@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{CouchError, CouchResult};
-use crate::{doc, json_body, seq, Couch, Need, Table};
+use crate::{doc, json_body_sized, seq, Couch, Need, Table};
 
 /// The longest a long-poll waits for a change (CouchDB's default `timeout`).
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -52,7 +52,7 @@ pub async fn get(
         ),
         None => None,
     };
-    changes(couch.table(&ext, &db, &table, Need::Read).await?, query, doc_ids).await
+    changes(&couch, &ext, couch.table(&ext, &db, &table, Need::Read).await?, query, doc_ids).await
 }
 
 /// `POST _changes`: the same, `doc_ids` in the body.
@@ -67,7 +67,7 @@ pub async fn post(
     let doc_ids = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let body = json_body(&body)?;
+        let body = json_body_sized(body).await?;
         match body.get("doc_ids") {
             None | Some(Value::Null) => None,
             Some(ids) => Some(
@@ -76,7 +76,7 @@ pub async fn post(
             ),
         }
     };
-    changes(t, query, doc_ids).await
+    changes(&couch, &ext, t, query, doc_ids).await
 }
 
 /// What one answer holds: its results and where the client goes on from.
@@ -86,11 +86,24 @@ struct Answer {
     pending: u64,
 }
 
-async fn changes(t: Table, query: ChangesQuery, doc_ids: Option<Vec<String>>) -> CouchResult<Response> {
+async fn changes(
+    couch: &Couch,
+    ext: &Extensions,
+    t: Table,
+    query: ChangesQuery,
+    doc_ids: Option<Vec<String>>,
+) -> CouchResult<Response> {
     let (epoch, head) = t.position().await?;
     let since = seq::since_text(query.since.as_deref().unwrap_or("0"), epoch, head)?;
     let limit = query.limit.unwrap_or(MAX_PAGE as u64).clamp(1, MAX_PAGE as u64) as usize;
     let ids = match (query.filter.as_deref(), doc_ids) {
+        (Some("_doc_ids"), Some(ids)) if ids.len() > couch.host.limits().max_request_entries => {
+            return Err(CouchError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("doc_ids names more than {} documents", couch.host.limits().max_request_entries),
+            ))
+        }
         (Some("_doc_ids"), Some(ids)) => Some(ids.into_iter().collect::<HashSet<String>>()),
         (Some("_doc_ids"), None) => return Err(CouchError::bad_request("filter=_doc_ids needs doc_ids")),
         (Some(other), _) => {
@@ -122,8 +135,11 @@ async fn changes(t: Table, query: ChangesQuery, doc_ids: Option<Vec<String>>) ->
             .max(MIN_HEARTBEAT),
         ),
     };
+    // A poll that may wait holds a place among the server's feeds while it is open.
+    let slot = couch.host.feed(ext)?;
     let poll = async move {
         let answer = long_poll(&t, since, &options, wait).await?;
+        drop(slot);
         Ok::<_, CouchError>(answer)
     };
     let Some(heartbeat) = heartbeat else {
@@ -146,6 +162,8 @@ async fn changes(t: Table, query: ChangesQuery, doc_ids: Option<Vec<String>>) ->
                         return;
                     }
                 }
+                // The client went away: the poll (and its feed place) ends now, not at the next beat.
+                () = tx.closed() => return,
             }
         };
         let _ = tx.send(Ok(Bytes::from(body))).await;
@@ -162,20 +180,22 @@ struct Options {
     ids: Option<HashSet<String>>,
 }
 
-/// Wait up to `wait` for a change after `since`, then answer (empty when none came).
+/// Wait up to `wait` for a change after `since`, then answer (empty when none came). Each read goes on
+/// from where the one before ended, so a commit reads only what it added; a stretch of the feed that
+/// the filters skip entirely (more than one answer's pages) is answered at once, empty, with the
+/// `last_seq` the client goes on from.
 async fn long_poll(t: &Table, since: u64, options: &Options, wait: Duration) -> CouchResult<Answer> {
     let deadline = tokio::time::Instant::now() + wait;
+    let mut from = since;
     loop {
-        let answer = read(t, since, options).await?;
+        let answer = read(t, from, options).await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !answer.results.is_empty() || left.is_zero() {
+        if !answer.results.is_empty() || answer.pending > 0 || left.is_zero() {
             return Ok(answer);
         }
-        // Woken by any commit of the database; a change of another table reads empty and waits on.
-        t.db.wait_for_changes(answer.last_seq, left).await?;
-        if tokio::time::Instant::now() >= deadline {
-            return read(t, since, options).await;
-        }
+        // Drained: woken by any commit of the database; one of another table reads empty and waits on.
+        from = answer.last_seq;
+        t.db.wait_for_changes(from, left).await?;
     }
 }
 
@@ -191,7 +211,10 @@ async fn read(t: &Table, since: u64, options: &Options) -> CouchResult<Answer> {
         let page = t.db.changes(request).await?;
         for c in page.changes {
             // The feed of a table carries its definition record too.
-            if c.table != t.name || options.ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            if c.table != t.name
+                || !doc::is_document_id(&c.id)
+                || options.ids.as_ref().is_some_and(|ids| !ids.contains(&c.id))
+            {
                 continue;
             }
             let revs: Vec<Value> = if options.all_docs {

@@ -81,6 +81,22 @@ fn revisions(value: &Value) -> CouchResult<(u64, Vec<String>)> {
     Ok((start, ids))
 }
 
+/// Whether a record id is a document's for CouchDB clients: ids starting with `_` are reserved, and
+/// only `_design/…` documents are documents (a record named `_local/…` written through Outpost's own
+/// API would read to PouchDB as a checkpoint; it is left out of what they see).
+pub fn is_document_id(id: &str) -> bool {
+    !id.starts_with('_') || id.starts_with("_design/")
+}
+
+/// A document id a CouchDB client may write (CouchDB's rule): 400 for other reserved ids.
+pub fn check_id(id: &str) -> CouchResult<()> {
+    if is_document_id(id) {
+        Ok(())
+    } else {
+        Err(CouchError::bad_request(format!("Only reserved document ids may start with underscore ({id:?})")))
+    }
+}
+
 /// A revision id as a CouchDB peer writes it. Outpost takes `<generation>-<32 lowercase hex>` (what
 /// CouchDB and PouchDB make); anything else is refused as `forbidden`, so that a replicating PouchDB
 /// reports that one document denied and goes on.
@@ -97,6 +113,7 @@ pub fn rev(text: &str) -> CouchResult<RevId> {
 /// turns out not to be one of Outpost's own revisions (the engine re-hashes it natively first).
 pub fn replicated(table: &str, doc: DocIn) -> CouchResult<RevisionData> {
     let id = doc.id.ok_or_else(|| CouchError::bad_request("a replicated document names its _id"))?;
+    check_id(&id)?;
     let text = doc.rev.ok_or_else(|| CouchError::bad_request(format!("replicated document {id:?} has no _rev")))?;
     let rev = rev(&text)?;
     let mut ancestry = Vec::new();

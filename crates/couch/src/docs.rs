@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::error::{CouchError, CouchResult};
 use crate::replication::{fetch, replicate};
-use crate::{doc, json_body, Couch, Need, Table};
+use crate::{doc, json_body_sized, Couch, Need, Table};
 
 type Params = HashMap<String, String>;
 
@@ -128,7 +128,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
-    write(couch.table(&ext, &db, &table, Need::Write).await?, id, &params, &headers, &body).await
+    write(couch.table(&ext, &db, &table, Need::Write).await?, id, &params, &headers, body).await
 }
 
 /// `PUT {table}/_design/{id}`.
@@ -140,7 +140,7 @@ pub async fn put_design(
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
-    write(couch.table(&ext, &db, &table, Need::Write).await?, format!("_design/{id}"), &params, &headers, &body).await
+    write(couch.table(&ext, &db, &table, Need::Write).await?, format!("_design/{id}"), &params, &headers, body).await
 }
 
 /// `POST {table}`: a new document, its id `_id` or generated.
@@ -151,7 +151,10 @@ pub async fn post(
     body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
     let t = couch.table(&ext, &db, &table, Need::Write).await?;
-    let parsed = doc::parse(json_body(&body)?)?;
+    let parsed = doc::parse(json_body_sized(body).await?)?;
+    if let Some(id) = &parsed.id {
+        doc::check_id(id)?;
+    }
     let rev = parsed.rev.as_deref().map(doc::rev).transpose()?;
     let put = PutRecord { id: parsed.id, rev, attributes: parsed.attributes, resolves: vec![] };
     let w = t.db.put_record(&t.name, put).await.map_err(conflict)?;
@@ -171,11 +174,15 @@ async fn write(
     id: String,
     params: &Params,
     headers: &HeaderMap,
-    body: &Bytes,
+    body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
-    let mut json = json_body(body)?;
+    doc::check_id(&id)?;
+    let mut json = json_body_sized(body).await?;
+    let Some(members) = json.as_object_mut() else {
+        return Err(CouchError::bad_request("Document must be a JSON object"));
+    };
     if params.get("new_edits").is_some_and(|v| v == "false") {
-        json["_id"] = json!(id);
+        members.insert("_id".into(), json!(id));
         let rev = json.get("_rev").cloned();
         if let Some(refusal) = replicate(&t, vec![json]).await?.into_iter().next() {
             let status = if refusal["error"] == "forbidden" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
@@ -251,7 +258,8 @@ pub async fn all_docs_post(
     Query(params): Query<Params>,
     body: Bytes,
 ) -> CouchResult<Json<Value>> {
-    let keys = if body.iter().all(u8::is_ascii_whitespace) { None } else { json_body(&body)?.get("keys").cloned() };
+    let keys =
+        if body.iter().all(u8::is_ascii_whitespace) { None } else { json_body_sized(body).await?.get("keys").cloned() };
     all_docs(couch.table(&ext, &db, &table, Need::Read).await?, &params, keys).await
 }
 
@@ -271,6 +279,9 @@ async fn all_docs(t: Table, params: &Params, keys: Option<Value>) -> CouchResult
     if let Some(keys) = keys {
         let keys: Vec<String> = serde_json::from_value(keys)
             .map_err(|e| CouchError::bad_request(format!("keys must be a list of ids: {e}")))?;
+        if keys.len() > MAX_PAGE {
+            return Err(CouchError::bad_request(format!("keys names more than {MAX_PAGE} documents")));
+        }
         for key in keys {
             match t.db.get_record(&t.name, &key, GetOptions::default()).await {
                 Ok(r) => rows.push(row(&r)),
@@ -290,11 +301,13 @@ async fn all_docs(t: Table, params: &Params, keys: Option<Value>) -> CouchResult
     let (start, end) =
         (text("startkey", "start_key")?.or(text("key", "key")?), text("endkey", "end_key")?.or(text("key", "key")?));
     let inclusive_end = params.get("inclusive_end").is_none_or(|v| v != "false");
+    // One answer holds at most a page of rows; a client pages on with `startkey` or `skip`.
     let limit: usize = params
         .get("limit")
         .map(|l| l.parse().map_err(|_| CouchError::bad_request("limit is not a number")))
         .transpose()?
-        .unwrap_or(usize::MAX);
+        .unwrap_or(MAX_PAGE)
+        .min(MAX_PAGE);
     let mut skip: usize = params
         .get("skip")
         .map(|l| l.parse().map_err(|_| CouchError::bad_request("skip is not a number")))
@@ -305,7 +318,7 @@ async fn all_docs(t: Table, params: &Params, keys: Option<Value>) -> CouchResult
     loop {
         let page = t.db.list_records(&t.name, ListOptions { after, limit: MAX_PAGE, include_deleted: false }).await?;
         for r in &page.records {
-            if start.as_ref().is_some_and(|s| r.id < *s) {
+            if start.as_ref().is_some_and(|s| r.id < *s) || !doc::is_document_id(&r.id) {
                 continue;
             }
             let past_end = end.as_ref().is_some_and(|e| if inclusive_end { r.id > *e } else { r.id >= *e });
@@ -319,11 +332,15 @@ async fn all_docs(t: Table, params: &Params, keys: Option<Value>) -> CouchResult
                 rows.push(row(r));
             }
         }
-        let done = page.records.last().is_some_and(|r| end.as_ref().is_some_and(|e| r.id >= *e));
+        // The scan stops once the rows are full: past them, only the count would go on.
+        let full = rows.len() >= limit;
+        let done = full || page.records.last().is_some_and(|r| end.as_ref().is_some_and(|e| r.id >= *e));
         match page.next_after {
             Some(next) if !done => after = Some(next),
             _ => break,
         }
     }
+    // The table's live documents when the rows are all of them from the start; else those counted.
+    let total = if start.is_none() && end.is_none() { t.db.count_records(&t.name).await? as usize } else { total };
     Ok(Json(json!({"total_rows": total, "offset": 0, "rows": rows})))
 }

@@ -30,7 +30,7 @@ use axum::body::Bytes;
 use axum::http::Extensions;
 use axum::routing::{get, post};
 use axum::Router;
-use outpost_api::{names, Database, ErrorKind, Uuid};
+use outpost_api::{names, Database, ErrorKind, Limits, Uuid};
 
 pub use error::{CouchError, CouchResult};
 
@@ -53,6 +53,13 @@ pub trait Host: Send + Sync + 'static {
     /// such database (or the caller may not know of it), Unauthorized or Forbidden when the caller
     /// may not.
     async fn database(&self, extensions: &Extensions, db: &str, need: Need) -> outpost_api::Result<Arc<dyn Database>>;
+
+    /// A long-poll's place among the server's open feeds (its connection limits), held while the poll
+    /// waits: Unavailable when the server, or the caller's token, holds as many as it may.
+    fn feed(&self, extensions: &Extensions) -> outpost_api::Result<Box<dyn Send + Sync>>;
+
+    /// The input limits in force (entries per request, documents per batch).
+    fn limits(&self) -> Limits;
 }
 
 /// The state of the CouchDB routes.
@@ -117,6 +124,27 @@ fn json_body(bytes: &Bytes) -> CouchResult<serde_json::Value> {
         return Err(CouchError::bad_request("the request body is empty; this route expects JSON"));
     }
     serde_json::from_slice(bytes).map_err(|e| CouchError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Bodies up to this size are parsed where they were read; larger ones on the blocking pool, so that
+/// parsing megabytes never holds an async worker (as the server's own routes do).
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// [`json_body`], off the async workers when the body is large.
+async fn json_body_sized(bytes: Bytes) -> CouchResult<serde_json::Value> {
+    if bytes.len() <= INLINE_PARSE_BYTES {
+        return json_body(&bytes);
+    }
+    off_workers(move || json_body(&bytes)).await
+}
+
+/// Run CPU work (parsing, hashing) on the blocking pool.
+async fn off_workers<T: Send + 'static>(f: impl FnOnce() -> CouchResult<T> + Send + 'static) -> CouchResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(outpost_api::Error::unavailable("the server is shutting down").into()),
+    }
 }
 
 /// Every CouchDB route, under `/couch/{db}`, with and without the trailing slash CouchDB clients

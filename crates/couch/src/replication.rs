@@ -5,7 +5,7 @@
 //! refuses is answered `forbidden` on its own, so that PouchDB counts it denied and goes on, while a
 //! failure of the server fails the request, so that PouchDB tries it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,7 +15,7 @@ use outpost_api::{Error, ErrorKind, RecordRevs, RevId, RevisionData, WriteOp, Wr
 use serde_json::{json, Map, Value};
 
 use crate::error::{CouchError, CouchResult};
-use crate::{doc, json_body, Couch, Need, Table};
+use crate::{doc, json_body_sized, off_workers, Couch, Need, Table};
 
 /// `POST _revs_diff`: `{id: [rev, …]}` → `{id: {"missing": [rev, …]}}` for the ids with missing ones.
 pub async fn revs_diff(
@@ -25,9 +25,10 @@ pub async fn revs_diff(
     body: Bytes,
 ) -> CouchResult<Json<Value>> {
     let t = couch.table(&ext, &db, &table, Need::Read).await?;
-    let Value::Object(asked) = json_body(&body)? else {
+    let Value::Object(asked) = json_body_sized(body).await? else {
         return Err(CouchError::bad_request("_revs_diff takes an object of document ids to revision lists"));
     };
+    too_many(asked.len(), couch.host.limits().max_request_entries, "_revs_diff")?;
     let mut have = Vec::with_capacity(asked.len());
     // Revision ids Outpost cannot hold (not <generation>-<32 hex>) are missing, as they are.
     let mut unheld: HashMap<String, Vec<String>> = HashMap::new();
@@ -70,11 +71,13 @@ pub async fn bulk_get(
 ) -> CouchResult<Json<Value>> {
     let t = couch.table(&ext, &db, &table, Need::Read).await?;
     let with_revs = query.get("revs").is_some_and(|v| v == "true");
-    let docs = json_body(&body)?
+    let docs = json_body_sized(body)
+        .await?
         .get("docs")
         .and_then(Value::as_array)
         .cloned()
         .ok_or_else(|| CouchError::bad_request("_bulk_get takes {\"docs\": [{\"id\": …, \"rev\": …}, …]}"))?;
+    too_many(docs.len(), couch.host.limits().max_request_entries, "_bulk_get")?;
     let mut asked: Vec<(String, Option<String>)> = Vec::with_capacity(docs.len());
     for d in &docs {
         let id = d
@@ -115,11 +118,13 @@ pub(crate) async fn fetch(t: &Table, asked: &[(String, Option<String>)], with_re
     }
     while !wanted.is_empty() {
         let mut round: Vec<(usize, String, RevId)> = Vec::new();
+        let mut in_round: HashSet<String> = HashSet::new();
         let mut later = Vec::new();
         for w in wanted {
-            if round.iter().any(|(_, id, _)| *id == w.1) {
+            if in_round.contains(&w.1) {
                 later.push(w);
             } else {
+                in_round.insert(w.1.clone());
                 round.push(w);
             }
         }
@@ -159,11 +164,12 @@ pub async fn bulk_docs(
     body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
     let t = couch.table(&ext, &db, &table, Need::Write).await?;
-    let body = json_body(&body)?;
+    let mut body = json_body_sized(body).await?;
     let new_edits = body.get("new_edits").and_then(Value::as_bool).unwrap_or(true);
-    let Some(Value::Array(docs)) = body.get("docs").cloned() else {
+    let Some(Value::Array(docs)) = body.get_mut("docs").map(Value::take) else {
         return Err(CouchError::bad_request("_bulk_docs takes {\"docs\": [...]}"));
     };
+    too_many(docs.len(), couch.host.limits().max_bulk_ops, "_bulk_docs")?;
     let results = if new_edits { edit(&t, docs).await? } else { replicate(&t, docs).await? };
     Ok((StatusCode::CREATED, Json(Value::Array(results))))
 }
@@ -174,40 +180,65 @@ fn refused(id: Option<&str>, rev: Option<&str>, e: &CouchError) -> Value {
     json!({"id": id, "rev": rev, "error": e.error, "reason": e.reason, "status": e.status.as_u16()})
 }
 
-/// `new_edits: false`: revisions made by the peer, stored as they are. One `put_revisions` for the
-/// batch; when it is refused for what a document holds, each document alone, so that only the bad
-/// ones are refused (`forbidden`, which PouchDB counts as denied).
+/// `new_edits: false`: revisions made by the peer, stored as they are, in one `put_revisions` when
+/// the batch is taken; when it is refused for what a document holds, the batch is halved until each
+/// refused document stands alone (a few commits for a few bad documents, never one per document), and
+/// only those are refused (`forbidden`, which PouchDB counts as denied).
 pub(crate) async fn replicate(t: &Table, docs: Vec<Value>) -> CouchResult<Vec<Value>> {
-    let mut results = Vec::new();
-    let mut revisions: Vec<RevisionData> = Vec::with_capacity(docs.len());
-    for d in docs {
-        let (id, rev) = (
-            d.get("_id").and_then(Value::as_str).map(str::to_owned),
-            d.get("_rev").and_then(Value::as_str).map(str::to_owned),
-        );
-        match doc::parse(d).and_then(|parsed| doc::replicated(&t.name, parsed)) {
-            Ok(r) => revisions.push(r),
-            Err(e) => results.push(refused(id.as_deref(), rev.as_deref(), &as_denied(e))),
-        }
-    }
-    if revisions.is_empty() {
-        return Ok(results);
-    }
-    match t.db.put_revisions(revisions.clone(), None).await {
-        Ok(_) => return Ok(results),
-        Err(e) if !refuses_content(&e) => return Err(e.into()),
-        Err(_) => {}
-    }
-    for r in revisions {
-        let (id, rev) = (r.id.clone(), r.rev.to_string());
-        if let Err(e) = t.db.put_revisions(vec![r], None).await {
-            if !refuses_content(&e) {
-                return Err(e.into());
+    let table = t.name.clone();
+    // Converting and digesting the bodies is CPU work: off the async workers.
+    let (mut results, revisions) = off_workers(move || {
+        let mut results = Vec::new();
+        let mut revisions: Vec<RevisionData> = Vec::with_capacity(docs.len());
+        for d in docs {
+            let (id, rev) = ids_of(&d);
+            match doc::parse(d).and_then(|parsed| doc::replicated(&table, parsed)) {
+                Ok(r) => revisions.push(r),
+                Err(e) => results.push(refused(id.as_deref(), rev.as_deref(), &as_denied(e))),
             }
-            results.push(refused(Some(&id), Some(&rev), &as_denied(e.into())));
+        }
+        Ok((results, revisions))
+    })
+    .await?;
+    let mut parts = vec![revisions];
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        match t.db.put_revisions(part.clone(), None).await {
+            Ok(_) => {}
+            Err(e) if !refuses_content(&e) => return Err(e.into()),
+            Err(e) if part.len() == 1 => {
+                let (id, rev) = (part[0].id.clone(), part[0].rev.to_string());
+                results.push(refused(Some(&id), Some(&rev), &as_denied(e.into())));
+            }
+            Err(_) => {
+                let mut part = part;
+                let second = part.split_off(part.len() / 2);
+                parts.push(second);
+                parts.push(part);
+            }
         }
     }
     Ok(results)
+}
+
+/// A sent document's `_id` and `_rev`, whatever else it holds.
+fn ids_of(d: &Value) -> (Option<String>, Option<String>) {
+    let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+    (text("_id"), text("_rev"))
+}
+
+/// 413 for a request naming more than `max` entries.
+fn too_many(n: usize, max: usize, what: &str) -> CouchResult<()> {
+    if n > max {
+        return Err(CouchError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{what} names {n} documents; the limit is {max}: send them in smaller batches"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether an error refuses what was sent (so sending it again cannot help) rather than tells of
@@ -232,8 +263,16 @@ pub(crate) async fn edit(t: &Table, docs: Vec<Value>) -> CouchResult<Vec<Value>>
     let mut ops = Vec::new();
     let mut at = Vec::new();
     for (i, d) in docs.into_iter().enumerate() {
+        let (sent_id, _) = ids_of(&d);
         let parsed = doc::parse(d).and_then(|p| {
+            if let Some(id) = &p.id {
+                doc::check_id(id)?;
+            }
             let rev = p.rev.as_deref().map(doc::rev).transpose()?;
+            // CouchDB deletes only the revision named.
+            if p.deleted && rev.is_none() {
+                return Err(CouchError::conflict());
+            }
             Ok((p, rev))
         });
         match parsed {
@@ -243,7 +282,7 @@ pub(crate) async fn edit(t: &Table, docs: Vec<Value>) -> CouchResult<Vec<Value>>
                 at.push((i, p.id.clone()));
                 ops.push(WriteOp { op, table: t.name.clone(), id: p.id, rev, attributes, resolves: vec![] });
             }
-            Err(e) => results[i] = Some(refused(None, None, &e)),
+            Err(e) => results[i] = Some(refused(sent_id.as_deref(), None, &e)),
         }
     }
     if !ops.is_empty() {

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::{Extensions, StatusCode};
 use axum::Json;
-use outpost_api::{ListOptions, NewTable, ReconcilePolicy, MAX_PAGE};
+use outpost_api::{NewTable, ReconcilePolicy};
 use serde_json::{json, Value};
 
 use crate::error::{CouchError, CouchResult};
@@ -42,7 +42,7 @@ pub async fn session(State(couch): State<Couch>, ext: Extensions, Path(db): Path
 }
 
 /// `GET /couch/{db}/{table}/`: the database's info. `doc_count` counts the table's live records
-/// (a scan of the table, by pages).
+/// (`count_records`: one statement on either backend, a scan of the table's index range).
 pub async fn table_info(
     State(couch): State<Couch>,
     ext: Extensions,
@@ -50,16 +50,7 @@ pub async fn table_info(
 ) -> CouchResult<Json<Value>> {
     let t = couch.table(&ext, &db, &table, Need::Read).await?;
     let (epoch, update_seq) = t.position().await?;
-    let mut count = 0u64;
-    let mut after = None;
-    loop {
-        let page = t.db.list_records(&t.name, ListOptions { after, limit: MAX_PAGE, include_deleted: false }).await?;
-        count += page.records.len() as u64;
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let count = t.db.count_records(&t.name).await?;
     let update_seq = seq::format(update_seq, epoch);
     Ok(Json(json!({
         "db_name": t.name,

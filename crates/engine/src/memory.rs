@@ -51,6 +51,8 @@ struct Data {
     record_count: Option<u64>,
     /// Local documents by table and id: revision and body.
     local: BTreeMap<RecordKey, (u64, String)>,
+    /// Events whose revision's body a later event replaced, by seq (`StoredRevision::replaces`).
+    superseded: BTreeMap<u64, StoredEvent>,
 }
 
 impl Data {
@@ -65,6 +67,7 @@ impl Data {
             resume: HashMap::new(),
             record_count: None,
             local: BTreeMap::new(),
+            superseded: BTreeMap::new(),
         }
     }
 
@@ -141,7 +144,35 @@ impl Data {
                     });
                     row.parent = parent;
                 }
+                Some((seq, chain)) if r.superseded => {
+                    let revision = StoredRevision { table: key.0.clone(), id: key.1.clone(), body: None, ..r };
+                    self.superseded.insert(seq, StoredEvent { seq, chain, revision });
+                }
                 Some((seq, chain)) => {
+                    // A replacing event: the one it replaces stays in the history, without its body,
+                    // and the revision's row takes the parent the new event was verified with.
+                    let parent = match r.replaces.and_then(|_| rows.get(&r.rev)) {
+                        Some(old) => {
+                            if let Some((old_seq, old_chain)) = old.event {
+                                let revision = StoredRevision {
+                                    table: key.0.clone(),
+                                    id: key.1.clone(),
+                                    rev: r.rev,
+                                    parent: old.parent,
+                                    deleted: old.deleted,
+                                    body: None,
+                                    event: old.event,
+                                    foreign: old.foreign,
+                                    replaces: None,
+                                    superseded: false,
+                                };
+                                self.superseded
+                                    .insert(old_seq, StoredEvent { seq: old_seq, chain: old_chain, revision });
+                            }
+                            r.parent.or(parent)
+                        }
+                        None => parent,
+                    };
                     let row =
                         Row { parent, deleted: r.deleted, body: r.body, event: Some((seq, chain)), foreign: r.foreign };
                     // An event replacing another of the same revision moves it in the seq index.
@@ -393,7 +424,8 @@ impl Storage for MemoryStorage {
 
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
         self.read(|d| {
-            Ok(d.events.get(&seq).and_then(|(key, rev)| d.revisions.get(key)?.get(rev)?.event).map(|(_, chain)| chain))
+            let current = d.events.get(&seq).and_then(|(key, rev)| d.revisions.get(key)?.get(rev)?.event);
+            Ok(current.map(|(_, chain)| chain).or_else(|| d.superseded.get(&seq).map(|e| e.chain)))
         })
         .await
     }
@@ -416,9 +448,17 @@ impl Storage for MemoryStorage {
                         body: row.body.clone(),
                         event: row.event,
                         foreign: row.foreign,
+                        replaces: None,
+                        superseded: false,
                     },
                 });
             }
+            // The superseded events in their places.
+            out.extend(
+                d.superseded.range((Bound::Excluded(after), Bound::Unbounded)).take(limit).map(|(_, e)| e.clone()),
+            );
+            out.sort_by_key(|e| e.seq);
+            out.truncate(limit);
             Ok(out)
         })
         .await
@@ -565,6 +605,8 @@ mod tests {
             body: Some("{}".into()),
             event: Some((seq, ChainHash([seq as u8; 32]))),
             foreign: None,
+            replaces: None,
+            superseded: false,
         };
         let first = WriteSet { revisions: vec![event("a", 1)], ..WriteSet::default() };
         data.check(&first).unwrap();

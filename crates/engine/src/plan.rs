@@ -8,6 +8,7 @@ use outpost_api::{
     names, Attributes, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult, MAX_GENERATION,
 };
 
+use crate::foreign::Class;
 use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::reconcile::reconcile;
 use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
@@ -183,7 +184,29 @@ impl Planner {
                 return Ok(false);
             }
         }
-        let held = tree.get(&rev).is_some_and(|n| !n.is_stub());
+        // One body per id (SPEC §3): a body of the class `Class::replaced_by` prefers — native over
+        // foreign, the smaller digest between two foreign ones — replaces the one held, as a new
+        // revision event; the old event stays in the history without its body (superseded).
+        let replaces = match (tree.get(&rev), &body) {
+            (Some(node), Some(_)) if !node.is_stub() && Class::of(node.foreign).replaced_by(Class::of(foreign)) => {
+                node.seq
+            }
+            _ => None,
+        };
+        // An event planned earlier in this same transaction (a replay of quicksync files brings the
+        // replaced event and the one replacing it together) is stored superseded from the start.
+        if let Some(old) = replaces.filter(|seq| *seq > self.start.0) {
+            let planned = self.revisions.iter_mut().find(|r| r.event.is_some_and(|(seq, _)| seq == old));
+            let planned = planned.expect("an event of this transaction is planned");
+            planned.superseded = true;
+            planned.body = None;
+        }
+        if let Some(old) = replaces {
+            tracing::warn!(table = %key.0, id = %key.1, %rev, superseded_seq = old,
+                native = foreign.is_none(), "a revision's body replaces the foreign one held under its id (SPEC §3)");
+        }
+        let parent = parent.or_else(|| tree.get(&rev).and_then(|n| n.parent));
+        let held = replaces.is_none() && tree.get(&rev).is_some_and(|n| !n.is_stub());
         // Ancestors we lack become stubs, each linked to the next one up when the ancestry says. An
         // ancestor held without its parent (an earlier ancestry was truncated there) gets linked now:
         // otherwise its own ancestors would look like separate leaves.
@@ -213,6 +236,8 @@ impl Planner {
                 body: None,
                 event: None,
                 foreign: None,
+                replaces: None,
+                superseded: false,
             });
         }
         if held {
@@ -223,6 +248,10 @@ impl Planner {
             return Ok(false);
         }
         self.add_event(&key, rev, parent, deleted, body, foreign)?;
+        if replaces.is_some() {
+            let last = self.revisions.last_mut().expect("the event just planned");
+            last.replaces = replaces;
+        }
         Ok(true)
     }
 
@@ -267,27 +296,34 @@ impl Planner {
             body: json,
             event: Some((seq, chain)),
             foreign,
+            replaces: None,
+            superseded: false,
         });
         self.touch(key);
         Ok(())
     }
 
-    /// Whether `table` takes foreign revisions (SPEC §3, §17): its definition, as planned (stored, or
-    /// arriving in this transaction), says `couch: true`. Forbidden otherwise.
+    /// Whether `table` takes foreign revisions (SPEC §3, §17): a revision of its definition (stored, or
+    /// arriving in this transaction) says `couch: true`. Any revision, not only the current one: a
+    /// table that was once open to CouchDB peers holds their revisions for good, and they must
+    /// replicate to a peer that learns of the table only now, after it was closed or deleted.
+    /// Forbidden otherwise. (The CouchDB routes themselves serve only tables open now.)
     fn takes_foreign(&self, table: &str) -> Result<()> {
-        let refused = |why: &str| {
-            Error::forbidden(format!(
-                "table {table:?} {why}: foreign revisions (made by a CouchDB-protocol peer) go only into a table \
-                 whose definition says couch: true"
-            ))
+        let tree = self.tree(names::TABLES_TABLE, table).filter(|t| !t.is_empty());
+        let Some(tree) = tree else {
+            return Err(Error::forbidden(format!(
+                "table {table:?} is not defined here: foreign revisions (made by a CouchDB-protocol peer) go only into \
+                 a table whose definition says couch: true"
+            )));
         };
-        let Some(tree) = self.tree(names::TABLES_TABLE, table) else { return Err(refused("is not defined here")) };
-        let def = match reconcile(tree, ReconcilePolicy::KeepConflicts) {
-            Ok(r) if !r.deleted => TableDef::from_record(table, r.winner, &r.body)?,
-            _ => return Err(refused("is not defined here")),
-        };
-        if !def.couch {
-            return Err(refused("is not open to CouchDB peers"));
+        let opened = tree.iter().any(|(rev, node)| {
+            node.body.as_ref().is_some_and(|body| TableDef::from_record(table, *rev, body).is_ok_and(|def| def.couch))
+        });
+        if !opened {
+            return Err(Error::forbidden(format!(
+                "table {table:?} is not open to CouchDB peers: foreign revisions (made by a CouchDB-protocol peer) go \
+                 only into a table whose definition says couch: true"
+            )));
         }
         Ok(())
     }
@@ -396,6 +432,8 @@ fn each_revision_once(writes: &WriteSet) -> bool {
     writes.revisions.iter().all(|r| {
         let key = (r.table.as_str(), r.id.as_str(), r.rev);
         match r.event {
+            // The body a later event of the set replaces: stored apart, as superseded.
+            Some(_) if r.superseded => true,
             Some(_) => events.insert(key),
             None => !events.contains(&key) && stubs.insert(key),
         }

@@ -116,6 +116,16 @@ pub struct StoredRevision {
     /// A foreign revision's body digest (SPEC §3), which its event's chain hash folds in; `None` for
     /// a native revision or a stub.
     pub foreign: Option<Digest>,
+    /// For an event whose body replaces the one a revision was stored with (SPEC §3: one body per
+    /// id), the seq of that earlier event: it stays in the history, superseded — its seq, chain hash,
+    /// class and digest kept, its body dropped — so that the events from seq 1 still fold to the
+    /// chain, and the revision's row is this event's. (When that event is in the same write set, it
+    /// is `superseded` there instead, and moving it finds nothing.)
+    pub replaces: Option<u64>,
+    /// An event stored superseded from the start: a later event of the same write set replaces its
+    /// body. It has no body; a backend stores it where superseded events go, not as the revision's
+    /// row.
+    pub superseded: bool,
 }
 
 /// A local document to store (`LocalDocs`, SPEC §17): its new revision and body (a JSON object's
@@ -304,15 +314,18 @@ pub trait Storage: Send + Sync + 'static {
         let trees = self.load_trees(keys).await?;
         Ok(trees.into_iter().map(|(key, tree)| (key, tree.iter().map(|(rev, _)| *rev).collect())).collect())
     }
-    /// Of these records' events, those stored without a body that are no tombstones (compacted, or
-    /// replayed compacted: `WriteSet::fill_bodies`), by record; a record with none has no entry or an
-    /// empty set. The default reads `load_trees`.
-    async fn bodiless_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    /// Of these records' events, those whose body a peer may improve, by record: stored without a
+    /// body and no tombstones (compacted, or replayed compacted: `WriteSet::fill_bodies`), or foreign
+    /// (SPEC §3: a native body would replace it). A record with none has no entry or an empty set.
+    /// The default reads `load_trees`.
+    async fn improvable_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         let trees = self.load_trees(keys).await?;
         Ok(trees
             .into_iter()
             .map(|(key, tree)| {
-                let revs = tree.iter().filter(|(_, n)| !n.is_stub() && n.body.is_none() && !n.deleted);
+                let revs = tree
+                    .iter()
+                    .filter(|(_, n)| !n.is_stub() && ((n.body.is_none() && !n.deleted) || n.foreign.is_some()));
                 (key, revs.map(|(rev, _)| *rev).collect())
             })
             .collect())
@@ -329,6 +342,20 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
         include_deleted: bool,
     ) -> Result<Vec<StoredState>>;
+    /// How many states of `table` are live (not tombstones). The default pages through `list_states`;
+    /// a backend counts in one statement.
+    async fn live_count(&self, table: &str) -> Result<u64> {
+        let mut count = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_states(table, after.as_deref(), 1000, false).await?;
+            count += page.len() as u64;
+            if page.len() < 1000 {
+                return Ok(count);
+            }
+            after = page.last().map(|s| s.id.clone());
+        }
+    }
     /// States with seq > `since` in seq order, at most `limit`, optionally only those passing `filter`;
     /// `pending` counted up to `pending_cap` (with the same filter). Must use an index on seq: cost
     /// proportional to the page.

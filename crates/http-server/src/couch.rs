@@ -6,14 +6,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::Extensions;
-use outpost_api::{names, Database, Databases, Error, Result};
+use outpost_api::{names, Database, Databases, Error, Limits, Result};
 use outpost_couch::Need;
 
 use crate::access::{Caller, Role};
+use crate::connections::Budgets;
 
 /// The databases a server hosts, as CouchDB servers.
 pub(crate) struct Host {
     pub(crate) dbs: Arc<dyn Databases>,
+    pub(crate) budgets: Budgets,
+    pub(crate) limits: Limits,
 }
 
 #[async_trait]
@@ -31,5 +34,14 @@ impl outpost_couch::Host for Host {
         };
         caller.require(db, role)?;
         self.dbs.open(db).await
+    }
+
+    fn feed(&self, extensions: &Extensions) -> Result<Box<dyn Send + Sync>> {
+        let caller = extensions.get::<Caller>().ok_or_else(|| Error::unauthorized("no caller"))?;
+        Ok(Box::new(self.budgets.feed(caller)?))
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
     }
 }

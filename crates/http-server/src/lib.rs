@@ -160,7 +160,8 @@ pub fn router(state: AppState) -> Router {
     let feeds =
         routes::feeds().route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
     // The CouchDB protocol: long-polls bound themselves (at most a minute), like the feeds.
-    let couch = outpost_couch::router(outpost_couch::Couch::new(Arc::new(couch::Host { dbs: state.dbs.clone() })))
+    let host = couch::Host { dbs: state.dbs.clone(), budgets: state.budgets.clone(), limits: state.limits };
+    let couch = outpost_couch::router(outpost_couch::Couch::new(Arc::new(host)))
         .route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
     let app = bounded
         .merge(feeds)

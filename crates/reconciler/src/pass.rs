@@ -216,6 +216,11 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
             if pending == 0 || self.options.cancel.is_cancelled() {
                 return Ok(());
             }
+            if last <= at {
+                return Err(Error::corrupt(format!(
+                    "the source's changes feed of table definitions says more follow seq {at} but its page ends there"
+                )));
+            }
             at = last;
         }
     }

@@ -88,8 +88,12 @@ const MIGRATIONS: &[&str] = &[
         WHERE e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev AND NOT r.deleted AND e.body = r.body;
      DROP TABLE {schema}._revisions;",
     // 4: the class of each revision event (SPEC §3): a foreign revision's 16-byte body digest, NULL
-    // for a native one; and the local documents of CouchDB-protocol peers (§17), never replicated.
+    // for a native one; the events whose revision's body a later event replaced (one body per id),
+    // without their bodies; and the local documents of CouchDB-protocol peers (§17), never replicated.
     "ALTER TABLE {schema}._events ADD COLUMN digest bytea;
+     CREATE TABLE {schema}._superseded (
+        seq bigint PRIMARY KEY, tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL,
+        rev text COLLATE \"C\" NOT NULL, parent text, deleted boolean NOT NULL, chain bytea NOT NULL, digest bytea);
      CREATE TABLE {schema}._local (
         tbl text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL, rev bigint NOT NULL, body text NOT NULL,
         PRIMARY KEY (tbl, id));",

@@ -29,7 +29,7 @@ use tokio_postgres::Row;
 use crate::error;
 use crate::schema::{self, CHANGES_CHANNEL};
 pub(crate) use crate::trees::load_trees;
-use crate::trees::{bodiless_revs, held_revs, trees};
+use crate::trees::{held_revs, improvable_revs, trees};
 
 /// The SQL of one database, its schema name filled in once.
 pub(crate) struct Sql {
@@ -37,7 +37,7 @@ pub(crate) struct Sql {
     pub(crate) head: String,
     pub(crate) load_trees: String,
     pub(crate) held_revs: String,
-    pub(crate) bodiless_revs: String,
+    pub(crate) improvable_revs: String,
     pub(crate) load_state: String,
     pub(crate) list_states: String,
     pub(crate) changes: String,
@@ -63,6 +63,9 @@ pub(crate) struct Sql {
     pub(crate) drop_bodies: String,
     pub(crate) fill_bodies: String,
     pub(crate) local_doc: String,
+    pub(crate) supersede: String,
+    pub(crate) insert_superseded: String,
+    pub(crate) live_count: String,
     pub(crate) upsert_local: String,
     pub(crate) delete_local: String,
     pub(crate) insert_epoch: String,
@@ -134,9 +137,10 @@ impl Sql {
                  FROM {s}._meta m"
             ),
             held_revs: revisions_sql(s, ("e.rev", "t.rev")),
-            bodiless_revs: format!(
+            improvable_revs: format!(
                 "SELECT e.tbl, e.id, e.rev FROM unnest($1::text[], $2::text[]) AS k(tbl, id)
-                 JOIN {s}._events e ON e.tbl = k.tbl AND e.id = k.id WHERE e.body IS NULL AND NOT e.deleted"
+                 JOIN {s}._events e ON e.tbl = k.tbl AND e.id = k.id
+                 WHERE (e.body IS NULL AND NOT e.deleted) OR e.digest IS NOT NULL"
             ),
             load_trees: revisions_sql(
                 s,
@@ -155,10 +159,25 @@ impl Sql {
                 s,
                 " AND (tbl = ANY($4) OR (tbl, id) IN (SELECT * FROM unnest($5::text[], $6::text[])))",
             ),
-            chain_at: format!("SELECT chain FROM {s}._events WHERE seq = $1"),
+            // The event of a seq, or the superseded one (`StoredRevision::replaces`).
+            chain_at: format!(
+                "SELECT chain FROM {s}._events WHERE seq = $1 UNION ALL SELECT chain FROM {s}._superseded WHERE seq = $1"
+            ),
+            // The superseded events in their places (a merge of two index scans).
             events: format!(
-                "SELECT seq, chain, tbl, id, rev, parent, deleted, body, digest FROM {s}._events
+                "SELECT seq, chain, tbl, id, rev, parent, deleted, body, digest FROM {s}._events WHERE seq > $1
+                 UNION ALL SELECT seq, chain, tbl, id, rev, parent, deleted, NULL, digest FROM {s}._superseded
                  WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ),
+            insert_superseded: format!(
+                "INSERT INTO {s}._superseded (seq, tbl, id, rev, parent, deleted, chain, digest)
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+                   $7::bytea[], $8::bytea[])"
+            ),
+            supersede: format!(
+                "WITH moved AS (DELETE FROM {s}._events WHERE seq = ANY($1::int8[])
+                   RETURNING seq, tbl, id, rev, parent, deleted, chain, digest)
+                 INSERT INTO {s}._superseded (seq, tbl, id, rev, parent, deleted, chain, digest) SELECT * FROM moved"
             ),
             knowledge: format!(
                 "SELECT peer, peer_seq, peer_chain, local_seq, via FROM {s}._knowledge WHERE local_seq <= $1
@@ -231,6 +250,7 @@ impl Sql {
                  WHERE e.seq = f.seq"
             ),
             local_doc: format!("SELECT rev, body FROM {s}._local WHERE tbl = $1 AND id = $2"),
+            live_count: format!("SELECT count(*) FROM {s}._records WHERE tbl = $1 AND NOT deleted"),
             upsert_local: format!(
                 "INSERT INTO {s}._local (tbl, id, rev, body) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, body = excluded.body"
@@ -392,12 +412,18 @@ impl Storage for PostgresStorage {
         held_revs(&self.inner, &self.inner.conn().await?, keys).await
     }
 
-    async fn bodiless_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
-        bodiless_revs(&self.inner, &self.inner.conn().await?, keys).await
+    async fn improvable_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+        improvable_revs(&self.inner, &self.inner.conn().await?, keys).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
         load_state(&self.inner, &self.inner.conn().await?, table, id).await
+    }
+
+    async fn live_count(&self, table: &str) -> Result<u64> {
+        let client = self.inner.conn().await?;
+        let rows = self.inner.query(&client, &self.inner.sql.live_count, &[&table]).await?;
+        rows.first().map_or(Ok(0), |r| Ok(seq_of(col(r, 0)?)))
     }
 
     async fn local_doc(&self, table: &str, id: &str) -> Result<Option<(u64, String)>> {
@@ -479,6 +505,8 @@ impl Storage for PostgresStorage {
                         body: col(row, 7)?,
                         event: Some((seq, chain)),
                         foreign: stored::digest(col::<Option<&[u8]>>(row, 8)?)?,
+                        replaces: None,
+                        superseded: false,
                     },
                 })
             })

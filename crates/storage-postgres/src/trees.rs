@@ -71,7 +71,7 @@ pub(crate) async fn held_revs(
     Ok(out)
 }
 
-pub(crate) async fn bodiless_revs(
+pub(crate) async fn improvable_revs(
     inner: &Inner,
     client: &Object,
     keys: &[RecordKey],
@@ -82,7 +82,7 @@ pub(crate) async fn bodiless_revs(
     }
     let tables: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let ids: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    for row in inner.query(client, &inner.sql.bodiless_revs, &[&tables, &ids]).await? {
+    for row in inner.query(client, &inner.sql.improvable_revs, &[&tables, &ids]).await? {
         let key: RecordKey = (col(&row, 0)?, col(&row, 1)?);
         out.entry(key).or_default().insert(parse_rev(col(&row, 2)?)?);
     }

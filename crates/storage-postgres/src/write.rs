@@ -35,7 +35,30 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
     }
     // The stub entries first: a stub an event of this set fills is then held, and taken by the event.
     // The engine stores each revision's event once per write set (the `WriteSet` contract).
-    let events: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_some()).collect();
+    let events: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_some() && !r.superseded).collect();
+    // Events a new one replaces leave `_events` (and their bodies) first: the revision's row is the
+    // new event's. One whose body a later event of this set replaces goes straight to the superseded.
+    let replaced: Vec<i64> = events.iter().filter_map(|r| r.replaces).map(sql_seq).collect();
+    if !replaced.is_empty() {
+        inner.execute(client, &sql.supersede, &[&replaced]).await?;
+    }
+    let superseded: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.superseded).collect();
+    if !superseded.is_empty() {
+        let (seqs, chains): (Vec<i64>, Vec<&[u8]>) = superseded
+            .iter()
+            .filter_map(|r| r.event.as_ref())
+            .map(|(seq, chain)| (sql_seq(*seq), &chain.0[..]))
+            .unzip();
+        let tables: Vec<&str> = superseded.iter().map(|r| r.table.as_str()).collect();
+        let ids: Vec<&str> = superseded.iter().map(|r| r.id.as_str()).collect();
+        let revs: Vec<String> = superseded.iter().map(|r| r.rev.to_string()).collect();
+        let parents: Vec<Option<String>> = superseded.iter().map(|r| r.parent.map(|p| p.to_string())).collect();
+        let deleted: Vec<bool> = superseded.iter().map(|r| r.deleted).collect();
+        let digests: Vec<Option<&[u8]>> = superseded.iter().map(|r| r.foreign.as_ref().map(|d| &d.0[..])).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+            [&seqs, &tables, &ids, &revs, &parents, &deleted, &chains, &digests];
+        inner.execute(client, &sql.insert_superseded, &params).await?;
+    }
     if !events.is_empty() {
         let tables: Vec<&str> = events.iter().map(|r| r.table.as_str()).collect();
         let ids: Vec<&str> = events.iter().map(|r| r.id.as_str()).collect();

@@ -12,6 +12,8 @@
 //!   record's `body` NULL when it is the winner's own (read from the winner's event; a deleted one
 //!   keeps its `{}`); `_records_seq` orders the changes feed.
 //! - `_meta` (head, chain, live-record count), `_epochs`, `_knowledge`, `_resume`.
+//! - `_superseded` (format 4): events whose revision's body a later event replaced (SPEC §3), keyed
+//!   by seq, without their bodies: the history's fold to the chain hash needs them.
 //! - `_local` (format 4): the local documents of CouchDB-protocol peers (SPEC §17), by (table, id).
 
 use outpost_api::{names, Error, Result};
@@ -68,9 +70,13 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE _states RENAME TO _records;
      CREATE UNIQUE INDEX _records_seq ON _records (seq);",
     // 4: the class of each revision event (SPEC §3): a foreign revision's 16-byte body digest, NULL
-    // for a native one, added at the end of each row (no row is rewritten); and the local documents
-    // of CouchDB-protocol peers (§17), never replicated.
+    // for a native one, added at the end of each row (no row is rewritten); the events whose
+    // revision's body a later event replaced (one body per id), without their bodies; and the local
+    // documents of CouchDB-protocol peers (§17), never replicated.
     "ALTER TABLE _events ADD COLUMN digest BLOB;
+     CREATE TABLE _superseded (
+        seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
+        deleted INTEGER NOT NULL, chain BLOB NOT NULL, digest BLOB);
      CREATE TABLE _local (
         tbl TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL,
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;",

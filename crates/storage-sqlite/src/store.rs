@@ -27,7 +27,7 @@ use crate::config::Durability;
 use crate::error::SqlResultExt;
 use crate::read::Readers;
 pub(crate) use crate::trees::load_trees;
-use crate::trees::{bodiless_revs, held_revs, trees};
+use crate::trees::{held_revs, improvable_revs, trees};
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
@@ -290,14 +290,27 @@ impl Storage for SqliteStorage {
         self.read(move |conn| held_revs(conn, &keys)).await
     }
 
-    async fn bodiless_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+    async fn improvable_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
         let keys = keys.to_vec();
-        self.read(move |conn| bodiless_revs(conn, &keys)).await
+        self.read(move |conn| improvable_revs(conn, &keys)).await
     }
 
     async fn load_state(&self, table: &str, id: &str) -> Result<Option<StoredState>> {
         let (table, id) = (table.to_owned(), id.to_owned());
         self.read(move |conn| load_state(conn, &table, &id)).await
+    }
+
+    async fn live_count(&self, table: &str) -> Result<u64> {
+        let table = table.to_owned();
+        self.read(move |conn| {
+            // An index range scan of the table's states (the primary key starts with the table).
+            conn.prepare_cached("SELECT count(*) FROM _records WHERE tbl = ?1 AND deleted = 0")
+                .sql()?
+                .query_row([&table], |r| r.get::<_, i64>(0))
+                .sql()
+                .map(|n| n as u64)
+        })
+        .await
     }
 
     async fn local_doc(&self, table: &str, id: &str) -> Result<Option<(u64, String)>> {
@@ -344,8 +357,11 @@ impl Storage for SqliteStorage {
 
     async fn chain_at(&self, seq: u64) -> Result<Option<ChainHash>> {
         self.read(move |conn| {
+            // The event of that seq, or the superseded one (`StoredRevision::replaces`).
             let chain: Option<Vec<u8>> = conn
-                .prepare_cached("SELECT chain FROM _events WHERE seq = ?1")
+                .prepare_cached(
+                    "SELECT chain FROM _events WHERE seq = ?1 UNION ALL SELECT chain FROM _superseded WHERE seq = ?1",
+                )
                 .sql()?
                 .query_row([seq as i64], |r| r.get(0))
                 .optional()
@@ -485,11 +501,25 @@ pub(crate) fn local_doc(conn: &Connection, table: &str, id: &str) -> Result<Opti
 
 /// Revision events after a seq: see [`Storage::events`].
 fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+    let mut out = events_of(conn, "_events", "body", after, limit)?;
+    // The superseded events in their places (few, if any: each is a body replaced, SPEC §3).
+    let superseded = events_of(conn, "_superseded", "NULL", after, limit)?;
+    if !superseded.is_empty() {
+        out.extend(superseded);
+        out.sort_by_key(|e| e.seq);
+        out.truncate(limit);
+    }
+    Ok(out)
+}
+
+/// The events of `table` (`_events`, or `_superseded` whose rows keep no body) after a seq, by its
+/// rowid, at most `limit`.
+fn events_of(conn: &Connection, table: &str, body: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT seq, chain, tbl, id, rev, parent, deleted, body, digest FROM _events WHERE seq > ?1 ORDER BY seq \
-             LIMIT ?2",
-        )
+        .prepare_cached(&format!(
+            "SELECT seq, chain, tbl, id, rev, parent, deleted, {body}, digest FROM {table} WHERE seq > ?1 ORDER BY seq \
+             LIMIT ?2"
+        ))
         .sql()?;
     let mut rows = stmt.query(params![after as i64, limit as i64]).sql()?;
     let mut out = Vec::new();
@@ -508,6 +538,8 @@ fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent
                 body: row.get(7).sql()?,
                 event: Some((seq, chain)),
                 foreign: blob_digest(row.get(8).sql()?)?,
+                replaces: None,
+                superseded: false,
             },
         });
     }

@@ -98,9 +98,9 @@ pub(crate) fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap
     Ok(out)
 }
 
-pub(crate) fn bodiless_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
+pub(crate) fn improvable_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
     let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
-    let columns = ("CASE WHEN body IS NULL AND deleted = 0 THEN rev END", "NULL");
+    let columns = ("CASE WHEN (body IS NULL AND deleted = 0) OR digest IS NOT NULL THEN rev END", "NULL");
     revision_rows(conn, keys, columns, |table, row| {
         if let Some(rev) = row.get::<_, Option<String>>(1).sql()? {
             let id: String = row.get(0).sql()?;

@@ -94,13 +94,47 @@ fn insert_rows<T>(
 }
 
 fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
+    // Events a new one replaces leave `_events` (and their bodies) first: the revision's row is
+    // the new event's.
+    for r in writes.revisions.iter().filter(|r| r.event.is_some()) {
+        if let Some(old) = r.replaces {
+            conn.prepare_cached(
+                "INSERT INTO _superseded (seq, tbl, id, rev, parent, deleted, chain, digest)
+                 SELECT seq, tbl, id, rev, parent, deleted, chain, digest FROM _events WHERE seq = ?1",
+            )
+            .sql()?
+            .execute([old as i64])
+            .sql()?;
+            conn.prepare_cached("DELETE FROM _events WHERE seq = ?1").sql()?.execute([old as i64]).sql()?;
+        }
+        // An event whose body a later one of this set replaces goes straight to the superseded.
+        if let (true, Some((seq, chain))) = (r.superseded, r.event) {
+            conn.prepare_cached(
+                "INSERT INTO _superseded (seq, tbl, id, rev, parent, deleted, chain, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .sql()?
+            .execute(params![
+                seq as i64,
+                r.table,
+                r.id,
+                r.rev.text().as_str(),
+                r.parent.map(|p| p.text()).as_deref(),
+                r.deleted,
+                &chain.0[..],
+                r.foreign.as_ref().map(|d| &d.0[..])
+            ])
+            .sql()?;
+        }
+    }
     if writes.fills_stubs {
-        store_revisions_one_by_one(conn, &writes.revisions)?;
+        store_revisions_one_by_one(conn, writes.revisions.iter().filter(|r| !r.superseded))?;
     } else {
         // No event takes a stub's place: the stub entries, then the events many to a statement (a
         // stub entry is never after its event).
         store_revisions_one_by_one(conn, writes.revisions.iter().filter(|r| r.event.is_none()))?;
-        let events: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_some()).collect();
+        let events: Vec<&StoredRevision> =
+            writes.revisions.iter().filter(|r| r.event.is_some() && !r.superseded).collect();
         insert_rows(conn, (EVENTS, EVENT_ROW, ""), &events, |b, r| {
             let (seq, chain) = r.event.expect("an event");
             b.put(seq as i64)?;

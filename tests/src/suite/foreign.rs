@@ -154,11 +154,89 @@ pub async fn foreign_revisions_replicate_and_replay(f: &dyn Factory) {
     let (folded, head) = folded_chain(&*b).await;
     assert_eq!(folded, head);
 
+    // A table closed to CouchDB peers later keeps what they wrote, and it still replicates to a peer
+    // that learns of the table only now.
+    let closed = outpost_api::TableUpdate { couch: Some(false), ..outpost_api::TableUpdate::default() };
+    ok(a.update_table("c", closed).await, "close the table");
+    let late = f.fresh().await;
+    // The reconciler: it copies the table's older definitions (their bodies) with the current one.
+    ok(outpost_reconciler::replicate(&*a, &*late, &outpost_reconciler::Options::default()).await, "to a late peer");
+    assert_eq!(ok(late.get_record("c", "x", options()).await, "read late"), on_a);
+
     // Replayed event by event, as quicksync files apply.
     let events = ok(a.events(0, 100).await, "events of a");
     assert!(events.iter().any(|e| e.revision.foreign.is_some()), "events carry the digests");
     ok(c.put_events(events.into_iter().map(|e| e.revision).collect(), None).await, "replay");
     assert_eq!(ok(c.get_record("c", "x", options()).await, "read c"), on_a);
+    let (folded, head) = folded_chain(&*c).await;
+    assert_eq!(folded, head);
+}
+
+/// One body per id (SPEC §3): a native body replaces a foreign one held under its id, and between two
+/// foreign bodies the smaller digest stays — each time a new revision event, the one replaced kept in
+/// the history without its body, so the chain still folds. Revs-diff reports a revision held as
+/// foreign as missing, so that a better body can reach it; the events replay to the same state.
+pub async fn a_native_body_replaces_a_foreign_one(f: &dyn Factory) {
+    let (a, c) = (f.fresh().await, f.fresh().await);
+    couch_table(&*a, "c", true).await;
+    // A native revision whose body holds a float, as a PouchDB sends it back: a decimal.
+    let native_body = crate::support::wire(json!({"k": {"float": "1.5"}, "s": {"string": "x"}}));
+    let r = outpost_engine::hash::revision_id("c", "x", None, false, &native_body);
+    let lossy = plain(json!({"k": 1.5, "s": "x"}));
+    assert_eq!(ok(a.put_revisions(vec![foreign("c", "x", r, &[], false, lossy)], None).await, "foreign").written, 1);
+    let asked = || vec![RecordRevs { table: "c".into(), id: "x".into(), revs: vec![r] }];
+    assert_eq!(ok(a.revs_diff(asked()).await, "revs-diff").len(), 1, "held as foreign: asked for again");
+    let native = RevisionData {
+        table: "c".into(),
+        id: "x".into(),
+        rev: r,
+        deleted: false,
+        attributes: Some(native_body.clone()),
+        ancestry: vec![],
+        foreign: None,
+    };
+    assert_eq!(ok(a.put_revisions(vec![native.clone()], None).await, "native").written, 1, "a new event");
+    assert_eq!(get_one(&*a, "c", "x", r).await, native, "the native body, and no digest");
+    assert!(ok(a.revs_diff(asked()).await, "revs-diff").is_empty(), "held as native: nothing missing");
+    let lossy_again = foreign("c", "x", r, &[], false, plain(json!({"k": 1.5, "s": "x"})));
+    assert_eq!(ok(a.put_revisions(vec![lossy_again], None).await, "foreign again").written, 0, "native stays");
+    assert_eq!(ok(a.get_record("c", "x", GetOptions::default()).await, "read").attributes, native_body);
+
+    // Two foreign bodies under one id: the smaller digest stays, whatever the order.
+    let ry = pouch_rev(1, 0x77);
+    let (b1, b2) = (plain(json!({"v": "one"})), plain(json!({"v": "two"})));
+    let (d1, d2) = (
+        outpost_engine::foreign::digest("c", "y", None, false, &b1),
+        outpost_engine::foreign::digest("c", "y", None, false, &b2),
+    );
+    let (small, large) = if d1 < d2 { (b1, b2) } else { (b2, b1) };
+    ok(a.put_revisions(vec![foreign("c", "y", ry, &[], false, large.clone())], None).await, "larger digest");
+    let replaced = ok(a.put_revisions(vec![foreign("c", "y", ry, &[], false, small.clone())], None).await, "smaller");
+    assert_eq!(replaced.written, 1, "the smaller digest replaces the larger");
+    let kept = ok(a.put_revisions(vec![foreign("c", "y", ry, &[], false, large)], None).await, "larger again");
+    assert_eq!(kept.written, 0);
+    assert_eq!(ok(a.get_record("c", "y", GetOptions::default()).await, "read y").attributes, small);
+
+    // The history holds each replaced event, without its body, and folds to the head.
+    let events = ok(a.events(0, 100).await, "events");
+    let superseded: Vec<_> =
+        events.iter().filter(|e| e.revision.table == "c" && e.revision.attributes.is_none()).collect();
+    assert_eq!(superseded.len(), 2, "{events:?}");
+    let (folded, head) = folded_chain(&*a).await;
+    assert_eq!(folded, head);
+    // Replayed event by event, as quicksync files apply: the same records, the same history. (Only a
+    // local database takes events without their bodies: over HTTP, refused as a whole.)
+    match c.put_events(events.into_iter().map(|e| e.revision).collect(), None).await {
+        Err(e) if e.kind == ErrorKind::InvalidInput && e.message.contains("local database") => return,
+        other => ok(other, "replay"),
+    };
+    for id in ["x", "y"] {
+        assert_eq!(
+            ok(c.get_record("c", id, GetOptions::default()).await, "read c"),
+            ok(a.get_record("c", id, GetOptions::default()).await, "read a")
+        );
+    }
+    assert_eq!(get_one(&*c, "c", "x", r).await, native);
     let (folded, head) = folded_chain(&*c).await;
     assert_eq!(folded, head);
 }

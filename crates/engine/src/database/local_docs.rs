@@ -43,6 +43,14 @@ impl<S: Storage> LocalDocs for Engine<S> {
             }
         }
         let mut txn = self.begin().await?;
+        // Only a table open to CouchDB peers has their checkpoints (read in the transaction, so a
+        // table closed meanwhile takes none).
+        let def = super::table_def_of(table, txn.load_state(names::TABLES_TABLE, table).await?.as_ref())?;
+        if !def.couch {
+            return Err(Error::forbidden(format!(
+                "table {table:?} is not open to CouchDB peers, whose local documents these are (couch: true)"
+            )));
+        }
         let stored = txn.load_local_rev(table, id).await?;
         if stored != rev {
             let shown = |r: Option<u64>| r.map_or_else(|| "none".to_owned(), |r| r.to_string());

@@ -44,6 +44,11 @@ impl<S: Storage> TableReader for Engine<S> {
 
 #[async_trait]
 impl<S: Storage> RecordReader for Engine<S> {
+    async fn count_records(&self, table: &str) -> Result<u64> {
+        self.get_table(table).await?;
+        self.store()?.live_count(table).await
+    }
+
     async fn get_record(&self, table: &str, id: &str, options: GetOptions) -> Result<Record> {
         let def = self.get_table(table).await?;
         names::validate_record_id(id, names::MAX_ID_BYTES)?;

@@ -101,10 +101,16 @@ impl<S: Storage> Engine<S> {
         Ok(PutRevisionsResult { written, update_seq })
     }
 
-    /// Take the pending revisions (`RevisionTree::leaves`) that `have` asks about out of `held`: a
-    /// peer that holds one with its body is asked for it. Only records with a revision held without a
-    /// body have their trees read.
-    async fn unhold_pending(&self, have: &[RecordRevs], held: &mut HashMap<RecordKey, HashSet<RevId>>) -> Result<()> {
+    /// Take the revisions whose bodies a peer may improve out of `held` when `have` asks about them:
+    /// pending ones (`RevisionTree::leaves`), so that a peer holding one with its body sends it, and
+    /// foreign ones (SPEC §3), so that a native body — or a foreign one of a smaller digest — reaches
+    /// this database and replaces the one held. Only records with such a revision have their trees
+    /// read.
+    async fn unhold_improvable(
+        &self,
+        have: &[RecordRevs],
+        held: &mut HashMap<RecordKey, HashSet<RevId>>,
+    ) -> Result<()> {
         let asked: Vec<RecordKey> = have
             .iter()
             .map(|h| (h.table.clone(), h.id.clone()))
@@ -113,12 +119,12 @@ impl<S: Storage> Engine<S> {
         if asked.is_empty() {
             return Ok(());
         }
-        let bodiless = self.store()?.bodiless_revs(&asked).await?;
+        let improvable = self.store()?.improvable_revs(&asked).await?;
         let suspects: Vec<RecordKey> = have
             .iter()
             .filter(|h| {
                 let key = (h.table.clone(), h.id.clone());
-                bodiless.get(&key).is_some_and(|b| h.revs.iter().any(|r| b.contains(r)))
+                improvable.get(&key).is_some_and(|b| h.revs.iter().any(|r| b.contains(r)))
             })
             .map(|h| (h.table.clone(), h.id.clone()))
             .collect();
@@ -128,7 +134,7 @@ impl<S: Storage> Engine<S> {
         let trees = self.store()?.load_trees(&suspects).await?;
         for (key, tree) in trees {
             if let Some(revs) = held.get_mut(&key) {
-                revs.retain(|r| !tree.is_pending(r));
+                revs.retain(|r| !tree.is_pending(r) && tree.get(r).is_none_or(|n| n.foreign.is_none()));
             }
         }
         Ok(())
@@ -301,7 +307,7 @@ impl<S: Storage> ReplicaTarget for Engine<S> {
         let have = validate::record_revs(have, &self.limits, "revs-diff")?;
         let keys: Vec<RecordKey> = have.iter().map(|w| (w.table.clone(), w.id.clone())).collect();
         let mut held = self.store()?.held_revs(&keys).await?;
-        self.unhold_pending(&have, &mut held).await?;
+        self.unhold_improvable(&have, &mut held).await?;
         let mut out = Vec::new();
         for h in have {
             let held = held.get(&(h.table.clone(), h.id.clone()));

@@ -42,19 +42,27 @@ struct NewRevision {
     deleted: bool,
     /// Whether the body is the write's attributes (else empty).
     own: bool,
+    /// The seq of the event this one replaces: the revision was held as foreign (SPEC §3).
+    replaces: Option<u64>,
 }
 
 impl NewRevision {
     /// The write's own revision of record `key` on `parent`.
     fn of((table, id): &RecordKey, w: &LocalWrite, parent: Option<RevId>) -> Self {
         let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, &w.encoded);
-        NewRevision { rev, parent, deleted: w.deleted, own: true }
+        NewRevision { rev, parent, deleted: w.deleted, own: true, replaces: None }
+    }
+
+    /// The same revision, replacing the foreign body `tree` holds under its id, if it does.
+    fn over_foreign(self, tree: &RevisionTree) -> Self {
+        let replaces = tree.get(&self.rev).filter(|n| n.foreign.is_some()).and_then(|n| n.seq);
+        NewRevision { replaces, ..self }
     }
 
     /// A tombstone closing the branch of `leaf` of record `key`.
     fn closing((table, id): &RecordKey, leaf: RevId) -> Self {
         let rev = revision_id(table, id, Some(&leaf), true, &Attributes::new());
-        NewRevision { rev, parent: Some(leaf), deleted: true, own: false }
+        NewRevision { rev, parent: Some(leaf), deleted: true, own: false, replaces: None }
     }
 }
 
@@ -156,6 +164,9 @@ impl Planner {
         for n in new {
             let body = if n.own { body.take().unwrap_or_default() } else { Attributes::new() };
             self.add_event(&key, n.rev, n.parent, n.deleted, Some(body), None)?;
+            if n.replaces.is_some() {
+                self.supersede(n.replaces);
+            }
         }
         let (table, id) = key;
         Ok(WriteResult { table, id, rev: result })
@@ -187,20 +198,19 @@ impl Planner {
         // One body per id (SPEC §3): a body of the class `Class::replaced_by` prefers — native over
         // foreign, the smaller digest between two foreign ones — replaces the one held, as a new
         // revision event; the old event stays in the history without its body (superseded).
-        let replaces = match (tree.get(&rev), &body) {
-            (Some(node), Some(_)) if !node.is_stub() && Class::of(node.foreign).replaced_by(Class::of(foreign)) => {
+        // A native body always (its id commits to its parent and tombstone flag); a foreign one only
+        // over one of the same parent and flag (no digest ground smaller moves a revision). Bodiless:
+        // a replay of compacted history, as the source stored it.
+        let replaces = match tree.get(&rev) {
+            Some(node)
+                if !node.is_stub()
+                    && Class::of(node.foreign).replaced_by(Class::of(foreign))
+                    && (foreign.is_none() || (node.parent == parent && node.deleted == deleted)) =>
+            {
                 node.seq
             }
             _ => None,
         };
-        // An event planned earlier in this same transaction (a replay of quicksync files brings the
-        // replaced event and the one replacing it together) is stored superseded from the start.
-        if let Some(old) = replaces.filter(|seq| *seq > self.start.0) {
-            let planned = self.revisions.iter_mut().find(|r| r.event.is_some_and(|(seq, _)| seq == old));
-            let planned = planned.expect("an event of this transaction is planned");
-            planned.superseded = true;
-            planned.body = None;
-        }
         if let Some(old) = replaces {
             tracing::warn!(table = %key.0, id = %key.1, %rev, superseded_seq = old,
                 native = foreign.is_none(), "a revision's body replaces the foreign one held under its id (SPEC §3)");
@@ -249,10 +259,22 @@ impl Planner {
         }
         self.add_event(&key, rev, parent, deleted, body, foreign)?;
         if replaces.is_some() {
-            let last = self.revisions.last_mut().expect("the event just planned");
-            last.replaces = replaces;
+            self.supersede(replaces);
         }
         Ok(true)
+    }
+
+    /// The event just planned replaces the body stored by event `old` (SPEC §3): it names it; an
+    /// `old` planned earlier in this transaction (a replay brings both) is stored superseded.
+    fn supersede(&mut self, old: Option<u64>) {
+        let last = self.revisions.last_mut().expect("the event just planned");
+        last.replaces = old;
+        if let Some(old) = old.filter(|seq| *seq > self.start.0) {
+            let planned = self.revisions.iter_mut().find(|r| r.event.is_some_and(|(seq, _)| seq == old));
+            let planned = planned.expect("an event of this transaction is planned");
+            planned.superseded = true;
+            planned.body = None;
+        }
     }
 
     /// Mark a record (whose tree is planned) as touched.
@@ -510,16 +532,25 @@ fn plan_local(
         (None, Some(win)) if w.deleted || winner_deleted || !w.resolves.is_empty() => Some(win),
         (None, Some(win)) => {
             // A retried create is its own first revision.
-            let first = NewRevision::of(key, w, None);
+            let first = NewRevision::of(key, w, None).over_foreign(tree);
             refuse_pending(tree, key, first.rev)?;
+            // A retry returns the revision; one held as foreign gets this native body (SPEC §3).
+            if first.replaces.is_some() {
+                return Ok((first.rev, vec![first]));
+            }
             if tree.contains(&first.rev) {
                 return Ok((first.rev, vec![]));
             }
             return Err(Error::conflict(format!("record {table}/{id} exists: name the revision you edit"), Some(win)));
         }
     };
-    let main = NewRevision::of(key, w, parent);
+    let main = NewRevision::of(key, w, parent).over_foreign(tree);
     refuse_pending(tree, key, main.rev)?;
+    // A write whose revision is held as foreign (a CouchDB peer's copy of it, or one planted under
+    // its predicted id) stores its native body over it (SPEC §3).
+    if main.replaces.is_some() && w.resolves.is_empty() {
+        return Ok((main.rev, vec![main]));
+    }
     if tree.contains(&main.rev) && w.resolves.is_empty() {
         return Ok((main.rev, vec![]));
     }

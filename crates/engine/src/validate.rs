@@ -196,6 +196,8 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
     let RevisionData { table, id, rev, deleted, attributes, mut ancestry, foreign } = r;
     let body = match (attributes, deleted) {
         (Some(a), _) => Some(a),
+        // A superseded foreign tombstone replayed: its body (digested, whatever it held) is gone.
+        (None, true) if compacted && foreign.is_some() => None,
         (None, true) => Some(Attributes::new()),
         (None, false) if compacted => None,
         (None, false) => {

@@ -38,7 +38,8 @@ async fn apply(inner: &Inner, client: &Object, writes: &WriteSet) -> Result<()> 
     let events: Vec<&StoredRevision> = writes.revisions.iter().filter(|r| r.event.is_some() && !r.superseded).collect();
     // Events a new one replaces leave `_events` (and their bodies) first: the revision's row is the
     // new event's. One whose body a later event of this set replaces goes straight to the superseded.
-    let replaced: Vec<i64> = events.iter().filter_map(|r| r.replaces).map(sql_seq).collect();
+    let replaced: Vec<i64> =
+        writes.revisions.iter().filter(|r| r.event.is_some()).filter_map(|r| r.replaces).map(sql_seq).collect();
     if !replaced.is_empty() {
         inner.execute(client, &sql.supersede, &[&replaced]).await?;
     }

@@ -217,11 +217,43 @@ pub async fn a_native_body_replaces_a_foreign_one(f: &dyn Factory) {
     assert_eq!(kept.written, 0);
     assert_eq!(ok(a.get_record("c", "y", GetOptions::default()).await, "read y").attributes, small);
 
+    // A foreign body never moves a revision: one under another parent (a digest ground smaller, say)
+    // leaves the one held alone.
+    let (rz, rz2) = (pouch_rev(1, 0x10), pouch_rev(2, 0x20));
+    ok(a.put_revisions(vec![foreign("c", "z", rz, &[], false, plain(json!({"v": 1})))], None).await, "z1");
+    ok(a.put_revisions(vec![foreign("c", "z", rz2, &[rz], false, plain(json!({"v": 2})))], None).await, "z2");
+    let elsewhere = foreign("c", "z", rz2, &[pouch_rev(1, 0x99)], false, plain(json!({"v": "moved"})));
+    assert_eq!(ok(a.put_revisions(vec![elsewhere], None).await, "moved").written, 0, "not under another parent");
+    let z = ok(a.get_record("c", "z", GetOptions { revs: true, ..GetOptions::default() }).await, "z");
+    assert_eq!((z.attributes, z.revisions), (plain(json!({"v": 2})), Some(vec![rz2, rz])));
+
+    // A local write whose revision id was taken by a foreign body (planted under a predicted id)
+    // stores its native body over it, instead of taking it for a retry.
+    let body = plain(json!({"planted": false}));
+    let predicted = outpost_engine::hash::revision_id("c", "p", None, false, &body);
+    let planted = foreign("c", "p", predicted, &[], false, plain(json!({"planted": true})));
+    ok(a.put_revisions(vec![planted], None).await, "planted");
+    assert_eq!(put(&*a, "c", "p", None, body.clone()).await, predicted);
+    assert_eq!(get_one(&*a, "c", "p", predicted).await.foreign, None, "the native body replaced it");
+    assert_eq!(ok(a.get_record("c", "p", GetOptions::default()).await, "p").attributes, body);
+
+    // A foreign tombstone with fields, replaced: its superseded event replays without them.
+    let rt = pouch_rev(1, 0x30);
+    let (t1, t2) = (plain(json!({"why": "a"})), plain(json!({"why": "b"})));
+    let (dt1, dt2) = (
+        outpost_engine::foreign::digest("c", "t", None, true, &t1),
+        outpost_engine::foreign::digest("c", "t", None, true, &t2),
+    );
+    let (small_t, large_t) = if dt1 < dt2 { (t1, t2) } else { (t2, t1) };
+    ok(a.put_revisions(vec![foreign("c", "t", rt, &[], true, large_t)], None).await, "tombstone");
+    let again = ok(a.put_revisions(vec![foreign("c", "t", rt, &[], true, small_t)], None).await, "tombstone again");
+    assert_eq!(again.written, 1);
+
     // The history holds each replaced event, without its body, and folds to the head.
     let events = ok(a.events(0, 100).await, "events");
     let superseded: Vec<_> =
         events.iter().filter(|e| e.revision.table == "c" && e.revision.attributes.is_none()).collect();
-    assert_eq!(superseded.len(), 2, "{events:?}");
+    assert_eq!(superseded.len(), 4, "{events:?}");
     let (folded, head) = folded_chain(&*a).await;
     assert_eq!(folded, head);
     // Replayed event by event, as quicksync files apply: the same records, the same history. (Only a
@@ -230,7 +262,7 @@ pub async fn a_native_body_replaces_a_foreign_one(f: &dyn Factory) {
         Err(e) if e.kind == ErrorKind::InvalidInput && e.message.contains("local database") => return,
         other => ok(other, "replay"),
     };
-    for id in ["x", "y"] {
+    for id in ["x", "y", "z", "p"] {
         assert_eq!(
             ok(c.get_record("c", id, GetOptions::default()).await, "read c"),
             ok(a.get_record("c", id, GetOptions::default()).await, "read a")

@@ -134,7 +134,13 @@ impl<S: Storage> Engine<S> {
         let trees = self.store()?.load_trees(&suspects).await?;
         for (key, tree) in trees {
             if let Some(revs) = held.get_mut(&key) {
-                revs.retain(|r| !tree.is_pending(r) && tree.get(r).is_none_or(|n| n.foreign.is_none()));
+                // Foreign leaves only: a foreign ancestor is asked about with every change of its
+                // record (a whole PouchDB-made history each time), and its better body would not
+                // change what the record reads as.
+                let improvable = |r: &RevId| {
+                    tree.is_pending(r) || (tree.is_leaf(r) && tree.get(r).is_some_and(|n| n.foreign.is_some()))
+                };
+                revs.retain(|r| !improvable(r));
             }
         }
         Ok(())

@@ -6,15 +6,15 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, Extensions, HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use outpost_api::{ErrorKind, GetOptions, ListOptions, PutRecord, RevId, MAX_PAGE};
 use serde_json::{json, Value};
 
 use crate::error::{CouchError, CouchResult};
 use crate::replication::{fetch, replicate};
-use crate::{doc, json_body_sized, Couch, Need, Table};
+use crate::{doc, json_body_sized, DocId, ReadTable, Table, WriteTable};
 
 type Params = HashMap<String, String>;
 
@@ -30,24 +30,13 @@ fn json_param(params: &Params, name: &str) -> CouchResult<Option<Value>> {
         .transpose()
 }
 
-/// `GET {table}/{id}`.
-pub async fn get(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
+/// `GET {table}/{id}` and `GET {table}/_design/{id}`.
+pub(crate) async fn get(
+    ReadTable(t): ReadTable,
+    DocId(id): DocId,
     Query(params): Query<Params>,
 ) -> CouchResult<Json<Value>> {
-    read(couch.table(&ext, &db, &table, Need::Read).await?, &id, &params).await
-}
-
-/// `GET {table}/_design/{id}`.
-pub async fn get_design(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
-    Query(params): Query<Params>,
-) -> CouchResult<Json<Value>> {
-    read(couch.table(&ext, &db, &table, Need::Read).await?, &format!("_design/{id}"), &params).await
+    read(t, &id, &params).await
 }
 
 async fn read(t: Table, id: &str, params: &Params) -> CouchResult<Json<Value>> {
@@ -118,39 +107,20 @@ fn predecessor(id: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// `PUT {table}/{id}`: a local write on `_rev` (or `?rev=`, or `If-Match`); with `?new_edits=false`,
-/// a revision the client made, stored as it is.
-pub async fn put(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
+/// `PUT {table}/{id}` (and `_design/{id}`): a local write on `_rev` (or `?rev=`, or `If-Match`);
+/// with `?new_edits=false`, a revision the client made, stored as it is.
+pub(crate) async fn put(
+    WriteTable(t): WriteTable,
+    DocId(id): DocId,
     Query(params): Query<Params>,
     headers: HeaderMap,
     body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
-    write(couch.table(&ext, &db, &table, Need::Write).await?, id, &params, &headers, body).await
-}
-
-/// `PUT {table}/_design/{id}`.
-pub async fn put_design(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
-    Query(params): Query<Params>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> CouchResult<(StatusCode, Json<Value>)> {
-    write(couch.table(&ext, &db, &table, Need::Write).await?, format!("_design/{id}"), &params, &headers, body).await
+    write(t, id, &params, &headers, body).await
 }
 
 /// `POST {table}`: a new document, its id `_id` or generated.
-pub async fn post(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table)): Path<(String, String)>,
-    body: Bytes,
-) -> CouchResult<(StatusCode, Json<Value>)> {
-    let t = couch.table(&ext, &db, &table, Need::Write).await?;
+pub(crate) async fn post(WriteTable(t): WriteTable, body: Bytes) -> CouchResult<(StatusCode, Json<Value>)> {
     let parsed = doc::parse(json_body_sized(body).await?)?;
     if let Some(id) = &parsed.id {
         doc::check_id(id)?;
@@ -208,26 +178,14 @@ async fn write(
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "id": w.id, "rev": w.rev.to_string()}))))
 }
 
-/// `DELETE {table}/{id}?rev=`.
-pub async fn delete(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
+/// `DELETE {table}/{id}?rev=` (and `_design/{id}`).
+pub(crate) async fn delete(
+    WriteTable(t): WriteTable,
+    DocId(id): DocId,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> CouchResult<Json<Value>> {
-    remove(couch.table(&ext, &db, &table, Need::Write).await?, &id, &params, &headers).await
-}
-
-/// `DELETE {table}/_design/{id}?rev=`.
-pub async fn delete_design(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
-    Query(params): Query<Params>,
-    headers: HeaderMap,
-) -> CouchResult<Json<Value>> {
-    remove(couch.table(&ext, &db, &table, Need::Write).await?, &format!("_design/{id}"), &params, &headers).await
+    remove(t, &id, &params, &headers).await
 }
 
 async fn remove(t: Table, id: &str, params: &Params, headers: &HeaderMap) -> CouchResult<Json<Value>> {
@@ -240,27 +198,20 @@ async fn remove(t: Table, id: &str, params: &Params, headers: &HeaderMap) -> Cou
 }
 
 /// `GET _all_docs`.
-pub async fn all_docs_get(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table)): Path<(String, String)>,
-    Query(params): Query<Params>,
-) -> CouchResult<Json<Value>> {
+pub(crate) async fn all_docs_get(ReadTable(t): ReadTable, Query(params): Query<Params>) -> CouchResult<Json<Value>> {
     let keys = json_param(&params, "keys")?;
-    all_docs(couch.table(&ext, &db, &table, Need::Read).await?, &params, keys).await
+    all_docs(t, &params, keys).await
 }
 
 /// `POST _all_docs`: `keys` in the body.
-pub async fn all_docs_post(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table)): Path<(String, String)>,
+pub(crate) async fn all_docs_post(
+    ReadTable(t): ReadTable,
     Query(params): Query<Params>,
     body: Bytes,
 ) -> CouchResult<Json<Value>> {
     let keys =
         if body.iter().all(u8::is_ascii_whitespace) { None } else { json_body_sized(body).await?.get("keys").cloned() };
-    all_docs(couch.table(&ext, &db, &table, Need::Read).await?, &params, keys).await
+    all_docs(t, &params, keys).await
 }
 
 async fn all_docs(t: Table, params: &Params, keys: Option<Value>) -> CouchResult<Json<Value>> {

@@ -23,10 +23,13 @@ mod replication;
 mod seq;
 mod server;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
+use axum::extract::{FromRequestParts, MatchedPath, Path};
+use axum::http::request::Parts;
 use axum::http::Extensions;
 use axum::routing::{get, post};
 use axum::Router;
@@ -110,6 +113,64 @@ struct Table {
     name: String,
 }
 
+/// The path's parameters (`db`, `table`, `id`), percent-decoded.
+async fn path_params(parts: &mut Parts, couch: &Couch) -> CouchResult<HashMap<String, String>> {
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, couch)
+        .await
+        .map_err(|e| CouchError::bad_request(e.body_text()))?;
+    Ok(params)
+}
+
+/// An extractor of the path's table, opened for a caller with `$need`: a route's access rule is the
+/// type of its table argument, as the server's own routes' is their database argument's.
+macro_rules! table_extractor {
+    ($(#[$doc:meta])* $name:ident, $need:expr) => {
+        $(#[$doc])*
+        struct $name(Table);
+
+        impl FromRequestParts<Couch> for $name {
+            type Rejection = CouchError;
+
+            async fn from_request_parts(parts: &mut Parts, couch: &Couch) -> CouchResult<Self> {
+                let params = path_params(parts, couch).await?;
+                let (Some(db), Some(table)) = (params.get("db"), params.get("table")) else {
+                    return Err(CouchError::bad_request("the path names no database"));
+                };
+                couch.table(&parts.extensions, db, table, $need).await.map($name)
+            }
+        }
+    };
+}
+
+table_extractor!(
+    /// The path's table, for a caller with `read` on its database.
+    ReadTable,
+    Need::Read
+);
+table_extractor!(
+    /// The path's table, for a caller with `write` on its database.
+    WriteTable,
+    Need::Write
+);
+
+/// The document id of the path: its `{id}`, under `_design/` on the design-document routes (CouchDB
+/// clients write `_design/x` with its slash).
+struct DocId(String);
+
+impl FromRequestParts<Couch> for DocId {
+    type Rejection = CouchError;
+
+    async fn from_request_parts(parts: &mut Parts, couch: &Couch) -> CouchResult<Self> {
+        let id = path_params(parts, couch)
+            .await?
+            .remove("id")
+            .ok_or_else(|| CouchError::bad_request("the path names no document"))?;
+        let matched = MatchedPath::from_request_parts(parts, couch).await;
+        let design = matched.is_ok_and(|m| m.as_str().contains("/_design/"));
+        Ok(DocId(if design { format!("_design/{id}") } else { id }))
+    }
+}
+
 impl Table {
     /// The database's current epoch uuid (what its sequence strings carry) and update_seq.
     async fn position(&self) -> CouchResult<(Uuid, u64)> {
@@ -166,10 +227,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(couch: Couch) -> Router<S> {
         .route("/couch/{db}/{table}/_ensure_full_commit", post(server::ensure_full_commit))
         .route("/couch/{db}/{table}/_all_docs", get(docs::all_docs_get).post(docs::all_docs_post))
         .route("/couch/{db}/{table}/_local/{id}", get(local::get).put(local::put).delete(local::delete))
-        .route(
-            "/couch/{db}/{table}/_design/{id}",
-            get(docs::get_design).put(docs::put_design).delete(docs::delete_design),
-        )
+        .route("/couch/{db}/{table}/_design/{id}", doc.clone())
         .route("/couch/{db}/{table}/{id}", doc)
         .with_state(couch)
 }

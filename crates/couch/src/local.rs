@@ -2,15 +2,15 @@
 //! `LocalDocs` — never replicated, never in `_changes` — with CouchDB's `_rev` of `0-N`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{Extensions, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::Json;
 use outpost_api::ErrorKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{CouchError, CouchResult};
-use crate::{json_body, Couch, Need};
+use crate::{json_body_sized, DocId, ReadTable, WriteTable};
 
 /// `0-N` → N. A revision that is not ours cannot be the current one: a conflict.
 fn local_rev(text: &str) -> CouchResult<u64> {
@@ -18,12 +18,7 @@ fn local_rev(text: &str) -> CouchResult<u64> {
 }
 
 /// `GET _local/{id}`.
-pub async fn get(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
-) -> CouchResult<Json<Value>> {
-    let t = couch.table(&ext, &db, &table, Need::Read).await?;
+pub(crate) async fn get(ReadTable(t): ReadTable, DocId(id): DocId) -> CouchResult<Json<Value>> {
     let doc = t.db.get_local(&t.name, &id).await.map_err(|e| {
         if e.kind == ErrorKind::NotFound {
             CouchError::not_found("missing")
@@ -38,14 +33,12 @@ pub async fn get(
 }
 
 /// `PUT _local/{id}`: written when its `_rev` is the stored one (none to create).
-pub async fn put(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
+pub(crate) async fn put(
+    WriteTable(t): WriteTable,
+    DocId(id): DocId,
     body: Bytes,
 ) -> CouchResult<(StatusCode, Json<Value>)> {
-    let t = couch.table(&ext, &db, &table, Need::Write).await?;
-    let Value::Object(mut body) = json_body(&body)? else {
+    let Value::Object(mut body) = json_body_sized(body).await? else {
         return Err(CouchError::bad_request("Document must be a JSON object"));
     };
     body.remove("_id");
@@ -65,13 +58,11 @@ pub struct RevQuery {
 }
 
 /// `DELETE _local/{id}?rev=0-N`.
-pub async fn delete(
-    State(couch): State<Couch>,
-    ext: Extensions,
-    Path((db, table, id)): Path<(String, String, String)>,
+pub(crate) async fn delete(
+    WriteTable(t): WriteTable,
+    DocId(id): DocId,
     Query(query): Query<RevQuery>,
 ) -> CouchResult<Json<Value>> {
-    let t = couch.table(&ext, &db, &table, Need::Write).await?;
     let rev = match query.rev.as_deref() {
         Some(text) => local_rev(text)?,
         None => t.db.get_local(&t.name, &id).await.map_err(local_conflict)?.rev,

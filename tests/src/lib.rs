@@ -95,6 +95,7 @@ macro_rules! conformance_suite {
             revisions::a_body_that_does_not_hash_to_its_rev_is_corrupt,
             revisions::ancestry_is_stored_as_stubs,
             revisions::a_parent_learned_later_links_a_truncated_ancestry,
+            revisions::a_verified_parent_overrides_an_ancestrys_claim,
             revisions::get_revisions_and_revs_diff_answer_per_revision,
             revisions::get_revisions_of_a_whole_history_sends_each_line_once,
             revisions::revisions_sent_as_stored_are_the_json_of_get_revisions,

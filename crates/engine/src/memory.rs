@@ -149,30 +149,27 @@ impl Data {
                     self.superseded.insert(seq, StoredEvent { seq, chain, revision });
                 }
                 Some((seq, chain)) => {
-                    // A replacing event: the one it replaces stays in the history, without its body,
-                    // and the revision's row takes the parent the new event was verified with.
-                    let parent = match r.replaces.and_then(|_| rows.get(&r.rev)) {
-                        Some(old) => {
-                            if let Some((old_seq, old_chain)) = old.event {
-                                let revision = StoredRevision {
-                                    table: key.0.clone(),
-                                    id: key.1.clone(),
-                                    rev: r.rev,
-                                    parent: old.parent,
-                                    deleted: old.deleted,
-                                    body: None,
-                                    event: old.event,
-                                    foreign: old.foreign,
-                                    replaces: None,
-                                    superseded: false,
-                                };
-                                self.superseded
-                                    .insert(old_seq, StoredEvent { seq: old_seq, chain: old_chain, revision });
-                            }
-                            r.parent.or(parent)
+                    // A replacing event: the one it replaces stays in the history, without its body.
+                    if let Some(old) = r.replaces.and_then(|_| rows.get(&r.rev)) {
+                        if let Some((old_seq, old_chain)) = old.event {
+                            let revision = StoredRevision {
+                                table: key.0.clone(),
+                                id: key.1.clone(),
+                                rev: r.rev,
+                                parent: old.parent,
+                                deleted: old.deleted,
+                                body: None,
+                                event: old.event,
+                                foreign: old.foreign,
+                                replaces: None,
+                                superseded: false,
+                            };
+                            self.superseded.insert(old_seq, StoredEvent { seq: old_seq, chain: old_chain, revision });
                         }
-                        None => parent,
-                    };
+                    }
+                    // The row takes the parent the event names (verified with its id), the stub's
+                    // only when it names none.
+                    let parent = r.parent.or(parent);
                     let row =
                         Row { parent, deleted: r.deleted, body: r.body, event: Some((seq, chain)), foreign: r.foreign };
                     // An event replacing another of the same revision moves it in the seq index.

@@ -95,8 +95,9 @@ pub struct FeedFilter {
 }
 
 /// A revision to store: new, the body of a revision previously held as a stub, or (a stub again,
-/// without event) the parent of a stub whose parent was unknown. Storing never replaces a known
-/// parent.
+/// without event) the parent of a stub whose parent was unknown. A stub entry never replaces a
+/// known parent; an event is stored with its `parent` (the one its id was verified with), or the
+/// stub's when it names none — an ancestry is only a peer's claim.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRevision {
     /// The table.

@@ -208,14 +208,14 @@ impl Sql {
             insert_events: format!(
                 "INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain, digest) {EVENTS}"
             ),
-            // An event for a revision held as a stub takes its place, and its parent when it names one:
-            // storing never replaces a known parent.
+            // An event for a revision held as a stub takes its place, with the parent the event names
+            // (verified with its id); the stub's only when the event names none.
             fill_events: format!(
                 "WITH u AS ({EVENTS}),
                  filled AS (DELETE FROM {s}._stubs t USING u WHERE t.tbl = u.tbl AND t.id = u.id AND t.rev = u.rev
                    RETURNING t.tbl, t.id, t.rev, t.parent)
                  INSERT INTO {s}._events (seq, tbl, id, rev, parent, deleted, body, chain, digest)
-                 SELECT u.seq, u.tbl, u.id, u.rev, coalesce(f.parent, u.parent), u.deleted, u.body, u.chain, u.digest
+                 SELECT u.seq, u.tbl, u.id, u.rev, coalesce(u.parent, f.parent), u.deleted, u.body, u.chain, u.digest
                  FROM u LEFT JOIN filled f ON f.tbl = u.tbl AND f.id = u.id AND f.rev = u.rev"
             ),
             upsert_states: format!(

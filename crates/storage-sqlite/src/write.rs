@@ -301,8 +301,9 @@ fn store_revisions_one_by_one<'r>(
                 if stub.is_some() {
                     unstub.execute(key).sql()?;
                 }
-                // Storing never replaces a known parent: the stub's, when it has one.
-                let parent = stub.as_ref().and_then(|p| p.as_deref()).or(parent);
+                // The event's parent is the one its id was verified with (the write set's); the
+                // stub's only when the event names none (an ancestry claims, a verified id proves).
+                let parent = parent.or(stub.as_ref().and_then(|p| p.as_deref()));
                 let digest = r.foreign.as_ref().map(|d| &d.0[..]);
                 event
                     .execute(params![

@@ -150,6 +150,48 @@ pub async fn a_parent_learned_later_links_a_truncated_ancestry(f: &dyn Factory) 
     assert_eq!((change.rev, change.leaves), (r3, vec![r3]), "one line again");
 }
 
+/// An ancestry is a peer's claim, a revision's parent is what its id hashes: a hostile ancestry that
+/// names a made-up grandparent makes a stub with that parent, and the verified revision filling the
+/// stub later (or in the same batch) stores the parent it was verified with. Otherwise the record
+/// would send that revision under the made-up parent, which every other peer refuses as corrupt.
+pub async fn a_verified_parent_overrides_an_ancestrys_claim(f: &dyn Factory) {
+    let a = f.fresh().await;
+    crate::support::table(&*a, "t").await;
+    // Two targets that hold the table only: x is new to them.
+    let mut targets = Vec::new();
+    for _ in 0..2 {
+        let b = f.fresh().await;
+        replicate(&*a, &*b).await;
+        targets.push(b);
+    }
+    let r1 = put(&*a, "t", "x", None, plain(json!({"v": 1}))).await;
+    let r2 = put(&*a, "t", "x", Some(r1), plain(json!({"v": 2}))).await;
+    let r3 = put(&*a, "t", "x", Some(r2), plain(json!({"v": 3}))).await;
+    let fake = revision_id("t", "x", None, false, &plain(json!({"v": "made up"})));
+    let mut hostile = ok(a.get_revisions(revs_of("t", "x", &[r3])).await, "get_revisions").remove(0);
+    hostile.ancestry = vec![r2, fake];
+    let middle = ok(a.get_revisions(revs_of("t", "x", &[r2])).await, "get_revisions").remove(0);
+    assert_eq!(middle.ancestry, vec![r1]);
+    for (b, together) in targets.into_iter().zip([false, true]) {
+        let c = f.fresh().await;
+        if together {
+            ok(b.put_revisions(vec![hostile.clone(), middle.clone()], None).await, "the claim and the revision");
+        } else {
+            ok(b.put_revisions(vec![hostile.clone()], None).await, "the hostile ancestry");
+            ok(b.put_revisions(vec![middle.clone()], None).await, "the revision it claims about");
+        }
+        let sent = ok(b.get_revisions(revs_of("t", "x", &[r2])).await, "get_revisions of the filled stub").remove(0);
+        assert_eq!(sent.ancestry, vec![r1], "together: {together}: r2 is sent under the parent it hashes with");
+        let history =
+            ok(b.get_record("t", "x", GetOptions { rev: Some(r3), revs: true, ..GetOptions::default() }).await, "r3");
+        assert_eq!(history.revisions, Some(vec![r3, r2, r1]), "together: {together}: the verified line");
+        // The revision replicates on: a third peer takes it, and the record's whole line from b.
+        replicate(&*b, &*c).await;
+        ok(c.put_revisions(vec![sent], None).await, "a third peer takes r2 as b sends it");
+        assert_eq!(get(&*c, "t", "x").await.rev, r3);
+    }
+}
+
 /// get_revisions leaves out unknown revisions and records; revs_diff lists, per record, exactly the
 /// revisions not held.
 pub async fn get_revisions_and_revs_diff_answer_per_revision(f: &dyn Factory) {

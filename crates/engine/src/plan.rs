@@ -2,69 +2,24 @@
 //! the revision trees, which seqs and chain hashes the new revision events get (§5), and the new
 //! reconciled states. Pure: it works on trees the storage loaded and yields a [`WriteSet`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use ahash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 
 use outpost_api::{
     names, Attributes, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult, MAX_GENERATION,
 };
 
 use crate::foreign::Class;
-use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::reconcile::reconcile;
 use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
 use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::VerifiedRevision;
 
-/// A local write, already validated against limits and field declarations.
-#[derive(Clone, Debug)]
-pub(crate) struct LocalWrite {
-    /// The table.
-    pub table: String,
-    /// The record id.
-    pub id: String,
-    /// The edited revision (`None`: create, revive after delete, or for a delete the winner).
-    pub parent: Option<RevId>,
-    /// Write a tombstone.
-    pub deleted: bool,
-    /// The new body (empty for a tombstone).
-    pub attributes: Attributes,
-    /// The canonical bytes of `attributes` (made once, when validated): what the new revision's id hashes.
-    pub encoded: Vec<u8>,
-    /// Leaves to close with tombstones.
-    pub resolves: Vec<RevId>,
-}
+mod local;
 
-/// A revision a local write adds, before it gets its seq: the write's own revision (its body is the
-/// write's) or a tombstone closing a branch (no body).
-struct NewRevision {
-    rev: RevId,
-    parent: Option<RevId>,
-    deleted: bool,
-    /// Whether the body is the write's attributes (else empty).
-    own: bool,
-    /// The seq of the event this one replaces: the revision was held as foreign (SPEC §3).
-    replaces: Option<u64>,
-}
-
-impl NewRevision {
-    /// The write's own revision of record `key` on `parent`.
-    fn of((table, id): &RecordKey, w: &LocalWrite, parent: Option<RevId>) -> Self {
-        let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, &w.encoded);
-        NewRevision { rev, parent, deleted: w.deleted, own: true, replaces: None }
-    }
-
-    /// The same revision, replacing the foreign body `tree` holds under its id, if it does.
-    fn over_foreign(self, tree: &RevisionTree) -> Self {
-        let replaces = tree.get(&self.rev).filter(|n| n.foreign.is_some()).and_then(|n| n.seq);
-        NewRevision { replaces, ..self }
-    }
-
-    /// A tombstone closing the branch of `leaf` of record `key`.
-    fn closing((table, id): &RecordKey, leaf: RevId) -> Self {
-        let rev = revision_id(table, id, Some(&leaf), true, &Attributes::new());
-        NewRevision { rev, parent: Some(leaf), deleted: true, own: false, replaces: None }
-    }
-}
+use local::plan_local;
+pub(crate) use local::LocalWrite;
 
 /// A record's tree as planned, and whether the transaction touched it.
 struct Planned {
@@ -86,12 +41,16 @@ pub struct Planner {
     start: (u64, ChainHash),
     update_seq: u64,
     chain: ChainHash,
-    trees: HashMap<RecordKey, Planned>,
+    /// Keyed by record keys that peers choose: a keyed hash (ahash's random state), which a peer
+    /// cannot aim collisions at, several times cheaper than SipHash.
+    trees: FastMap<RecordKey, Planned>,
     /// Records whose winner was live before the transaction (for the live-record count).
-    live_before: HashSet<RecordKey>,
+    live_before: FastSet<RecordKey>,
     /// Touched records in first-touch order.
     touched: Vec<RecordKey>,
     revisions: Vec<StoredRevision>,
+    /// The index in `revisions` of each event planned, in seq order (the first at the head's seq + 1).
+    events: Vec<usize>,
     /// Whether an event fills a stub in ([`WriteSet::fills_stubs`]).
     fills_stubs: bool,
     /// Bodies of pending revisions that arrived ([`WriteSet::fill_bodies`]).
@@ -106,7 +65,7 @@ impl Planner {
     pub fn new(head: &Head, loaded: HashMap<RecordKey, RevisionTree>, records: usize) -> Self {
         let live_before =
             loaded.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
-        let mut trees = HashMap::with_capacity(records.max(loaded.len()));
+        let mut trees = FastMap::with_capacity(records.max(loaded.len()));
         trees.extend(loaded.into_iter().map(|(key, tree)| {
             let stored = !tree.is_empty();
             (key, Planned { tree, touched: false, stored })
@@ -118,7 +77,8 @@ impl Planner {
             trees,
             live_before,
             touched: Vec::with_capacity(records),
-            revisions: Vec::new(),
+            revisions: Vec::with_capacity(records),
+            events: Vec::with_capacity(records),
             fills_stubs: false,
             fill_bodies: Vec::new(),
             foreign_tables: Vec::new(),
@@ -303,12 +263,18 @@ impl Planner {
         let json = body.as_ref().map(Attributes::to_json);
         self.update_seq = seq;
         self.chain = chain;
-        if !self.trees.contains_key(key) {
-            self.trees.insert(key.clone(), Planned::new());
-        }
-        let tree = &mut self.trees.get_mut(key).expect("inserted above").tree;
+        let planned = match self.trees.get_mut(key) {
+            Some(planned) => planned,
+            None => self.trees.entry(key.clone()).or_insert_with(Planned::new),
+        };
+        let tree = &mut planned.tree;
         self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
         tree.insert(rev, RevisionNode { parent, deleted, body, seq: Some(seq), foreign });
+        if !planned.touched {
+            planned.touched = true;
+            self.touched.push(key.clone());
+        }
+        self.events.push(self.revisions.len());
         self.revisions.push(StoredRevision {
             table: key.0.clone(),
             id: key.1.clone(),
@@ -321,7 +287,6 @@ impl Planner {
             replaces: None,
             superseded: false,
         });
-        self.touch(key);
         Ok(())
     }
 
@@ -358,16 +323,26 @@ impl Planner {
             self.takes_foreign(table)?;
         }
         let Planner {
-            start, update_seq, chain, trees, live_before, touched, revisions, fills_stubs, fill_bodies, ..
+            start,
+            update_seq,
+            chain,
+            trees,
+            live_before,
+            touched,
+            revisions,
+            events,
+            fills_stubs,
+            fill_bodies,
+            ..
         } = self;
         let mut states = Vec::with_capacity(touched.len());
         let mut views = Vec::new();
         let mut live_records = 0i64;
-        // The JSON of every body written now, so a new winner's state reuses it.
-        let mut written: HashMap<(&str, &str, RevId), &str> = HashMap::with_capacity(revisions.len());
-        written.extend(
-            revisions.iter().filter_map(|r| Some(((r.table.as_str(), r.id.as_str(), r.rev), r.body.as_deref()?))),
-        );
+        // The JSON of a body written now, by its event's seq, so a new winner's state reuses it.
+        let written = |seq: Option<u64>| -> Option<&str> {
+            let at = seq?.checked_sub(start.0 + 1)?;
+            revisions[*events.get(usize::try_from(at).ok()?)?].body.as_deref()
+        };
         // Each touched record's key moves into its state.
         for key in touched {
             let Planned { tree, stored, .. } = &trees[&key];
@@ -386,9 +361,9 @@ impl Planner {
                 live_records += i64::from(!r.deleted) - i64::from(live_before.contains(&key));
             }
             // A deleted record's body is `{}`, whatever its tombstone carries.
-            let body = match written.get(&(key.0.as_str(), key.1.as_str(), r.winner)) {
+            let body = match written(tree.get(&r.winner).and_then(|n| n.seq)) {
                 _ if r.deleted => r.body.to_json(),
-                Some(json) => (*json).to_owned(),
+                Some(json) => json.to_owned(),
                 None => r.body.to_json(),
             };
             let (table, id) = key;
@@ -408,8 +383,7 @@ impl Planner {
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
         states.sort_by_key(|(s, _)| s.seq);
         let (states, new_states): (Vec<StoredState>, Vec<bool>) = states.into_iter().unzip();
-        let head = (!revisions.iter().all(|r| r.event.is_none())).then_some((update_seq, chain));
-        drop(written);
+        let head = (!events.is_empty()).then_some((update_seq, chain));
         let writes = WriteSet {
             revisions: merge_stubs(revisions),
             fills_stubs,
@@ -449,8 +423,8 @@ fn extends(writes: &WriteSet, start: (u64, ChainHash)) -> bool {
 /// Whether each revision has at most one event entry and at most one stub entry, a stub never after
 /// its event (backends may write stubs and events in one statement each).
 fn each_revision_once(writes: &WriteSet) -> bool {
-    let mut events = HashSet::new();
-    let mut stubs = HashSet::new();
+    let mut events = FastSet::default();
+    let mut stubs = FastSet::default();
     writes.revisions.iter().all(|r| {
         let key = (r.table.as_str(), r.id.as_str(), r.rev);
         match r.event {
@@ -480,7 +454,7 @@ fn is_live(tree: &RevisionTree) -> bool {
 /// One stub entry per revision: a stub made earlier in the transaction and linked to its parent later
 /// is stored once, with the parent (a backend may write all stubs in one statement).
 fn merge_stubs(revisions: Vec<StoredRevision>) -> Vec<StoredRevision> {
-    let mut at: HashMap<(String, String, RevId), usize> = HashMap::new();
+    let mut at: FastMap<(String, String, RevId), usize> = FastMap::new();
     let mut out: Vec<StoredRevision> = Vec::with_capacity(revisions.len());
     for r in revisions {
         if r.event.is_none() {
@@ -496,111 +470,10 @@ fn merge_stubs(revisions: Vec<StoredRevision>) -> Vec<StoredRevision> {
     out
 }
 
-/// A local write whose revision is held pending (replayed from quicksync files without its body,
-/// before the revision after it) is not taken as already written — it is not part of the record —
-/// nor written again under the same id: Conflict, until the replay brings the revision after it.
-fn refuse_pending(tree: &RevisionTree, (table, id): &RecordKey, rev: RevId) -> Result<()> {
-    if tree.get(&rev).is_some_and(|n| n.body.is_none() && !n.deleted) && tree.is_pending(&rev) {
-        return Err(Error::conflict(
-            format!(
-                "revision {rev} of {table}/{id} is held without its body (replayed from quicksync files before \
-                 the revision after it): write again once the pull has finished"
-            ),
-            tree.winner(),
-        ));
-    }
-    Ok(())
-}
-
-/// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
-/// revisions to store (none for a retry or a no-op).
-fn plan_local(
-    tree: &RevisionTree,
-    key: &RecordKey,
-    w: &LocalWrite,
-    policy: ReconcilePolicy,
-) -> Result<(RevId, Vec<NewRevision>)> {
-    let winner = tree.winner();
-    let winner_deleted = winner.is_some_and(|r| tree.get(&r).is_some_and(|n| n.deleted));
-    let (table, id) = (key.0.as_str(), key.1.as_str());
-    let parent = match (w.parent, winner) {
-        (Some(p), _) => Some(p),
-        (None, None) if w.deleted => return Err(Error::not_found(format!("record {table}/{id} does not exist"))),
-        (None, None) => None,
-        // A delete without a rev deletes the current winner; a create on a deleted record extends the
-        // tombstone's branch; resolving without a rev writes on the winner's branch.
-        (None, Some(win)) if w.deleted || winner_deleted || !w.resolves.is_empty() => Some(win),
-        (None, Some(win)) => {
-            // A retried create is its own first revision.
-            let first = NewRevision::of(key, w, None).over_foreign(tree);
-            refuse_pending(tree, key, first.rev)?;
-            // A retry returns the revision; one held as foreign gets this native body (SPEC §3).
-            if first.replaces.is_some() {
-                return Ok((first.rev, vec![first]));
-            }
-            if tree.contains(&first.rev) {
-                return Ok((first.rev, vec![]));
-            }
-            return Err(Error::conflict(format!("record {table}/{id} exists: name the revision you edit"), Some(win)));
-        }
-    };
-    let main = NewRevision::of(key, w, parent).over_foreign(tree);
-    refuse_pending(tree, key, main.rev)?;
-    // A write whose revision is held as foreign (a CouchDB peer's copy of it, or one planted under
-    // its predicted id) stores its native body over it (SPEC §3).
-    if main.replaces.is_some() && w.resolves.is_empty() {
-        return Ok((main.rev, vec![main]));
-    }
-    if tree.contains(&main.rev) && w.resolves.is_empty() {
-        return Ok((main.rev, vec![]));
-    }
-    let mut new = Vec::new();
-    let mut result = main.rev;
-    if let Some(p) = parent {
-        let Some(node) = tree.get(&p).filter(|_| tree.is_leaf(&p)) else {
-            return Err(Error::conflict(format!("revision {p} is not a current leaf of {table}/{id}"), winner));
-        };
-        let unchanged = node.deleted == w.deleted && node.body.as_ref() == Some(&w.attributes);
-        if unchanged {
-            result = p;
-        } else if !tree.contains(&main.rev) {
-            new.push(main);
-        }
-    } else {
-        new.push(main);
-    }
-    // Branches to close: the ones named, and under merge-fields every other live leaf when the write
-    // is based on the winner (the write carries the merged body).
-    let mut close: Vec<RevId> = Vec::new();
-    for r in &w.resolves {
-        let live_leaf = tree.is_leaf(r) && tree.get(r).is_some_and(|n| !n.deleted);
-        if !live_leaf || Some(*r) == parent {
-            return Err(Error::conflict(
-                format!("revision {r} is not a conflicting leaf of {table}/{id} that this write can resolve"),
-                winner,
-            ));
-        }
-        // A leaf named twice is closed once.
-        if !close.contains(r) {
-            close.push(*r);
-        }
-    }
-    if policy == ReconcilePolicy::MergeFields && parent.is_some() && parent == winner {
-        for r in tree.conflicts() {
-            if !close.contains(&r) {
-                close.push(r);
-            }
-        }
-    }
-    for leaf in close {
-        new.push(NewRevision::closing(key, leaf));
-    }
-    Ok((result, new))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::revision_id;
     use crate::hash::{genesis_chain, next_chain};
     use crate::validate::replicated;
     use outpost_api::{ErrorKind, Limits, RevisionData, Uuid, Value};

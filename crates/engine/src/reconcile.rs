@@ -28,10 +28,10 @@ pub struct Reconciled<'t> {
 
 /// Compute the reconciled state of a non-empty tree.
 pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconciled<'_>, Error> {
-    let winner = tree.winner().ok_or_else(|| Error::internal("reconcile of an empty revision tree"))?;
-    let node = tree.get(&winner).expect("winner is in the tree");
     let leaves = tree.leaves();
-    let conflicts = tree.conflicts();
+    let winner = tree.winner_of(&leaves).ok_or_else(|| Error::internal("reconcile of an empty revision tree"))?;
+    let node = tree.get(&winner).expect("winner is in the tree");
+    let conflicts = tree.conflicts_of(&leaves, Some(winner));
     if node.deleted {
         return Ok(Reconciled {
             winner,

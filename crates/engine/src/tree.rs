@@ -1,7 +1,7 @@
 //! Revision trees (SPEC §4): every revision a database holds of one record, with parent links, the
 //! leaves, the winner and the conflicts.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use outpost_api::{Attributes, Digest, Error, RevId};
 
@@ -118,14 +118,18 @@ impl<B> RevisionTree<B> {
     /// revision that followed them (`ReplicaTarget::put_events`), and the stubs above them: not part of
     /// what the record reads as until a later revision settles them. A tree holds none otherwise.
     pub fn leaves(&self) -> Vec<RevId> {
-        let parents: HashSet<&RevId> = self.nodes.values().filter_map(|n| n.parent.as_ref()).collect();
-        let leaves: Vec<RevId> = self.nodes.keys().filter(|r| !parents.contains(r)).copied().collect();
+        // Most records hold one revision (every new one does): its own leaf unless pending.
+        if self.nodes.len() == 1 {
+            return self.nodes.iter().filter(|(_, n)| n.settles()).map(|(r, _)| *r).collect();
+        }
+        let parents = sorted(self.nodes.values().filter_map(|n| n.parent));
+        let leaves: Vec<RevId> = self.nodes.keys().filter(|r| parents.binary_search(r).is_err()).copied().collect();
         if leaves.iter().all(|r| self.nodes[r].settles()) {
             return leaves;
         }
         let settled = self.settled();
-        let parents: HashSet<&RevId> = settled.iter().filter_map(|r| self.nodes[r].parent.as_ref()).collect();
-        settled.iter().filter(|r| !parents.contains(r)).copied().collect()
+        let parents = sorted(settled.iter().filter_map(|r| self.nodes[r].parent));
+        settled.iter().filter(|r| parents.binary_search(r).is_err()).copied().collect()
     }
 
     /// The revisions that have a body or are tombstones, with every ancestor of one: everything but
@@ -158,13 +162,23 @@ impl<B> RevisionTree<B> {
     /// The winner (SPEC §4.3): non-deleted leaves beat deleted ones, then the higher generation, then
     /// the greater revision id. `None` for an empty tree.
     pub fn winner(&self) -> Option<RevId> {
-        self.leaves().into_iter().max_by_key(|r| (!self.nodes[r].deleted, *r))
+        self.winner_of(&self.leaves())
+    }
+
+    /// The winner among `leaves` (this tree's [`RevisionTree::leaves`]).
+    pub fn winner_of(&self, leaves: &[RevId]) -> Option<RevId> {
+        leaves.iter().copied().max_by_key(|r| (!self.nodes[r].deleted, *r))
     }
 
     /// Non-deleted leaves other than the winner, in revision id order.
     pub fn conflicts(&self) -> Vec<RevId> {
-        let winner = self.winner();
-        self.leaves().into_iter().filter(|r| Some(*r) != winner && !self.nodes[r].deleted).collect()
+        let leaves = self.leaves();
+        self.conflicts_of(&leaves, self.winner_of(&leaves))
+    }
+
+    /// The conflicts among `leaves` (this tree's [`RevisionTree::leaves`]) beside `winner`.
+    pub fn conflicts_of(&self, leaves: &[RevId], winner: Option<RevId>) -> Vec<RevId> {
+        leaves.iter().copied().filter(|r| Some(*r) != winner && !self.nodes[r].deleted).collect()
     }
 
     /// The ancestry of `rev`: parent first, to the root (or as far as the tree knows).
@@ -204,6 +218,13 @@ impl<B> RevisionTree<B> {
         }
         Ok(())
     }
+}
+
+/// Revision ids sorted, for `binary_search` (cheaper than hashing them for a tree's few nodes).
+fn sorted(revs: impl Iterator<Item = RevId>) -> Vec<RevId> {
+    let mut out: Vec<RevId> = revs.collect();
+    out.sort_unstable();
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Local writes (SPEC §4.1): records, batches and table definitions, validated by
 //! [`crate::validate::local`], planned in one transaction by [`Planner::local_write`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use outpost_api::{
@@ -21,7 +21,7 @@ impl<S: Storage> Engine<S> {
         let head = txn.head().await?;
         let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
         let mut keys: Vec<RecordKey> = Vec::with_capacity(ops.len());
-        let mut seen = HashSet::with_capacity(ops.len());
+        let mut seen = ahash::HashSet::with_capacity_and_hasher(ops.len(), ahash::RandomState::new());
         for w in ops.iter().flatten() {
             if w.table != names::TABLES_TABLE && !defs.contains_key(&w.table) {
                 let state = txn.load_state(names::TABLES_TABLE, &w.table).await?;

@@ -3,6 +3,7 @@
 //! revisions held without a body.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 use outpost_api::{Result, RevId};
 use outpost_engine::storage::stored::{self, rev as parse_rev};
@@ -49,8 +50,14 @@ fn revision_rows(
 
 /// The query of [`revision_rows`] for `n` ids of table `?1` (`?2`…): index searches only.
 pub(crate) fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
-    let marks: Vec<String> = (0..n).map(|i| format!("?{}", i + 2)).collect();
-    let marks = marks.join(", ");
+    // `?2, ?3, …`: built in one buffer (a statement is prepared, or found cached, for every page).
+    let mut marks = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            marks.push_str(", ");
+        }
+        write!(marks, "?{}", i + 2).expect("writing to a String");
+    }
     format!(
         "SELECT id, {events} FROM _events WHERE tbl = ?1 AND id IN ({marks})
          UNION ALL SELECT id, {stubs} FROM _stubs WHERE tbl = ?1 AND id IN ({marks})"

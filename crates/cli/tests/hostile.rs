@@ -483,6 +483,54 @@ async fn a_flood_of_16_mib_bodies_stays_within_the_upload_budget() {
     db_check(dir.path());
 }
 
+/// The CouchDB routes' bodies take room in the upload budget too: while one upload holds all of it
+/// (it declared the largest body and sends it slowly), another couch request with a body waits for
+/// room and is turned away with 503; once the first is gone, the same request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couch_bodies_take_room_in_the_upload_budget() {
+    const LIMIT: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &format!("[limits]\nmax_request_bytes = {LIMIT}\nmax_upload_bytes = {LIMIT}\n"));
+    let http = http();
+    assert_eq!(http.put(url(&server, "/dbs/field")).send().await.unwrap().status(), 201);
+    assert_eq!(http.put(url(&server, "/couch/field/t")).send().await.unwrap().status(), 201);
+    let mut held = TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "POST /couch/field/t/_bulk_docs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {LIMIT}\r\n\r\n{{\"docs\": [",
+        server.addr()
+    );
+    held.write_all(head.as_bytes()).unwrap();
+    let diff = || async {
+        let reply = http.post(url(&server, "/couch/field/t/_revs_diff")).json(&json!({"x": ["1-abc"]})).send().await;
+        reply.unwrap().status().as_u16()
+    };
+    // The held upload takes its room as soon as the server has read its head; a request that came
+    // first is served, so ask again until one is turned away (each wait is the server's patience).
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let status = diff().await;
+        statuses.push(status);
+        if status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(statuses.last(), Some(&503), "a couch body waits for room in the budget: {statuses:?}");
+    drop(held);
+    let mut served = 0;
+    for _ in 0..100 {
+        if diff().await == 200 {
+            served += 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, 1, "the room comes back when the held upload is gone");
+    assert!(healthy(&server));
+    server.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_bodies_name_no_files_or_os_texts() {
     let dir = tempfile::tempdir().unwrap();

@@ -137,8 +137,13 @@ async fn changes(
     };
     // A poll that may wait holds a place among the server's feeds while it is open.
     let slot = couch.host.feed(ext)?;
+    let stopping = couch.host.stopping(ext);
     let poll = async move {
-        let answer = long_poll(&t, since, &options, wait).await?;
+        // A server shutting down answers with what there is now instead of waiting on.
+        let answer = tokio::select! {
+            answer = long_poll(&t, since, &options, wait) => answer?,
+            () = stopping => read(&t, since, &options).await?,
+        };
         drop(slot);
         Ok::<_, CouchError>(answer)
     };

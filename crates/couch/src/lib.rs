@@ -63,7 +63,17 @@ pub trait Host: Send + Sync + 'static {
 
     /// The input limits in force (entries per request, documents per batch).
     fn limits(&self) -> Limits;
+
+    /// Resolves when the server begins to shut down, for a request with these extensions: a waiting
+    /// long-poll answers then, so that a graceful shutdown need not wait for it. Never by default.
+    fn stopping(&self, extensions: &Extensions) -> Stopping {
+        let _ = extensions;
+        Box::pin(std::future::pending())
+    }
 }
+
+/// What [`Host::stopping`] gives: a future that resolves when the server begins to shut down.
+pub type Stopping = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The state of the CouchDB routes.
 #[derive(Clone)]

@@ -5,12 +5,39 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::http::Extensions;
+use axum::extract::{Request, State};
+use axum::http::{header, Extensions};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use outpost_api::{names, Database, Databases, Error, Limits, Result};
 use outpost_couch::Need;
 
 use crate::access::{Caller, Role};
 use crate::connections::Budgets;
+use crate::error::ApiError;
+use crate::shutdown::Stop;
+use crate::AppState;
+
+/// The CouchDB routes read their bodies whole (axum's `Bytes`, within the request limit): each request
+/// that carries a body first takes its room in the upload budget (SPEC §14), as the other routes'
+/// bodies do — its declared length, else the most a body may be — and holds it until its handler
+/// answers (a long-poll answers at once and streams, so it holds no room while it waits).
+pub(crate) async fn upload_room(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    let streamed = headers.contains_key(header::TRANSFER_ENCODING);
+    if declared.unwrap_or(0) == 0 && !streamed {
+        return next.run(request).await;
+    }
+    let most = state.limits.max_request_bytes;
+    let room = match state.budgets.upload(declared.unwrap_or(most).min(most)).await {
+        Ok(room) => room,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let response = next.run(request).await;
+    drop(room);
+    response
+}
 
 /// The databases a server hosts, as CouchDB servers.
 pub(crate) struct Host {
@@ -43,5 +70,10 @@ impl outpost_couch::Host for Host {
 
     fn limits(&self) -> Limits {
         self.limits
+    }
+
+    fn stopping(&self, extensions: &Extensions) -> outpost_couch::Stopping {
+        let mut stop = Stop::of(extensions);
+        Box::pin(async move { stop.wait().await })
     }
 }

@@ -162,7 +162,8 @@ pub fn router(state: AppState) -> Router {
     // The CouchDB protocol: long-polls bound themselves (at most a minute), like the feeds.
     let host = couch::Host { dbs: state.dbs.clone(), budgets: state.budgets.clone(), limits: state.limits };
     let couch = outpost_couch::router(outpost_couch::Couch::new(Arc::new(host)))
-        .route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout));
+        .route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout))
+        .route_layer(middleware::from_fn_with_state(state.clone(), couch::upload_room));
     let app = bounded
         .merge(feeds)
         .merge(couch)

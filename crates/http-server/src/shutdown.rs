@@ -26,6 +26,11 @@ impl Stopping {
 pub(crate) struct Stop(Option<watch::Receiver<bool>>);
 
 impl Stop {
+    /// The view of a request with these extensions (which carry [`Stopping`] when served by `serve`).
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Self {
+        Stop(extensions.get::<Stopping>().map(|s| s.0.subscribe()))
+    }
+
     /// Resolves when the server begins to shut down.
     pub(crate) async fn wait(&mut self) {
         match &mut self.0 {
@@ -42,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Stop {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(Stop(parts.extensions.get::<Stopping>().map(|s| s.0.subscribe())))
+        Ok(Stop::of(&parts.extensions))
     }
 }
 

@@ -274,6 +274,36 @@ async fn shutdown_lets_an_in_flight_long_poll_finish() {
     .await;
 }
 
+/// A CouchDB client's long-poll (`/couch/{db}/{table}/_changes?feed=longpoll`, which may wait a
+/// minute) is answered when the server begins to shut down, as the native feeds are.
+#[tokio::test]
+async fn shutdown_answers_a_waiting_couch_long_poll() {
+    bounded("the shutdown", async {
+        let server = Server::with_table().await;
+        let new = outpost_api::NewTable { name: "c".into(), couch: true, ..Default::default() };
+        server.db("a").await.create_table(new).await.expect("a table open to CouchDB clients");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(outpost_server::serve(listener, server.state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = "GET /couch/a/c/_changes?feed=longpoll&since=now&timeout=60000 HTTP/1.1\r\n\
+                       Host: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.expect("send");
+        settle().await;
+        stop.send(()).expect("server running");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.expect("reply");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let body: Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("body")).expect("JSON");
+        assert_eq!(body["results"], json!([]), "{body}");
+        serving.await.expect("serve task").expect("serve");
+    })
+    .await;
+}
+
 // Paused time: the runtime jumps to the next timer when idle, so the 15 s heartbeat comes at once.
 #[tokio::test(start_paused = true)]
 async fn an_idle_event_stream_sends_heartbeats() {

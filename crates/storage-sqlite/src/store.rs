@@ -578,7 +578,7 @@ mod tests {
         let storage = SqliteStorage::create(&dir.path().join("k.outpost"), &Genesis::new("k").unwrap()).unwrap();
         let slot = storage.conn.try_lock().unwrap();
         let conn = slot.as_ref().unwrap();
-        for columns in [("rev, parent, deleted, body, seq", "rev, parent, 0, NULL, NULL"), ("rev", "rev")] {
+        for columns in [("rev, parent, deleted, body, seq", Some("rev, parent, 0, NULL, NULL")), ("rev", Some("rev"))] {
             let sql = crate::trees::revisions_sql(columns, crate::trees::KEYS);
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -30,6 +30,12 @@ fn revision_rows(
         by_table.entry(table).or_default().push(id);
     }
     for (table, ids) in by_table {
+        // Most tables hold no stub (only an ancestry cut short, or one naming revisions not sent, makes
+        // one): then the query reads `_events` alone, half the index searches. Every caller runs in
+        // one transaction (the writer's, or a read's), so the probe and the query see one snapshot.
+        let mut probe = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM _stubs WHERE tbl = ?1)").sql()?;
+        let any_stub: bool = probe.query_row([table], |r| r.get(0)).sql()?;
+        let stubs = any_stub.then_some(stubs);
         for chunk in ids.chunks(KEYS) {
             let per_statement = if chunk.len() == KEYS { KEYS } else { 1 };
             let mut stmt = conn.prepare_cached(&revisions_sql((events, stubs), per_statement)).sql()?;
@@ -48,8 +54,9 @@ fn revision_rows(
     Ok(())
 }
 
-/// The query of [`revision_rows`] for `n` ids of table `?1` (`?2`…): index searches only.
-pub(crate) fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
+/// The query of [`revision_rows`] for `n` ids of table `?1` (`?2`…), the stubs' part only when the
+/// `stubs` columns are given: index searches only.
+pub(crate) fn revisions_sql((events, stubs): (&str, Option<&str>), n: usize) -> String {
     // `?2, ?3, …`: built in one buffer (a statement is prepared, or found cached, for every page).
     let mut marks = String::with_capacity(n * 5);
     for i in 0..n {
@@ -58,10 +65,12 @@ pub(crate) fn revisions_sql((events, stubs): (&str, &str), n: usize) -> String {
         }
         write!(marks, "?{}", i + 2).expect("writing to a String");
     }
-    format!(
-        "SELECT id, {events} FROM _events WHERE tbl = ?1 AND id IN ({marks})
-         UNION ALL SELECT id, {stubs} FROM _stubs WHERE tbl = ?1 AND id IN ({marks})"
-    )
+    let mut sql = format!("SELECT id, {events} FROM _events WHERE tbl = ?1 AND id IN ({marks})");
+    if let Some(stubs) = stubs {
+        write!(sql, " UNION ALL SELECT id, {stubs} FROM _stubs WHERE tbl = ?1 AND id IN ({marks})")
+            .expect("writing to a String");
+    }
+    sql
 }
 
 pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {

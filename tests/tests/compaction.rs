@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use outpost_api::{
     CompactRequest, Database, GetOptions, InfoReader, Limits, Maintenance, PutRecord, RecordReader, RecordRevs,
-    ReplicaTarget, RevId, WriteOp,
+    ReplicaTarget, RevId, TableWriter, WriteOp,
 };
 use outpost_quicksync::{open_files, publish, pull, PublishOptions, PullOptions};
 use outpost_reconciler::{replicate, Options};
@@ -203,4 +203,34 @@ async fn a_compacted_revision_is_pending_until_the_revision_after_it_arrives() {
     assert_eq!(y.rev, y2.rev);
     assert_eq!(ok(db.info().await, "info").record_count, 2);
     assert!(ok(db.check().await, "check").problems.is_empty());
+}
+
+/// A foreign body replaced by a native one under its id (SPEC §3) stays in the history without its
+/// body: `check` counts that event as superseded, not compacted, and finds nothing wrong.
+#[tokio::test]
+async fn a_superseded_body_is_counted_apart_from_compacted_ones() {
+    let site = Site::new();
+    let db = site.db("a").await;
+    let couch = outpost_api::NewTable { name: "c".into(), couch: true, ..outpost_api::NewTable::default() };
+    ok(db.create_table(couch).await, "a table open to CouchDB peers");
+    let native = plain(json!({"v": 1}));
+    let rev = outpost_engine::hash::revision_id("c", "x", None, false, &native);
+    // The same revision as a CouchDB peer holds it: its number read back as a float.
+    let lossy = plain(json!({"v": 1.5}));
+    let digest = outpost_engine::foreign::digest("c", "x", None, false, &lossy);
+    let revision = |attributes, foreign| outpost_api::RevisionData {
+        table: "c".into(),
+        id: "x".into(),
+        rev,
+        deleted: false,
+        attributes: Some(attributes),
+        ancestry: vec![],
+        foreign,
+    };
+    ok(db.put_revisions(vec![revision(lossy, Some(digest))], None).await, "the foreign body");
+    let replaced = ok(db.put_revisions(vec![revision(native, None)], None).await, "the native body");
+    assert_eq!(replaced.written, 1, "the native body replaces the foreign one");
+    let check = ok(db.check().await, "check");
+    assert_eq!((check.events, check.superseded, check.compacted, check.pending), (3, 1, 0, 0), "{check:?}");
+    assert!(check.problems.is_empty(), "{check:?}");
 }

@@ -237,13 +237,19 @@ fn bytes(n: u64) -> String {
 /// The outcome of `db check` for people.
 pub fn check_human(report: &CheckReport) -> String {
     let compacted = if report.compacted > 0 { format!(" ({} compacted)", report.compacted) } else { String::new() };
+    let superseded = if report.superseded > 0 {
+        format!(" ({} superseded by a better body)", report.superseded)
+    } else {
+        String::new()
+    };
     let foreign = if report.foreign > 0 {
         format!(" ({} foreign, against their digests)", report.foreign)
     } else {
         String::new()
     };
     let summary = format!(
-        "{} revision events read, {} bodies re-hashed{foreign}{compacted}, {} records' states recomputed ({} live), \
+        "{} revision events read, {} bodies re-hashed{foreign}{compacted}{superseded}, {} records' states recomputed \
+         ({} live), \
          update_seq {}",
         report.events, report.rehashed, report.records, report.live_records, report.update_seq
     );

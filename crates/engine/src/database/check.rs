@@ -1,7 +1,7 @@
 //! The integrity check (`outpost db check`): every event, chain hash, body hash and stored state
 //! recomputed from what is stored.
 
-use outpost_api::{ReconcilePolicy, Result};
+use outpost_api::{ReconcilePolicy, Result, RevId};
 
 use super::{parse_body, Engine};
 use crate::hash::genesis_chain;
@@ -18,8 +18,9 @@ impl<S: Storage> Engine<S> {
         let mut report = CheckReport { update_seq: head.update_seq, ..CheckReport::default() };
         let mut chain = genesis_chain(head.epochs[0].uuid);
         let mut expect = 1;
-        // Records with an event stored without its body: compacted, or pending (checked below).
-        let mut bodiless: std::collections::BTreeSet<RecordKey> = std::collections::BTreeSet::new();
+        // Events stored without their body, by record: compacted (perhaps pending), or superseded —
+        // told apart below by the record's tree, whose node for the revision names its current event.
+        let mut bodiless: std::collections::BTreeMap<RecordKey, Vec<(RevId, u64)>> = std::collections::BTreeMap::new();
         loop {
             let events = self.store()?.events(expect - 1, 1000).await?;
             if events.is_empty() {
@@ -38,8 +39,7 @@ impl<S: Storage> Engine<S> {
                 }
                 report.events += 1;
                 if r.body.is_none() && !r.deleted {
-                    report.compacted += 1;
-                    bodiless.insert((r.table.clone(), r.id.clone()));
+                    bodiless.entry((r.table.clone(), r.id.clone())).or_default().push((r.rev, e.seq));
                 }
                 if let Some(body) = &r.body {
                     match parse_body(body) {
@@ -69,9 +69,20 @@ impl<S: Storage> Engine<S> {
             }
         }
         self.check_states(&mut report).await?;
-        let bodiless: Vec<RecordKey> = bodiless.into_iter().collect();
-        for keys in bodiless.chunks(1000) {
-            for tree in self.store()?.load_trees(keys).await?.values() {
+        let bodiless: Vec<(RecordKey, Vec<(RevId, u64)>)> = bodiless.into_iter().collect();
+        for page in bodiless.chunks(1000) {
+            let keys: Vec<RecordKey> = page.iter().map(|(key, _)| key.clone()).collect();
+            let trees = self.store()?.load_trees(&keys).await?;
+            for (key, events) in page {
+                let Some(tree) = trees.get(key) else { continue };
+                for (rev, seq) in events {
+                    // An event that is no longer its revision's is one whose body a later one replaced.
+                    if tree.get(rev).and_then(|n| n.seq) == Some(*seq) {
+                        report.compacted += 1;
+                    } else {
+                        report.superseded += 1;
+                    }
+                }
                 report.pending += tree.iter().filter(|(rev, _)| tree.is_pending(rev)).count() as u64;
             }
         }
@@ -147,8 +158,12 @@ pub struct CheckReport {
     pub rehashed: u64,
     /// Of those, foreign revisions (SPEC §3), whose bodies were checked against their digests.
     pub foreign: u64,
-    /// Revision events stored without their body (compacted, SPEC §4.5): nothing to re-hash.
+    /// Revision events stored without their body because it was compacted (SPEC §4.5): nothing to
+    /// re-hash.
     pub compacted: u64,
+    /// Revision events kept in the history without their body because a later event of the same
+    /// revision replaced it (a foreign body replaced by a native one, or by a smaller digest: SPEC §3).
+    pub superseded: u64,
     /// Of those, revisions still pending (`RevisionTree::leaves`): replayed before the revision after
     /// them, which has not arrived. A problem when any.
     pub pending: u64,

@@ -245,31 +245,35 @@ async fn an_event_stream_resumes_after_last_event_id() {
     .await;
 }
 
+/// Serve `server` on a real socket, send `GET path` (a feed that waits), begin a graceful shutdown
+/// once the request is waiting, and return the JSON body it is answered with (200), after the server
+/// has stopped.
+async fn answer_at_shutdown(server: &Server, path: &str) -> Value {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(outpost_server::serve(listener, server.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    settle().await;
+    stop.send(()).expect("server running");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("reply");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body = serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("body")).expect("JSON");
+    serving.await.expect("serve task").expect("serve");
+    body
+}
+
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_long_poll_finish() {
     bounded("the shutdown", async {
         let server = Server::with_table().await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(outpost_server::serve(listener, server.state.clone(), async {
-            let _ = stopped.await;
-        }));
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = "GET /dbs/a/changes?feed=longpoll&since=1&timeout=300000 HTTP/1.1\r\nHost: localhost\r\n\
-                       Connection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).await.expect("send");
-        settle().await;
-        stop.send(()).expect("server running");
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).await.expect("reply");
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        let body = reply.split("\r\n\r\n").nth(1).expect("body");
-        assert_eq!(
-            unchained(serde_json::from_str::<Value>(body).expect("JSON")),
-            json!({"changes": [], "last_seq": 1, "pending": 0})
-        );
-        serving.await.expect("serve task").expect("serve");
+        let body = answer_at_shutdown(&server, "/dbs/a/changes?feed=longpoll&since=1&timeout=300000").await;
+        assert_eq!(unchained(body), json!({"changes": [], "last_seq": 1, "pending": 0}));
     })
     .await;
 }
@@ -282,24 +286,8 @@ async fn shutdown_answers_a_waiting_couch_long_poll() {
         let server = Server::with_table().await;
         let new = outpost_api::NewTable { name: "c".into(), couch: true, ..Default::default() };
         server.db("a").await.create_table(new).await.expect("a table open to CouchDB clients");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(outpost_server::serve(listener, server.state.clone(), async {
-            let _ = stopped.await;
-        }));
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = "GET /couch/a/c/_changes?feed=longpoll&since=now&timeout=60000 HTTP/1.1\r\n\
-                       Host: localhost\r\nConnection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).await.expect("send");
-        settle().await;
-        stop.send(()).expect("server running");
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).await.expect("reply");
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        let body: Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1).expect("body")).expect("JSON");
+        let body = answer_at_shutdown(&server, "/couch/a/c/_changes?feed=longpoll&since=now&timeout=60000").await;
         assert_eq!(body["results"], json!([]), "{body}");
-        serving.await.expect("serve task").expect("serve");
     })
     .await;
 }

@@ -14,7 +14,7 @@ use outpost_couch::Need;
 
 use crate::access::{Caller, Role};
 use crate::connections::Budgets;
-use crate::error::ApiError;
+use crate::extract::{declared_length, upload_room};
 use crate::shutdown::Stop;
 use crate::AppState;
 
@@ -22,17 +22,15 @@ use crate::AppState;
 /// that carries a body first takes its room in the upload budget (SPEC §14), as the other routes'
 /// bodies do — its declared length, else the most a body may be — and holds it until its handler
 /// answers (a long-poll answers at once and streams, so it holds no room while it waits).
-pub(crate) async fn upload_room(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn take_upload_room(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
     let streamed = headers.contains_key(header::TRANSFER_ENCODING);
-    if declared.unwrap_or(0) == 0 && !streamed {
+    if declared_length(headers).unwrap_or(0) == 0 && !streamed {
         return next.run(request).await;
     }
-    let most = state.limits.max_request_bytes;
-    let room = match state.budgets.upload(declared.unwrap_or(most).min(most)).await {
+    let room = match upload_room(headers, &state).await {
         Ok(room) => room,
-        Err(e) => return ApiError(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let response = next.run(request).await;
     drop(room);

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use outpost_api::{names, Database, Error, ErrorKind, RevId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa::IntoParams;
 
 use crate::access::{Caller, Role};
@@ -33,19 +34,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 /// parsing too, when the parsed form is built beside the bytes).
 struct ReadBody {
     bytes: Bytes,
-    _room: tokio::sync::OwnedSemaphorePermit,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The length a request's head declares for its body (`Content-Length`), if any.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+}
+
+/// Room in the upload budget for what a request's body may be: its declared length, else the most a
+/// body may be (`max_request_bytes`), held while it is read and parsed.
+pub(crate) async fn upload_room(headers: &HeaderMap, state: &AppState) -> ApiResult<OwnedSemaphorePermit> {
+    let most = state.limits.max_request_bytes;
+    Ok(state.budgets.upload(declared_length(headers).unwrap_or(most).min(most)).await?)
 }
 
 async fn read_body(request: Request, state: &AppState) -> ApiResult<ReadBody> {
-    // Room in the upload budget for what the body may be (its declared length, else the most a body
-    // may be), held while it is read and parsed.
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(state.limits.max_request_bytes);
-    let room = state.budgets.upload(declared.min(state.limits.max_request_bytes)).await?;
+    let room = upload_room(request.headers(), state).await?;
     let bytes = Bytes::from_request(request, state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(Error::too_large(format!(

@@ -163,7 +163,7 @@ pub fn router(state: AppState) -> Router {
     let host = couch::Host { dbs: state.dbs.clone(), budgets: state.budgets.clone(), limits: state.limits };
     let couch = outpost_couch::router(outpost_couch::Couch::new(Arc::new(host)))
         .route_layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, feed_timeout))
-        .route_layer(middleware::from_fn_with_state(state.clone(), couch::upload_room));
+        .route_layer(middleware::from_fn_with_state(state.clone(), couch::take_upload_room));
     let app = bounded
         .merge(feeds)
         .merge(couch)

@@ -5,6 +5,8 @@
 //! and rejects invalid input with an error that names the attribute path (`attribute "a.b[2]": ...`).
 //! Plain JSON (`{"size": 4}`) is converted by [`Value::from_plain`] and [`Value::to_plain`].
 
+use std::borrow::Cow;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -151,7 +153,7 @@ impl Value {
     /// Convert plain JSON: integers that fit i64 → int, other numbers → decimal with their exact
     /// digits, strings, bools, null, arrays → list, objects → map.
     pub fn from_plain(json: &serde_json::Value) -> Result<Value, Error> {
-        from_plain_at(json, "")
+        from_plain_at(json, &Path::Root)
     }
 
     /// Plain JSON for this value: int, float and decimal as JSON numbers, bytes as base64 text,
@@ -176,23 +178,41 @@ impl Value {
     }
 }
 
-fn join_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
+/// Where a value sits in a body (`a.b[2]`), for error messages: made as the parser descends, written
+/// out only when an error names it (a path string per attribute was a good share of parsing a body).
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn is_root(&self) -> bool {
+        matches!(self, Path::Root)
     }
 }
 
-fn path_error(path: &str, message: impl fmt::Display) -> String {
-    if path.is_empty() {
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Key(Path::Root, key) => f.write_str(key),
+            Path::Key(parent, key) => write!(f, "{parent}.{key}"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn path_error(path: &Path<'_>, message: impl fmt::Display) -> String {
+    if path.is_root() {
         message.to_string()
     } else {
-        format!("attribute {path:?}: {message}")
+        format!("attribute {:?}: {message}", path.to_string())
     }
 }
 
-fn from_plain_at(json: &serde_json::Value, path: &str) -> Result<Value, Error> {
+fn from_plain_at(json: &serde_json::Value, path: &Path<'_>) -> Result<Value, Error> {
     use serde_json::Value as J;
     Ok(match json {
         J::Null => Value::Null,
@@ -203,16 +223,12 @@ fn from_plain_at(json: &serde_json::Value, path: &str) -> Result<Value, Error> {
         },
         J::String(s) => Value::String(s.clone()),
         J::Array(items) => Value::List(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| from_plain_at(v, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?,
+            items.iter().enumerate().map(|(i, v)| from_plain_at(v, &Path::Index(path, i))).collect::<Result<_, _>>()?,
         ),
         J::Object(items) => Value::Map(
             items
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), from_plain_at(v, &join_path(path, k))?)))
+                .map(|(k, v)| Ok((k.clone(), from_plain_at(v, &Path::Key(path, k))?)))
                 .collect::<Result<_, Error>>()?,
         ),
     })
@@ -252,13 +268,17 @@ impl Serialize for ListRef<'_> {
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ValueSeed { path: "" }.deserialize(d)
+        ValueSeed { path: &Path::Root }.deserialize(d)
     }
 }
 
+// Parsing is on the path of every replicated body (a fetched page, a quicksync file) and every write
+// over HTTP: the seeds below take a value's type name and text without copying them where the JSON
+// lets them be borrowed, and allocate only what the value keeps.
+
 /// Deserialises one wire value, knowing its attribute path for error messages.
 struct ValueSeed<'p> {
-    path: &'p str,
+    path: &'p Path<'p>,
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -272,51 +292,48 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
+        if self.path.is_root() {
             f.write_str("a typed value such as {\"int\": \"5\"}")
         } else {
-            write!(f, "a typed value such as {{\"int\": \"5\"}} at attribute {:?}", self.path)
+            write!(f, "a typed value such as {{\"int\": \"5\"}} at attribute {:?}", self.path.to_string())
         }
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let err = |m: String| de::Error::custom(path_error(self.path, m));
-        let key: String = map
-            .next_key()?
+        let ty = map
+            .next_key::<TypeName>()?
             .ok_or_else(|| err("empty object: a value is an object with one key naming its type".into()))?;
-        let value = match key.as_str() {
-            "list" => map.next_value_seed(ListSeed { path: self.path })?,
-            "map" => Value::Map(map.next_value_seed(MapSeed { path: self.path, attributes: false })?),
-            "null" => match map.next_value::<serde_json::Value>()? {
+        let ty = ty.0.map_err(|other| {
+            err(format!(
+                "unknown value type {other:?}: expected one of null, bool, int, float, decimal, string, bytes, \
+                 timestamp, list, map"
+            ))
+        })?;
+        let value = match ty {
+            ValueType::List => map.next_value_seed(ListSeed { path: self.path })?,
+            ValueType::Map => Value::Map(map.next_value_seed(MapSeed { path: self.path, attributes: false })?),
+            ValueType::Null => match map.next_value::<Scalar<'_>>()?.json() {
                 serde_json::Value::Bool(true) => Value::Null,
                 other => return Err(err(format!("invalid null {other}: write {{\"null\": true}}"))),
             },
-            "bool" => match map.next_value::<serde_json::Value>()? {
+            ValueType::Bool => match map.next_value::<Scalar<'_>>()?.json() {
                 serde_json::Value::Bool(b) => Value::Bool(b),
                 other => return Err(err(format!("invalid bool {other}: expected true or false"))),
             },
-            other => {
-                let ty = match other {
-                    "int" => ValueType::Int,
-                    "float" => ValueType::Float,
-                    "decimal" => ValueType::Decimal,
-                    "string" => ValueType::String,
-                    "bytes" => ValueType::Bytes,
-                    "timestamp" => ValueType::Timestamp,
-                    _ => {
-                        return Err(err(format!(
-                            "unknown value type {other:?}: expected one of null, bool, int, float, decimal, \
-                             string, bytes, timestamp, list, map"
-                        )))
-                    }
-                };
+            ty => {
                 // Numbers are carried as strings; a bare JSON number is accepted for convenience.
-                let text = match map.next_value::<serde_json::Value>()? {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) if ty != ValueType::String && ty != ValueType::Bytes => n.to_string(),
-                    other => return Err(err(format!("invalid {ty} {other}: expected a string"))),
+                let text = match map.next_value::<Scalar<'_>>()? {
+                    Scalar::Text(s) => s,
+                    Scalar::Json(serde_json::Value::Number(n)) if ty != ValueType::String && ty != ValueType::Bytes => {
+                        Cow::Owned(n.to_string())
+                    }
+                    other => return Err(err(format!("invalid {ty} {}: expected a string", other.json()))),
                 };
-                Value::parse_typed(ty, &text).map_err(err)?
+                match ty {
+                    ValueType::String => Value::String(text.into_owned()),
+                    _ => Value::parse_typed(ty, &text).map_err(err)?,
+                }
             }
         };
         if map.next_key::<de::IgnoredAny>()?.is_some() {
@@ -326,8 +343,102 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
+/// A value's one key: its type, or the unknown name it had.
+struct TypeName(Result<ValueType, String>);
+
+impl<'de> Deserialize<'de> for TypeName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = TypeName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value type name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<TypeName, E> {
+                Ok(TypeName(match name {
+                    "null" => Ok(ValueType::Null),
+                    "bool" => Ok(ValueType::Bool),
+                    "int" => Ok(ValueType::Int),
+                    "float" => Ok(ValueType::Float),
+                    "decimal" => Ok(ValueType::Decimal),
+                    "string" => Ok(ValueType::String),
+                    "bytes" => Ok(ValueType::Bytes),
+                    "timestamp" => Ok(ValueType::Timestamp),
+                    "list" => Ok(ValueType::List),
+                    "map" => Ok(ValueType::Map),
+                    other => Err(other.to_owned()),
+                }))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
+/// A scalar value's JSON: text borrowed from the input when it can be, anything else as JSON (for
+/// a number, or for the error message that names what was sent).
+enum Scalar<'de> {
+    Text(Cow<'de, str>),
+    Json(serde_json::Value),
+}
+
+impl Scalar<'_> {
+    fn json(self) -> serde_json::Value {
+        match self {
+            Scalar::Text(s) => serde_json::Value::String(s.into_owned()),
+            Scalar::Json(v) => v,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(s)))
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Json(serde_json::Value::Bool(b)))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Json(n.into()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Json(n.into()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Json(n.into()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Json(serde_json::Value::Null))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Json(serde_json::Value::Null))
+            }
+            // Arrays, objects and (with exact number digits) numbers: as serde_json reads them.
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar<'de>, A::Error> {
+                Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Scalar::Json)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar<'de>, A::Error> {
+                Deserialize::deserialize(de::value::MapAccessDeserializer::new(map)).map(Scalar::Json)
+            }
+        }
+        d.deserialize_any(Any)
+    }
+}
+
 struct ListSeed<'p> {
-    path: &'p str,
+    path: &'p Path<'p>,
 }
 
 impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
@@ -340,13 +451,12 @@ impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
 impl<'de> Visitor<'de> for ListSeed<'_> {
     type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a JSON array of typed values at attribute {:?}", self.path)
+        write!(f, "a JSON array of typed values at attribute {:?}", self.path.to_string())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         loop {
-            let path = format!("{}[{}]", self.path, items.len());
-            match seq.next_element_seed(ValueSeed { path: &path })? {
+            match seq.next_element_seed(ValueSeed { path: &Path::Index(self.path, items.len()) })? {
                 Some(v) => items.push(v),
                 None => return Ok(Value::List(items)),
             }
@@ -355,7 +465,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
 }
 
 struct MapSeed<'p> {
-    path: &'p str,
+    path: &'p Path<'p>,
     /// Top-level attribute maps also check attribute names.
     attributes: bool,
 }
@@ -373,7 +483,7 @@ impl<'de> Visitor<'de> for MapSeed<'_> {
         if self.attributes {
             f.write_str("a JSON object of attribute name → typed value")
         } else {
-            write!(f, "a JSON object of typed values at attribute {:?}", self.path)
+            write!(f, "a JSON object of typed values at attribute {:?}", self.path.to_string())
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -382,10 +492,14 @@ impl<'de> Visitor<'de> for MapSeed<'_> {
             if self.attributes {
                 crate::names::validate_attribute_name(&key).map_err(|e| de::Error::custom(e.message))?;
             }
-            let path = join_path(self.path, &key);
-            let value = map.next_value_seed(ValueSeed { path: &path })?;
-            if out.insert(key, value).is_some() {
-                return Err(de::Error::custom(path_error(&path, "duplicate key")));
+            let value = map.next_value_seed(ValueSeed { path: &Path::Key(self.path, &key) })?;
+            match out.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(held) => {
+                    return Err(de::Error::custom(path_error(&Path::Key(self.path, held.key()), "duplicate key")))
+                }
             }
         }
         Ok(out)
@@ -408,7 +522,7 @@ impl Attributes {
         let mut out = BTreeMap::new();
         for (k, v) in obj {
             crate::names::validate_attribute_name(k)?;
-            out.insert(k.clone(), from_plain_at(v, k)?);
+            out.insert(k.clone(), from_plain_at(v, &Path::Key(&Path::Root, k))?);
         }
         Ok(Attributes(out))
     }
@@ -457,7 +571,7 @@ impl Serialize for Attributes {
 
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        MapSeed { path: "", attributes: true }.deserialize(d).map(Attributes)
+        MapSeed { path: &Path::Root, attributes: true }.deserialize(d).map(Attributes)
     }
 }
 
@@ -513,7 +627,31 @@ mod tests {
         for (input, needle) in cases {
             let err = serde_json::from_value::<Attributes>(input.clone()).unwrap_err().to_string();
             assert!(err.contains(needle), "{input} gave {err:?}, expected {needle:?}");
+            // Parsed from text (strings borrowed from the input), the same message.
+            let text = serde_json::from_str::<Attributes>(&input.to_string()).unwrap_err().to_string();
+            assert!(text.starts_with(&err), "{input} from text gave {text:?}, from a value {err:?}");
         }
+        let duplicate = serde_json::from_str::<Attributes>(r#"{"a": {"map": {"x": {"int": "1"}, "x": {"int": "2"}}}}"#);
+        assert!(duplicate.unwrap_err().to_string().contains("attribute \"a.x\": duplicate key"));
+        let nested = serde_json::from_str::<Attributes>(r#"{"a": {"list": [{"map": {"k": {"int": []}}}]}}"#);
+        assert!(nested.unwrap_err().to_string().contains("attribute \"a[0].k\": invalid int []: expected a string"));
+    }
+
+    #[test]
+    fn text_parses_as_the_json_value_does() {
+        // Escaped and plain strings, bare numbers (exact digits kept), every type, nested.
+        let text = r#"{"s": {"string": "a\"b\u00e9\n"}, "p": {"string": "plain"}, "i": {"int": 42},
+            "d": {"decimal": 123456789012345678901234567890.5}, "f": {"float": 1.5}, "n": {"null": true},
+            "b": {"bool": true}, "l": {"list": [{"int": "-7"}, {"map": {"k": {"bytes": "AAE="}}}]},
+            "t": {"timestamp": "2026-01-01T00:00:00Z"}}"#;
+        let from_text: Attributes = serde_json::from_str(text).unwrap();
+        let from_value: Attributes = serde_json::from_value(serde_json::from_str(text).unwrap()).unwrap();
+        assert_eq!(from_text, from_value);
+        assert_eq!(from_text["s"], Value::string("a\"b\u{e9}\n"));
+        assert_eq!(from_text["i"], Value::Int(42));
+        assert_eq!(from_text["d"], Value::decimal("123456789012345678901234567890.5").unwrap());
+        assert_eq!(from_text["f"], Value::float(1.5).unwrap());
+        assert!(serde_json::from_str::<Attributes>(r#"{"s": {"string": 5}}"#).is_err());
     }
 
     #[test]

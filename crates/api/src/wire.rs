@@ -180,6 +180,13 @@ mod tests {
             let attributes = Attributes(items);
             prop_assert_eq!(attributes.to_json(), serde_json::to_string(&attributes).unwrap());
         }
+
+        #[test]
+        fn the_wire_json_parses_back(items in proptest::collection::btree_map(text(), value(), 0..6)) {
+            // Under one attribute: any text is a key of a map value, not every text an attribute name.
+            let attributes = Attributes::new().with("a", Value::Map(items));
+            prop_assert_eq!(serde_json::from_str::<Attributes>(&attributes.to_json()).unwrap(), attributes);
+        }
     }
 
     #[test]

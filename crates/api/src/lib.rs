@@ -44,4 +44,4 @@ pub use traits::{
 };
 pub use uuid::Uuid;
 pub use value::{Attributes, Value, ValueType};
-pub use wire::json_len;
+pub use wire::{from_json_bytes, json_len};

@@ -20,6 +20,17 @@ impl Attributes {
     }
 }
 
+/// Parse JSON bytes (a request or response body) as `T`. The bytes are checked as UTF-8 once and
+/// parsed as text: parsing bytes directly checks every string on its own, which cost a replicated
+/// record's parse a fifth of its time. Bytes that are not UTF-8 are parsed as bytes, for
+/// `serde_json`'s own message naming where.
+pub fn from_json_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 /// The length of `value`'s JSON as `serde_json` writes it, counted without keeping the text (e.g. to
 /// size a request before sending it).
 pub fn json_len(value: &impl serde::Serialize) -> u64 {
@@ -187,6 +198,22 @@ mod tests {
             let attributes = Attributes::new().with("a", Value::Map(items));
             prop_assert_eq!(serde_json::from_str::<Attributes>(&attributes.to_json()).unwrap(), attributes);
         }
+    }
+
+    #[test]
+    fn json_bytes_parse_as_text_and_bytes_that_are_not_utf8_are_refused_where_they_fail() {
+        let a: Attributes =
+            from_json_bytes(br#"{"s": {"string": "\u00e9t\u00e9"}, "t": {"string": "plain"}}"#).unwrap();
+        assert_eq!(a["s"], Value::string("\u{e9}t\u{e9}"));
+        assert_eq!(a["t"], Value::string("plain"));
+        let bad = from_json_bytes::<Attributes>(b"{\"s\": {\"string\": \"\xff\"}}").unwrap_err().to_string();
+        assert_eq!(
+            bad,
+            serde_json::from_slice::<Attributes>(b"{\"s\": {\"string\": \"\xff\"}}").unwrap_err().to_string()
+        );
+        assert!(bad.contains("invalid unicode code point"), "{bad}");
+        let shape = from_json_bytes::<Attributes>(b"[1]").unwrap_err().to_string();
+        assert_eq!(shape, serde_json::from_slice::<Attributes>(b"[1]").unwrap_err().to_string());
     }
 
     #[test]

@@ -194,7 +194,7 @@ fn json_body(bytes: &Bytes) -> CouchResult<serde_json::Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(CouchError::bad_request("the request body is empty; this route expects JSON"));
     }
-    serde_json::from_slice(bytes).map_err(|e| CouchError::bad_request(format!("invalid JSON: {e}")))
+    outpost_api::from_json_bytes(bytes).map_err(|e| CouchError::bad_request(format!("invalid JSON: {e}")))
 }
 
 /// Bodies up to this size are parsed where they were read; larger ones on the blocking pool, so that

@@ -112,7 +112,7 @@ impl Transport {
     pub(crate) async fn json_sized<T: DeserializeOwned>(&self, call: Call) -> Result<(T, u64)> {
         let what = format!("{} {}{}", call.method, self.base, call.path);
         let body = self.send(call).await?;
-        let value = serde_json::from_slice(&body).map_err(|e| bad_body(&e, &what))?;
+        let value = outpost_api::from_json_bytes(&body).map_err(|e| bad_body(&e, &what))?;
         Ok((value, body.len() as u64))
     }
 

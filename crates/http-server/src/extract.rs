@@ -27,7 +27,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError(Error::invalid("the request body is empty; this route expects JSON")));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON body: {e}"))))
+    outpost_api::from_json_bytes(bytes).map_err(|e| ApiError(Error::invalid(format!("invalid JSON body: {e}"))))
 }
 
 /// A request body as read, holding its room in the upload budget until dropped (so the room covers

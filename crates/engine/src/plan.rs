@@ -118,11 +118,11 @@ impl Planner {
                 n.parent.map_or_else(String::new, |p| p.to_string())
             )));
         }
-        let attributes = w.attributes;
         // The write's body moves into the tree: at most one new revision is the write's own.
-        let mut body = Some(attributes);
+        let mut body = Some((w.attributes, w.encoded.json));
         for n in new {
-            let body = if n.own { body.take().unwrap_or_default() } else { Attributes::new() };
+            let own = if n.own { body.take() } else { None };
+            let body = own.unwrap_or_else(|| (Attributes::new(), "{}".to_owned()));
             self.add_event(&key, n.rev, n.parent, n.deleted, Some(body), None)?;
             if n.replaces.is_some() {
                 self.supersede(n.replaces);
@@ -146,10 +146,10 @@ impl Planner {
         // A pending revision (replayed without its body) whose body arrives, verified, and of the
         // class its event's chain hash committed to: it is stored into the revision's event. Any
         // other revision held with an event is a no-op.
-        if let (Some(node), Some(body)) = (tree.get(&rev), &body) {
+        if let (Some(node), Some((body, json))) = (tree.get(&rev), &body) {
             if node.body.is_none() && !node.deleted && node.foreign == foreign && tree.is_pending(&rev) {
                 let seq = node.seq.expect("a pending revision has an event");
-                self.fill_bodies.push((seq, body.to_json()));
+                self.fill_bodies.push((seq, json.clone()));
                 tree.get_mut(&rev).expect("held").body = Some(body.clone());
                 self.touch(&key);
                 return Ok(false);
@@ -252,7 +252,7 @@ impl Planner {
         rev: RevId,
         parent: Option<RevId>,
         deleted: bool,
-        body: Option<Attributes>,
+        body: Option<(Attributes, String)>,
         foreign: Option<Digest>,
     ) -> Result<()> {
         debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
@@ -260,7 +260,6 @@ impl Planner {
         debug_assert!(parent.is_none_or(|p| p.generation + 1 == rev.generation), "{rev} is not a child of {parent:?}");
         let seq = self.update_seq + 1;
         let chain = self.chain.next_event(seq, (&key.0, &key.1, &rev, deleted), foreign.as_ref());
-        let json = body.as_ref().map(Attributes::to_json);
         self.update_seq = seq;
         self.chain = chain;
         let planned = match self.trees.get_mut(key) {
@@ -269,6 +268,7 @@ impl Planner {
         };
         let tree = &mut planned.tree;
         self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
+        let (body, json) = body.unzip();
         tree.insert(rev, RevisionNode { parent, deleted, body, seq: Some(seq), foreign });
         if !planned.touched {
             planned.touched = true;
@@ -491,7 +491,7 @@ mod tests {
     }
 
     fn write(parent: Option<RevId>, deleted: bool, attributes: Attributes) -> LocalWrite {
-        let encoded = crate::canonical::encode_attributes(&attributes);
+        let encoded = crate::validate::encoded(&attributes, &Limits::default()).expect("a small body");
         LocalWrite { table: "t".into(), id: "x".into(), parent, deleted, attributes, encoded, resolves: vec![] }
     }
 

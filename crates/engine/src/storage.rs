@@ -254,11 +254,56 @@ pub struct ChangesRead {
 /// serves the I/O of every other request, so a heavy request must never hold one. A panic in `f` is
 /// re-raised here.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
+    joined(tokio::task::spawn_blocking(f)).await
+}
+
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T> {
+    match task.await {
         Ok(out) => Ok(out),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Error::unavailable("the runtime is shutting down")),
     }
+}
+
+/// `f` applied to each item on the blocking pool, the items split into a part per core (at most
+/// four; small batches stay whole), the results in the items' order. For CPU work on each item of a
+/// batch that no item's result depends on — validating the bodies of a page of revisions — so that
+/// it runs beside the rest of a write instead of before it on one core.
+pub async fn blocking_map<T, U>(mut items: Vec<T>, f: impl Fn(T) -> U + Clone + Send + 'static) -> Result<Vec<U>>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let (parts, size) = parts_of(items.len(), cores);
+    let mut tails = Vec::with_capacity(parts);
+    while items.len() > size {
+        tails.push(items.split_off(items.len() - size));
+    }
+    tails.push(items);
+    // Every part starts now; parts were split off the end, so the last one is the batch's first.
+    let running: Vec<_> = tails
+        .into_iter()
+        .rev()
+        .map(|part| {
+            let f = f.clone();
+            tokio::task::spawn_blocking(move || part.into_iter().map(f).collect::<Vec<U>>())
+        })
+        .collect();
+    let mut out = Vec::with_capacity(size * parts);
+    for part in running {
+        out.extend(joined(part).await?);
+    }
+    Ok(out)
+}
+
+/// How [`blocking_map`] splits `len` items on `cores` cores: how many parts, of at most how many
+/// items each.
+fn parts_of(len: usize, cores: usize) -> (usize, usize) {
+    /// Fewer items than this to a part would cost more in handing them over than they save.
+    const MIN_PART: usize = 64;
+    let parts = cores.min(4).min(len / MIN_PART).max(1);
+    (parts, len.div_ceil(parts))
 }
 
 /// An open write transaction. Dropped without `commit`, it rolls back.
@@ -454,5 +499,36 @@ pub mod stored {
     /// The JSON list field conflicts are stored as.
     pub fn encode_field_conflicts(fields: &[String]) -> String {
         serde_json::Value::from(fields.to_vec()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_map_keeps_the_items_order_across_its_parts() {
+        for n in [0usize, 1, 63, 64, 128, 129, 1000, 1001] {
+            let items: Vec<usize> = (0..n).collect();
+            let out = blocking_map(items, |i| i * 3).await.unwrap();
+            assert_eq!(out, (0..n).map(|i| i * 3).collect::<Vec<_>>(), "{n} items");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_split_in_a_part_per_core_and_never_in_small_parts() {
+        for (len, cores, parts, size) in [
+            (0, 2, 1, 0),
+            (10, 2, 1, 10),
+            (127, 2, 1, 127),
+            (128, 2, 2, 64),
+            (1000, 2, 2, 500),
+            (1001, 2, 2, 501),
+            (1000, 1, 1, 1000),
+            (1000, 16, 4, 250),
+            (200, 16, 3, 67),
+        ] {
+            assert_eq!(parts_of(len, cores), (parts, size), "{len} items on {cores} cores");
+        }
     }
 }

@@ -106,6 +106,8 @@ pub struct VerifiedRevision {
     deleted: bool,
     /// `None` for a compacted revision replayed from a quicksync file ([`replayed`]).
     body: Option<Attributes>,
+    /// The body's wire JSON, what is stored (made when validated, beside its canonical bytes).
+    json: Option<String>,
     ancestry: Vec<RevId>,
     /// A foreign revision's digest, recomputed from its body (taken as sent for a compacted one).
     foreign: Option<Digest>,
@@ -132,9 +134,9 @@ impl VerifiedRevision {
     pub fn body(&self) -> Option<&Attributes> {
         self.body.as_ref()
     }
-    /// The table, the record id, the body and the ancestry, moved out.
-    pub fn into_parts(self) -> (String, String, Option<Attributes>, Vec<RevId>) {
-        (self.table, self.id, self.body, self.ancestry)
+    /// The table, the record id, the body with its wire JSON, and the ancestry, moved out.
+    pub fn into_parts(self) -> (String, String, Option<(Attributes, String)>, Vec<RevId>) {
+        (self.table, self.id, self.body.zip(self.json), self.ancestry)
     }
     /// The ancestry, parent first, each one generation older than the one before.
     pub fn ancestry(&self) -> &[RevId] {
@@ -183,7 +185,7 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
             for name in attributes.keys() {
                 names::validate_attribute_name(name).map_err(context)?;
             }
-            Some(body(attributes, limits).map_err(context)?)
+            Some(encoded(attributes, limits).map_err(context)?)
         }
         None => None,
     };
@@ -223,7 +225,7 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
         return Err(Error::invalid(format!("revision {rev} of {table}/{id} has no parent in its ancestry")));
     }
     let actual = match (&encoded, &body) {
-        (Some(bytes), _) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, bytes),
+        (Some(e), _) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, &e.canonical),
         (None, Some(body)) => revision_id(&table, &id, parent.as_ref(), deleted, body),
         // A compacted revision: nothing to re-hash.
         (None, None) => rev,
@@ -241,7 +243,7 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
         (Some(body), Some(sent)) => {
             // Recomputed from the bytes the native id was.
             let digest = match &encoded {
-                Some(bytes) => digest_of_encoded(&table, &id, parent.as_ref(), deleted, bytes),
+                Some(e) => digest_of_encoded(&table, &id, parent.as_ref(), deleted, &e.canonical),
                 None => crate::foreign::digest(&table, &id, parent.as_ref(), deleted, body),
             };
             if digest != sent {
@@ -263,7 +265,12 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
             outpost_api::TableDef::from_record(&id, rev, body)?;
         }
     }
-    Ok(VerifiedRevision { table, id, rev, deleted, body, ancestry, foreign })
+    // A tombstone sent without a body has the empty one.
+    let json = match encoded {
+        Some(e) => Some(e.json),
+        None => body.as_ref().map(Attributes::to_json),
+    };
+    Ok(VerifiedRevision { table, id, rev, deleted, body, json, ancestry, foreign })
 }
 
 /// Turn a local operation into a validated write, before any storage access: names, a generated id
@@ -286,7 +293,7 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     for name in op.attributes.keys() {
         names::validate_attribute_name(name)?;
     }
-    let encoded = body(&op.attributes, limits)?;
+    let encoded = encoded(&op.attributes, limits)?;
     Ok(LocalWrite {
         table: op.table,
         id,
@@ -304,6 +311,23 @@ pub(crate) fn batch(len: usize, limits: &Limits, what: &str) -> Result<()> {
         return Err(Error::too_large(format!("{len} {what} in one batch; the limit is {}", limits.max_bulk_ops)));
     }
     Ok(())
+}
+
+/// A body's two encodings, each made once, when it is validated: its canonical bytes, which its
+/// revision id hashes, and its wire JSON, which is stored. Made on the validating threads, not in the
+/// planner, whose work is the one step of a write that cannot run beside another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    /// The canonical bytes (SPEC §3).
+    pub canonical: Vec<u8>,
+    /// The wire JSON (`Attributes::to_json`).
+    pub json: String,
+}
+
+/// [`body`] and the body's wire JSON.
+pub fn encoded(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<Encoded> {
+    let canonical = body(attributes, limits)?;
+    Ok(Encoded { canonical, json: attributes.to_json() })
 }
 
 /// A body's nesting depth and encoded size against the limits (local and replicated writes alike);

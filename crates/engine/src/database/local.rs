@@ -11,7 +11,7 @@ use outpost_api::{
 
 use super::{table_def_of, Engine};
 use crate::plan::{LocalWrite, Planner};
-use crate::storage::{blocking, RecordKey, Storage};
+use crate::storage::{blocking, blocking_map, RecordKey, Storage};
 use crate::validate;
 
 impl<S: Storage> Engine<S> {
@@ -66,8 +66,8 @@ impl<S: Storage> Engine<S> {
     async fn write_table(&self, name: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Result<RevId> {
         // A definition travels as a `_tables` record: the record body limit binds it too (every peer
         // would refuse a larger one).
-        let encoded =
-            validate::body(&body, &self.limits).map_err(|e| e.context(format!("the definition of table {name:?}")))?;
+        let encoded = validate::encoded(&body, &self.limits)
+            .map_err(|e| e.context(format!("the definition of table {name:?}")))?;
         let w = LocalWrite {
             table: names::TABLES_TABLE.into(),
             id: name.into(),
@@ -117,7 +117,7 @@ impl<S: Storage> RecordWriter for Engine<S> {
     async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<BatchResult> {
         validate::batch(ops.len(), &self.limits, "operations")?;
         let limits = self.limits;
-        let prepared = blocking(move || ops.into_iter().map(|op| validate::local(&limits, op)).collect()).await?;
+        let prepared = blocking_map(ops, move |op| validate::local(&limits, op)).await?;
         self.write_local(prepared, true).await
     }
 }

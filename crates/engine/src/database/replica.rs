@@ -13,7 +13,7 @@ use super::{check_page, parse_body, Engine};
 use crate::hash::genesis_chain;
 use crate::knowledge;
 use crate::plan::Planner;
-use crate::storage::{blocking, RecordKey, Storage};
+use crate::storage::{blocking, blocking_map, RecordKey, Storage};
 use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::{self, VerifiedRevision};
 
@@ -43,7 +43,7 @@ impl<S: Storage> Engine<S> {
         // Validation encodes every body to measure it: off the async workers, like the planning below.
         let limits = self.limits;
         let revisions: Vec<VerifiedRevision> =
-            blocking(move || revisions.into_iter().map(|r| verify(r, &limits)).collect::<Result<_>>()).await??;
+            blocking_map(revisions, move |r| verify(r, &limits)).await?.into_iter().collect::<Result<_>>()?;
         if let Some(point) = &resume {
             validate::resume_point(point)?;
         }

@@ -6,6 +6,7 @@ use outpost_api::{Attributes, Error, ReconcilePolicy, Result, RevId};
 use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::storage::RecordKey;
 use crate::tree::RevisionTree;
+use crate::validate::Encoded;
 
 /// A local write, already validated against limits and field declarations.
 #[derive(Clone, Debug)]
@@ -20,8 +21,9 @@ pub(crate) struct LocalWrite {
     pub deleted: bool,
     /// The new body (empty for a tombstone).
     pub attributes: Attributes,
-    /// The canonical bytes of `attributes` (made once, when validated): what the new revision's id hashes.
-    pub encoded: Vec<u8>,
+    /// The canonical bytes of `attributes` (what the new revision's id hashes) and its wire JSON,
+    /// made once, when validated.
+    pub encoded: Encoded,
     /// Leaves to close with tombstones.
     pub resolves: Vec<RevId>,
 }
@@ -41,7 +43,7 @@ pub(super) struct NewRevision {
 impl NewRevision {
     /// The write's own revision of record `key` on `parent`.
     fn of((table, id): &RecordKey, w: &LocalWrite, parent: Option<RevId>) -> Self {
-        let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, &w.encoded);
+        let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, &w.encoded.canonical);
         NewRevision { rev, parent, deleted: w.deleted, own: true, replaces: None }
     }
 

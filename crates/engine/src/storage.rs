@@ -297,6 +297,12 @@ where
     Ok(out)
 }
 
+/// Free `value` on the blocking pool, off the caller's path: for what a write no longer needs once
+/// planned, whose freeing would otherwise come before its statements (`Planner::finish_apart`).
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    drop(tokio::task::spawn_blocking(move || drop(value)));
+}
+
 /// How [`blocking_map`] splits `len` items on `cores` cores: how many parts, of at most how many
 /// items each.
 fn parts_of(len: usize, cores: usize) -> (usize, usize) {

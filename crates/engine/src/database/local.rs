@@ -11,7 +11,7 @@ use outpost_api::{
 
 use super::{table_def_of, Engine};
 use crate::plan::{LocalWrite, Planner};
-use crate::storage::{blocking, blocking_map, RecordKey, Storage};
+use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage};
 use crate::validate;
 
 impl<S: Storage> Engine<S> {
@@ -34,7 +34,7 @@ impl<S: Storage> Engine<S> {
         let trees = txn.load_trees(&keys).await?;
         let records = keys.len();
         // Planning encodes and hashes every body: CPU work, kept off the async workers.
-        let (writes, results) = blocking(move || {
+        let (writes, spent, results) = blocking(move || {
             let mut planner = Planner::new(&head, trees, records);
             let mut results = Vec::with_capacity(ops.len());
             for w in ops {
@@ -52,9 +52,11 @@ impl<S: Storage> Engine<S> {
                 });
                 results.push(outcome);
             }
-            Ok::<_, Error>((planner.finish()?, results))
+            let (writes, spent) = planner.finish_apart()?;
+            Ok::<_, Error>((writes, spent, results))
         })
         .await??;
+        drop_aside(spent);
         self.commit(txn, writes).await?;
         Ok(results)
     }

@@ -13,7 +13,7 @@ use super::{check_page, parse_body, Engine};
 use crate::hash::genesis_chain;
 use crate::knowledge;
 use crate::plan::Planner;
-use crate::storage::{blocking, blocking_map, RecordKey, Storage};
+use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage};
 use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::{self, VerifiedRevision};
 
@@ -73,15 +73,17 @@ impl<S: Storage> Engine<S> {
         keys.dedup();
         let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
         let (planned, records) = (head.clone(), keys.len());
-        let (mut writes, written) = blocking(move || {
+        let (mut writes, spent, written) = blocking(move || {
             let mut planner = Planner::new(&planned, trees, records);
             let mut written = 0;
             for r in revisions {
                 written += planner.replicated(r)? as u64;
             }
-            Ok::<_, Error>((planner.finish()?, written))
+            let (writes, spent) = planner.finish_apart()?;
+            Ok::<_, Error>((writes, spent, written))
         })
         .await??;
+        drop_aside(spent);
         writes.resume = resume;
         let update_seq = writes.head.map_or(head.update_seq, |h| h.0);
         writes.knowledge = knowledge::stamped(rows, &head, update_seq);

@@ -126,6 +126,7 @@ macro_rules! conformance_suite {
             batch::a_batch_reports_a_result_per_operation,
             batch::a_batch_takes_contiguous_seqs,
             batch::a_batch_sees_its_own_earlier_operations,
+            batch::generated_ids_sort_in_the_batchs_order,
             events::events_list_every_revision_in_seq_order,
             events::events_from_seq_one_rebuild_every_tree,
             events::a_batch_commits_with_the_knowledge_it_proves,

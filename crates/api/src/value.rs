@@ -188,8 +188,10 @@ enum Path<'a> {
 }
 
 impl Path<'_> {
+    /// Whether the path names nothing (the root, or an empty key under it), so a message names no
+    /// attribute. Only errors ask.
     fn is_root(&self) -> bool {
-        matches!(self, Path::Root)
+        self.to_string().is_empty()
     }
 }
 
@@ -197,7 +199,7 @@ impl fmt::Display for Path<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Path::Root => Ok(()),
-            Path::Key(Path::Root, key) => f.write_str(key),
+            Path::Key(parent, key) if parent.is_root() => f.write_str(key),
             Path::Key(parent, key) => write!(f, "{parent}.{key}"),
             Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
@@ -418,6 +420,13 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
             }
             fn visit_f64<E: de::Error>(self, n: f64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Json(n.into()))
+            }
+            // Integers past 64 bits, from a `serde_json::Value` (with exact number digits).
+            fn visit_i128<E: de::Error>(self, n: i128) -> Result<Scalar<'de>, E> {
+                Deserialize::deserialize(de::value::I128Deserializer::<E>::new(n)).map(Scalar::Json)
+            }
+            fn visit_u128<E: de::Error>(self, n: u128) -> Result<Scalar<'de>, E> {
+                Deserialize::deserialize(de::value::U128Deserializer::<E>::new(n)).map(Scalar::Json)
             }
             fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Json(serde_json::Value::Null))
@@ -652,6 +661,22 @@ mod tests {
         assert_eq!(from_text["d"], Value::decimal("123456789012345678901234567890.5").unwrap());
         assert_eq!(from_text["f"], Value::float(1.5).unwrap());
         assert!(serde_json::from_str::<Attributes>(r#"{"s": {"string": 5}}"#).is_err());
+        // Integers past 64 bits, from text and from a JSON value alike.
+        for text in
+            [r#"{"d": {"decimal": 123456789012345678901234567890}}"#, r#"{"d": {"decimal": -18446744073709551617}}"#]
+        {
+            let from_text: Attributes = serde_json::from_str(text).unwrap();
+            let from_value: Attributes = serde_json::from_value(serde_json::from_str(text).unwrap()).unwrap();
+            assert_eq!(from_text, from_value, "{text}");
+        }
+        for text in [r#"{"i": {"int": 18446744073709551616}}"#, r#"{"i": {"int": -9223372036854775809}}"#] {
+            let from_value = serde_json::from_value::<Attributes>(serde_json::from_str(text).unwrap());
+            let message = from_value.unwrap_err().to_string();
+            assert!(message.contains("attribute \"i\"") && message.contains("out of range"), "{text}: {message}");
+        }
+        // An empty map key names no attribute, as a path of none.
+        let empty = serde_json::from_str::<Value>(r#"{"map": {"": {"map": {"b": {"int": "x"}}}}}"#).unwrap_err();
+        assert!(empty.to_string().starts_with("attribute \"b\": invalid int"), "{empty}");
     }
 
     #[test]

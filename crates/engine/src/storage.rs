@@ -274,7 +274,9 @@ where
     T: Send + 'static,
     U: Send + 'static,
 {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // Asked once: the answer reads the cgroup's files on Linux.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
     let (parts, size) = parts_of(items.len(), cores);
     let mut tails = Vec::with_capacity(parts);
     while items.len() > size {

@@ -279,7 +279,7 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     names::validate_table_name(&op.table)?;
     let id = match (op.id, op.op) {
         (Some(id), _) => id,
-        (None, WriteOpKind::Put) => Uuid::now_v7().to_string(),
+        (None, WriteOpKind::Put) => new_id(),
         (None, WriteOpKind::Delete) => return Err(Error::invalid("a delete names the record id")),
     };
     // The configured id limit binds new records; ids already stored (perhaps replicated from a peer
@@ -303,6 +303,19 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
         encoded,
         resolves: op.resolves,
     })
+}
+
+/// The id of a record put without one: a UUID v7, which sorts by when it was made.
+pub(crate) fn new_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+/// Give each put without an id its [`new_id`], in the batch's order (so that the ids sort as the
+/// operations came), before the batch is validated in parts on several threads.
+pub(crate) fn assign_ids(ops: &mut [WriteOp]) {
+    for op in ops.iter_mut().filter(|op| op.id.is_none() && op.op == WriteOpKind::Put) {
+        op.id = Some(new_id());
+    }
 }
 
 /// A batch of `len` operations or revisions (`what`) against `limits.max_bulk_ops`.

@@ -91,3 +91,19 @@ pub async fn a_batch_sees_its_own_earlier_operations(f: &dyn Factory) {
     let record = get(&*db, "t", "x").await;
     assert_eq!((record.rev, record.attributes), (r2, b2));
 }
+
+/// Ids generated for a batch's puts (UUID v7) sort in the batch's order, also in a batch large enough
+/// to be validated on several threads.
+pub async fn generated_ids_sort_in_the_batchs_order(f: &dyn Factory) {
+    let db = f.fresh().await;
+    crate::support::table(&*db, "t").await;
+    let put = |i: usize| {
+        WriteOp::put("t", outpost_api::PutRecord { attributes: plain(json!({ "i": i })), ..Default::default() })
+    };
+    let results = ok(db.write_batch((0..600).map(put).collect()).await, "batch");
+    let ids: Vec<String> = results.into_iter().map(|r| ok(r, "put").id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "generated ids are unique and in the batch's order");
+}

@@ -33,7 +33,7 @@ impl<S: Storage> Engine<S> {
         }
         let trees = txn.load_trees(&keys).await?;
         let records = keys.len();
-        // Planning encodes and hashes every body: CPU work, kept off the async workers.
+        // Planning hashes the chain and reconciles each record: CPU work, kept off the async workers.
         let (writes, spent, results) = blocking(move || {
             let mut planner = Planner::new(&head, trees, records);
             let mut results = Vec::with_capacity(ops.len());
@@ -116,8 +116,9 @@ impl<S: Storage> RecordWriter for Engine<S> {
         self.write_one(validate::local(&self.limits, WriteOp::delete(table, id, rev))).await
     }
 
-    async fn write_batch(&self, ops: Vec<WriteOp>) -> Result<BatchResult> {
+    async fn write_batch(&self, mut ops: Vec<WriteOp>) -> Result<BatchResult> {
         validate::batch(ops.len(), &self.limits, "operations")?;
+        validate::assign_ids(&mut ops);
         let limits = self.limits;
         let prepared = blocking_map(ops, move |op| validate::local(&limits, op)).await?;
         self.write_local(prepared, true).await

@@ -114,7 +114,7 @@ impl RemoteDatabase {
         Ok(format!("{}/local/{segment}", self.table_path(table)?))
     }
 
-    async fn send_json<T: serde::de::DeserializeOwned>(&self, call: Call) -> Result<T> {
+    async fn send_json<T: serde::de::DeserializeOwned + Send + 'static>(&self, call: Call) -> Result<T> {
         self.transport.json(call).await
     }
 }

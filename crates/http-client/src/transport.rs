@@ -12,6 +12,9 @@ use serde::Serialize;
 use crate::config::ClientConfig;
 use crate::error::{bad_body, from_response, from_transport};
 
+/// Responses up to this size are parsed where they were read; larger ones on the blocking pool.
+const INLINE_PARSE_BYTES: u64 = 64 * 1024;
+
 /// A request to make: method, path below the server's base URL (segments already encoded), query,
 /// JSON body, and whether it may be sent again after it may have reached the server.
 pub(crate) struct Call {
@@ -104,16 +107,27 @@ impl Transport {
     }
 
     /// Make the call and parse its 2xx body as `T`.
-    pub(crate) async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+    pub(crate) async fn json<T: DeserializeOwned + Send + 'static>(&self, call: Call) -> Result<T> {
         Ok(self.json_sized(call).await?.0)
     }
 
     /// [`Transport::json`], with the length of the body that was parsed.
-    pub(crate) async fn json_sized<T: DeserializeOwned>(&self, call: Call) -> Result<(T, u64)> {
+    pub(crate) async fn json_sized<T: DeserializeOwned + Send + 'static>(&self, call: Call) -> Result<(T, u64)> {
         let what = format!("{} {}{}", call.method, self.base, call.path);
         let body = self.send(call).await?;
-        let value = outpost_api::from_json_bytes(&body).map_err(|e| bad_body(&e, &what))?;
-        Ok((value, body.len() as u64))
+        let len = body.len() as u64;
+        let parse = move || outpost_api::from_json_bytes(&body).map_err(|e| bad_body(&e, &what));
+        // A page of revisions is a few hundred kilobytes, tens of milliseconds to parse: on the
+        // blocking pool, so that the async worker — in a server running a replication job, one that
+        // serves its requests — goes on with other I/O meanwhile.
+        if len <= INLINE_PARSE_BYTES {
+            return Ok((parse()?, len));
+        }
+        match tokio::task::spawn_blocking(parse).await {
+            Ok(value) => Ok((value?, len)),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::unavailable("the runtime is shutting down")),
+        }
     }
 
     /// Make the call, retrying as the policy allows; the 2xx body, or the error.

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod canonical;
 mod compact;
 mod error;
@@ -22,6 +23,7 @@ mod traits;
 mod value;
 mod wire;
 
+pub use body::Body;
 pub use compact::{CompactReport, CompactRequest};
 pub use error::{Error, ErrorKind, Result};
 pub use names::Limits;

@@ -181,7 +181,7 @@ impl Value {
 /// Where a value sits in a body (`a.b[2]`), for error messages: made as the parser descends, written
 /// out only when an error names it (a path string per attribute was a good share of parsing a body).
 #[derive(Clone, Copy)]
-enum Path<'a> {
+pub(crate) enum Path<'a> {
     Root,
     Key(&'a Path<'a>, &'a str),
     Index(&'a Path<'a>, usize),
@@ -190,7 +190,7 @@ enum Path<'a> {
 impl Path<'_> {
     /// Whether the path names nothing (the root, or an empty key under it), so a message names no
     /// attribute. Only errors ask.
-    fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.to_string().is_empty()
     }
 }
@@ -206,7 +206,7 @@ impl fmt::Display for Path<'_> {
     }
 }
 
-fn path_error(path: &Path<'_>, message: impl fmt::Display) -> String {
+pub(crate) fn path_error(path: &Path<'_>, message: impl fmt::Display) -> String {
     if path.is_root() {
         message.to_string()
     } else {
@@ -294,49 +294,19 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_root() {
-            f.write_str("a typed value such as {\"int\": \"5\"}")
-        } else {
-            write!(f, "a typed value such as {{\"int\": \"5\"}} at attribute {:?}", self.path.to_string())
-        }
+        expecting_value(self.path, f)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let err = |m: String| de::Error::custom(path_error(self.path, m));
-        let ty = map
-            .next_key::<TypeName>()?
-            .ok_or_else(|| err("empty object: a value is an object with one key naming its type".into()))?;
-        let ty = ty.0.map_err(|other| {
-            err(format!(
-                "unknown value type {other:?}: expected one of null, bool, int, float, decimal, string, bytes, \
-                 timestamp, list, map"
-            ))
-        })?;
+        let ty = type_of(map.next_key::<TypeName>()?, self.path).map_err(de::Error::custom)?;
         let value = match ty {
             ValueType::List => map.next_value_seed(ListSeed { path: self.path })?,
             ValueType::Map => Value::Map(map.next_value_seed(MapSeed { path: self.path, attributes: false })?),
-            ValueType::Null => match map.next_value::<Scalar<'_>>()?.json() {
-                serde_json::Value::Bool(true) => Value::Null,
-                other => return Err(err(format!("invalid null {other}: write {{\"null\": true}}"))),
+            ty => match scalar(ty, map.next_value::<Scalar<'_>>()?, self.path).map_err(de::Error::custom)? {
+                Parsed::Text(text) => Value::String(text.into_owned()),
+                Parsed::Value(value) => value,
             },
-            ValueType::Bool => match map.next_value::<Scalar<'_>>()?.json() {
-                serde_json::Value::Bool(b) => Value::Bool(b),
-                other => return Err(err(format!("invalid bool {other}: expected true or false"))),
-            },
-            ty => {
-                // Numbers are carried as strings; a bare JSON number is accepted for convenience.
-                let text = match map.next_value::<Scalar<'_>>()? {
-                    Scalar::Text(s) => s,
-                    Scalar::Json(serde_json::Value::Number(n)) if ty != ValueType::String && ty != ValueType::Bytes => {
-                        Cow::Owned(n.to_string())
-                    }
-                    other => return Err(err(format!("invalid {ty} {}: expected a string", other.json()))),
-                };
-                match ty {
-                    ValueType::String => Value::String(text.into_owned()),
-                    _ => Value::parse_typed(ty, &text).map_err(err)?,
-                }
-            }
         };
         if map.next_key::<de::IgnoredAny>()?.is_some() {
             return Err(err("a value is an object with exactly one key naming its type".into()));
@@ -345,8 +315,70 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
+/// What a typed value at `path` was expected to be (both readers of the wire form).
+pub(crate) fn expecting_value(path: &Path<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if path.is_root() {
+        f.write_str("a typed value such as {\"int\": \"5\"}")
+    } else {
+        write!(f, "a typed value such as {{\"int\": \"5\"}} at attribute {:?}", path.to_string())
+    }
+}
+
+/// A typed value's type from its one key (`None`: the object was empty).
+pub(crate) fn type_of(name: Option<TypeName>, path: &Path<'_>) -> Result<ValueType, String> {
+    let name =
+        name.ok_or_else(|| path_error(path, "empty object: a value is an object with one key naming its type"))?;
+    name.0.map_err(|other| {
+        path_error(
+            path,
+            format!(
+                "unknown value type {other:?}: expected one of null, bool, int, float, decimal, string, bytes, \
+                 timestamp, list, map"
+            ),
+        )
+    })
+}
+
+/// A scalar value as read: a string's text (borrowed from the input where the JSON lets it be), or
+/// any other scalar's value.
+pub(crate) enum Parsed<'de> {
+    Text(Cow<'de, str>),
+    Value(Value),
+}
+
+/// A scalar of type `ty` (not list or map) from the JSON after its type name, canonicalised; the
+/// error names the attribute at `path`. Both readers of the wire form (typed values, and a body's
+/// encodings, `Body`) read scalars here, so they take and refuse the same input with one message.
+pub(crate) fn scalar<'de>(ty: ValueType, json: Scalar<'de>, path: &Path<'_>) -> Result<Parsed<'de>, String> {
+    let err = |m: String| path_error(path, m);
+    Ok(Parsed::Value(match ty {
+        ValueType::Null => match json.json() {
+            serde_json::Value::Bool(true) => Value::Null,
+            other => return Err(err(format!("invalid null {other}: write {{\"null\": true}}"))),
+        },
+        ValueType::Bool => match json.json() {
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            other => return Err(err(format!("invalid bool {other}: expected true or false"))),
+        },
+        ty => {
+            // Numbers are carried as strings; a bare JSON number is accepted for convenience.
+            let text = match json {
+                Scalar::Text(s) => s,
+                Scalar::Json(serde_json::Value::Number(n)) if ty != ValueType::String && ty != ValueType::Bytes => {
+                    Cow::Owned(n.to_string())
+                }
+                other => return Err(err(format!("invalid {ty} {}: expected a string", other.json()))),
+            };
+            match ty {
+                ValueType::String => return Ok(Parsed::Text(text)),
+                _ => Value::parse_typed(ty, &text).map_err(err)?,
+            }
+        }
+    }))
+}
+
 /// A value's one key: its type, or the unknown name it had.
-struct TypeName(Result<ValueType, String>);
+pub(crate) struct TypeName(pub(crate) Result<ValueType, String>);
 
 impl<'de> Deserialize<'de> for TypeName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -378,7 +410,7 @@ impl<'de> Deserialize<'de> for TypeName {
 
 /// A scalar value's JSON: text borrowed from the input when it can be, anything else as JSON (for
 /// a number, or for the error message that names what was sent).
-enum Scalar<'de> {
+pub(crate) enum Scalar<'de> {
     Text(Cow<'de, str>),
     Json(serde_json::Value),
 }

@@ -63,7 +63,7 @@ fn write_map(out: &mut String, items: &std::collections::BTreeMap<String, Value>
 }
 
 /// One value: a one-entry object naming its type.
-fn write_value(out: &mut String, value: &Value) {
+pub(crate) fn write_value(out: &mut String, value: &Value) {
     out.push_str("{\"");
     out.push_str(value.value_type().as_str());
     out.push_str("\":");
@@ -105,7 +105,7 @@ fn write_value(out: &mut String, value: &Value) {
 
 /// A JSON string as `serde_json` escapes it: `"` and `\`, the short escapes of `\b \t \n \f \r`, other
 /// control characters as `\u00xx`, everything else as it is.
-fn write_str(out: &mut String, s: &str) {
+pub(crate) fn write_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     // Most text needs no escape: one pass that the compiler can vectorise, then a copy.
@@ -141,7 +141,7 @@ fn write_str(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
@@ -149,7 +149,7 @@ mod tests {
     use super::*;
     use crate::{Decimal, Timestamp};
 
-    fn text() -> impl Strategy<Value = String> {
+    pub(crate) fn text() -> impl Strategy<Value = String> {
         prop_oneof![
             "[a-z]{0,12}",
             "\\PC{0,12}",
@@ -158,7 +158,7 @@ mod tests {
         ]
     }
 
-    fn value() -> impl Strategy<Value = Value> {
+    pub(crate) fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),

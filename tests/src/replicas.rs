@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use outpost_api::{
-    Attributes, Database, ErrorKind, GetOptions, InfoReader, RecordRevs, ReplicaSource, ReplicaTarget, RevId,
+    Attributes, Body, Database, ErrorKind, GetOptions, InfoReader, RecordRevs, ReplicaSource, ReplicaTarget, RevId,
 };
 use outpost_engine::storage::Storage;
 use outpost_sqlite::SqliteDatabase;
@@ -70,7 +70,11 @@ pub async fn snapshot(db: &dyn Database) -> Snapshot {
             .collect();
         let mut leaves: BTreeMap<(String, String), BTreeMap<RevId, LeafSnapshot>> = BTreeMap::new();
         for r in ok(db.get_revisions(wanted).await, "get_revisions of every leaf") {
-            let leaf = LeafSnapshot { deleted: r.deleted, body: r.attributes, ancestry: r.ancestry };
+            let leaf = LeafSnapshot {
+                deleted: r.deleted,
+                body: r.attributes.as_ref().map(Body::attributes),
+                ancestry: r.ancestry,
+            };
             leaves.entry((r.table, r.id)).or_default().insert(r.rev, leaf);
         }
         for c in chunk {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use outpost_api::{
-    CompactRequest, Database, GetOptions, InfoReader, Limits, Maintenance, PutRecord, RecordReader, RecordRevs,
+    Body, CompactRequest, Database, GetOptions, InfoReader, Limits, Maintenance, PutRecord, RecordReader, RecordRevs,
     ReplicaTarget, RevId, TableWriter, WriteOp,
 };
 use outpost_quicksync::{open_files, publish, pull, PublishOptions, PullOptions};
@@ -149,7 +149,7 @@ async fn a_compacted_revision_is_pending_until_the_revision_after_it_arrives() {
     let body = |v: i64| plain(json!({"v": v}));
     let revision = |id: &str, ancestry: &[RevId], v: i64, compacted: bool| {
         let rev = revision_id("t", id, ancestry.first(), false, &body(v));
-        let attributes = (!compacted).then(|| body(v));
+        let attributes = (!compacted).then(|| Body::new(&body(v)));
         RevisionData {
             table: "t".into(),
             id: id.into(),
@@ -218,12 +218,12 @@ async fn a_superseded_body_is_counted_apart_from_compacted_ones() {
     // The same revision as a CouchDB peer holds it: its number read back as a float.
     let lossy = plain(json!({"v": 1.5}));
     let digest = outpost_engine::foreign::digest("c", "x", None, false, &lossy);
-    let revision = |attributes, foreign| outpost_api::RevisionData {
+    let revision = |attributes: outpost_api::Attributes, foreign| outpost_api::RevisionData {
         table: "c".into(),
         id: "x".into(),
         rev,
         deleted: false,
-        attributes: Some(attributes),
+        attributes: Some(Body::new(&attributes)),
         ancestry: vec![],
         foreign,
     };

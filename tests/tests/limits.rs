@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use outpost_api::{Database, ErrorKind, GetOptions, Limits, RevisionData};
+use outpost_api::{Body, Database, ErrorKind, GetOptions, Limits, RevisionData};
 use outpost_engine::hash::revision_id;
 use outpost_tests::support::{ok, plain, table, update_seq};
 
@@ -23,7 +23,7 @@ async fn replicated_ids_beyond_the_configured_limit_are_refused_or_readable() {
         id: id.into(),
         rev,
         deleted: false,
-        attributes: Some(body),
+        attributes: Some(Body::new(&body)),
         ancestry: vec![],
         foreign: None,
     };

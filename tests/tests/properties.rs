@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use outpost_api::{
-    Attributes, ChainHash, Epoch, ErrorKind, GetOptions, Limits, ReconcilePolicy, RecordRevs, RevId, RevisionData,
-    Uuid, Value,
+    Attributes, Body, ChainHash, Epoch, ErrorKind, GetOptions, Limits, ReconcilePolicy, RecordRevs, RevId,
+    RevisionData, Uuid, Value,
 };
 use outpost_engine::canonical::encode_attributes;
 use outpost_engine::hash::revision_id;
@@ -72,7 +72,7 @@ fn history(edits: &[Edit]) -> Vec<RevisionData> {
             id: "x".into(),
             rev,
             deleted: e.deleted,
-            attributes: Some(body),
+            attributes: Some(Body::new(&body)),
             ancestry: sent,
             foreign: None,
         };
@@ -109,7 +109,9 @@ fn plan(revisions: &[RevisionData], order: &[usize]) -> (RevisionTree, usize) {
         assert!(!planner.replicated(r.clone()).expect("replay"), "replaying {} is a no-op", r.rev());
     }
     let events = planner.events();
-    (planner.tree("t", "x").expect("the record has a tree").clone(), events)
+    // The planner holds each body as its stored JSON: read back as attributes.
+    let tree = planner.tree("t", "x").expect("the record has a tree").clone();
+    (tree.map_bodies(|json| Body::from_json(&json).expect("a stored body").attributes()), events)
 }
 
 /// The tree without local seqs (which do depend on arrival order).

@@ -15,7 +15,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::canonical::{encode_value, put_lb};
-use crate::value::{path_error, scalar, type_of, Parsed, Path, Scalar, TypeName};
+use crate::parse::{scalar, type_of, Parsed, Scalar, TypeName};
+use crate::value::{path_error, Path};
 use crate::wire::{write_str, write_value};
 use crate::{Attributes, ValueType};
 
@@ -28,15 +29,20 @@ pub struct Body {
     canonical: Vec<u8>,
     json: String,
     depth: usize,
+    /// Why a name of the attributes it was made from is not an attribute name (one read from the
+    /// wire had its names checked).
+    bad_name: Option<String>,
 }
 
 impl Body {
     /// The encodings of `attributes`.
     pub fn new(attributes: &Attributes) -> Body {
+        let bad_name = attributes.keys().find_map(|k| crate::names::validate_attribute_name(k).err());
         Body {
             canonical: crate::canonical::encode_attributes(attributes),
             json: attributes.to_json(),
             depth: attributes.depth(),
+            bad_name: bad_name.map(|e| e.message),
         }
     }
 
@@ -75,9 +81,15 @@ impl Body {
         self.json == "{}"
     }
 
+    /// Refuse a body made from attributes whose names are not attribute names (SPEC §3: 1–256
+    /// bytes, not starting with `_`); one read from the wire was checked as it was read.
+    pub fn check_names(&self) -> Result<(), crate::Error> {
+        self.bad_name.as_ref().map_or(Ok(()), |m| Err(crate::Error::invalid(m.clone())))
+    }
+
     /// The body as typed attributes (parsed from its JSON: for the few rules that read values).
     pub fn attributes(&self) -> Attributes {
-        serde_json::from_str(&self.json).expect("a body's JSON is the wire form it was checked as")
+        crate::parse::attributes_unchecked(&self.json).expect("a body's JSON is the wire form it was made as")
     }
 }
 
@@ -118,7 +130,7 @@ impl<'de> Deserialize<'de> for Body {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Body, D::Error> {
         let mut out = Out { canonical: Vec::with_capacity(256), json: String::with_capacity(512), entries: Vec::new() };
         let depth = MapSink { out: &mut out, path: &Path::Root, attributes: true }.deserialize(d)?;
-        Ok(Body { canonical: out.canonical, json: out.json, depth })
+        Ok(Body { canonical: out.canonical, json: out.json, depth, bad_name: None })
     }
 }
 
@@ -341,7 +353,7 @@ impl<'de> DeserializeSeed<'de> for ValueSink<'_, '_> {
 impl<'de> Visitor<'de> for ValueSink<'_, '_> {
     type Value = usize;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::value::expecting_value(self.path, f)
+        crate::parse::expecting_value(self.path, f)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {

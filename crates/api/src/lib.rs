@@ -13,6 +13,7 @@ mod error;
 pub mod names;
 #[cfg(feature = "openapi")]
 mod openapi;
+mod parse;
 mod record;
 mod replica;
 mod retry;

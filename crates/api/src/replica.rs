@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Attributes, ChainHash, Digest, RevId};
+#[cfg(feature = "openapi")]
+use crate::Attributes;
+use crate::{Body, ChainHash, Digest, RevId};
 
 /// One epoch of a database's identity: `uuid` names the database's history from `start_seq` on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -52,9 +54,11 @@ pub struct RevisionData {
     /// Whether it is a tombstone.
     #[serde(default)]
     pub deleted: bool,
-    /// The body; `None` when this database holds only the revision's id.
+    /// The body (read from the wire straight into its canonical bytes and stored JSON, [`Body`]);
+    /// `None` when this database holds only the revision's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<Attributes>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Attributes>))]
+    pub attributes: Option<Body>,
     /// Ancestor revision ids, parent first.
     #[serde(default)]
     pub ancestry: Vec<RevId>,
@@ -96,7 +100,7 @@ impl RevisionJson {
     pub fn encode(revision: RevisionData) -> RevisionJson {
         let RevisionData { table, id, rev, deleted, attributes, ancestry, foreign } = revision;
         let attributes = attributes
-            .map(|a| serde_json::value::RawValue::from_string(a.to_json()).expect("attributes encode as valid JSON"));
+            .map(|a| serde_json::value::RawValue::from_string(a.into_json()).expect("a body's JSON is valid JSON"));
         RevisionJson { table, id, rev, deleted, attributes, ancestry, foreign }
     }
 }

@@ -4,7 +4,7 @@
 //! ancestry. A revision a CouchDB peer made arrives as a foreign revision (§3) with the digest of its
 //! body; Outpost's own revisions go out under their own ids.
 
-use outpost_api::{Attributes, Digest, RevId, RevisionData};
+use outpost_api::{Attributes, Body, Digest, RevId, RevisionData};
 use serde_json::{json, Map, Value};
 
 use crate::error::{CouchError, CouchResult};
@@ -133,7 +133,7 @@ pub fn replicated(table: &str, doc: DocIn) -> CouchResult<RevisionData> {
         id,
         rev,
         deleted: doc.deleted,
-        attributes: Some(doc.attributes),
+        attributes: Some(Body::new(&doc.attributes)),
         ancestry,
         foreign,
     })
@@ -187,10 +187,17 @@ mod tests {
             (r.id.as_str(), r.rev.to_string(), r.ancestry.clone()),
             ("a/b", R2.to_owned(), vec![R1.parse().unwrap()])
         );
-        let expected = Digest::of("orders", "a/b", Some(&R1.parse().unwrap()), false, r.attributes.as_ref().unwrap());
+        let expected = Digest::of(
+            "orders",
+            "a/b",
+            Some(&R1.parse().unwrap()),
+            false,
+            &r.attributes.as_ref().unwrap().attributes(),
+        );
         assert_eq!(r.foreign, Some(expected));
         // Back out: the same members, and _revisions from the history.
-        let out = to_json(&r.id, r.rev, false, r.attributes.as_ref().unwrap(), Some(&[r.rev, r.ancestry[0]]));
+        let out =
+            to_json(&r.id, r.rev, false, &r.attributes.as_ref().unwrap().attributes(), Some(&[r.rev, r.ancestry[0]]));
         assert_eq!(out["_revisions"], json!({"start": 2, "ids": [&R2[2..], &R1[2..]]}));
         assert_eq!((out["n"].to_string(), out["k"].clone()), ("1.5".to_owned(), json!(42)));
     }

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{Extensions, StatusCode};
 use axum::Json;
-use outpost_api::{Error, ErrorKind, RecordRevs, RevId, RevisionData, WriteOp, WriteOpKind};
+use outpost_api::{Body, Error, ErrorKind, RecordRevs, RevId, RevisionData, WriteOp, WriteOpKind};
 use serde_json::{json, Map, Value};
 
 use crate::error::{CouchError, CouchResult};
@@ -138,7 +138,7 @@ pub(crate) async fn fetch(t: &Table, asked: &[(String, Option<String>)], with_re
             answers[i] = Some(match found {
                 Some(r) if r.attributes.is_some() || r.deleted => {
                     let history: Vec<RevId> = std::iter::once(r.rev).chain(r.ancestry.iter().copied()).collect();
-                    let attributes = r.attributes.clone().unwrap_or_default();
+                    let attributes = r.attributes.as_ref().map(Body::attributes).unwrap_or_default();
                     let doc = doc::to_json(&r.id, r.rev, r.deleted, &attributes, with_revs.then_some(&history[..]));
                     json!({"id": id, "docs": [{"ok": doc}]})
                 }

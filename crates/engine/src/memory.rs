@@ -71,10 +71,11 @@ impl Data {
         }
     }
 
-    fn tree(&self, key: &RecordKey) -> Result<RevisionTree> {
-        let mut tree = RevisionTree::new();
+    /// A record's tree, each stored body made into a node's by `body`.
+    fn tree_with<B>(&self, key: &RecordKey, body: impl Fn(&str, &RevId) -> Result<B>) -> Result<RevisionTree<B>> {
+        let mut tree = RevisionTree::default();
         for (rev, row) in self.revisions.get(key).into_iter().flatten() {
-            let body = row.body.as_deref().map(|b| stored::body(b, &key.0, &key.1, rev)).transpose()?;
+            let body = row.body.as_deref().map(|b| body(b, rev)).transpose()?;
             tree.insert(
                 *rev,
                 RevisionNode {
@@ -89,8 +90,16 @@ impl Data {
         Ok(tree)
     }
 
+    fn tree(&self, key: &RecordKey) -> Result<RevisionTree> {
+        self.tree_with(key, |b, rev| stored::body(b, &key.0, &key.1, rev))
+    }
+
     fn trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         keys.iter().map(|k| Ok((k.clone(), self.tree(k)?))).collect()
+    }
+
+    fn stored_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        keys.iter().map(|k| Ok((k.clone(), self.tree_with(k, |b, _| Ok(b.to_owned()))?))).collect()
     }
 
     /// Refuse what the SQL backends' unique indexes refuse (a seq taken by another revision or
@@ -301,8 +310,8 @@ impl WriteTxn for MemoryWriteTxn {
     async fn head(&mut self) -> Result<Head> {
         Ok(self.data()?.head.clone())
     }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-        self.data()?.trees(keys)
+    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        self.data()?.stored_trees(keys)
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         Ok(self.data()?.states.get(&(table.to_owned(), id.to_owned())).cloned())
@@ -369,6 +378,10 @@ impl Storage for MemoryStorage {
 
     async fn load_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
         self.read(|d| d.trees(keys)).await
+    }
+
+    async fn load_stored_trees(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        self.read(|d| d.stored_trees(keys)).await
     }
 
     async fn held_revs(&self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {

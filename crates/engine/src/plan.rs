@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use ahash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 
 use outpost_api::{
-    names, Attributes, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult, MAX_GENERATION,
+    names, Attributes, Body, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult,
+    MAX_GENERATION,
 };
 
 use crate::foreign::Class;
-use crate::reconcile::reconcile;
+use crate::reconcile::outcome;
 use crate::storage::{Head, RecordKey, StoredRevision, StoredState, WriteSet};
 use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::VerifiedRevision;
@@ -24,9 +25,10 @@ pub(crate) use local::LocalWrite;
 /// What a finished plan no longer needs ([`Planner::finish_apart`]).
 pub struct Spent(#[allow(dead_code, reason = "held only to be dropped")] FastMap<RecordKey, Planned>);
 
-/// A record's tree as planned, and whether the transaction touched it.
+/// A record's tree as planned (each body as its stored JSON: the planner reads a body's values only
+/// where a rule needs them), and whether the transaction touched it.
 struct Planned {
-    tree: RevisionTree,
+    tree: RevisionTree<String>,
     touched: bool,
     /// Whether the record had revisions, so a stored state, before the transaction.
     stored: bool,
@@ -34,7 +36,7 @@ struct Planned {
 
 impl Planned {
     fn new() -> Self {
-        Planned { tree: RevisionTree::new(), touched: false, stored: false }
+        Planned { tree: RevisionTree::default(), touched: false, stored: false }
     }
 }
 
@@ -65,7 +67,7 @@ pub struct Planner {
 impl Planner {
     /// Start from the head and the trees of every record the transaction may touch (`records` of
     /// them, whose trees a new record lacks: the maps are sized for them once).
-    pub fn new(head: &Head, loaded: HashMap<RecordKey, RevisionTree>, records: usize) -> Self {
+    pub fn new(head: &Head, loaded: HashMap<RecordKey, RevisionTree<String>>, records: usize) -> Self {
         let live_before =
             loaded.iter().filter(|(key, tree)| counts(key) && is_live(tree)).map(|(key, _)| key.clone()).collect();
         let mut trees = FastMap::with_capacity(records.max(loaded.len()));
@@ -95,7 +97,7 @@ impl Planner {
     }
 
     /// The tree of a record as planned so far.
-    pub fn tree(&self, table: &str, id: &str) -> Option<&RevisionTree> {
+    pub fn tree(&self, table: &str, id: &str) -> Option<&RevisionTree<String>> {
         self.trees.get(&(table.to_owned(), id.to_owned())).map(|p| &p.tree)
     }
 
@@ -122,10 +124,10 @@ impl Planner {
             )));
         }
         // The write's body moves into the tree: at most one new revision is the write's own.
-        let mut body = Some((w.attributes, w.encoded.json));
+        let mut body = Some(w.encoded.into_json());
         for n in new {
             let own = if n.own { body.take() } else { None };
-            let body = own.unwrap_or_else(|| (Attributes::new(), "{}".to_owned()));
+            let body = own.unwrap_or_else(|| "{}".to_owned());
             self.add_event(&key, n.rev, n.parent, n.deleted, Some(body), None)?;
             if n.replaces.is_some() {
                 self.supersede(n.replaces);
@@ -141,6 +143,7 @@ impl Planner {
     pub fn replicated(&mut self, r: VerifiedRevision) -> Result<bool> {
         let (parent, rev, deleted, foreign) = (r.parent(), r.rev(), r.deleted(), r.foreign());
         let (table, id, body, ancestry) = r.into_parts();
+        let body = body.map(Body::into_json);
         if foreign.is_some() && !self.foreign_tables.contains(&table) {
             self.foreign_tables.push(table.clone());
         }
@@ -149,11 +152,11 @@ impl Planner {
         // A pending revision (replayed without its body) whose body arrives, verified, and of the
         // class its event's chain hash committed to: it is stored into the revision's event. Any
         // other revision held with an event is a no-op.
-        if let (Some(node), Some((body, json))) = (tree.get(&rev), &body) {
+        if let (Some(node), Some(json)) = (tree.get(&rev), &body) {
             if node.body.is_none() && !node.deleted && node.foreign == foreign && tree.is_pending(&rev) {
                 let seq = node.seq.expect("a pending revision has an event");
                 self.fill_bodies.push((seq, json.clone()));
-                tree.get_mut(&rev).expect("held").body = Some(body.clone());
+                tree.get_mut(&rev).expect("held").body = body;
                 self.touch(&key);
                 return Ok(false);
             }
@@ -255,7 +258,7 @@ impl Planner {
         rev: RevId,
         parent: Option<RevId>,
         deleted: bool,
-        body: Option<(Attributes, String)>,
+        body: Option<String>,
         foreign: Option<Digest>,
     ) -> Result<()> {
         debug_assert!((1..=MAX_GENERATION).contains(&rev.generation), "a stored revision id must parse back");
@@ -271,7 +274,7 @@ impl Planner {
         };
         let tree = &mut planned.tree;
         self.fills_stubs |= tree.get(&rev).is_some_and(RevisionNode::is_stub);
-        let (body, json) = body.unzip();
+        // The body is the tree's until the plan is finished, then the write set's (`finish_apart`).
         tree.insert(rev, RevisionNode { parent, deleted, body, seq: Some(seq), foreign });
         if !planned.touched {
             planned.touched = true;
@@ -284,7 +287,7 @@ impl Planner {
             rev,
             parent,
             deleted,
-            body: json,
+            body: None,
             event: Some((seq, chain)),
             foreign,
             replaces: None,
@@ -307,7 +310,8 @@ impl Planner {
             )));
         };
         let opened = tree.iter().any(|(rev, node)| {
-            node.body.as_ref().is_some_and(|body| TableDef::from_record(table, *rev, body).is_ok_and(|def| def.couch))
+            let body = node.body.as_deref().and_then(|json| serde_json::from_str::<Attributes>(json).ok());
+            body.is_some_and(|body| TableDef::from_record(table, *rev, &body).is_ok_and(|def| def.couch))
         });
         if !opened {
             return Err(Error::forbidden(format!(
@@ -336,10 +340,10 @@ impl Planner {
             start,
             update_seq,
             chain,
-            trees,
+            mut trees,
             live_before,
             touched,
-            revisions,
+            mut revisions,
             events,
             fills_stubs,
             fill_bodies,
@@ -348,15 +352,10 @@ impl Planner {
         let mut states = Vec::with_capacity(touched.len());
         let mut views = Vec::new();
         let mut live_records = 0i64;
-        // The JSON of a body written now, by its event's seq, so a new winner's state reuses it.
-        let written = |seq: Option<u64>| -> Option<&str> {
-            let at = seq?.checked_sub(start.0 + 1)?;
-            revisions[*events.get(usize::try_from(at).ok()?)?].body.as_deref()
-        };
         // Each touched record's key moves into its state.
         for key in touched {
             let Planned { tree, stored, .. } = &trees[&key];
-            let r = match reconcile(tree, ReconcilePolicy::KeepConflicts) {
+            let (winner, leaves, conflicts) = match outcome(tree) {
                 Ok(r) => r,
                 // Every revision is pending (a compacted one replayed before the revision after it):
                 // the record has no state until that one arrives.
@@ -364,31 +363,33 @@ impl Planner {
                 Err(e) => return Err(e),
             };
             let seq = tree.iter().filter_map(|(_, n)| n.seq).max().expect("a touched record has an event");
-            if key.0 == names::TABLES_TABLE && !r.deleted {
+            let node = tree.get(&winner).expect("the winner is in the tree");
+            let deleted = node.deleted;
+            if key.0 == names::TABLES_TABLE && !deleted {
                 views.push(key.1.clone());
             }
             if counts(&key) {
-                live_records += i64::from(!r.deleted) - i64::from(live_before.contains(&key));
+                live_records += i64::from(!deleted) - i64::from(live_before.contains(&key));
             }
-            // A deleted record's body is `{}`, whatever its tombstone carries.
-            let body = match written(tree.get(&r.winner).and_then(|n| n.seq)) {
-                _ if r.deleted => r.body.to_json(),
-                Some(json) => json.to_owned(),
-                None => r.body.to_json(),
+            // The winner's stored JSON (keep-conflicts: a merge-fields table merges on read). A
+            // deleted record's body is `{}`, whatever its tombstone carries.
+            let body = match &node.body {
+                _ if deleted => "{}".to_owned(),
+                Some(json) => json.clone(),
+                None => return Err(Error::corrupt(format!("winning revision {winner} has no body"))),
             };
             let (table, id) = key;
-            let state = StoredState {
-                table,
-                id,
-                rev: r.winner,
-                deleted: r.deleted,
-                body,
-                leaves: r.leaves,
-                conflicts: r.conflicts,
-                field_conflicts: r.field_conflicts,
-                seq,
-            };
+            let state =
+                StoredState { table, id, rev: winner, deleted, body, leaves, conflicts, field_conflicts: vec![], seq };
             states.push((state, !*stored));
+        }
+        // Each event's body moves from its record's tree into the write set, uncopied: the states
+        // above read them there (a superseded event is stored without its body).
+        for r in revisions.iter_mut().filter(|r| r.event.is_some() && !r.superseded) {
+            let key = (std::mem::take(&mut r.table), std::mem::take(&mut r.id));
+            let node = trees.get_mut(&key).and_then(|p| p.tree.get_mut(&r.rev));
+            r.body = node.and_then(|n| n.body.take());
+            (r.table, r.id) = key;
         }
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
         states.sort_by_key(|(s, _)| s.seq);
@@ -457,7 +458,7 @@ pub(crate) fn counts_table(table: &str) -> bool {
 }
 
 /// Whether a record's winner is a live (not deleted) revision.
-fn is_live(tree: &RevisionTree) -> bool {
+fn is_live<B>(tree: &RevisionTree<B>) -> bool {
     tree.winner().is_some_and(|w| tree.get(&w).is_some_and(|n| !n.deleted))
 }
 
@@ -520,7 +521,7 @@ mod tests {
         fn put(&mut self, parent: Option<RevId>, n: i64) -> Result<RevId> {
             self.planner.local_write(write(parent, false, body(n)), ReconcilePolicy::KeepConflicts).map(|w| w.rev)
         }
-        fn tree(&self) -> &RevisionTree {
+        fn tree(&self) -> &RevisionTree<String> {
             self.planner.tree("t", "x").unwrap()
         }
     }
@@ -602,7 +603,7 @@ mod tests {
                 id: "x".into(),
                 rev: b,
                 deleted: false,
-                attributes: Some(b_body),
+                attributes: Some(Body::new(&b_body)),
                 ancestry: vec![r1],
                 foreign: None,
             };
@@ -638,7 +639,7 @@ mod tests {
             id: "x".into(),
             rev,
             deleted: false,
-            attributes: Some(b),
+            attributes: Some(Body::new(&b)),
             ancestry: vec![],
             foreign: None,
         });
@@ -653,7 +654,7 @@ mod tests {
             id: "y".into(),
             rev: r3,
             deleted: false,
-            attributes: Some(b3),
+            attributes: Some(Body::new(&b3)),
             ancestry: vec![p2, RevId::new(1, [8; 16])],
             foreign: None,
         });
@@ -674,7 +675,7 @@ mod tests {
                 id: "x".into(),
                 rev,
                 deleted: false,
-                attributes: Some(b),
+                attributes: Some(Body::new(&b)),
                 ancestry,
                 foreign: None,
             })
@@ -725,12 +726,12 @@ mod tests {
         let r1 = d.put(None, 1).unwrap();
         let ws = d.planner.finish().unwrap();
         assert_eq!(ws.new_states, [true]);
-        let mut tree = RevisionTree::new();
+        let mut tree = RevisionTree::default();
         tree.insert(
             r1,
-            RevisionNode { parent: None, deleted: false, body: Some(body(1)), seq: Some(1), foreign: None },
+            RevisionNode { parent: None, deleted: false, body: Some(body(1).to_json()), seq: Some(1), foreign: None },
         );
-        let loaded: HashMap<RecordKey, RevisionTree> = [(("t".to_owned(), "x".to_owned()), tree)].into();
+        let loaded: HashMap<RecordKey, RevisionTree<String>> = [(("t".to_owned(), "x".to_owned()), tree)].into();
         let mut planner = Planner::new(&head(), loaded, 2);
         planner.local_write(write(Some(r1), false, body(2)), ReconcilePolicy::KeepConflicts).unwrap();
         let y = LocalWrite { id: "y".into(), ..write(None, false, body(3)) };

@@ -26,12 +26,19 @@ pub struct Reconciled<'t> {
     pub field_conflicts: Vec<String>,
 }
 
-/// Compute the reconciled state of a non-empty tree.
-pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconciled<'_>, Error> {
+/// What every policy's state shares, of a non-empty tree with any bodies: the winner, every leaf,
+/// and the non-deleted leaves other than the winner.
+pub fn outcome<B>(tree: &RevisionTree<B>) -> Result<(RevId, Vec<RevId>, Vec<RevId>), Error> {
     let leaves = tree.leaves();
     let winner = tree.winner_of(&leaves).ok_or_else(|| Error::internal("reconcile of an empty revision tree"))?;
-    let node = tree.get(&winner).expect("winner is in the tree");
     let conflicts = tree.conflicts_of(&leaves, Some(winner));
+    Ok((winner, leaves, conflicts))
+}
+
+/// Compute the reconciled state of a non-empty tree.
+pub fn reconcile(tree: &RevisionTree, policy: ReconcilePolicy) -> Result<Reconciled<'_>, Error> {
+    let (winner, leaves, conflicts) = outcome(tree)?;
+    let node = tree.get(&winner).expect("winner is in the tree");
     if node.deleted {
         return Ok(Reconciled {
             winner,

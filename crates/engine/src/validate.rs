@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 
 use outpost_api::{
-    names, Attributes, Error, KnowledgeRow, KnowledgeUpdate, Limits, RecordRevs, Result, ResumePoint, RevId,
+    names, Attributes, Body, Error, KnowledgeRow, KnowledgeUpdate, Limits, RecordRevs, Result, ResumePoint, RevId,
     RevisionData, Uuid, WriteOp, WriteOpKind, MAX_GENERATION,
 };
 
 use crate::foreign::{digest_of_encoded, Digest};
-use crate::hash::{revision_id, revision_id_of_encoded};
+use crate::hash::revision_id_of_encoded;
 use crate::plan::LocalWrite;
 
 /// The largest seq any input may name: seqs are stored as signed 64-bit integers on every backend.
@@ -104,10 +104,9 @@ pub struct VerifiedRevision {
     id: String,
     rev: RevId,
     deleted: bool,
-    /// `None` for a compacted revision replayed from a quicksync file ([`replayed`]).
-    body: Option<Attributes>,
-    /// The body's wire JSON, what is stored (made when validated, beside its canonical bytes).
-    json: Option<String>,
+    /// Its canonical bytes and the JSON stored; `None` for a compacted revision replayed from a
+    /// quicksync file ([`replayed`]).
+    body: Option<Body>,
     ancestry: Vec<RevId>,
     /// A foreign revision's digest, recomputed from its body (taken as sent for a compacted one).
     foreign: Option<Digest>,
@@ -131,12 +130,12 @@ impl VerifiedRevision {
         self.deleted
     }
     /// The body (empty for a tombstone sent without one; `None` for a compacted revision).
-    pub fn body(&self) -> Option<&Attributes> {
+    pub fn body(&self) -> Option<&Body> {
         self.body.as_ref()
     }
-    /// The table, the record id, the body with its wire JSON, and the ancestry, moved out.
-    pub fn into_parts(self) -> (String, String, Option<(Attributes, String)>, Vec<RevId>) {
-        (self.table, self.id, self.body.zip(self.json), self.ancestry)
+    /// The table, the record id, the body, and the ancestry, moved out.
+    pub fn into_parts(self) -> (String, String, Option<Body>, Vec<RevId>) {
+        (self.table, self.id, self.body, self.ancestry)
     }
     /// The ancestry, parent first, each one generation older than the one before.
     pub fn ancestry(&self) -> &[RevId] {
@@ -180,15 +179,10 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
     names::validate_any_table_name(&r.table).map_err(context)?;
     names::validate_record_id(&r.id, names::MAX_ID_BYTES).map_err(context)?;
     // The canonical bytes measured here are the ones the id is recomputed from below.
-    let encoded = match &r.attributes {
-        Some(attributes) => {
-            for name in attributes.keys() {
-                names::validate_attribute_name(name).map_err(context)?;
-            }
-            Some(encoded(attributes, limits).map_err(context)?)
-        }
-        None => None,
-    };
+    if let Some(body) = &r.attributes {
+        body.check_names().map_err(context)?;
+        within(body, limits).map_err(context)?;
+    }
     if !(1..=MAX_GENERATION).contains(&r.rev.generation) {
         return Err(Error::invalid(format!(
             "revision {} of {}/{}: the generation is not between 1 and {MAX_GENERATION}",
@@ -200,7 +194,7 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
         (Some(a), _) => Some(a),
         // A superseded foreign tombstone replayed: its body (digested, whatever it held) is gone.
         (None, true) if compacted && foreign.is_some() => None,
-        (None, true) => Some(Attributes::new()),
+        (None, true) => Some(Body::empty()),
         (None, false) if compacted => None,
         (None, false) => {
             return Err(Error::invalid(format!(
@@ -224,11 +218,10 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
     if parent.is_none() && rev.generation != 1 {
         return Err(Error::invalid(format!("revision {rev} of {table}/{id} has no parent in its ancestry")));
     }
-    let actual = match (&encoded, &body) {
-        (Some(e), _) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, &e.canonical),
-        (None, Some(body)) => revision_id(&table, &id, parent.as_ref(), deleted, body),
+    let actual = match &body {
+        Some(body) => revision_id_of_encoded(&table, &id, parent.as_ref(), deleted, body.canonical()),
         // A compacted revision: nothing to re-hash.
-        (None, None) => rev,
+        None => rev,
     };
     if foreign.is_some() && table == names::TABLES_TABLE {
         return Err(Error::corrupt(format!(
@@ -242,10 +235,7 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
         _ if actual == rev => None,
         (Some(body), Some(sent)) => {
             // Recomputed from the bytes the native id was.
-            let digest = match &encoded {
-                Some(e) => digest_of_encoded(&table, &id, parent.as_ref(), deleted, &e.canonical),
-                None => crate::foreign::digest(&table, &id, parent.as_ref(), deleted, body),
-            };
+            let digest = digest_of_encoded(&table, &id, parent.as_ref(), deleted, body.canonical());
             if digest != sent {
                 return Err(Error::corrupt(format!(
                     "foreign revision {rev} of {table}/{id} does not match its body (it digests to {digest}, not {sent})"
@@ -262,15 +252,10 @@ fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedR
     if table == names::TABLES_TABLE && !deleted {
         names::validate_table_name(&id)?;
         if let Some(body) = &body {
-            outpost_api::TableDef::from_record(&id, rev, body)?;
+            outpost_api::TableDef::from_record(&id, rev, &body.attributes())?;
         }
     }
-    // A tombstone sent without a body has the empty one.
-    let json = match encoded {
-        Some(e) => Some(e.json),
-        None => body.as_ref().map(Attributes::to_json),
-    };
-    Ok(VerifiedRevision { table, id, rev, deleted, body, json, ancestry, foreign })
+    Ok(VerifiedRevision { table, id, rev, deleted, body, ancestry, foreign })
 }
 
 /// Turn a local operation into a validated write, before any storage access: names, a generated id
@@ -289,9 +274,6 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     let deleted = op.op == WriteOpKind::Delete;
     if deleted && (!op.attributes.is_empty() || !op.resolves.is_empty()) {
         return Err(Error::invalid("a delete carries no attributes and resolves nothing"));
-    }
-    for name in op.attributes.keys() {
-        names::validate_attribute_name(name)?;
     }
     let encoded = encoded(&op.attributes, limits)?;
     Ok(LocalWrite {
@@ -326,42 +308,34 @@ pub(crate) fn batch(len: usize, limits: &Limits, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A body's two encodings, each made once, when it is validated: its canonical bytes, which its
-/// revision id hashes, and its wire JSON, which is stored. Made on the validating threads, not in the
-/// planner, whose work is the one step of a write that cannot run beside another.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Encoded {
-    /// The canonical bytes (SPEC §3).
-    pub canonical: Vec<u8>,
-    /// The wire JSON (`Attributes::to_json`).
-    pub json: String,
+/// A local write's body in both its encodings, each made once, when it is validated: its canonical
+/// bytes, which its revision id hashes, and its wire JSON, which is stored — on the validating
+/// threads, not in the planner, whose work is the one step of a write that cannot run beside another.
+/// Refused for a name that is not an attribute name, and as [`within`] refuses it.
+pub fn encoded(attributes: &Attributes, limits: &Limits) -> Result<Body> {
+    let body = Body::new(attributes);
+    body.check_names()?;
+    within(&body, limits)?;
+    Ok(body)
 }
 
-/// [`body`] and the body's wire JSON.
-pub fn encoded(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<Encoded> {
-    let canonical = body(attributes, limits)?;
-    Ok(Encoded { canonical, json: attributes.to_json() })
-}
-
-/// A body's nesting depth and encoded size against the limits (local and replicated writes alike);
-/// its canonical bytes, which its revision id hashes, so that a body is encoded once.
-pub fn body(attributes: &outpost_api::Attributes, limits: &Limits) -> Result<Vec<u8>> {
-    if attributes.depth() > limits.max_depth {
+/// A body's nesting depth and encoded size against the limits (local and replicated writes alike).
+pub fn within(body: &Body, limits: &Limits) -> Result<()> {
+    if body.depth() > limits.max_depth {
         return Err(Error::invalid(format!(
             "attributes nest {} deep; the limit is {}",
-            attributes.depth(),
+            body.depth(),
             limits.max_depth
         )));
     }
-    let encoded = crate::canonical::encode_attributes(attributes);
-    let size = encoded.len();
+    let size = body.canonical().len();
     if size > limits.max_body_bytes {
         return Err(Error::too_large(format!(
             "record body is {size} bytes encoded; the limit is {}",
             limits.max_body_bytes
         )));
     }
-    Ok(encoded)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -369,6 +343,7 @@ mod tests {
     use outpost_api::ErrorKind;
 
     use super::*;
+    use crate::hash::revision_id;
 
     fn rev(generation: u64) -> RevId {
         RevId::new(generation, [generation as u8; 16])
@@ -421,7 +396,7 @@ mod tests {
             id: "x".into(),
             rev: revision_id("t", "x", Some(&rev(9)), false, &empty),
             deleted: false,
-            attributes: Some(empty),
+            attributes: Some(Body::new(&empty)),
             ancestry: (1..10).rev().map(rev).collect(),
             foreign: None,
         };
@@ -429,7 +404,7 @@ mod tests {
         assert_eq!(cut.ancestry(), &[rev(9), rev(8), rev(7)]);
         assert_eq!((cut.rev(), cut.parent()), (base.rev, Some(rev(9))));
         let nested = Attributes::from_plain(&serde_json::json!({"a": {"b": {"c": 1}}})).unwrap();
-        let e = replicated(RevisionData { attributes: Some(nested), ..base.clone() }, &limits).unwrap_err();
+        let e = replicated(RevisionData { attributes: Some(Body::new(&nested)), ..base.clone() }, &limits).unwrap_err();
         assert!(e.message.contains("nest") && e.message.contains("revision 10-"), "{e}");
         let e = replicated(RevisionData { table: "T".into(), ..base.clone() }, &limits).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidInput);
@@ -446,7 +421,7 @@ mod tests {
             id: "x".into(),
             rev: second,
             deleted: false,
-            attributes: Some(body.clone()),
+            attributes: Some(Body::new(&body.clone())),
             ancestry: vec![first],
             foreign: None,
         };
@@ -458,7 +433,7 @@ mod tests {
             ("other parent", RevisionData { ancestry: vec![rev(1)], ..good.clone() }, Some(ErrorKind::Corrupt)),
             (
                 "other body",
-                RevisionData { attributes: Some(Attributes::new()), ..good.clone() },
+                RevisionData { attributes: Some(Body::new(&Attributes::new())), ..good.clone() },
                 Some(ErrorKind::Corrupt),
             ),
             ("tombstone flag", RevisionData { deleted: true, ..good.clone() }, Some(ErrorKind::Corrupt)),

@@ -13,7 +13,8 @@ use outpost_engine::tree::RevisionTree;
 use std::collections::HashMap;
 
 use crate::schema;
-use crate::store::{col, load_state, load_trees, local_doc, read_head, seq_of, sql_seq, Inner};
+use crate::store::{col, load_state, local_doc, read_head, seq_of, sql_seq, Inner};
+use crate::trees::trees;
 
 /// Begin a write transaction on `client`: the database's serialisation point is taken first.
 pub(crate) async fn begin(inner: Arc<Inner>, client: Object) -> Result<Box<dyn WriteTxn>> {
@@ -202,8 +203,8 @@ impl WriteTxn for PgWriteTxn {
     async fn head(&mut self) -> Result<Head> {
         read_head(&self.inner, self.client()?).await
     }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
-        load_trees(&self.inner, self.client()?, keys).await
+    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        trees(&self.inner, self.client()?, keys, |text, _, _| Ok(text.to_owned())).await
     }
     async fn live_states_by_table(&mut self) -> Result<Vec<(String, u64)>> {
         let rows = self.inner.query(self.client()?, &self.inner.sql.live_states_by_table, &[]).await?;

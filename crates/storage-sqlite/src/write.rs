@@ -15,7 +15,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::checkpoint::Checkpointer;
 use crate::error::SqlResultExt;
 use crate::schema;
-use crate::store::{load_state, load_trees, local_doc, open_in, read_head, STATE_COLUMNS};
+use crate::store::{load_state, local_doc, open_in, read_head, STATE_COLUMNS};
+use crate::trees::trees;
 
 /// Begin a write transaction on the connection in `conn`, once no other writer of this process holds
 /// it; waits up to the busy timeout for another process's writer.
@@ -384,9 +385,9 @@ impl WriteTxn for SqliteWriteTxn {
     async fn head(&mut self) -> Result<Head> {
         self.run(|t| read_head(t.conn())).await
     }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
+    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
         let keys = keys.to_vec();
-        self.run(move |t| load_trees(t.conn(), &keys)).await
+        self.run(move |t| trees(t.conn(), &keys, |body, _, _, _| Ok(body))).await
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         let (table, id) = (table.to_owned(), id.to_owned());

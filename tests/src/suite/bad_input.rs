@@ -2,7 +2,7 @@
 //! stored (update_seq does not move). Data that looks like SQL or paths is stored verbatim.
 
 use outpost_api::{
-    Attributes, ChangesRequest, Database, ErrorKind, GetOptions, ListOptions, NewTable, RecordRevs, RevisionData,
+    Attributes, Body, ChangesRequest, Database, ErrorKind, GetOptions, ListOptions, NewTable, RecordRevs, RevisionData,
     Value, WriteOp,
 };
 use outpost_engine::hash::revision_id;
@@ -19,7 +19,7 @@ fn revision(id: &str, attributes: Attributes) -> RevisionData {
         id: id.into(),
         rev,
         deleted: false,
-        attributes: Some(attributes),
+        attributes: Some(Body::new(&attributes)),
         ancestry: vec![],
         foreign: None,
     }
@@ -262,7 +262,7 @@ pub async fn malformed_replicated_revisions_are_rejected(f: &dyn Factory) {
         id: "x".into(),
         rev: r1,
         deleted: false,
-        attributes: Some(body.clone()),
+        attributes: Some(Body::new(&body)),
         ancestry: vec![],
         foreign: None,
     };
@@ -290,7 +290,7 @@ pub async fn malformed_replicated_revisions_are_rejected(f: &dyn Factory) {
                 table: "_tables".into(),
                 id: "u".into(),
                 rev: revision_id("_tables", "u", None, false, &not_a_definition),
-                attributes: Some(not_a_definition.clone()),
+                attributes: Some(Body::new(&not_a_definition)),
                 ..base.clone()
             },
         ),
@@ -348,7 +348,7 @@ pub async fn protocol_inputs_are_bounded(f: &dyn Factory) {
         id: "deep".into(),
         rev: revision_id("t", "deep", Some(&top_parent), false, &body),
         deleted: false,
-        attributes: Some(body.clone()),
+        attributes: Some(Body::new(&body)),
         ancestry: vec![top_parent],
         foreign: None,
     };
@@ -379,7 +379,7 @@ pub async fn protocol_inputs_are_bounded(f: &dyn Factory) {
         id: "long".into(),
         rev: leaf,
         deleted: false,
-        attributes: Some(body.clone()),
+        attributes: Some(Body::new(&body)),
         ancestry: chain,
         foreign: None,
     };

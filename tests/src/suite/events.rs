@@ -2,7 +2,7 @@
 //! carry), a batch stored atomically with the knowledge it proves, and knowledge pruned per peer.
 
 use outpost_api::{
-    ChainHash, Database, ErrorKind, GetOptions, KnowledgeRow, KnowledgeUpdate, RecordRevs, RevisionEvent,
+    Body, ChainHash, Database, ErrorKind, GetOptions, KnowledgeRow, KnowledgeUpdate, RecordRevs, RevisionEvent,
 };
 use serde_json::json;
 
@@ -40,7 +40,7 @@ pub async fn events_list_every_revision_in_seq_order(f: &dyn Factory) {
     }
     let x: Vec<_> = events.iter().filter(|e| e.revision.id == "x").map(|e| &e.revision).collect();
     assert_eq!(x.iter().map(|r| r.rev).collect::<Vec<_>>(), vec![r1, r2, r3], "inner revisions too");
-    assert_eq!((x[0].ancestry.clone(), x[0].attributes.clone()), (vec![], Some(plain(json!({"v": 1})))));
+    assert_eq!((x[0].ancestry.clone(), x[0].attributes.clone()), (vec![], Some(Body::new(&plain(json!({"v": 1}))))));
     assert_eq!(x[1].ancestry, vec![r1], "the parent, held with a body, ends the ancestry");
     assert!(x[2].deleted, "a delete is a tombstone event");
     assert!(events.iter().any(|e| e.revision.table == "_tables" && e.revision.id == "t"), "table definitions too");
@@ -115,7 +115,7 @@ pub async fn a_batch_commits_with_the_knowledge_it_proves(f: &dyn Factory) {
     assert_eq!(update_seq(&*c).await, 0, "nothing stored");
     // A body that does not hash to its rev: Corrupt, and no knowledge is recorded.
     let mut tampered = revisions.clone();
-    tampered.last_mut().expect("events").attributes = Some(plain(json!({"v": "forged"})));
+    tampered.last_mut().expect("events").attributes = Some(Body::new(&plain(json!({"v": "forged"}))));
     expect_err(c.put_revisions_with_knowledge(tampered, update.clone()).await, ErrorKind::Corrupt, "forged body");
     assert!(ok(c.knowledge(None).await, "knowledge").is_empty(), "no knowledge without its batch");
     let stored = ok(c.put_revisions_with_knowledge(revisions.clone(), update.clone()).await, "the batch");

@@ -4,7 +4,8 @@
 //! event's chain hash commits to. Native revisions stay verified by their ids.
 
 use outpost_api::{
-    Attributes, ChainHash, Database, Digest, ErrorKind, GetOptions, NewTable, RecordRevs, RevId, RevisionData, TableDef,
+    Attributes, Body, ChainHash, Database, Digest, ErrorKind, GetOptions, NewTable, RecordRevs, RevId, RevisionData,
+    TableDef,
 };
 use serde_json::json;
 
@@ -19,7 +20,7 @@ fn foreign(table: &str, id: &str, rev: RevId, ancestry: &[RevId], deleted: bool,
         id: id.into(),
         rev,
         deleted,
-        attributes: Some(body),
+        attributes: Some(Body::new(&body)),
         ancestry: ancestry.to_vec(),
         foreign: Some(digest),
     }
@@ -110,7 +111,7 @@ pub async fn foreign_revisions_go_only_into_couch_tables(f: &dyn Factory) {
     assert_eq!(ok(db.put_revisions(line, None).await, "again").written, 0, "a replay is a no-op");
     let options = GetOptions { conflicts: true, ..GetOptions::default() };
     let record = ok(db.get_record("c", "x", options).await, "read");
-    let expected = (r2, sent.attributes.clone().expect("a body"), Some(vec![]));
+    let expected = (r2, sent.attributes.as_ref().expect("a body").attributes(), Some(vec![]));
     assert_eq!((record.rev, record.attributes.clone(), record.conflicts.clone()), expected, "the tombstone closed b2");
     assert_eq!(get_one(&*db, "c", "x", r2).await, sent, "sent on as received, digest and all");
     let tomb = get_one(&*db, "c", "x", b3).await;
@@ -191,7 +192,7 @@ pub async fn a_native_body_replaces_a_foreign_one(f: &dyn Factory) {
         id: "x".into(),
         rev: r,
         deleted: false,
-        attributes: Some(native_body.clone()),
+        attributes: Some(Body::new(&native_body)),
         ancestry: vec![],
         foreign: None,
     };

@@ -1,6 +1,6 @@
 //! SPEC §4.2: replicated writes. Replays are no-ops, bodies are re-hashed, ancestry becomes stubs.
 
-use outpost_api::{Attributes, ErrorKind, GetOptions, RecordRevs, RevId, RevisionData};
+use outpost_api::{Body, ErrorKind, GetOptions, RecordRevs, RevId, RevisionData};
 use outpost_engine::hash::revision_id;
 use serde_json::json;
 
@@ -50,8 +50,8 @@ pub async fn a_body_that_does_not_hash_to_its_rev_is_corrupt(f: &dyn Factory) {
     let good_z = ok(a.get_revisions(revs_of("t", "z", &[z])).await, "get_revisions").remove(0);
     let other_parent = revision_id("t", "x", Some(&r1), false, &plain(json!({"v": "other"})));
     let tampered: [(&str, RevisionData); 4] = [
-        ("changed body", RevisionData { attributes: Some(plain(json!({"v": 4}))), ..good_x.clone() }),
-        ("flipped deleted flag", RevisionData { deleted: true, attributes: Some(Attributes::new()), ..good_x.clone() }),
+        ("changed body", RevisionData { attributes: Some(Body::new(&plain(json!({"v": 4})))), ..good_x.clone() }),
+        ("flipped deleted flag", RevisionData { deleted: true, attributes: Some(Body::empty()), ..good_x.clone() }),
         ("another parent", RevisionData { ancestry: vec![other_parent, r1], ..good_x.clone() }),
         ("another record", RevisionData { id: "w".into(), ..good_z.clone() }),
     ];
@@ -205,7 +205,7 @@ pub async fn get_revisions_and_revs_diff_answer_per_revision(f: &dyn Factory) {
     let got = ok(db.get_revisions(wanted.clone()).await, "get_revisions");
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].rev, got[0].deleted, &got[0].ancestry), (r1, false, &vec![]));
-    assert_eq!(got[0].attributes, Some(plain(json!({"v": 1}))));
+    assert_eq!(got[0].attributes, Some(Body::new(&plain(json!({"v": 1})))));
     let mut expected = revs_of("t", "x", &[unknown]);
     expected.extend(revs_of("t", "nobody", &[elsewhere]));
     assert_eq!(ok(db.revs_diff(wanted).await, "revs_diff"), expected);

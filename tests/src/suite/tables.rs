@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use outpost_api::{
-    ErrorKind, FieldDecl, GetOptions, NewTable, ReconcilePolicy, RecordRevs, RevisionData, TableUpdate, Value,
+    Body, ErrorKind, FieldDecl, GetOptions, NewTable, ReconcilePolicy, RecordRevs, RevisionData, TableUpdate, Value,
     ValueType,
 };
 use outpost_engine::hash::revision_id;
@@ -97,7 +97,7 @@ pub async fn table_definitions_replicate_as_records(f: &dyn Factory) {
         "get",
     );
     assert_eq!(revisions.len(), 1);
-    let body = revisions[0].attributes.clone().expect("a definition has a body");
+    let body = revisions[0].attributes.as_ref().expect("a definition has a body").attributes();
     assert_eq!(def.rev, revision_id("_tables", "t", None, false, &body), "a definition is hashed like any record");
     assert_eq!(replicate(&*a, &*b).await, 1);
     assert_eq!(ok(b.get_table("t").await, "replicated definition"), def);
@@ -145,7 +145,7 @@ pub async fn field_declarations_bind_local_writes_only(f: &dyn Factory) {
         id: "r".into(),
         rev,
         deleted: false,
-        attributes: Some(body.clone()),
+        attributes: Some(Body::new(&body)),
         ancestry: vec![],
         foreign: None,
     };

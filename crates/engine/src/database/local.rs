@@ -37,8 +37,11 @@ impl<S: Storage> Engine<S> {
         let (writes, spent, results) = blocking(move || {
             let mut planner = Planner::new(&head, trees, records);
             let mut results = Vec::with_capacity(ops.len());
+            // The typed attributes, once their fields are checked (the planner takes the encodings),
+            // freed with the trees, off the writer's path.
+            let mut checked = Vec::with_capacity(ops.len());
             for w in ops {
-                let outcome = w.and_then(|w| {
+                let outcome = w.and_then(|mut w| {
                     let policy = if w.table == names::TABLES_TABLE {
                         ReconcilePolicy::KeepConflicts
                     } else {
@@ -48,12 +51,13 @@ impl<S: Storage> Engine<S> {
                         }
                         def.policy
                     };
+                    checked.push(std::mem::take(&mut w.attributes));
                     planner.local_write(w, policy)
                 });
                 results.push(outcome);
             }
             let (writes, spent) = planner.finish_apart()?;
-            Ok::<_, Error>((writes, spent, results))
+            Ok::<_, Error>((writes, (spent, checked), results))
         })
         .await??;
         drop_aside(spent);

@@ -44,6 +44,11 @@ fn parse_body(json: &str) -> Result<Attributes> {
     serde_json::from_str(json).map_err(|e| Error::corrupt(format!("a stored body does not parse: {e}")))
 }
 
+/// A stored body in both its encodings (to send it to a peer in-process, which re-hashes it).
+fn stored_body(json: &str) -> Result<outpost_api::Body> {
+    outpost_api::Body::from_json(json).map_err(|e| Error::corrupt(format!("a stored body does not parse: {e}")))
+}
+
 fn table_def_of(name: &str, state: Option<&StoredState>) -> Result<TableDef> {
     match state {
         Some(s) if !s.deleted => TableDef::from_record(name, s.rev, &parse_body(&s.body)?),
@@ -119,7 +124,7 @@ impl<S: Storage> Engine<S> {
 
     /// Validate a body for a local or replicated write: nesting depth and encoded size.
     fn check_body(&self, attributes: &Attributes) -> Result<()> {
-        crate::validate::body(attributes, &self.limits).map(drop)
+        crate::validate::within(&outpost_api::Body::new(attributes), &self.limits)
     }
 
     async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: WriteSet) -> Result<()> {

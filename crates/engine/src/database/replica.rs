@@ -9,7 +9,7 @@ use outpost_api::{
     ReplicaTarget, Result, ResumePoint, RevId, RevisionData, RevisionEvent, RevisionJson, Uuid,
 };
 
-use super::{check_page, parse_body, Engine};
+use super::{check_page, stored_body, Engine};
 use crate::hash::genesis_chain;
 use crate::knowledge;
 use crate::plan::Planner;
@@ -164,18 +164,22 @@ impl<S: Storage> Engine<S> {
 impl<S: Storage> ReplicaSource for Engine<S> {
     async fn get_revisions(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionData>> {
         let wanted = validate::record_revs(wanted, &self.limits, "revs/get")?;
-        let trees = self.store()?.load_trees(&keys_of(&wanted)).await?;
-        Ok(sending(wanted, trees, |key, rev, node, ancestry| {
-            Ok(RevisionData {
-                table: key.0.clone(),
-                id: key.1.clone(),
-                rev,
-                deleted: node.deleted,
-                attributes: node.body.take(),
-                ancestry,
-                foreign: node.foreign,
+        let trees = self.store()?.load_stored_trees(&keys_of(&wanted)).await?;
+        // Each stored body read into both its encodings (CPU work): the target takes them as they are.
+        blocking(move || {
+            sending(wanted, trees, |key, rev, node, ancestry| {
+                Ok(RevisionData {
+                    table: key.0.clone(),
+                    id: key.1.clone(),
+                    rev,
+                    deleted: node.deleted,
+                    attributes: node.body.as_deref().map(stored_body).transpose()?,
+                    ancestry,
+                    foreign: node.foreign,
+                })
             })
-        })?)
+        })
+        .await?
     }
 
     async fn get_revisions_json(&self, wanted: Vec<RecordRevs>) -> Result<Vec<RevisionJson>> {
@@ -255,7 +259,7 @@ impl<S: Storage> ReplicaSource for Engine<S> {
                 ancestry.push(p);
                 next = tree.and_then(|t| t.get(&p)).filter(|n| n.is_stub()).and_then(|n| n.parent);
             }
-            let attributes = r.body.as_deref().map(parse_body).transpose()?;
+            let attributes = r.body.as_deref().map(stored_body).transpose()?;
             out.push(RevisionEvent {
                 seq: e.seq,
                 chain: e.chain,

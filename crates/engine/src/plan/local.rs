@@ -1,12 +1,11 @@
 //! The local write rules of SPEC §4.1 on one record's tree: which revision a write returns, and the
 //! revisions it adds (its own, and tombstones closing the branches it resolves).
 
-use outpost_api::{Attributes, Error, ReconcilePolicy, Result, RevId};
+use outpost_api::{Attributes, Body, Error, ReconcilePolicy, Result, RevId};
 
 use crate::hash::{revision_id, revision_id_of_encoded};
 use crate::storage::RecordKey;
 use crate::tree::RevisionTree;
-use crate::validate::Encoded;
 
 /// A local write, already validated against limits and field declarations.
 #[derive(Clone, Debug)]
@@ -19,11 +18,11 @@ pub(crate) struct LocalWrite {
     pub parent: Option<RevId>,
     /// Write a tombstone.
     pub deleted: bool,
-    /// The new body (empty for a tombstone).
+    /// The new body (empty for a tombstone), for the table's field checks: the planner takes `encoded`.
     pub attributes: Attributes,
     /// The canonical bytes of `attributes` (what the new revision's id hashes) and its wire JSON,
     /// made once, when validated.
-    pub encoded: Encoded,
+    pub encoded: Body,
     /// Leaves to close with tombstones.
     pub resolves: Vec<RevId>,
 }
@@ -43,12 +42,12 @@ pub(super) struct NewRevision {
 impl NewRevision {
     /// The write's own revision of record `key` on `parent`.
     fn of((table, id): &RecordKey, w: &LocalWrite, parent: Option<RevId>) -> Self {
-        let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, &w.encoded.canonical);
+        let rev = revision_id_of_encoded(table, id, parent.as_ref(), w.deleted, w.encoded.canonical());
         NewRevision { rev, parent, deleted: w.deleted, own: true, replaces: None }
     }
 
     /// The same revision, replacing the foreign body `tree` holds under its id, if it does.
-    fn over_foreign(self, tree: &RevisionTree) -> Self {
+    fn over_foreign(self, tree: &RevisionTree<String>) -> Self {
         let replaces = tree.get(&self.rev).filter(|n| n.foreign.is_some()).and_then(|n| n.seq);
         NewRevision { replaces, ..self }
     }
@@ -63,7 +62,7 @@ impl NewRevision {
 /// A local write whose revision is held pending (replayed from quicksync files without its body,
 /// before the revision after it) is not taken as already written — it is not part of the record —
 /// nor written again under the same id: Conflict, until the replay brings the revision after it.
-fn refuse_pending(tree: &RevisionTree, (table, id): &RecordKey, rev: RevId) -> Result<()> {
+fn refuse_pending(tree: &RevisionTree<String>, (table, id): &RecordKey, rev: RevId) -> Result<()> {
     if tree.get(&rev).is_some_and(|n| n.body.is_none() && !n.deleted) && tree.is_pending(&rev) {
         return Err(Error::conflict(
             format!(
@@ -79,7 +78,7 @@ fn refuse_pending(tree: &RevisionTree, (table, id): &RecordKey, rev: RevId) -> R
 /// The local write rules of SPEC §4.1 on one tree: the revision returned to the client, and the new
 /// revisions to store (none for a retry or a no-op).
 pub(super) fn plan_local(
-    tree: &RevisionTree,
+    tree: &RevisionTree<String>,
     key: &RecordKey,
     w: &LocalWrite,
     policy: ReconcilePolicy,
@@ -124,7 +123,11 @@ pub(super) fn plan_local(
         let Some(node) = tree.get(&p).filter(|_| tree.is_leaf(&p)) else {
             return Err(Error::conflict(format!("revision {p} is not a current leaf of {table}/{id}"), winner));
         };
-        let unchanged = node.deleted == w.deleted && node.body.as_ref() == Some(&w.attributes);
+        // Stored JSON is the wire form's canonical text: equal text is an equal body. Text written
+        // otherwise (by an older release, say) is compared as the body it reads as.
+        let same_body =
+            |json: &String| *json == w.encoded.json() || Body::from_json(json).is_ok_and(|b| b == w.encoded);
+        let unchanged = node.deleted == w.deleted && node.body.as_ref().is_some_and(same_body);
         if unchanged {
             result = p;
         } else if !tree.contains(&main.rev) {

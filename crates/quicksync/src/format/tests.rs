@@ -1,6 +1,6 @@
 //! Tests of the quicksync file format: writing, reading, and every way a damaged file is refused.
 
-use outpost_api::{Attributes, RevId, RevisionData, Value};
+use outpost_api::{Attributes, Body, RevId, RevisionData, Value};
 
 use super::*;
 
@@ -21,7 +21,7 @@ fn events(start: u64, end: u64, prev: ChainHash) -> Vec<RevisionEvent> {
                     id,
                     rev,
                     deleted: seq % 5 == 0,
-                    attributes: Some(Attributes::new().with("n", Value::Int(seq as i64))),
+                    attributes: Some(Body::new(&Attributes::new().with("n", Value::Int(seq as i64)))),
                     ancestry: vec![],
                     foreign,
                 },

@@ -4,7 +4,7 @@
 //! unchanged.
 
 use outpost_api::{
-    Attributes, ChainHash, ChangeReader, ChangesRequest, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate,
+    Attributes, Body, ChainHash, ChangeReader, ChangesRequest, GetOptions, InfoReader, KnowledgeRow, KnowledgeUpdate,
     ListOptions, NewTable, PutRecord, ReconcilePolicy, RecordReader, RecordRevs, RecordWriter, ReplicaSource,
     ReplicaTarget, ResumePoint, RevId, RevisionData, TableReader, TableWriter, Uuid, Value,
 };
@@ -37,7 +37,7 @@ fn revision(table: &str, id: &str, ancestry: Vec<RevId>, deleted: bool, attribut
         id: id.into(),
         rev,
         deleted,
-        attributes: Some(attributes),
+        attributes: Some(Body::new(&attributes)),
         ancestry,
         foreign: None,
     }

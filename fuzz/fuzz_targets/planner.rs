@@ -10,10 +10,10 @@ use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use outpost_api::{Attributes, ChainHash, Epoch, ReconcilePolicy, RevId, RevisionData, Uuid, Value};
+use outpost_api::{Attributes, Body, ChainHash, Epoch, RevId, RevisionData, Uuid, Value};
 use outpost_engine::hash::{genesis_chain, revision_id};
 use outpost_engine::plan::Planner;
-use outpost_engine::reconcile::reconcile;
+use outpost_engine::reconcile::outcome;
 use outpost_engine::storage::{Head, RecordKey, WriteSet};
 use outpost_engine::tree::{RevisionNode, RevisionTree};
 
@@ -40,10 +40,10 @@ struct Batch {
 
 const RECORDS: [(&str, &str); 4] = [("t", "a"), ("t", "b"), ("u", "c"), ("_tables", "t")];
 
-/// What a backend holds: trees, head.
+/// What a backend holds: trees (each body its stored JSON, as the planner takes them), head.
 struct Store {
     head: Head,
-    trees: HashMap<RecordKey, RevisionTree>,
+    trees: HashMap<RecordKey, RevisionTree<String>>,
 }
 
 impl Store {
@@ -67,10 +67,11 @@ impl Store {
                 (Some((seq, _)), held) => RevisionNode {
                     parent: held.and_then(|h| h.parent).or(r.parent),
                     deleted: r.deleted,
-                    body: Some(
-                        serde_json::from_str(r.body.as_deref().expect("an event has a body"))
-                            .expect("a stored body parses"),
-                    ),
+                    body: {
+                        let json = r.body.clone().expect("an event has a body");
+                        Body::from_json(&json).expect("a stored body parses");
+                        Some(json)
+                    },
                     seq: Some(seq),
                     foreign: r.foreign,
                 },
@@ -121,7 +122,7 @@ fn build(store: &Store, r: &Revision) -> RevisionData {
         id: id.into(),
         rev,
         deleted: r.deleted,
-        attributes: (!r.deleted).then_some(attributes),
+        attributes: (!r.deleted).then(|| Body::new(&attributes)),
         ancestry,
         foreign: None,
     }
@@ -148,9 +149,9 @@ fn check(store: &Store, writes: &WriteSet, before: (u64, ChainHash)) {
     for state in &writes.states {
         let tree = &store.trees[&(state.table.clone(), state.id.clone())];
         tree.check().expect("a stored tree is well-formed");
-        let reconciled = reconcile(tree, ReconcilePolicy::KeepConflicts).expect("a stored tree reconciles");
-        assert_eq!(state.rev, reconciled.winner, "the stored state is the winner");
-        assert_eq!(state.deleted, reconciled.deleted);
+        let (winner, _, _) = outcome(tree).expect("a stored tree reconciles");
+        assert_eq!(state.rev, winner, "the stored state is the winner");
+        assert_eq!(state.deleted, tree.get(&winner).expect("the winner is held").deleted);
         assert!(tree.leaves().contains(&state.rev), "the winner is a leaf");
     }
 }

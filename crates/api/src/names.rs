@@ -101,8 +101,16 @@ pub fn validate_record_id(id: &str, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `name` (UTF-8) is an attribute name ([`validate_attribute_name`]).
+pub(crate) fn is_attribute_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= MAX_ATTRIBUTE_NAME_BYTES && name[0] != b'_'
+}
+
 /// An attribute name: 1–256 bytes of UTF-8, not starting with `_`.
 pub fn validate_attribute_name(name: &str) -> Result<(), Error> {
+    if is_attribute_name(name.as_bytes()) {
+        return Ok(());
+    }
     if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME_BYTES {
         return Err(Error::invalid(format!(
             "invalid attribute name {name:?}: expected 1-{MAX_ATTRIBUTE_NAME_BYTES} bytes"

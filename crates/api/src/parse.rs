@@ -1,6 +1,5 @@
 //! Reading the typed wire form (SPEC §3): values and attributes, canonicalised, every refusal naming
-//! the attribute path. The scalars are read here for [`crate::Body`] too, so both readers of the
-//! wire form take and refuse the same input with the same message.
+//! the attribute path.
 
 use std::borrow::Cow;
 use std::collections::btree_map::Entry;
@@ -60,7 +59,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-/// What a typed value at `path` was expected to be (both readers of the wire form).
+/// What a typed value at `path` was expected to be.
 pub(crate) fn expecting_value(path: &Path<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     if path.is_root() {
         f.write_str("a typed value such as {\"int\": \"5\"}")
@@ -92,8 +91,7 @@ pub(crate) enum Parsed<'de> {
 }
 
 /// A scalar of type `ty` (not list or map) from the JSON after its type name, canonicalised; the
-/// error names the attribute at `path`. Both readers of the wire form (typed values, and a body's
-/// encodings, `Body`) read scalars here, so they take and refuse the same input with one message.
+/// error names the attribute at `path`.
 pub(crate) fn scalar<'de>(ty: ValueType, json: Scalar<'de>, path: &Path<'_>) -> Result<Parsed<'de>, String> {
     let err = |m: String| path_error(path, m);
     Ok(Parsed::Value(match ty {

@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use ahash::{HashMap as FastMap, HashMapExt as _, HashSet as FastSet};
 
 use outpost_api::{
-    names, Attributes, Body, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult,
-    MAX_GENERATION,
+    names, Body, ChainHash, Digest, Error, ReconcilePolicy, Result, RevId, TableDef, WriteResult, MAX_GENERATION,
 };
 
 use crate::foreign::Class;
@@ -155,7 +154,10 @@ impl Planner {
         if let (Some(node), Some(json)) = (tree.get(&rev), &body) {
             if node.body.is_none() && !node.deleted && node.foreign == foreign && tree.is_pending(&rev) {
                 let seq = node.seq.expect("a pending revision has an event");
-                self.fill_bodies.push((seq, json.clone()));
+                // An event planned in this transaction takes its body when the plan is finished.
+                if seq <= self.start.0 {
+                    self.fill_bodies.push((seq, json.clone()));
+                }
                 tree.get_mut(&rev).expect("held").body = body;
                 self.touch(&key);
                 return Ok(false);
@@ -309,10 +311,12 @@ impl Planner {
                  a table whose definition says couch: true"
             )));
         };
-        let opened = tree.iter().any(|(rev, node)| {
-            let body = node.body.as_deref().and_then(|json| serde_json::from_str::<Attributes>(json).ok());
-            body.is_some_and(|body| TableDef::from_record(table, *rev, &body).is_ok_and(|def| def.couch))
-        });
+        let mut opened = false;
+        for (rev, node) in tree.iter() {
+            let Some(json) = &node.body else { continue };
+            let body = crate::storage::stored::body(json, names::TABLES_TABLE, table, rev)?;
+            opened |= TableDef::from_record(table, *rev, &body).is_ok_and(|def| def.couch);
+        }
         if !opened {
             return Err(Error::forbidden(format!(
                 "table {table:?} is not open to CouchDB peers: foreign revisions (made by a CouchDB-protocol peer) go \
@@ -487,7 +491,7 @@ mod tests {
     use crate::hash::revision_id;
     use crate::hash::{genesis_chain, next_chain};
     use crate::validate::replicated;
-    use outpost_api::{ErrorKind, Limits, RevisionData, Uuid, Value};
+    use outpost_api::{Attributes, ErrorKind, Limits, RevisionData, Uuid, Value};
 
     fn head() -> Head {
         Head {

@@ -111,7 +111,8 @@ impl<S: Storage> Engine<S> {
                     // `droppable` names revisions with an event (a stub has no body to drop).
                     let Some(seq) = node.seq else { continue };
                     seqs.push(seq);
-                    bytes += node.body.as_ref().map_or(0, outpost_api::json_len);
+                    // The stored text's length (the trees hold bodies as stored).
+                    bytes += node.body.as_ref().map_or(0, |json| json.len() as u64);
                 }
             }
             (seqs, bytes)

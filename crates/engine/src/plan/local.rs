@@ -123,11 +123,10 @@ pub(super) fn plan_local(
         let Some(node) = tree.get(&p).filter(|_| tree.is_leaf(&p)) else {
             return Err(Error::conflict(format!("revision {p} is not a current leaf of {table}/{id}"), winner));
         };
-        // Stored JSON is the wire form's canonical text: equal text is an equal body. Text written
-        // otherwise (by an older release, say) is compared as the body it reads as.
-        let same_body =
-            |json: &String| *json == w.encoded.json() || Body::from_json(json).is_ok_and(|b| b == w.encoded);
-        let unchanged = node.deleted == w.deleted && node.body.as_ref().is_some_and(same_body);
+        // Stored JSON is the canonical wire JSON (every write stores a `Body`'s): equal text is an
+        // equal body. (Text some older release wrote otherwise would, at worst, give a write of the
+        // same body a new revision: never a body lost.)
+        let unchanged = node.deleted == w.deleted && node.body.as_deref() == Some(w.encoded.json());
         if unchanged {
             result = p;
         } else if !tree.contains(&main.rev) {

@@ -2,12 +2,17 @@
 
 use crate::Error;
 
+/// The deepest value nesting a body can have and still be read back: its wire JSON opens two levels
+/// per value (`{"list":[`), one for the body and one for the innermost scalar, 2 × depth in all, and
+/// the JSON reader takes 127 at most. `Limits::max_depth` is at most this.
+pub const MAX_DEPTH: usize = 63;
+
 /// Limits on input, checked at every boundary. Defaults follow SPEC §13.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest record body, in canonical bytes.
     pub max_body_bytes: usize,
-    /// Deepest value nesting (a scalar is depth 1).
+    /// Deepest value nesting (a scalar is depth 1), at most [`MAX_DEPTH`].
     pub max_depth: usize,
     /// Most operations in one bulk request.
     pub max_bulk_ops: usize,

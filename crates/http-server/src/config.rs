@@ -164,7 +164,7 @@ impl ServerConfig {
         let l = &self.limits;
         let limits = Limits {
             max_body_bytes: pick("max_body_bytes", l.max_body_bytes, defaults.max_body_bytes, 64 << 20)?,
-            max_depth: pick("max_depth", l.max_depth, defaults.max_depth, 128)?,
+            max_depth: pick("max_depth", l.max_depth, defaults.max_depth, outpost_api::names::MAX_DEPTH)?,
             max_bulk_ops: pick("max_bulk_ops", l.max_bulk_ops, defaults.max_bulk_ops, 100_000)?,
             max_request_bytes: pick("max_request_bytes", l.max_request_bytes, defaults.max_request_bytes, 1 << 30)?,
             max_id_bytes: pick(
@@ -349,6 +349,7 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("[tls]\ncert = \"a\"\nkey = \"b\"\npassword = \"c\"", "password"),
             ("[limits]\nmax_depth = 0", "limits.max_depth"),
+            ("[limits]\nmax_depth = 64", "limits.max_depth"),
             ("[limits]\nmax_bodybytes = 5", "max_bodybytes"),
             ("[limits]\nmax_body_bytes = 100\nmax_request_bytes = 10", "limits.max_body_bytes"),
             ("[limits]\nmax_connections = 0", "limits.max_connections"),

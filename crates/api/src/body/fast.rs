@@ -24,8 +24,9 @@ fn special(rest: &[u8]) -> Option<usize> {
     (!control).then_some(at)
 }
 
-/// Deeper than this is read the general way (which refuses past its own recursion limit).
-const MAX_NESTING: usize = 64;
+/// Deeper than this is read the general way, which refuses it (past the JSON reader's recursion
+/// limit: `names::MAX_DEPTH`).
+const MAX_NESTING: usize = crate::names::MAX_DEPTH;
 
 /// The canonical bytes and depth of `text` when it is canonical wire JSON; `None` otherwise.
 pub(super) fn read(text: &str) -> Option<(Vec<u8>, usize)> {

@@ -193,6 +193,18 @@ fn text_written_otherwise_is_read_the_general_way_and_canonicalised() {
     for text in [r#"{"_a":{"null":true}}"#, r#"{"a":{"null":true},"a":{"null":true}}"#, r#"{"a":{"null":true}} x"#] {
         assert!(fast::read(text).is_none() && Body::from_json(text).is_err(), "{text}");
     }
+    // At the deepest a body can be read back, both ways take it; one deeper, neither does.
+    let nested = |depth: usize| {
+        format!("{{\"a\":{}{{\"null\":true}}{}}}", "{\"list\":[".repeat(depth - 1), "]}".repeat(depth - 1))
+    };
+    let deepest = nested(crate::names::MAX_DEPTH);
+    let typed: Attributes = serde_json::from_str(&deepest).expect("the deepest body reads");
+    assert_eq!(typed.depth(), crate::names::MAX_DEPTH);
+    same(&Body::from_json(&deepest).unwrap(), &typed);
+    assert!(fast::read(&deepest).is_some());
+    let deeper = nested(crate::names::MAX_DEPTH + 1);
+    assert!(serde_json::from_str::<Attributes>(&deeper).is_err(), "past serde_json's recursion limit");
+    assert!(fast::read(&deeper).is_none() && Body::from_json(&deeper).is_err());
     // Deep nesting is left to the general way, which refuses past serde_json's recursion limit.
     let deep = format!("{{\"a\":{}{{\"null\":true}}{}}}", "{\"list\":[".repeat(200), "]}".repeat(200));
     assert!(fast::read(&deep).is_none());

@@ -101,19 +101,37 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     f.write_str(std::str::from_utf8(&buf[..bytes.len() * 2]).expect("hex is ascii"))
 }
 
+/// What [`HEX_VALUE`] gives a byte that is not a lowercase hex digit.
+const NOT_HEX: u8 = 0x80;
+
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[HEX[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Error> {
     let bytes = s.as_bytes();
     if bytes.len() != 2 * N {
         return Err(Error::invalid(format!("{what}: expected {} lowercase hex characters", 2 * N)));
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        _ => Err(Error::invalid(format!("{what}: {:?} is not lowercase hex", c as char))),
-    };
+    // Every id read from a peer is parsed here: a table lookup per character, one test for them
+    // all, and the error made only for text that is not hex.
     let mut out = [0u8; N];
-    for i in 0..N {
-        out[i] = (nibble(bytes[2 * i])? << 4) | nibble(bytes[2 * i + 1])?;
+    let mut invalid = 0u8;
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let (high, low) = (HEX_VALUE[usize::from(pair[0])], HEX_VALUE[usize::from(pair[1])]);
+        invalid |= high | low;
+        out[i] = (high << 4) | (low & 0x0f);
+    }
+    if invalid & NOT_HEX != 0 {
+        let c = bytes.iter().find(|&&c| HEX_VALUE[usize::from(c)] == NOT_HEX).copied().unwrap_or(b'?');
+        return Err(Error::invalid(format!("{what}: {:?} is not lowercase hex", c as char)));
     }
     Ok(out)
 }
@@ -151,15 +169,31 @@ impl FromStr for RevId {
 
 impl Serialize for RevId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(&self.text())
     }
 }
 
 impl<'de> Deserialize<'de> for RevId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))
+        from_text(d)
     }
+}
+
+/// A value parsed from its JSON string as the JSON holds it, borrowed where it can be: every
+/// revision of a fetched page, each id of its ancestry and each chain hash is read here, and no
+/// string is made for one.
+fn from_text<'de, D: Deserializer<'de>, T: FromStr<Err = Error>>(d: D) -> Result<T, D::Error> {
+    struct Text<T>(std::marker::PhantomData<T>);
+    impl<T: FromStr<Err = Error>> serde::de::Visitor<'_> for Text<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+            s.parse().map_err(|e: Error| E::custom(e.message))
+        }
+    }
+    d.deserialize_str(Text(std::marker::PhantomData))
 }
 
 /// A 32-byte chain hash (SPEC §5): commits to every revision event up to a seq. Written as 64 hex
@@ -250,8 +284,7 @@ impl Serialize for ChainHash {
 
 impl<'de> Deserialize<'de> for ChainHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))
+        from_text(d)
     }
 }
 
@@ -313,8 +346,7 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.message))
+        from_text(d)
     }
 }
 
@@ -345,6 +377,30 @@ mod tests {
         }
         let top: RevId = "9007199254740991-0123456789abcdef0123456789abcdef".parse().unwrap();
         assert_eq!(top.generation, MAX_GENERATION);
+    }
+
+    #[test]
+    fn ids_and_hashes_read_from_json_as_their_text_parses() {
+        let hex = "0123456789abcdef0123456789abcdef";
+        let r: RevId = serde_json::from_str(&format!("\"3-{hex}\"")).unwrap();
+        assert_eq!(r.to_string(), format!("3-{hex}"));
+        assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"3-{hex}\""));
+        // Escaped text (not borrowed from the input) and text from a JSON value alike.
+        assert_eq!(serde_json::from_str::<RevId>(&format!("\"\\u0033-{hex}\"")).unwrap(), r);
+        assert_eq!(serde_json::from_value::<RevId>(serde_json::json!(format!("3-{hex}"))).unwrap(), r);
+        let bad = serde_json::from_str::<RevId>(&format!("\"3-{}\"", hex.to_uppercase())).unwrap_err();
+        assert!(bad.to_string().contains("invalid revision id"), "{bad}");
+        let not_text = serde_json::from_str::<RevId>("3").unwrap_err();
+        assert!(not_text.to_string().contains("expected a string"), "{not_text}");
+        let chain = ChainHash([7; 32]);
+        assert_eq!(serde_json::from_str::<ChainHash>(&serde_json::to_string(&chain).unwrap()).unwrap(), chain);
+        let digest = Digest([9; 16]);
+        assert_eq!(serde_json::from_str::<Digest>(&serde_json::to_string(&digest).unwrap()).unwrap(), digest);
+        assert!(serde_json::from_str::<ChainHash>("\"07\"").is_err());
+        let odd = parse_hex::<2>("0g12", "x").unwrap_err();
+        assert!(odd.message.contains("'g' is not lowercase hex"), "{odd}");
+        let first = parse_hex::<2>("G012", "x").unwrap_err();
+        assert!(first.message.contains("'G' is not lowercase hex"), "{first}");
     }
 
     #[test]

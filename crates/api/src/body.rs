@@ -90,11 +90,6 @@ impl Body {
         self.depth
     }
 
-    /// Whether the body has no attributes.
-    pub fn is_empty(&self) -> bool {
-        self.json == "{}"
-    }
-
     /// Refuse a body made from attributes whose names are not attribute names (SPEC §3: 1–256
     /// bytes, not starting with `_`); one read from the wire was checked as it was read.
     pub fn check_names(&self) -> Result<(), crate::Error> {

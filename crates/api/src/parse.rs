@@ -60,7 +60,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 }
 
 /// What a typed value at `path` was expected to be.
-pub(crate) fn expecting_value(path: &Path<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn expecting_value(path: &Path<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     if path.is_root() {
         f.write_str("a typed value such as {\"int\": \"5\"}")
     } else {
@@ -69,7 +69,7 @@ pub(crate) fn expecting_value(path: &Path<'_>, f: &mut fmt::Formatter<'_>) -> fm
 }
 
 /// A typed value's type from its one key (`None`: the object was empty).
-pub(crate) fn type_of(name: Option<TypeName>, path: &Path<'_>) -> Result<ValueType, String> {
+fn type_of(name: Option<TypeName>, path: &Path<'_>) -> Result<ValueType, String> {
     let name =
         name.ok_or_else(|| path_error(path, "empty object: a value is an object with one key naming its type"))?;
     name.0.map_err(|other| {
@@ -85,14 +85,14 @@ pub(crate) fn type_of(name: Option<TypeName>, path: &Path<'_>) -> Result<ValueTy
 
 /// A scalar value as read: a string's text (borrowed from the input where the JSON lets it be), or
 /// any other scalar's value.
-pub(crate) enum Parsed<'de> {
+enum Parsed<'de> {
     Text(Cow<'de, str>),
     Value(Value),
 }
 
 /// A scalar of type `ty` (not list or map) from the JSON after its type name, canonicalised; the
 /// error names the attribute at `path`.
-pub(crate) fn scalar<'de>(ty: ValueType, json: Scalar<'de>, path: &Path<'_>) -> Result<Parsed<'de>, String> {
+fn scalar<'de>(ty: ValueType, json: Scalar<'de>, path: &Path<'_>) -> Result<Parsed<'de>, String> {
     let err = |m: String| path_error(path, m);
     Ok(Parsed::Value(match ty {
         ValueType::Null => match json.json() {
@@ -121,7 +121,7 @@ pub(crate) fn scalar<'de>(ty: ValueType, json: Scalar<'de>, path: &Path<'_>) -> 
 }
 
 /// A value's one key: its type, or the unknown name it had.
-pub(crate) struct TypeName(pub(crate) Result<ValueType, String>);
+struct TypeName(Result<ValueType, String>);
 
 impl<'de> Deserialize<'de> for TypeName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -153,7 +153,7 @@ impl<'de> Deserialize<'de> for TypeName {
 
 /// A scalar value's JSON: text borrowed from the input when it can be, anything else as JSON (for
 /// a number, or for the error message that names what was sent).
-pub(crate) enum Scalar<'de> {
+enum Scalar<'de> {
     Text(Cow<'de, str>),
     Json(serde_json::Value),
 }

@@ -63,7 +63,7 @@ fn write_map(out: &mut String, items: &std::collections::BTreeMap<String, Value>
 }
 
 /// One value: a one-entry object naming its type.
-pub(crate) fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut String, value: &Value) {
     out.push_str("{\"");
     out.push_str(value.value_type().as_str());
     out.push_str("\":");
@@ -105,7 +105,7 @@ pub(crate) fn write_value(out: &mut String, value: &Value) {
 
 /// A JSON string as `serde_json` escapes it: `"` and `\`, the short escapes of `\b \t \n \f \r`, other
 /// control characters as `\u00xx`, everything else as it is.
-pub(crate) fn write_str(out: &mut String, s: &str) {
+fn write_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     // Most text needs no escape: one pass that the compiler can vectorise, then a copy.

@@ -1,14 +1,40 @@
 //! The typed value decoder (PROTOCOL.md §1): whatever decodes encodes back to the same value, its
 //! canonical encoding is stable, and the body limits judge it without panicking. A `Body` read from
 //! the same bytes is taken exactly when the typed parse takes them, with the same encodings (its fast
-//! reader, for canonical text, and its general one alike).
+//! reader, for canonical text, and its general one alike). Read as a page of revisions or a
+//! revision event, the same bytes are taken the fast way only as `serde` takes them, as the same
+//! revisions.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_api::{Attributes, Body, Limits};
+use outpost_api::{revisions_from_json, Attributes, Body, Limits, RevisionData, RevisionEvent};
 use outpost_engine::canonical::encode_attributes;
 
+/// Equal revisions, bodies compared by their stored JSON and depth too.
+fn exact(a: &[RevisionData], b: &[RevisionData]) -> bool {
+    let bodies = |r: &[RevisionData]| -> Vec<Option<(String, usize)>> {
+        r.iter().map(|r| r.attributes.as_ref().map(|b| (b.json().to_owned(), b.depth()))).collect()
+    };
+    a == b && bodies(a) == bodies(b)
+}
+
+fn revisions(text: &str) {
+    match (revisions_from_json(text), serde_json::from_str::<Vec<RevisionData>>(text)) {
+        (Ok(a), Ok(b)) => assert!(exact(&a, &b), "the same page"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "the same refusal"),
+        (a, b) => panic!("{a:?} but serde {b:?}"),
+    }
+    if let Some((fast, len)) = RevisionEvent::read_prefix(text) {
+        let read: RevisionEvent = serde_json::from_str(&text[..len]).expect("serde takes what the fast way takes");
+        assert!((fast.seq, fast.chain) == (read.seq, read.chain), "the same event");
+        assert!(exact(&[fast.revision], &[read.revision]), "the same revision");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        revisions(text);
+    }
     let body = std::str::from_utf8(data).ok().map(Body::from_json);
     let Ok(attributes) = serde_json::from_slice::<Attributes>(data) else {
         assert!(body.is_none_or(|b| b.is_err()), "a body the typed parse refuses is refused");

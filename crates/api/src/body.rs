@@ -55,6 +55,14 @@ impl Body {
         }
     }
 
+    /// The body that `text` starts with when it is canonical wire JSON (the fast way of
+    /// [`Body::from_json`]), and its length in bytes; `None` otherwise, for the caller to read the
+    /// document holding it the general way.
+    pub(crate) fn read_prefix(text: &str) -> Option<(Body, usize)> {
+        let (canonical, depth, len) = fast::read_prefix(text)?;
+        Some((Body { canonical, json: text[..len].to_owned(), depth, bad_name: None }, len))
+    }
+
     /// [`Body::from_json`] of text it keeps as its JSON when that is canonical already; an error's
     /// message names no position (the caller's deserializer adds its own).
     fn read(text: String) -> Result<Body, String> {

@@ -8,6 +8,8 @@ use uuid::Uuid;
 use crate::Attributes;
 use crate::{Body, ChainHash, Digest, RevId};
 
+mod fast;
+
 /// One epoch of a database's identity: `uuid` names the database's history from `start_seq` on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -102,6 +104,25 @@ impl RevisionJson {
         let attributes = attributes
             .map(|a| serde_json::value::RawValue::from_string(a.into_json()).expect("a body's JSON is valid JSON"));
         RevisionJson { table, id, rev, deleted, attributes, ancestry, foreign }
+    }
+}
+
+/// A page of revisions read from its JSON (a JSON array, as `POST /revs/get` answers): the text
+/// Outpost writes is read the fast way ([`fast`]: each body's canonical bytes made where it
+/// stands, in one scan), any other through `serde`, which takes or refuses it.
+pub fn revisions_from_json(text: &str) -> serde_json::Result<Vec<RevisionData>> {
+    match fast::revisions(text) {
+        Some(revisions) => Ok(revisions),
+        None => serde_json::from_str(text),
+    }
+}
+
+impl RevisionEvent {
+    /// The revision event `text` starts with and its length in bytes, when it is written as
+    /// Outpost writes it (`Serialize`'s JSON; its body canonical wire JSON); `None` otherwise, for
+    /// the caller to read the document holding it through `serde`, which takes or refuses it.
+    pub fn read_prefix(text: &str) -> Option<(RevisionEvent, usize)> {
+        fast::event_prefix(text)
     }
 }
 

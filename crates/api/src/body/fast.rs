@@ -35,6 +35,15 @@ pub(super) fn read(text: &str) -> Option<(Vec<u8>, usize)> {
     (r.at == r.text.len()).then_some((r.out, depth))
 }
 
+/// [`read`] of the body `text` starts with (it goes on after it: a document holding the body):
+/// its canonical bytes, depth and length in bytes.
+pub(super) fn read_prefix(text: &str) -> Option<(Vec<u8>, usize, usize)> {
+    // Room for a typical body: the text's own length is the rest of the document.
+    let mut r = Reader { text: text.as_bytes(), at: 0, out: Vec::with_capacity(512), nesting: 0 };
+    let depth = r.map(true)?;
+    Some((r.out, depth, r.at))
+}
+
 struct Reader<'t> {
     text: &'t [u8],
     at: usize,

@@ -231,3 +231,26 @@ fn a_header_past_the_largest_seq_is_refused() {
         assert!(e.message.contains("largest seq"), "{e}");
     }
 }
+
+#[test]
+fn event_lines_written_otherwise_read_as_the_same_events() {
+    // The writer's lines are read the fast way; a line with other spacing, another field order or an
+    // escaped string is read through serde, as the same event.
+    let prev = ChainHash([7; 32]);
+    let header =
+        serde_json::to_string(&Line::<(), (), _, ()>::Header(Header::new(Kind::Delta, Uuid::nil(), 1, 3, prev)))
+            .unwrap();
+    let evs = events(1, 3, prev);
+    let line = |e: &RevisionEvent| serde_json::to_string(&Line::<_, (), (), ()>::Event(e)).unwrap();
+    let spaced = serde_json::to_string_pretty(&Line::<_, (), (), ()>::Event(&evs[0])).unwrap().replace('\n', " ");
+    let reordered = line(&evs[1]).replace(r#""table":"t","id":"r2""#, r#""id":"r2","table":"t""#);
+    let escaped = line(&evs[2]).replace(r#""id":"r3""#, r#""id":"\u0072\u0033""#);
+    assert!(RevisionEvent::read_fast(&format!("{}\n", line(&evs[0]))).is_some(), "the writer's line, the fast way");
+    for other in [&spaced, &reordered, &escaped] {
+        assert!(RevisionEvent::read_fast(&format!("{other}\n")).is_none(), "{other}");
+    }
+    let trailer = Trailer { events: 3, knowledge: 0, end_chain: evs[2].chain };
+    let trailer = serde_json::to_string(&Line::<(), (), (), _>::Trailer(trailer)).unwrap();
+    let (items, _) = read_all(&forged(&[header, spaced, reordered, escaped, trailer])).unwrap();
+    assert_eq!(items, evs.into_iter().map(Item::Event).collect::<Vec<_>>());
+}

@@ -116,7 +116,18 @@ impl SqliteStorage {
             .optional()
             .sql()?
             .ok_or_else(not_outpost)?;
-        Ok(SqliteStorage::new(name, path, conn, durability))
+        // A staging file being bootstrapped that holds no revision yet: its writes are tracked, so
+        // that trees are read only of records they may have named (`staging::Written`).
+        let empty: bool = conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM _events) AND NOT EXISTS (SELECT 1 FROM _stubs)", [], |r| {
+                r.get(0)
+            })
+            .sql()?;
+        let mut storage = SqliteStorage::new(name, path, conn, durability);
+        if durability == Durability::Staging && empty {
+            storage.written = Some(Arc::new(std::sync::Mutex::new(crate::staging::Written::new())));
+        }
+        Ok(storage)
     }
 
     /// Write a consistent copy of the database to the new file `to` (SQLite's `VACUUM INTO`: one read

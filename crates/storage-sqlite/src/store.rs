@@ -36,6 +36,8 @@ pub struct SqliteStorage {
     conn: Arc<Mutex<Option<Connection>>>,
     readers: Readers,
     checkpointer: Arc<Checkpointer>,
+    /// A bootstrap's staging file that began empty: the records it may hold.
+    pub(crate) written: Option<Arc<std::sync::Mutex<crate::staging::Written>>>,
 }
 
 /// The connection in `slot`, or NotFound once the database was closed for deletion.
@@ -63,7 +65,14 @@ impl SqliteStorage {
     pub(crate) fn new(name: String, path: &Path, conn: Connection, durability: Durability) -> Self {
         let checkpointer = Checkpointer::new(path, durability);
         let readers = Readers::new(path);
-        SqliteStorage { name, path: path.to_owned(), conn: Arc::new(Mutex::new(Some(conn))), readers, checkpointer }
+        SqliteStorage {
+            name,
+            path: path.to_owned(),
+            conn: Arc::new(Mutex::new(Some(conn))),
+            readers,
+            checkpointer,
+            written: None,
+        }
     }
 
     /// The file this database lives in.
@@ -195,7 +204,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
-        crate::write::begin(self.conn.clone(), self.checkpointer.clone()).await
+        crate::write::begin(self.conn.clone(), self.checkpointer.clone(), self.written.clone()).await
     }
 
     async fn close(&self) {

@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::checkpoint::Checkpointer;
 use crate::error::SqlResultExt;
 use crate::schema;
+use crate::staging::Written;
 use crate::store::{load_state, local_doc, open_in, read_head, STATE_COLUMNS};
 use crate::trees::trees;
 
@@ -23,6 +24,7 @@ use crate::trees::trees;
 pub(crate) async fn begin(
     conn: Arc<Mutex<Option<Connection>>>,
     checkpoints: Arc<Checkpointer>,
+    written: Option<Arc<std::sync::Mutex<Written>>>,
 ) -> Result<Box<dyn WriteTxn>> {
     let slot = conn.lock_owned().await;
     let txn = blocking(move || {
@@ -30,7 +32,7 @@ pub(crate) async fn begin(
         Ok::<_, Error>(OpenTxn { slot, open: true })
     })
     .await??;
-    Ok(Box::new(SqliteWriteTxn { txn: Some(txn), checkpoints, bytes: 0 }))
+    Ok(Box::new(SqliteWriteTxn { txn: Some(txn), checkpoints, bytes: 0, written }))
 }
 
 /// Rows per multi-row `INSERT`: one statement's setup and teardown shared by this many rows.
@@ -353,6 +355,8 @@ struct SqliteWriteTxn {
     checkpoints: Arc<Checkpointer>,
     /// About how many bytes the applied write sets add to the WAL.
     bytes: u64,
+    /// In a bootstrap's staging file, the records it may hold.
+    written: Option<Arc<std::sync::Mutex<Written>>>,
 }
 
 /// About how many bytes a write set adds to the WAL: its bodies (stored once, with the events) and
@@ -386,7 +390,17 @@ impl WriteTxn for SqliteWriteTxn {
         self.run(|t| read_head(t.conn())).await
     }
     async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
-        let keys = keys.to_vec();
+        let keys: Vec<RecordKey> = match &self.written {
+            // A bootstrap reads the trees only of records its writes may have named: others have none.
+            Some(written) => {
+                let written = written.lock().unwrap_or_else(|e| e.into_inner());
+                keys.iter().filter(|(table, id)| written.may_hold(table, id)).cloned().collect()
+            }
+            None => keys.to_vec(),
+        };
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
         self.run(move |t| trees(t.conn(), &keys, |body, _, _, _| Ok(body))).await
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
@@ -408,6 +422,13 @@ impl WriteTxn for SqliteWriteTxn {
     }
     async fn apply(&mut self, writes: WriteSet) -> Result<()> {
         self.bytes += written_bytes(&writes);
+        if let Some(written) = &self.written {
+            // Before the rows are written: a write rolled back leaves only a key that may be held.
+            let mut written = written.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &writes.revisions {
+                written.insert(&r.table, &r.id);
+            }
+        }
         self.run(move |t| apply(t.conn(), &writes)).await
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {

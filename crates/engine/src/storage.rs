@@ -478,16 +478,44 @@ pub mod stored {
         text.split_whitespace().map(rev).collect()
     }
 
-    /// The text a list of revision ids is stored as.
-    pub fn join_revs(revs: &[RevId]) -> String {
-        let mut out = String::with_capacity(revs.len() * 35);
-        for (i, r) in revs.iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
+    /// The text a list of revision ids is stored as: space-separated, made without allocating for
+    /// a list of one (a state's leaves, nearly always) or none.
+    pub fn join_revs(revs: &[RevId]) -> RevList {
+        match revs {
+            [] => RevList::Empty,
+            [one] => RevList::One(one.text()),
+            many => {
+                let mut out = String::with_capacity(many.len() * 35);
+                for (i, r) in many.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(&r.text());
+                }
+                RevList::Many(out)
             }
-            out.push_str(&r.text());
         }
-        out
+    }
+
+    /// A list of revision ids as stored text ([`join_revs`]).
+    pub enum RevList {
+        /// No revision: the empty text.
+        Empty,
+        /// One revision: its text.
+        One(outpost_api::RevText),
+        /// More: their texts, space-separated.
+        Many(String),
+    }
+
+    impl std::ops::Deref for RevList {
+        type Target = str;
+        fn deref(&self) -> &str {
+            match self {
+                RevList::Empty => "",
+                RevList::One(text) => text.as_str(),
+                RevList::Many(text) => text,
+            }
+        }
     }
 
     /// A uuid from its 16 stored bytes.
@@ -505,9 +533,12 @@ pub mod stored {
         serde_json::from_str(json).map_err(|e| Error::corrupt(format!("stored field conflicts: {e}")))
     }
 
-    /// The JSON list field conflicts are stored as.
-    pub fn encode_field_conflicts(fields: &[String]) -> String {
-        serde_json::Value::from(fields.to_vec()).to_string()
+    /// The JSON list field conflicts are stored as (borrowed for none, nearly always).
+    pub fn encode_field_conflicts(fields: &[String]) -> std::borrow::Cow<'static, str> {
+        if fields.is_empty() {
+            return "[]".into();
+        }
+        serde_json::Value::from(fields.to_vec()).to_string().into()
     }
 }
 

@@ -67,7 +67,44 @@ pub(crate) fn table_filter(tables: Option<Vec<String>>, limits: &Limits) -> Resu
 /// The entries of a revs-diff or revs/get request with duplicates merged (one entry per record, each
 /// revision once, first-seen order kept), refused when more than `limits.max_request_entries` records
 /// remain or when names are invalid. Merging first means 60,000 copies of one key cost one entry.
-pub(crate) fn record_revs(entries: Vec<RecordRevs>, limits: &Limits, what: &str) -> Result<Vec<RecordRevs>> {
+///
+/// A request naming each record once (what a replication pass sends) is checked in place: its keys
+/// are only looked up, in a set keyed by ahash's random state (peers choose them), not copied.
+pub(crate) fn record_revs(mut entries: Vec<RecordRevs>, limits: &Limits, what: &str) -> Result<Vec<RecordRevs>> {
+    let mut seen = ahash::HashSet::with_capacity_and_hasher(entries.len(), ahash::RandomState::new());
+    let mut repeated = false;
+    for (i, entry) in entries.iter().enumerate() {
+        if !seen.insert((entry.table.as_str(), entry.id.as_str())) {
+            repeated = true;
+            break;
+        }
+        check_record_entry(entry, i, limits, what)?;
+    }
+    drop(seen);
+    if repeated {
+        return merged_record_revs(entries, limits, what);
+    }
+    for entry in entries.iter_mut().filter(|e| e.revs.len() > 1) {
+        let mut seen = std::collections::HashSet::with_capacity(entry.revs.len());
+        entry.revs.retain(|r| seen.insert(*r));
+    }
+    Ok(entries)
+}
+
+/// The checks of a request's `index`th distinct record: within the limit, valid names.
+fn check_record_entry(entry: &RecordRevs, index: usize, limits: &Limits, what: &str) -> Result<()> {
+    if index == limits.max_request_entries {
+        return Err(Error::too_large(format!(
+            "{what} names more than {} records; the limit is {}",
+            limits.max_request_entries, limits.max_request_entries
+        )));
+    }
+    names::validate_any_table_name(&entry.table)?;
+    names::validate_record_id(&entry.id, names::MAX_ID_BYTES)
+}
+
+/// [`record_revs`] of a request that names a record more than once.
+fn merged_record_revs(entries: Vec<RecordRevs>, limits: &Limits, what: &str) -> Result<Vec<RecordRevs>> {
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     let mut merged: Vec<RecordRevs> = Vec::new();
     for entry in entries {
@@ -75,16 +112,10 @@ pub(crate) fn record_revs(entries: Vec<RecordRevs>, limits: &Limits, what: &str)
         match index.get(&key) {
             Some(&i) => merged[i].revs.extend(entry.revs),
             None => {
-                if merged.len() == limits.max_request_entries {
-                    return Err(Error::too_large(format!(
-                        "{what} names more than {} records; the limit is {}",
-                        limits.max_request_entries, limits.max_request_entries
-                    )));
-                }
-                names::validate_any_table_name(&key.0)?;
-                names::validate_record_id(&key.1, names::MAX_ID_BYTES)?;
-                index.insert(key.clone(), merged.len());
-                merged.push(RecordRevs { table: key.0, id: key.1, revs: entry.revs });
+                let entry = RecordRevs { table: key.0, id: key.1, revs: entry.revs };
+                check_record_entry(&entry, merged.len(), limits, what)?;
+                index.insert((entry.table.clone(), entry.id.clone()), merged.len());
+                merged.push(entry);
             }
         }
     }
@@ -367,6 +398,13 @@ mod tests {
         assert!(e.message.contains("revs-diff names more than 2 records"), "{e}");
         let bad = RecordRevs { table: "../x".into(), ..entry("a", &[1]) };
         assert_eq!(record_revs(vec![bad], &limits, "x").unwrap_err().kind, ErrorKind::InvalidInput);
+        // Each record named once (checked in place): a revision named twice is kept once.
+        let once = record_revs(vec![entry("a", &[1, 2, 1]), entry("b", &[3])], &limits, "x").unwrap();
+        assert_eq!(once, vec![entry("a", &[1, 2]), entry("b", &[3])]);
+        // A bad name after a repeated key is found by the merging way too.
+        let bad = RecordRevs { id: String::new(), ..entry("z", &[1]) };
+        let e = record_revs(vec![entry("a", &[1]), entry("a", &[2]), bad], &limits, "x").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
     }
 
     #[test]

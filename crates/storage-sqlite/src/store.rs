@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use outpost_api::{ChainHash, Change, Digest, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
-use outpost_engine::storage::stored::{self, rev as parse_rev, rev_list as parse_revs};
+use outpost_engine::storage::stored::{self, rev as parse_rev};
 use outpost_engine::storage::{
     blocking, ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
 };
@@ -27,7 +27,7 @@ use crate::config::Durability;
 use crate::error::SqlResultExt;
 use crate::read::Readers;
 pub(crate) use crate::trees::load_trees;
-use crate::trees::{held_revs, improvable_revs, trees};
+use crate::trees::{held_revs, improvable_revs, rev_at, revs_at, text, trees};
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
@@ -177,8 +177,8 @@ fn state_of(row: &Row<'_>) -> Result<StoredState> {
         id,
         deleted: row.get(3).sql()?,
         body,
-        leaves: parse_revs(&row.get::<_, String>(5).sql()?)?,
-        conflicts: parse_revs(&row.get::<_, String>(6).sql()?)?,
+        leaves: revs_at(row, 5)?,
+        conflicts: revs_at(row, 6)?,
         field_conflicts: stored::field_conflicts(&field_conflicts)?,
         seq: row.get::<_, i64>(8).sql()? as u64,
     })
@@ -480,9 +480,9 @@ fn changes_in(
             seq: row.get::<_, i64>(0).sql()? as u64,
             table: row.get(1).sql()?,
             id: row.get(2).sql()?,
-            rev: parse_rev(&row.get::<_, String>(3).sql()?)?,
+            rev: rev_at(row, 3)?,
             deleted: row.get(4).sql()?,
-            leaves: parse_revs(&row.get::<_, String>(5).sql()?)?,
+            leaves: revs_at(row, 5)?,
         });
     }
     drop(rows);
@@ -541,8 +541,8 @@ fn events_of(conn: &Connection, table: &str, body: &str, after: u64, limit: usiz
             revision: StoredRevision {
                 table: row.get(2).sql()?,
                 id: row.get(3).sql()?,
-                rev: parse_rev(&row.get::<_, String>(4).sql()?)?,
-                parent: row.get::<_, Option<String>>(5).sql()?.map(|p| parse_rev(&p)).transpose()?,
+                rev: rev_at(row, 4)?,
+                parent: text(row, 5)?.map(parse_rev).transpose()?,
                 deleted: row.get(6).sql()?,
                 body: row.get(7).sql()?,
                 event: Some((seq, chain)),

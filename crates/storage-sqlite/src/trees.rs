@@ -73,6 +73,26 @@ pub(crate) fn revisions_sql((events, stubs): (&str, Option<&str>), n: usize) -> 
     sql
 }
 
+/// A text column (or NULL) borrowed from its row: no `String` made for text parsed at once.
+pub(crate) fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>> {
+    row.get_ref(i)
+        .and_then(|v| {
+            v.as_str_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
+        })
+        .sql()
+}
+
+/// A revision id column, parsed where it lies (NULL is corrupt).
+pub(crate) fn rev_at(row: &Row<'_>, i: usize) -> Result<RevId> {
+    parse_rev(text(row, i)?.unwrap_or_default())
+}
+
+/// A column holding a list of revision ids, parsed where it lies (NULL is corrupt).
+pub(crate) fn revs_at(row: &Row<'_>, i: usize) -> Result<Vec<RevId>> {
+    let list = text(row, i)?.ok_or_else(|| outpost_api::Error::corrupt("a stored list of revision ids is NULL"))?;
+    stored::rev_list(list)
+}
+
 pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
     trees(conn, keys, |body, table, id, rev| stored::body(&body, table, id, rev))
 }
@@ -87,8 +107,8 @@ pub(crate) fn trees<B>(
     let columns = ("rev, parent, deleted, body, seq, digest", "rev, parent, 0, NULL, NULL, NULL");
     revision_rows(conn, keys, columns, |table, row| {
         let id: String = row.get(0).sql()?;
-        let rev = parse_rev(&row.get::<_, String>(1).sql()?)?;
-        let parent = row.get::<_, Option<String>>(2).sql()?.map(|p| parse_rev(&p)).transpose()?;
+        let rev = rev_at(row, 1)?;
+        let parent = text(row, 2)?.map(parse_rev).transpose()?;
         let text = row.get::<_, Option<String>>(4).sql()?;
         let node = RevisionNode {
             parent,
@@ -108,7 +128,7 @@ pub(crate) fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap
     let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::with_capacity(keys.len());
     revision_rows(conn, keys, ("rev", "rev"), |table, row| {
         let id: String = row.get(0).sql()?;
-        out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&row.get::<_, String>(1).sql()?)?);
+        out.entry((table.to_owned(), id)).or_default().insert(rev_at(row, 1)?);
         Ok(())
     })?;
     Ok(out)
@@ -118,9 +138,9 @@ pub(crate) fn improvable_revs(conn: &Connection, keys: &[RecordKey]) -> Result<H
     let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
     let columns = ("CASE WHEN (body IS NULL AND deleted = 0) OR digest IS NOT NULL THEN rev END", "NULL");
     revision_rows(conn, keys, columns, |table, row| {
-        if let Some(rev) = row.get::<_, Option<String>>(1).sql()? {
+        if let Some(rev) = text(row, 1)? {
             let id: String = row.get(0).sql()?;
-            out.entry((table.to_owned(), id)).or_default().insert(parse_rev(&rev)?);
+            out.entry((table.to_owned(), id)).or_default().insert(parse_rev(rev)?);
         }
         Ok(())
     })?;

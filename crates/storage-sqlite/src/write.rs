@@ -160,9 +160,9 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         // A live state's body is its winner's (the write set's rule), which the winner's event holds;
         // a deleted one's is `{}`, whatever its tombstone carries.
         b.put(s.deleted.then_some(&s.body))?;
-        b.put(join_revs(&s.leaves))?;
-        b.put(join_revs(&s.conflicts))?;
-        b.put(stored::encode_field_conflicts(&s.field_conflicts))?;
+        b.put(&*join_revs(&s.leaves))?;
+        b.put(&*join_revs(&s.conflicts))?;
+        b.put(&*stored::encode_field_conflicts(&s.field_conflicts))?;
         b.put(s.seq as i64)
     })?;
     if let Some((seq, chain)) = writes.head {

@@ -65,6 +65,10 @@ impl Checkpointer {
     /// checkpoint.
     pub(crate) fn committed(self: &Arc<Self>, bytes: u64) {
         use std::sync::atomic::Ordering;
+        // A staging file has no WAL (its journal is in memory, `config.rs`): nothing to move.
+        if self.durability == Durability::Staging {
+            return;
+        }
         let pending = self.pending.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if pending >= EVERY_BYTES {
             self.pending.store(0, Ordering::Relaxed);

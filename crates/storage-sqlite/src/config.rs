@@ -1,6 +1,6 @@
 //! How a database file's connection is opened: flags, the busy timeout, and the PRAGMAs that make
 //! every commit durable (WAL, `synchronous = FULL`; a staging file being bootstrapped in private
-//! syncs only when finished).
+//! keeps its rollback journal in memory and syncs only when finished).
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,9 +19,11 @@ pub(crate) enum Durability {
     /// A live database: `synchronous = FULL`, so a committed write survives a crash or power loss.
     Full,
     /// A file built in private under a staging name that nobody opens until it is finished (a
-    /// bootstrap, `staging::Bootstrap`): commits are not synced (`synchronous = OFF`). A crash
-    /// loses the file, which is thrown away and built again; it is made durable (synced with
-    /// `synchronous = FULL`) before it is moved into place.
+    /// bootstrap, `staging::Bootstrap`): commits are not synced (`synchronous = OFF`), and its
+    /// rollback journal is kept in memory (`journal_mode = MEMORY`: a write that fails still rolls
+    /// back, and each page is written once, into the file, instead of into a WAL and then the
+    /// file). A crash loses the file, which is thrown away and built again; it is switched to WAL
+    /// and made durable (synced with `synchronous = FULL`) before it is moved into place.
     Staging,
 }
 
@@ -46,7 +48,11 @@ pub(crate) fn open_connection_with(path: &Path, create: bool, durability: Durabi
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").sql()?;
     }
     // WAL: readers never block the writer; FULL: a committed write survives a crash or power loss.
-    conn.pragma_update(None, "journal_mode", "WAL").sql()?;
+    // A staging file has no other reader than its builder's own, one call at a time.
+    match durability {
+        Durability::Full => conn.pragma_update(None, "journal_mode", "WAL").sql()?,
+        Durability::Staging => conn.pragma_update(None, "journal_mode", "MEMORY").sql()?,
+    }
     let synchronous = match durability {
         Durability::Full => "FULL",
         Durability::Staging => "OFF",

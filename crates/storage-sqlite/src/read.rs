@@ -17,7 +17,7 @@ use outpost_engine::storage::blocking;
 use rusqlite::Connection;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::config::open_connection;
+use crate::config::{open_connection_with, Durability};
 use crate::error::SqlResultExt;
 
 /// Read connections per database: enough for a pass's reads to overlap each other and a server's
@@ -36,15 +36,16 @@ enum Slot {
 /// The read connections of one database file.
 pub(crate) struct Readers {
     path: PathBuf,
+    durability: Durability,
     slots: Vec<Arc<Mutex<Slot>>>,
     /// Where the next read that finds every slot busy waits (turn by turn, so waits spread).
     next: AtomicUsize,
 }
 
 impl Readers {
-    pub(crate) fn new(path: &Path) -> Readers {
+    pub(crate) fn new(path: &Path, durability: Durability) -> Readers {
         let slots = (0..READERS).map(|_| Arc::new(Mutex::new(Slot::Unopened))).collect();
-        Readers { path: path.to_owned(), slots, next: AtomicUsize::new(0) }
+        Readers { path: path.to_owned(), durability, slots, next: AtomicUsize::new(0) }
     }
 
     /// A free slot, or the next one's turn once it is free.
@@ -64,10 +65,10 @@ impl Readers {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let mut slot = self.slot().await;
-        let path = self.path.clone();
+        let (path, durability) = (self.path.clone(), self.durability);
         blocking(move || {
             if matches!(*slot, Slot::Unopened) {
-                *slot = Slot::Open(open_reader(&path)?);
+                *slot = Slot::Open(open_reader(&path, durability)?);
             }
             let conn = match &*slot {
                 Slot::Open(conn) => conn,
@@ -102,8 +103,8 @@ impl Readers {
 }
 
 /// A connection of the file at `path` that can only read.
-fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = open_connection(path, false)?;
+fn open_reader(path: &Path, durability: Durability) -> Result<Connection> {
+    let conn = open_connection_with(path, false, durability)?;
     conn.pragma_update(None, "query_only", true).sql()?;
     Ok(conn)
 }

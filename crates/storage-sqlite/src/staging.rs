@@ -1,8 +1,8 @@
 //! Databases made aside and moved into place: the claim on a staging name beside a database's path
 //! (a lock file, so two processes never touch each other's half-made files), the move that never
 //! replaces a file, and [`Bootstrap`], a new file loaded in bulk under a staging name with its
-//! commits unsynced, the revision trees read only of records it may hold already ([`Written`]),
-//! and its changes-feed index built at the end.
+//! commits unsynced and journaled in memory, the revision trees read only of records it may hold
+//! already ([`Written`]), and its changes-feed index built at the end.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,9 +118,11 @@ pub(crate) fn beside(path: &Path, suffix: &str) -> PathBuf {
 /// when [`Bootstrap::finish`]ed. Everything is written through the engine as into any database, so
 /// the result is the database the same writes make anywhere (same seqs, chains, trees, states,
 /// counts, knowledge); what differs is only how the file is kept meanwhile: its commits are not
-/// synced (nobody can see the file, and a crash only loses work that is done again) and the changes
-/// feed's index is built once at the end instead of row by row. `finish` builds it, syncs the
-/// file, moves it into place and syncs the directory. Dropped unfinished (an error, an interrupted
+/// synced and its rollback journal is in memory, with no WAL (nobody can see the file, and a crash
+/// only loses work that is done again: `config::Durability::Staging`), the trees of a write are
+/// read only for records it may hold already ([`Written`]), and the changes feed's index is built
+/// once at the end instead of row by row. `finish` builds it, switches the file to WAL, syncs it,
+/// moves it into place and syncs the directory. Dropped unfinished (an error, an interrupted
 /// pull), the staging file is removed; after a crash, the next bootstrap of the path removes the
 /// leftover first: it restarts cleanly. Until `finish`, no database exists at the path. One
 /// bootstrap of a path runs at a time (a lock on `<file>.bootstrapping.lock`, held until it ends): a
@@ -241,9 +243,10 @@ fn lock(at: &Path, path: &Path) -> Result<(PathBuf, std::fs::File)> {
     }
 }
 
-/// Finish a bootstrap's staging file: its deferred indexes built in one durable transaction, the WAL
-/// checkpointed away, the file synced, then moved to `path` (never over a file that appeared there
-/// meanwhile) and the directory synced.
+/// Finish a bootstrap's staging file: switched to WAL (as every live file is) by the connection
+/// opened here, its deferred indexes built in one durable transaction, the WAL checkpointed away,
+/// the file synced, then moved to `path` (never over a file that appeared there meanwhile) and the
+/// directory synced.
 fn seal(staging: &Path, path: &Path) -> Result<()> {
     let conn = open_connection(staging, false)?;
     let ddl: String = schema::DEFERRED_INDEXES.iter().map(|(_, sql)| format!("{sql};")).collect();

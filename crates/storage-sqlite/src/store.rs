@@ -64,7 +64,7 @@ impl SqliteStorage {
     /// The storage of the open database `name` on `conn`.
     pub(crate) fn new(name: String, path: &Path, conn: Connection, durability: Durability) -> Self {
         let checkpointer = Checkpointer::new(path, durability);
-        let readers = Readers::new(path);
+        let readers = Readers::new(path, durability);
         SqliteStorage {
             name,
             path: path.to_owned(),

@@ -55,6 +55,7 @@ pub struct FlakyTarget {
     rng: Mutex<Rng>,
     calls: AtomicU64,
     failures: AtomicU64,
+    revs_diffs: AtomicU64,
 }
 
 impl FlakyTarget {
@@ -70,7 +71,13 @@ impl FlakyTarget {
             rng: Mutex::new(Rng::new(seed)),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            revs_diffs: AtomicU64::new(0),
         }
+    }
+
+    /// `revs_diff` calls so far.
+    pub fn revs_diffs(&self) -> u64 {
+        self.revs_diffs.load(Ordering::Relaxed)
     }
 
     /// `put_revisions` calls that failed so far.
@@ -122,6 +129,7 @@ impl ReplicaSource for FlakyTarget {
 #[async_trait]
 impl ReplicaTarget for FlakyTarget {
     async fn revs_diff(&self, have: Vec<RecordRevs>) -> Result<Vec<RecordRevs>> {
+        self.revs_diffs.fetch_add(1, Ordering::Relaxed);
         self.inner.revs_diff(have).await
     }
     async fn put_revisions(

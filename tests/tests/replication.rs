@@ -13,7 +13,7 @@ use outpost_api::{
 use outpost_client::ClientConfig;
 use outpost_reconciler::{replicate, sync, Options, Origin, Report};
 use outpost_sqlite::SqliteDatabase;
-use outpost_tests::faults::cancelled_after;
+use outpost_tests::faults::{cancelled_after, FlakyTarget, PutFaults};
 use outpost_tests::peer::PeerServer;
 use outpost_tests::proxy::{Fault, FaultPlan, FaultyProxy};
 use outpost_tests::replicas::{assert_converged, duplicate_events, knowledge_problems, missing_revisions};
@@ -368,6 +368,27 @@ async fn records_are_never_pulled_twice_and_a_pass_with_nothing_to_do_costs_the_
     assert!(small.requests <= 10, "a pass with nothing to do costs {} requests", small.requests);
     assert_eq!(small.requests, large.requests, "the same on 500 and 5000 records");
     assert_eq!(small.pages, large.pages);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_pass_into_an_empty_target_asks_no_revs_diff_and_a_later_pass_does() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (source, target) = (local_file(&dir, "source").await, Arc::new(local_file(&dir, "target").await));
+    table(&source, "t").await;
+    create(&source, "t", &ids("a", 0..2500), "source").await;
+    let counted = FlakyTarget::new(target.clone() as Arc<dyn Database>, PutFaults::After(u64::MAX));
+    // The target holds nothing: it lacks every revision the feed names (none has an ancestry).
+    let first = ok(replicate(&source, &counted, &options(500)).await, "first pass");
+    assert_eq!(counted.revs_diffs(), 0, "{first:?}");
+    assert_eq!(first.progress.revisions_written, update_seq_of(&source).await, "{first:?}");
+    // Now it holds them: a pass asks what it lacks, and takes only that.
+    update(&source, "t", &ids("a", 0..100), "again").await;
+    create(&source, "t", &ids("b", 0..10), "source").await;
+    let second = ok(replicate(&source, &counted, &options(500)).await, "second pass");
+    assert!(counted.revs_diffs() > 0, "{second:?}");
+    assert_eq!((second.progress.revisions_fetched, second.progress.revisions_written), (110, 110), "{second:?}");
+    assert_converged(&[("source", &source), ("target", &*target)]).await;
+    assert_sound("target", &target).await;
 }
 
 // ---------------------------------------------------------------------------------------------------

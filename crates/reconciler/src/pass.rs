@@ -172,8 +172,12 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
         };
         self.first = false;
         self.report.progress.source_seq = since;
-        self.definitions_first(since).await?;
-        let last = self.copy_from(&source, since).await?;
+        // A target that held nothing when the pass began (a new peer's first pass) lacks every
+        // revision the feed names but those this pass, or a writer meanwhile, gives it, which
+        // storing again leaves as they are: its pages need no revs-diff.
+        let lacks_all = target.update_seq == 0;
+        self.definitions_first(since, lacks_all).await?;
+        let last = self.copy_from(&source, since, lacks_all).await?;
         if self.options.cancel.is_cancelled() {
             return Ok(last);
         }
@@ -191,7 +195,7 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
     /// (`couch`, SPEC §3) above all — even where the feed lists the definition after them (a table
     /// updated after its records were written). No resume point: the pass meets them again in their
     /// place in the feed, where copying them is a no-op.
-    async fn definitions_first(&mut self, since: u64) -> Result<()> {
+    async fn definitions_first(&mut self, since: u64, lacks_all: bool) -> Result<()> {
         let mut at = since;
         loop {
             let tables = Some(vec![names::TABLES_TABLE.to_owned()]);
@@ -203,7 +207,7 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
                 page.changes.retain(|c| only.contains(&c.id));
             }
             if !page.changes.is_empty() {
-                let fetched = fetch(self.source, self.target, self.options, page).await?;
+                let fetched = fetch(self.source, self.target, self.options, page, lacks_all).await?;
                 self.report.requests += fetched.requests;
                 self.report.progress.revisions_fetched += fetched.revisions.len() as u64;
                 self.report.progress.bytes += fetched.bytes;
@@ -243,10 +247,10 @@ impl<S: Source + ?Sized, T: Target + ?Sized> Run<'_, S, T> {
     /// feed while it fetches the revisions of this one, and queues fetched pages (at most [`AHEAD`],
     /// so memory stays bounded) for the writer here, which commits them in order. Whatever was
     /// committed before a failure on either side is kept. Returns the last committed source seq.
-    async fn copy_from(&mut self, source: &DbInfo, since: u64) -> Result<u64> {
+    async fn copy_from(&mut self, source: &DbInfo, since: u64, lacks_all: bool) -> Result<u64> {
         let (from, to, options) = (self.source, self.target, self.options);
         let (queue, mut pages) = tokio::sync::mpsc::channel::<Fetched>(AHEAD);
-        let reading = read_ahead(from, to, options, since, queue);
+        let reading = read_ahead(from, to, options, (since, lacks_all), queue);
         let writing = async {
             let mut committed = since;
             while let Some(fetched) = pages.recv().await {
@@ -377,7 +381,7 @@ async fn read_ahead<S, T>(
     source: &S,
     target: &T,
     options: &Options,
-    since: u64,
+    (since, lacks_all): (u64, bool),
     queue: tokio::sync::mpsc::Sender<Fetched>,
 ) -> Result<()>
 where
@@ -387,14 +391,14 @@ where
     let mut page = feed_page(source, options, since).await?;
     loop {
         if page.pending == 0 || options.cancel.is_cancelled() {
-            let fetched = fetch(source, target, options, page).await?;
+            let fetched = fetch(source, target, options, page, lacks_all).await?;
             // A writer that stopped has its reason; nothing more to send.
             let _ = queue.send(fetched).await;
             return Ok(());
         }
         let next_since = page.last_seq;
         let (fetched, next) =
-            tokio::join!(fetch(source, target, options, page), feed_page(source, options, next_since));
+            tokio::join!(fetch(source, target, options, page, lacks_all), feed_page(source, options, next_since));
         if queue.send(fetched?).await.is_err() {
             return Ok(());
         }
@@ -407,8 +411,9 @@ async fn feed_page<S: Source + ?Sized>(source: &S, options: &Options, since: u64
     source.changes(ChangesRequest { since, limit: options.batch_size, tables: options.tables.clone() }).await
 }
 
-/// The revisions the target lacks of a page of the feed.
-async fn fetch<S, T>(source: &S, target: &T, options: &Options, page: ChangesPage) -> Result<Fetched>
+/// The revisions the target lacks of a page of the feed (every leaf it names, when the target
+/// `lacks_all`: it held nothing when the pass began).
+async fn fetch<S, T>(source: &S, target: &T, options: &Options, page: ChangesPage, lacks_all: bool) -> Result<Fetched>
 where
     S: Source + ?Sized,
     T: Target + ?Sized,
@@ -416,7 +421,7 @@ where
     let mut requests = 1;
     let changes = page.changes.len() as u64;
     let have: Vec<RecordRevs> = page.changes.into_iter().map(RecordRevs::from).collect();
-    let missing = requests::revs_diff(target, have, options, &mut requests).await?;
+    let missing = if lacks_all { have } else { requests::revs_diff(target, have, options, &mut requests).await? };
     let (mut revisions, mut bytes) = requests::get_revisions(source, missing, options, &mut requests).await?;
     // A leaf the source compacted since the page was read comes without its body: it has a child there
     // now, which a later page of the feed brings (with it as ancestry).

@@ -1,13 +1,15 @@
 //! The typed value decoder (PROTOCOL.md §1): whatever decodes encodes back to the same value, its
 //! canonical encoding is stable, and the body limits judge it without panicking. A `Body` read from
 //! the same bytes is taken exactly when the typed parse takes them, with the same encodings (its fast
-//! reader, for canonical text, and its general one alike). Read as a page of revisions or a
-//! revision event, the same bytes are taken the fast way only as `serde` takes them, as the same
-//! revisions.
+//! reader, for canonical text, and its general one alike). Read as a page of revisions, a revision
+//! event or a page of the changes feed, the same bytes are taken the fast way only as `serde` takes
+//! them, as the same values.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_api::{revisions_from_json, Attributes, Body, Limits, RevisionData, RevisionEvent};
+use outpost_api::{
+    changes_from_json, revisions_from_json, Attributes, Body, ChangesPage, Limits, RevisionData, RevisionEvent,
+};
 use outpost_engine::canonical::encode_attributes;
 
 /// Equal revisions, bodies compared by their stored JSON and depth too.
@@ -21,6 +23,11 @@ fn exact(a: &[RevisionData], b: &[RevisionData]) -> bool {
 fn revisions(text: &str) {
     match (revisions_from_json(text), serde_json::from_str::<Vec<RevisionData>>(text)) {
         (Ok(a), Ok(b)) => assert!(exact(&a, &b), "the same page"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "the same refusal"),
+        (a, b) => panic!("{a:?} but serde {b:?}"),
+    }
+    match (changes_from_json(text), serde_json::from_str::<ChangesPage>(text)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the same changes page"),
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "the same refusal"),
         (a, b) => panic!("{a:?} but serde {b:?}"),
     }

@@ -34,8 +34,8 @@ pub use record::{
     PENDING_EXACT_UP_TO,
 };
 pub use replica::{
-    revisions_from_json, DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult, RecordRevs, ResumePoint,
-    RevisionData, RevisionEvent, RevisionJson,
+    changes_from_json, revisions_from_json, DbInfo, Epoch, KnowledgeRow, KnowledgeUpdate, PutRevisionsResult,
+    RecordRevs, ResumePoint, RevisionData, RevisionEvent, RevisionJson,
 };
 pub use retry::RetryPolicy;
 pub use rev::{ChainHash, Digest, RevId, RevText, MAX_GENERATION};

@@ -117,6 +117,15 @@ pub fn revisions_from_json(text: &str) -> serde_json::Result<Vec<RevisionData>> 
     }
 }
 
+/// A page of the changes feed read from its JSON: as Outpost's server streams it, the fast way
+/// ([`fast`]), any other text through `serde`, which takes or refuses it.
+pub fn changes_from_json(text: &str) -> serde_json::Result<crate::ChangesPage> {
+    match fast::changes(text) {
+        Some(page) => Ok(page),
+        None => serde_json::from_str(text),
+    }
+}
+
 impl RevisionEvent {
     /// The revision event `text` starts with and its length in bytes, when it is written as
     /// Outpost writes it (`Serialize`'s JSON; its body canonical wire JSON); `None` otherwise, for

@@ -71,7 +71,9 @@ pub(crate) fn table_filter(tables: Option<Vec<String>>, limits: &Limits) -> Resu
 /// A request naming each record once (what a replication pass sends) is checked in place: its keys
 /// are only looked up, in a set keyed by ahash's random state (peers choose them), not copied.
 pub(crate) fn record_revs(mut entries: Vec<RecordRevs>, limits: &Limits, what: &str) -> Result<Vec<RecordRevs>> {
-    let mut seen = ahash::HashSet::with_capacity_and_hasher(entries.len(), ahash::RandomState::new());
+    // Sized as the limit allows: a request past it is refused before its keys fill the set.
+    let room = entries.len().min(limits.max_request_entries + 1);
+    let mut seen = ahash::HashSet::with_capacity_and_hasher(room, ahash::RandomState::new());
     let mut repeated = false;
     for (i, entry) in entries.iter().enumerate() {
         if !seen.insert((entry.table.as_str(), entry.id.as_str())) {

@@ -231,7 +231,8 @@ impl ChangeReader for RemoteDatabase {
             }
             call = call.query("tables", tables.join(","));
         }
-        self.send_json(call).await
+        // Outpost's page is read the fast way (`outpost_api::changes_from_json`).
+        Ok(self.transport.json_sized_by(call, outpost_api::changes_from_json).await?.0)
     }
 
     async fn wait_for_changes(&self, since: u64, timeout: Duration) -> Result<u64> {

@@ -158,8 +158,8 @@ async fn store_states(inner: &Inner, client: &Object, statement: &str, states: &
     // A live state's body is its winner's (the write set's rule), which the winner's event holds;
     // a deleted one's is `{}`, whatever its tombstone carries.
     let bodies: Vec<Option<&str>> = s.iter().map(|s| s.deleted.then_some(s.body.as_str())).collect();
-    let leaves: Vec<String> = s.iter().map(|s| join_revs(&s.leaves).to_owned()).collect();
-    let conflicts: Vec<String> = s.iter().map(|s| join_revs(&s.conflicts).to_owned()).collect();
+    let leaves: Vec<String> = s.iter().map(|s| String::from(&*join_revs(&s.leaves))).collect();
+    let conflicts: Vec<String> = s.iter().map(|s| String::from(&*join_revs(&s.conflicts))).collect();
     let field_conflicts: Vec<String> =
         s.iter().map(|s| stored::encode_field_conflicts(&s.field_conflicts).into_owned()).collect();
     let seqs: Vec<i64> = s.iter().map(|s| sql_seq(s.seq)).collect();

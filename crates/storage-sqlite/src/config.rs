@@ -27,12 +27,8 @@ pub(crate) enum Durability {
     Staging,
 }
 
-/// Open the connection of the database file at `path` (creating the file only when `create`).
-pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection> {
-    open_connection_with(path, create, Durability::Full)
-}
-
-/// [`open_connection`] with the durability of the file's commits.
+/// Open the connection of the database file at `path` (creating the file only when `create`), its
+/// commits as durable as `durability` says.
 pub(crate) fn open_connection_with(path: &Path, create: bool, durability: Durability) -> Result<Connection> {
     use rusqlite::OpenFlags;
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;

@@ -32,7 +32,7 @@ pub(crate) fn create_private(path: &Path) -> Result<()> {
 }
 
 pub(crate) fn remove_with_wal(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(p);
@@ -83,7 +83,8 @@ impl SqliteStorage {
         )
         .sql()?;
         tx.commit().sql()?;
-        // Closing the only connection checkpoints the WAL into the file and removes it.
+        // Closing the only connection checkpoints the WAL into the file and removes it (a staging
+        // file has no WAL: its journal is in memory).
         conn.close().map_err(|(_, e)| crate::error::map(e))?;
         Ok(())
     }
@@ -118,13 +119,14 @@ impl SqliteStorage {
             .ok_or_else(not_outpost)?;
         // A staging file being bootstrapped that holds no revision yet: its writes are tracked, so
         // that trees are read only of records they may have named (`staging::Written`).
-        let empty: bool = conn
-            .query_row("SELECT NOT EXISTS (SELECT 1 FROM _events) AND NOT EXISTS (SELECT 1 FROM _stubs)", [], |r| {
-                r.get(0)
-            })
-            .sql()?;
+        let empty = durability == Durability::Staging
+            && conn
+                .query_row("SELECT NOT EXISTS (SELECT 1 FROM _events) AND NOT EXISTS (SELECT 1 FROM _stubs)", [], |r| {
+                    r.get::<_, bool>(0)
+                })
+                .sql()?;
         let mut storage = SqliteStorage::new(name, path, conn, durability);
-        if durability == Durability::Staging && empty {
+        if empty {
             storage.written = Some(Arc::new(std::sync::Mutex::new(crate::staging::Written::new())));
         }
         Ok(storage)

@@ -7,6 +7,9 @@
 //! page and its pending count agree), on its own connection from a few slots, opened when first needed
 //! and kept while the database is open. A read that begins after a commit returned sees that commit,
 //! as on the writer's connection. The connections are `query_only`: nothing can write through them.
+//!
+//! A bootstrap's staging file has no WAL (`config::Durability::Staging`: its journal is in memory):
+//! there a read waits while a write commits. A bootstrap reads only between its writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use outpost_api::{Error, Limits, Result};
 use outpost_engine::storage::{blocking, Genesis, Storage};
 
-use crate::config::{open_connection, Durability};
+use crate::config::{open_connection_with, Durability};
 use crate::error::SqlResultExt;
 use crate::lifecycle::{open_file, remove_with_wal};
 use crate::{schema, SqliteDatabase, SqliteStorage};
@@ -243,23 +243,24 @@ fn lock(at: &Path, path: &Path) -> Result<(PathBuf, std::fs::File)> {
     }
 }
 
-/// Finish a bootstrap's staging file: switched to WAL (as every live file is) by the connection
-/// opened here, its deferred indexes built in one durable transaction, the WAL checkpointed away,
-/// the file synced, then moved to `path` (never over a file that appeared there meanwhile) and the
-/// directory synced.
+/// Finish a bootstrap's staging file: its deferred indexes built in one transaction (journaled in
+/// memory like every write before: each page written once, into the file), the file switched to WAL
+/// as every live file is, synced, then moved to `path` (never over a file that appeared there
+/// meanwhile) and the directory synced.
 fn seal(staging: &Path, path: &Path) -> Result<()> {
-    let conn = open_connection(staging, false)?;
+    let conn = open_connection_with(staging, false, Durability::Staging)?;
     let ddl: String = schema::DEFERRED_INDEXES.iter().map(|(_, sql)| format!("{sql};")).collect();
     conn.execute_batch(&format!("BEGIN; {ddl} COMMIT;")).sql()?;
-    let (busy, log, done): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).sql()?;
+    // Recorded in the file's header: every later connection opens it in WAL mode.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).sql()?;
     conn.close().map_err(|(_, e)| crate::error::map(e))?;
     // Everything must be in the file itself before it is moved: a WAL left beside the staging name
-    // (another process holding the file open) would not follow it.
+    // (another process holding the file open and writing) would not follow it.
     let wal = beside(staging, "-wal");
-    if busy != 0 || log != done || wal.metadata().is_ok_and(|m| m.len() > 0) {
+    if !mode.eq_ignore_ascii_case("wal") || wal.metadata().is_ok_and(|m| m.len() > 0) {
         return Err(Error::unavailable(format!(
-            "{} is held open by another process: its log could not be checkpointed into it",
+            "{} is held open by another process: it could not be made a WAL file with everything in it \
+             (journal mode {mode})",
             staging.display()
         )));
     }
@@ -298,7 +299,32 @@ pub(crate) fn move_into_place(staging: &Path, path: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Written;
+    use super::{Bootstrap, Written};
+    use outpost_api::{Limits, NewTable, TableWriter};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_finished_bootstrap_is_a_wal_file_with_nothing_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("boot.outpost");
+        let boot = Bootstrap::begin(&path, "boot", Limits::default()).await.unwrap();
+        let staging = boot.staging_path().to_owned();
+        // Its journal is in memory meanwhile: no WAL, no journal file.
+        boot.database().create_table(NewTable { name: "t".into(), ..NewTable::default() }).await.unwrap();
+        let mode: String =
+            rusqlite::Connection::open(&staging).unwrap().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete", "a staging file is not in WAL mode");
+        let db = boot.finish().await.unwrap();
+        drop(db);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("bootstrapping") && !n.ends_with(".lock"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 
     #[test]
     fn a_key_written_is_always_held_and_most_others_are_not() {

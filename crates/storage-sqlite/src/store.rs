@@ -108,7 +108,8 @@ impl SqliteStorage {
         self.checkpointer.runs()
     }
 
-    /// Run the read `f` in one snapshot, on a read connection (never waiting for a writer).
+    /// Run the read `f` in one snapshot, on a read connection (never waiting for a writer, but in a
+    /// bootstrap's staging file, which has no WAL: there a read waits while a write commits).
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         self.readers.read(f).await
     }

@@ -84,7 +84,7 @@ pub(crate) fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>> {
 
 /// A revision id column, parsed where it lies (NULL is corrupt).
 pub(crate) fn rev_at(row: &Row<'_>, i: usize) -> Result<RevId> {
-    parse_rev(text(row, i)?.unwrap_or_default())
+    parse_rev(text(row, i)?.ok_or_else(|| outpost_api::Error::corrupt("a stored revision id is NULL"))?)
 }
 
 /// A column holding a list of revision ids, parsed where it lies (NULL is corrupt).

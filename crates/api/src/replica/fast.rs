@@ -1,6 +1,7 @@
 //! The fast way to read replicated revisions: the JSON exactly as Outpost writes it — a page of
-//! fetched revisions (`POST /revs/get`'s answer, `[{…},{…}]`) and a quicksync event — fields in
-//! their declared order, no whitespace, strings without escapes, every body canonical wire JSON.
+//! fetched revisions (`POST /revs/get`'s answer, `[{…},{…}]`), a quicksync event, and a page of
+//! the changes feed (`GET /dbs/{db}/changes`, as the server streams it) — fields in the order
+//! Outpost writes them, no whitespace, strings without escapes, every body canonical wire JSON.
 //! Each body is read where it stands, by [`Body`]'s fast reader, which finds its end itself: read
 //! through `serde`, the body is scanned twice (once by `serde_json` to find its extent as raw JSON,
 //! once to make its canonical bytes), and the envelope's fields are matched by name.
@@ -9,11 +10,11 @@
 //! body that is not canonical) gets `None`, and the caller reads the whole document with `serde`,
 //! which takes or refuses it with its own message. So this reader never refuses and never decides
 //! a message: what it takes reads, through `serde`, as the same revisions (a property test and the
-//! `http_bodies` fuzz target hold the two equal).
+//! `value_decoder` fuzz target hold the two equal).
 
 use std::str::FromStr;
 
-use crate::{Body, RevId, RevisionData, RevisionEvent};
+use crate::{Body, Change, ChangesPage, RevId, RevisionData, RevisionEvent};
 
 /// A position in a document being read.
 struct Cursor<'t> {
@@ -98,27 +99,52 @@ impl<'t> Cursor<'t> {
             }
             None => None,
         };
-        self.eat(",\"ancestry\":[")?;
-        let mut ancestry: Vec<RevId> = Vec::new();
-        if self.eat("]").is_none() {
-            loop {
-                ancestry.push(self.parsed()?);
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b']' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
+        self.eat(",\"ancestry\":")?;
+        let ancestry = self.revs()?;
         let foreign = match self.eat(",\"foreign\":") {
             Some(()) => Some(self.parsed()?),
             None => None,
         };
         self.eat("}")?;
         Some(RevisionData { table, id, rev, deleted, attributes, ancestry, foreign })
+    }
+
+    /// Revision ids as a JSON array writes them.
+    fn revs(&mut self) -> Option<Vec<RevId>> {
+        self.eat("[")?;
+        let mut revs = Vec::new();
+        if self.eat("]").is_some() {
+            return Some(revs);
+        }
+        loop {
+            revs.push(self.parsed()?);
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(revs);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An entry of the changes feed as `Change`'s `Serialize` writes it.
+    fn change(&mut self) -> Option<Change> {
+        self.eat("{\"seq\":")?;
+        let seq = self.u64()?;
+        self.eat(",\"table\":")?;
+        let table = self.string()?.to_owned();
+        self.eat(",\"id\":")?;
+        let id = self.string()?.to_owned();
+        self.eat(",\"rev\":")?;
+        let rev = self.parsed()?;
+        self.eat(",\"deleted\":")?;
+        let deleted = self.bool()?;
+        self.eat(",\"leaves\":")?;
+        let leaves = self.revs()?;
+        self.eat("}")?;
+        Some(Change { seq, table, id, rev, deleted, leaves })
     }
 
     /// A revision event as `RevisionEvent`'s `Serialize` writes it.
@@ -153,6 +179,37 @@ pub(crate) fn revisions(text: &str) -> Option<Vec<RevisionData>> {
         }
     }
     (c.at == text.len()).then_some(out)
+}
+
+/// A page of the changes feed, when it is written as Outpost's server streams it (`last_seq`,
+/// `pending` and `last_chain` first, then the entries).
+pub(crate) fn changes(text: &str) -> Option<ChangesPage> {
+    let mut c = Cursor::new(text);
+    c.eat("{\"last_seq\":")?;
+    let last_seq = c.u64()?;
+    c.eat(",\"pending\":")?;
+    let pending = c.u64()?;
+    let last_chain = match c.eat(",\"last_chain\":") {
+        Some(()) => Some(c.parsed()?),
+        None => None,
+    };
+    c.eat(",\"changes\":[")?;
+    let mut changes = Vec::new();
+    if c.eat("]").is_none() {
+        loop {
+            changes.push(c.change()?);
+            match c.peek()? {
+                b',' => c.at += 1,
+                b']' => {
+                    c.at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    c.eat("}")?;
+    (c.at == text.len()).then_some(ChangesPage { changes, last_seq, pending, last_chain })
 }
 
 /// The revision event `text` starts with, when it is written as Outpost writes it, and its length.

@@ -273,7 +273,5 @@ pub async fn wait(
 
 /// A changes page, streamed: up to 10,000 entries.
 fn streamed_page(page: ChangesPage) -> Response {
-    let chain = page.last_chain.map(|c| format!(",\"last_chain\":\"{c}\"")).unwrap_or_default();
-    let prefix = format!("{{\"last_seq\":{},\"pending\":{}{chain},\"changes\":[", page.last_seq, page.pending);
-    crate::stream::json_array(prefix, page.changes, "]}")
+    crate::stream::json_array(page.stream_prefix(), page.changes, "]}")
 }

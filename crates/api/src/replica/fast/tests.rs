@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::wire::tests::{text, value};
 use crate::{revisions_from_json, Attributes, ChainHash, Digest, RevisionJson};
+use crate::{Change, ChangesPage};
 
 fn revision() -> impl Strategy<Value = RevisionData> {
     let rev = (1u64..1000, any::<[u8; 16]>()).prop_map(|(g, h)| RevId::new(g, h));
@@ -157,5 +158,47 @@ fn what_is_not_as_outpost_writes_it_is_left_to_serde() {
         let event = format!(r#"{{"seq":{seq},"chain":"{}","revision":{ok}}}"#, "00".repeat(32));
         assert!(event_prefix(&event).is_none(), "{seq}");
         assert!(serde_json::from_str::<RevisionEvent>(&event).is_err(), "{seq}");
+    }
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let rev = (1u64..1000, any::<[u8; 16]>()).prop_map(|(g, h)| RevId::new(g, h));
+    (any::<u64>(), text(), "[a-z0-9-]{1,20}", rev.clone(), any::<bool>(), proptest::collection::vec(rev, 0..3))
+        .prop_map(|(seq, table, id, rev, deleted, leaves)| Change { seq, table, id, rev, deleted, leaves })
+}
+
+/// A page as a server streams it: its figures, then its entries.
+fn streamed(page: &ChangesPage) -> String {
+    let entries: Vec<String> = page.changes.iter().map(|c| serde_json::to_string(c).unwrap()).collect();
+    format!("{}{}]}}", page.stream_prefix(), entries.join(","))
+}
+
+proptest! {
+    #[test]
+    fn a_changes_page_as_a_server_streams_it_is_read_the_fast_way_and_any_other_text_as_serde_reads_it(
+        entries in proptest::collection::vec(change(), 0..4),
+        (last_seq, pending) in (any::<u64>(), any::<u64>()),
+        last_chain in proptest::option::of(any::<[u8; 32]>().prop_map(ChainHash)),
+        edits in proptest::collection::vec(edit(), 0..3),
+    ) {
+        let page = ChangesPage { changes: entries, last_seq, pending, last_chain };
+        let json = streamed(&page);
+        prop_assert_eq!(&serde_json::from_str::<ChangesPage>(&json).unwrap(), &page);
+        let plain = page.changes.iter().all(|c| !c.table.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+        let read = changes(&json);
+        prop_assert_eq!(read.as_ref(), plain.then_some(&page), "{}", json);
+        // Serde's own order (the entries first) is read through serde.
+        let declared = serde_json::to_string(&page).unwrap();
+        prop_assert!(changes(&declared).is_none());
+        prop_assert_eq!(&crate::changes_from_json(&declared).unwrap(), &page);
+        let mut text = json;
+        for (at, edit, with) in edits {
+            text = edited(&text, at, edit, with);
+        }
+        match (crate::changes_from_json(&text), serde_json::from_str::<ChangesPage>(&text)) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "{text}: {a:?} but {b:?}"),
+        }
     }
 }

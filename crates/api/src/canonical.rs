@@ -21,6 +21,12 @@ pub fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// A decimal's canonical bytes, from its canonical text.
+pub(crate) fn put_decimal(out: &mut Vec<u8>, text: &str) {
+    out.push(0x04);
+    put_lb(out, text.as_bytes());
+}
+
 /// Append the canonical bytes of one value.
 pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
     match value {
@@ -35,10 +41,7 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
             // Values are canonical (-0.0 stored as 0.0), so the bits are too.
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        Value::Decimal(d) => {
-            out.push(0x04);
-            put_lb(out, d.as_str().as_bytes());
-        }
+        Value::Decimal(d) => put_decimal(out, d.as_str()),
         Value::String(s) => {
             out.push(0x05);
             put_lb(out, s.as_bytes());

@@ -32,6 +32,43 @@ impl Decimal {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `text` is a decimal's canonical text (what parsing it gives back unchanged), judged
+    /// on its characters without parsing: `0`, or an optional `-`, then either digits without a
+    /// leading zero or `0`, then optionally a point and digits not ending in zero; at most
+    /// [`DECIMAL_MAX_DIGITS`] significant digits, a scientific exponent within
+    /// ±[`DECIMAL_MAX_EXPONENT`]. A body's reader checks every decimal it holds this way.
+    pub fn is_canonical(text: &str) -> bool {
+        if text == "0" {
+            return true;
+        }
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (int, frac) = match unsigned.split_once('.') {
+            Some((int, frac)) => (int, Some(frac)),
+            None => (unsigned, None),
+        };
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int) || frac.is_some_and(|f| !digits(f) || f.ends_with('0')) {
+            return false;
+        }
+        // The significant digits, and the scientific exponent (the first one's place).
+        let (significant, exponent) = match (int, frac) {
+            ("0", None) => return false,
+            ("0", Some(frac)) => {
+                let zeros = frac.bytes().take_while(|&b| b == b'0').count();
+                (frac.len() - zeros, -(zeros as i64) - 1)
+            }
+            (int, _) if int.starts_with('0') => return false,
+            (int, frac) => {
+                let kept = match frac {
+                    Some(frac) => int.len() + frac.len(),
+                    None => int.trim_end_matches('0').len(),
+                };
+                (kept, int.len() as i64 - 1)
+            }
+        };
+        significant <= DECIMAL_MAX_DIGITS && exponent.abs() <= DECIMAL_MAX_EXPONENT
+    }
 }
 
 impl fmt::Display for Decimal {
@@ -276,6 +313,43 @@ impl From<String> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What parsing takes back unchanged.
+    fn round_trips(s: &str) -> bool {
+        s.parse::<Decimal>().is_ok_and(|d| d.as_str() == s)
+    }
+
+    #[test]
+    fn a_decimal_is_judged_canonical_exactly_when_parsing_gives_it_back() {
+        // Every text of up to six characters over the characters a decimal is written with.
+        let alphabet = ['0', '1', '5', '.', '-', '+', 'e'];
+        let mut texts = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> =
+                texts.iter().flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}"))).collect();
+            for t in &longer {
+                assert_eq!(Decimal::is_canonical(t), round_trips(t), "{t:?}");
+            }
+            texts = longer;
+        }
+        // The limits: significant digits and the exponent, at and past them.
+        let nines = |n: usize| "9".repeat(n);
+        let zeros = |n: usize| "0".repeat(n);
+        for t in [
+            nines(100),
+            nines(101),
+            format!("1{}", zeros(1000)),
+            format!("1{}", zeros(1001)),
+            format!("0.{}1", zeros(999)),
+            format!("0.{}1", zeros(1000)),
+            format!("-{}.{}", nines(50), nines(50)),
+            format!("{}.{}", nines(50), nines(51)),
+            format!("1{}.5", zeros(999)),
+            format!("1{}.5", zeros(1000)),
+        ] {
+            assert_eq!(Decimal::is_canonical(&t), round_trips(&t), "{t}");
+        }
+    }
 
     fn check_decimal(input: &str, expect: &str) {
         assert_eq!(input.parse::<Decimal>().unwrap().as_str(), expect, "{input}");

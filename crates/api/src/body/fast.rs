@@ -203,14 +203,22 @@ impl<'t> Reader<'t> {
                 1 + depth
             }
             ValueType::Map => 1 + self.map(false)?,
+            ValueType::Decimal => {
+                // Canonical text is the value's own: judged without parsing it.
+                let text = self.plain_string()?;
+                if !crate::Decimal::is_canonical(text) {
+                    return None;
+                }
+                crate::canonical::put_decimal(&mut self.out, text);
+                1
+            }
             ty => {
-                // Float, decimal, bytes, timestamp: parsed, and taken only when the text is the
-                // one the value is written as.
+                // Float, bytes, timestamp: parsed, and taken only when the text is the one the
+                // value is written as.
                 let text = self.plain_string()?;
                 let value = Value::parse_typed(ty, text).ok()?;
                 let canonical = match &value {
                     Value::Float(f) => format_float(*f) == text,
-                    Value::Decimal(d) => d.as_str() == text,
                     Value::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b) == text,
                     Value::Timestamp(t) => t.to_string() == text,
                     _ => false,

@@ -109,24 +109,29 @@ impl<'t> Cursor<'t> {
         Some(RevisionData { table, id, rev, deleted, attributes, ancestry, foreign })
     }
 
-    /// Revision ids as a JSON array writes them.
-    fn revs(&mut self) -> Option<Vec<RevId>> {
+    /// A JSON array, each element read by `element`.
+    fn array<T>(&mut self, mut element: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         self.eat("[")?;
-        let mut revs = Vec::new();
+        let mut out = Vec::new();
         if self.eat("]").is_some() {
-            return Some(revs);
+            return Some(out);
         }
         loop {
-            revs.push(self.parsed()?);
+            out.push(element(self)?);
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => {
                     self.at += 1;
-                    return Some(revs);
+                    return Some(out);
                 }
                 _ => return None,
             }
         }
+    }
+
+    /// Revision ids as a JSON array writes them.
+    fn revs(&mut self) -> Option<Vec<RevId>> {
+        self.array(|c| c.parsed())
     }
 
     /// An entry of the changes feed as `Change`'s `Serialize` writes it.
@@ -163,21 +168,7 @@ impl<'t> Cursor<'t> {
 /// A page of revisions (a JSON array of them), when it is written as Outpost writes it.
 pub(crate) fn revisions(text: &str) -> Option<Vec<RevisionData>> {
     let mut c = Cursor::new(text);
-    c.eat("[")?;
-    let mut out = Vec::new();
-    if c.eat("]").is_none() {
-        loop {
-            out.push(c.revision()?);
-            match c.peek()? {
-                b',' => c.at += 1,
-                b']' => {
-                    c.at += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
+    let out = c.array(Cursor::revision)?;
     (c.at == text.len()).then_some(out)
 }
 
@@ -193,21 +184,8 @@ pub(crate) fn changes(text: &str) -> Option<ChangesPage> {
         Some(()) => Some(c.parsed()?),
         None => None,
     };
-    c.eat(",\"changes\":[")?;
-    let mut changes = Vec::new();
-    if c.eat("]").is_none() {
-        loop {
-            changes.push(c.change()?);
-            match c.peek()? {
-                b',' => c.at += 1,
-                b']' => {
-                    c.at += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
+    c.eat(",\"changes\":")?;
+    let changes = c.array(Cursor::change)?;
     c.eat("}")?;
     (c.at == text.len()).then_some(ChangesPage { changes, last_seq, pending, last_chain })
 }

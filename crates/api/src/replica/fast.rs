@@ -81,16 +81,22 @@ impl<'t> Cursor<'t> {
         self.eat("false").map(|()| false)
     }
 
-    /// A revision as `RevisionData`'s (and `RevisionJson`'s) `Serialize` writes it.
-    fn revision(&mut self) -> Option<RevisionData> {
-        self.eat("{\"table\":")?;
+    /// A revision's table, id, rev and deletion, as both a revision and a change list them.
+    fn key(&mut self) -> Option<(String, String, RevId, bool)> {
+        self.eat("\"table\":")?;
         let table = self.string()?.to_owned();
         self.eat(",\"id\":")?;
         let id = self.string()?.to_owned();
         self.eat(",\"rev\":")?;
         let rev = self.parsed()?;
         self.eat(",\"deleted\":")?;
-        let deleted = self.bool()?;
+        Some((table, id, rev, self.bool()?))
+    }
+
+    /// A revision as `RevisionData`'s (and `RevisionJson`'s) `Serialize` writes it.
+    fn revision(&mut self) -> Option<RevisionData> {
+        self.eat("{")?;
+        let (table, id, rev, deleted) = self.key()?;
         let attributes = match self.eat(",\"attributes\":") {
             Some(()) => {
                 let (body, len) = Body::read_prefix(&self.text[self.at..])?;
@@ -138,14 +144,8 @@ impl<'t> Cursor<'t> {
     fn change(&mut self) -> Option<Change> {
         self.eat("{\"seq\":")?;
         let seq = self.u64()?;
-        self.eat(",\"table\":")?;
-        let table = self.string()?.to_owned();
-        self.eat(",\"id\":")?;
-        let id = self.string()?.to_owned();
-        self.eat(",\"rev\":")?;
-        let rev = self.parsed()?;
-        self.eat(",\"deleted\":")?;
-        let deleted = self.bool()?;
+        self.eat(",")?;
+        let (table, id, rev, deleted) = self.key()?;
         self.eat(",\"leaves\":")?;
         let leaves = self.revs()?;
         self.eat("}")?;

@@ -1,6 +1,8 @@
 //! The wire JSON of attributes written directly: byte for byte what their `Serialize` gives through
 //! `serde_json` (a property test holds the two equal), without serde's machinery. Every write
-//! encodes its body once to store it, so this is on the write path of every record.
+//! encodes its body once to store it, so this is on the write path of every record. The same for
+//! what a source streams once per record of a pass: an entry of the changes feed and a revision
+//! with its stored body.
 
 use std::fmt::Write as _;
 
@@ -47,6 +49,61 @@ pub fn json_len(value: &impl serde::Serialize) -> u64 {
     let mut count = Count(0);
     // Writing to a counter cannot fail, and our types always encode.
     serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
+}
+
+impl crate::Change {
+    /// The entry's JSON, as `serde_json` writes it.
+    pub fn write_json(&self, out: &mut String) {
+        write!(out, "{{\"seq\":{},\"table\":", self.seq).expect("writing to a String");
+        write_key(out, (&self.table, &self.id, &self.rev, self.deleted));
+        out.push_str(",\"leaves\":");
+        write_revs(out, &self.leaves);
+        out.push('}');
+    }
+}
+
+impl crate::RevisionJson {
+    /// The revision's JSON, as `serde_json` writes it (the body's stored JSON as it is).
+    pub fn write_json(&self, out: &mut String) {
+        out.push_str("{\"table\":");
+        write_key(out, (&self.table, &self.id, &self.rev, self.deleted));
+        if let Some(body) = &self.attributes {
+            out.push_str(",\"attributes\":");
+            out.push_str(body.get());
+        }
+        out.push_str(",\"ancestry\":");
+        write_revs(out, &self.ancestry);
+        if let Some(digest) = &self.foreign {
+            write!(out, ",\"foreign\":\"{digest}\"").expect("writing to a String");
+        }
+        out.push('}');
+    }
+}
+
+/// A table, an id, a revision id and its deletion, after `"table":`.
+fn write_key(out: &mut String, (table, id, rev, deleted): (&str, &str, &crate::RevId, bool)) {
+    write_str(out, table);
+    out.push_str(",\"id\":");
+    write_str(out, id);
+    // A revision id's text is digits, a dash and hex: nothing to escape.
+    out.push_str(",\"rev\":\"");
+    out.push_str(&rev.text());
+    out.push_str("\",\"deleted\":");
+    out.push_str(if deleted { "true" } else { "false" });
+}
+
+/// Revision ids as a JSON array.
+fn write_revs(out: &mut String, revs: &[crate::RevId]) {
+    out.push('[');
+    for (i, rev) in revs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(&rev.text());
+        out.push('"');
+    }
+    out.push(']');
 }
 
 fn write_map(out: &mut String, items: &std::collections::BTreeMap<String, Value>) {

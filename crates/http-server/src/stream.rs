@@ -5,10 +5,38 @@
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use outpost_api::{Change, RevisionEvent, RevisionJson};
 
 /// About how many bytes one chunk of the stream carries.
 const CHUNK: usize = 64 * 1024;
+
+/// An element of a streamed array, written as its JSON.
+pub(crate) trait Element: Send + 'static {
+    fn write(&self, out: &mut String) -> serde_json::Result<()>;
+}
+
+/// A pass reads one entry of the feed and one revision per record: written directly
+/// (`outpost_api`'s `write_json`, byte for byte serde's JSON), without serde's machinery.
+impl Element for Change {
+    fn write(&self, out: &mut String) -> serde_json::Result<()> {
+        self.write_json(out);
+        Ok(())
+    }
+}
+
+impl Element for RevisionJson {
+    fn write(&self, out: &mut String) -> serde_json::Result<()> {
+        self.write_json(out);
+        Ok(())
+    }
+}
+
+impl Element for RevisionEvent {
+    fn write(&self, out: &mut String) -> serde_json::Result<()> {
+        out.push_str(&serde_json::to_string(self)?);
+        Ok(())
+    }
+}
 
 /// What is left to send of a streamed array.
 struct Rest<T> {
@@ -17,26 +45,26 @@ struct Rest<T> {
     suffix: &'static str,
 }
 
-impl<T: Serialize> Rest<T> {
+impl<T: Element> Rest<T> {
     /// The next chunk: the prefix if not yet sent, then items until the chunk is full, then the
     /// suffix after the last item. `None` once everything was sent.
     fn chunk(&mut self, done: &mut bool) -> Option<std::io::Result<Bytes>> {
         if *done {
             return None;
         }
-        let mut buf = self.prefix.take().map(String::into_bytes).unwrap_or_default();
+        let mut buf = self.prefix.take().unwrap_or_default();
         while buf.len() < CHUNK {
             let Some(item) = self.items.next() else {
-                buf.extend_from_slice(self.suffix.as_bytes());
+                buf.push_str(self.suffix);
                 *done = true;
                 break;
             };
-            if let Err(e) = serde_json::to_writer(&mut buf, &item) {
+            if let Err(e) = item.write(&mut buf) {
                 *done = true;
                 return Some(Err(std::io::Error::other(e)));
             }
             if self.items.peek().is_some() {
-                buf.push(b',');
+                buf.push(',');
             }
         }
         Some(Ok(Bytes::from(buf)))
@@ -47,11 +75,7 @@ impl<T: Serialize> Rest<T> {
 /// is encoded on the blocking pool (encoding megabytes of bodies is CPU work that would otherwise
 /// hold an async worker, and with it the I/O of every other connection); no thread waits for a
 /// slow reader between chunks.
-pub(crate) fn json_array<T: Serialize + Send + 'static>(
-    prefix: String,
-    items: Vec<T>,
-    suffix: &'static str,
-) -> Response {
+pub(crate) fn json_array<T: Element>(prefix: String, items: Vec<T>, suffix: &'static str) -> Response {
     let rest = Rest { items: items.into_iter().peekable(), prefix: Some(prefix), suffix };
     let chunks = futures_util::stream::unfold(Some((rest, false)), |state| async move {
         let (mut rest, mut done) = state?;
@@ -73,6 +97,13 @@ pub(crate) fn json_array<T: Serialize + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Element for String {
+        fn write(&self, out: &mut String) -> serde_json::Result<()> {
+            out.push_str(&serde_json::to_string(self)?);
+            Ok(())
+        }
+    }
 
     #[tokio::test]
     async fn a_streamed_array_is_the_same_json() {

@@ -202,3 +202,19 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn what_a_source_streams_is_written_as_serde_writes_it(
+        entry in change(),
+        revision in revision(),
+    ) {
+        let mut out = String::new();
+        entry.write_json(&mut out);
+        prop_assert_eq!(&out, &serde_json::to_string(&entry).unwrap());
+        let sent = RevisionJson::encode(revision);
+        let mut out = String::new();
+        sent.write_json(&mut out);
+        prop_assert_eq!(&out, &serde_json::to_string(&sent).unwrap());
+    }
+}

@@ -159,6 +159,6 @@ fn general_text(text: &str) -> serde_json::Result<Body> {
     Ok(Body::new(&attributes))
 }
 
-mod fast;
+pub(crate) mod fast;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use crate::{Value, ValueType};
 /// Where the first `"` or `\` of a string's rest is; `None` without one, or with a control character
 /// (which is not JSON) before it. A string's bytes are most of a body: searched for the two bytes a
 /// word at a time (`memchr2`), then checked for control characters in a loop the compiler vectorises.
-fn special(rest: &[u8]) -> Option<usize> {
+pub(crate) fn special(rest: &[u8]) -> Option<usize> {
     let at = memchr::memchr2(b'"', b'\\', rest)?;
     let control = rest[..at].iter().fold(false, |any, &b| any | (b < 0x20));
     (!control).then_some(at)

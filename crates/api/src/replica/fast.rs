@@ -43,8 +43,8 @@ impl<'t> Cursor<'t> {
     fn string(&mut self) -> Option<&'t str> {
         self.eat("\"")?;
         let rest = self.bytes();
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[len] != b'"' || rest[..len].iter().any(|&b| b < 0x20) {
+        let len = crate::body::fast::special(rest)?;
+        if rest[len] != b'"' {
             return None;
         }
         // Both ends are ASCII, so they are character boundaries of the text.

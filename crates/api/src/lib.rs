@@ -47,4 +47,4 @@ pub use traits::{
 };
 pub use uuid::Uuid;
 pub use value::{Attributes, Value, ValueType};
-pub use wire::{from_json_bytes, json_len};
+pub use wire::{from_json_bytes, from_json_bytes_by, json_len};

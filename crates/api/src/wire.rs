@@ -27,8 +27,17 @@ impl Attributes {
 /// record's parse a fifth of its time. Bytes that are not UTF-8 are parsed as bytes, for
 /// `serde_json`'s own message naming where.
 pub fn from_json_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    from_json_bytes_by(bytes, |text| serde_json::from_str(text))
+}
+
+/// [`from_json_bytes`], the text read by `read`: a faster reader of one type's JSON that takes what
+/// `serde` takes, as the same value, and refuses what it refuses (`revisions_from_json`).
+pub fn from_json_bytes_by<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    read: impl FnOnce(&str) -> serde_json::Result<T>,
+) -> serde_json::Result<T> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
+        Ok(text) => read(text),
         Err(_) => serde_json::from_slice(bytes),
     }
 }

@@ -127,14 +127,7 @@ impl Transport {
         let what = format!("{} {}{}", call.method, self.base, call.path);
         let body = self.send(call).await?;
         let len = body.len() as u64;
-        // Checked as UTF-8 once and read as text (`outpost_api::from_json_bytes`'s reason).
-        let parse = move || {
-            match std::str::from_utf8(&body) {
-                Ok(text) => read(text),
-                Err(_) => serde_json::from_slice(&body),
-            }
-            .map_err(|e| bad_body(&e, &what))
-        };
+        let parse = move || outpost_api::from_json_bytes_by(&body, read).map_err(|e| bad_body(&e, &what));
         // A page of revisions is a few hundred kilobytes, tens of milliseconds to parse: on the
         // blocking pool, so that the async worker — in a server running a replication job, one that
         // serves its requests — goes on with other I/O meanwhile.

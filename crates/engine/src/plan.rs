@@ -31,11 +31,14 @@ struct Planned {
     touched: bool,
     /// Whether the record had revisions, so a stored state, before the transaction.
     stored: bool,
+    /// Whether a part cut off its writes ([`Planner::cut`]): its events' bodies have left its tree,
+    /// so nothing more may be planned for it.
+    closed: bool,
 }
 
 impl Planned {
     fn new() -> Self {
-        Planned { tree: RevisionTree::default(), touched: false, stored: false }
+        Planned { tree: RevisionTree::default(), touched: false, stored: false, closed: false }
     }
 }
 
@@ -43,6 +46,11 @@ impl Planned {
 pub struct Planner {
     /// The head the transaction started from.
     start: (u64, ChainHash),
+    /// The head the part being planned started from: the transaction's, or where the last part cut
+    /// off ([`Planner::cut`]).
+    part: (u64, ChainHash),
+    /// Whether a part was cut off.
+    cut: bool,
     update_seq: u64,
     chain: ChainHash,
     /// Keyed by record keys that peers choose: a keyed hash (ahash's random state), which a peer
@@ -53,8 +61,6 @@ pub struct Planner {
     /// Touched records in first-touch order.
     touched: Vec<RecordKey>,
     revisions: Vec<StoredRevision>,
-    /// The index in `revisions` of each event planned, in seq order (the first at the head's seq + 1).
-    events: Vec<usize>,
     /// Whether an event fills a stub in ([`WriteSet::fills_stubs`]).
     fills_stubs: bool,
     /// Bodies of pending revisions that arrived ([`WriteSet::fill_bodies`]).
@@ -72,17 +78,18 @@ impl Planner {
         let mut trees = FastMap::with_capacity(records.max(loaded.len()));
         trees.extend(loaded.into_iter().map(|(key, tree)| {
             let stored = !tree.is_empty();
-            (key, Planned { tree, touched: false, stored })
+            (key, Planned { tree, touched: false, stored, closed: false })
         }));
         Planner {
             start: (head.update_seq, head.chain),
+            part: (head.update_seq, head.chain),
+            cut: false,
             update_seq: head.update_seq,
             chain: head.chain,
             trees,
             live_before,
             touched: Vec::with_capacity(records),
             revisions: Vec::with_capacity(records),
-            events: Vec::with_capacity(records),
             fills_stubs: false,
             fill_bodies: Vec::new(),
             foreign_tables: Vec::new(),
@@ -110,7 +117,11 @@ impl Planner {
         // The record's key moves out of the write: it is the planner's from here on.
         let key = (std::mem::take(&mut w.table), std::mem::take(&mut w.id));
         let empty = RevisionTree::default();
-        let tree = self.trees.get(&key).map_or(&empty, |p| &p.tree);
+        let planned = self.trees.get(&key);
+        if planned.is_some_and(|p| p.closed) {
+            return Err(closed(&key));
+        }
+        let tree = planned.map_or(&empty, |p| &p.tree);
         let (result, new) = plan_local(tree, &key, &w, policy)?;
         // Checked before anything is planned: an id past the largest generation could not be read back.
         if let Some(n) = new.iter().find(|n| n.rev.generation > MAX_GENERATION) {
@@ -144,10 +155,19 @@ impl Planner {
         let (table, id, body, ancestry) = r.into_parts();
         let body = body.map(Body::into_json);
         if foreign.is_some() && !self.foreign_tables.contains(&table) {
+            // Its table's definition is checked when the plan is finished, in a tree a part may have
+            // taken bodies from (`part_lengths` cuts no batch that holds a foreign revision).
+            if self.cut {
+                return Err(Error::internal("a foreign revision was planned after a part was cut off"));
+            }
             self.foreign_tables.push(table.clone());
         }
         let key = (table, id);
-        let tree = &mut self.trees.entry(key.clone()).or_insert_with(Planned::new).tree;
+        let planned = self.trees.entry(key.clone()).or_insert_with(Planned::new);
+        if planned.closed {
+            return Err(closed(&key));
+        }
+        let tree = &mut planned.tree;
         // A pending revision (replayed without its body) whose body arrives, verified, and of the
         // class its event's chain hash committed to: it is stored into the revision's event. Any
         // other revision held with an event is a no-op.
@@ -282,7 +302,6 @@ impl Planner {
             planned.touched = true;
             self.touched.push(key.clone());
         }
-        self.events.push(self.revisions.len());
         self.revisions.push(StoredRevision {
             table: key.0.clone(),
             id: key.1.clone(),
@@ -335,30 +354,51 @@ impl Planner {
 
     /// [`Planner::finish`], and what the plan no longer needs, for the caller to free where it costs
     /// the write nothing (`storage::drop_aside`): the records' trees with every body they hold, whose
-    /// freeing was a tenth of a replicated write of new records.
-    pub fn finish_apart(self) -> Result<(WriteSet, Spent)> {
+    /// freeing was a tenth of a replicated write of new records. After parts were cut off
+    /// ([`Planner::cut`]), the write set is what was planned since, and it carries the head even
+    /// when that did not move since: the commit after the parts is never skipped as empty, and it
+    /// wakes those who wait for the feed to move.
+    pub fn finish_apart(mut self) -> Result<(WriteSet, Spent)> {
         for table in &self.foreign_tables {
             self.takes_foreign(table)?;
         }
-        let Planner {
-            start,
-            update_seq,
-            chain,
-            mut trees,
-            live_before,
-            touched,
-            mut revisions,
-            events,
-            fills_stubs,
-            fill_bodies,
-            ..
-        } = self;
+        let mut writes = self.take()?;
+        if self.cut && writes.head.is_none() {
+            writes.head = Some((self.update_seq, self.chain));
+        }
+        Ok((writes, Spent(self.trees)))
+    }
+
+    /// The write set of what was planned since the transaction began or the last part was cut off,
+    /// for the caller to store in the transaction while planning goes on; None when no part may be
+    /// cut off (a foreign revision was planned: its table's definition is checked when the plan is
+    /// finished). The records it touched are closed: planning anything more for one of them fails,
+    /// so each part must hold every revision of its records ([`part_lengths`]).
+    pub fn cut(&mut self) -> Result<Option<WriteSet>> {
+        if !self.foreign_tables.is_empty() {
+            return Ok(None);
+        }
+        let writes = self.take()?;
+        self.cut = true;
+        Ok(Some(writes))
+    }
+
+    /// The write set of what was planned since the transaction began or the last part was cut off:
+    /// the new stored state of every record touched since, and the events, stubs and bodies planned
+    /// since.
+    fn take(&mut self) -> Result<WriteSet> {
+        let touched = std::mem::take(&mut self.touched);
+        let mut revisions = std::mem::take(&mut self.revisions);
+        let fill_bodies = std::mem::take(&mut self.fill_bodies);
+        let fills_stubs = std::mem::replace(&mut self.fills_stubs, false);
         let mut states = Vec::with_capacity(touched.len());
         let mut views = Vec::new();
         let mut live_records = 0i64;
         // Each touched record's key moves into its state.
         for key in touched {
-            let Planned { tree, stored, .. } = &trees[&key];
+            let planned = self.trees.get_mut(&key).expect("a touched record has a planned tree");
+            (planned.touched, planned.closed) = (false, true);
+            let (tree, stored) = (&planned.tree, planned.stored);
             let (winner, leaves, conflicts) = match outcome(tree) {
                 Ok(r) => r,
                 // Every revision is pending (a compacted one replayed before the revision after it):
@@ -373,7 +413,7 @@ impl Planner {
                 views.push(key.1.clone());
             }
             if counts(&key) {
-                live_records += i64::from(!deleted) - i64::from(live_before.contains(&key));
+                live_records += i64::from(!deleted) - i64::from(self.live_before.contains(&key));
             }
             // The winner's stored JSON (keep-conflicts: a merge-fields table merges on read). A
             // deleted record's body is `{}`, whatever its tombstone carries.
@@ -385,20 +425,22 @@ impl Planner {
             let (table, id) = key;
             let state =
                 StoredState { table, id, rev: winner, deleted, body, leaves, conflicts, field_conflicts: vec![], seq };
-            states.push((state, !*stored));
+            states.push((state, !stored));
         }
         // Each event's body moves from its record's tree into the write set, uncopied: the states
         // above read them there (a superseded event is stored without its body).
         for r in revisions.iter_mut().filter(|r| r.event.is_some() && !r.superseded) {
             let key = (std::mem::take(&mut r.table), std::mem::take(&mut r.id));
-            let node = trees.get_mut(&key).and_then(|p| p.tree.get_mut(&r.rev));
+            let node = self.trees.get_mut(&key).and_then(|p| p.tree.get_mut(&r.rev));
             r.body = node.and_then(|n| n.body.take());
             (r.table, r.id) = key;
         }
         // States go in seq order so a backend writing them one by one keeps the feed ordered.
         states.sort_by_key(|(s, _)| s.seq);
         let (states, new_states): (Vec<StoredState>, Vec<bool>) = states.into_iter().unzip();
-        let head = (!events.is_empty()).then_some((update_seq, chain));
+        let (start, now) = (self.part, (self.update_seq, self.chain));
+        let head = (now.0 != start.0).then_some(now);
+        self.part = now;
         let writes = WriteSet {
             revisions: merge_stubs(revisions),
             fills_stubs,
@@ -414,8 +456,40 @@ impl Planner {
         debug_assert!(extends(&writes, start), "the events of a write set do not extend its head");
         // Invariant: one event per revision, and one stub entry per revision.
         debug_assert!(each_revision_once(&writes), "a write set stores a revision twice");
-        Ok((writes, Spent(trees)))
+        Ok(writes)
     }
+}
+
+/// How to cut a batch of revisions, of the records `keys` in planning order (each with whether it is
+/// foreign), into parts of about `size` for [`Planner::cut`]: the length of each part, every revision of
+/// a record in the same part. One part when any revision is foreign.
+pub fn part_lengths<'k>(keys: impl IntoIterator<Item = (&'k str, &'k str, bool)>, size: usize) -> Vec<usize> {
+    let keys: Vec<(&str, &str, bool)> = keys.into_iter().collect();
+    if keys.len() <= size || keys.iter().any(|k| k.2) {
+        return vec![keys.len()];
+    }
+    let mut last: FastMap<(&str, &str), usize> = FastMap::with_capacity(keys.len());
+    for (i, (table, id, _)) in keys.iter().enumerate() {
+        last.insert((table, id), i);
+    }
+    let (mut lengths, mut start, mut reach) = (Vec::new(), 0, 0);
+    for (i, (table, id, _)) in keys.iter().enumerate() {
+        // A cut after `i` splits no record when no revision up to it has a later one of its record.
+        reach = reach.max(last[&(*table, *id)]);
+        if reach == i && i + 1 - start >= size {
+            lengths.push(i + 1 - start);
+            start = i + 1;
+        }
+    }
+    if start < keys.len() {
+        lengths.push(keys.len() - start);
+    }
+    lengths
+}
+
+/// The error for planning more for a record a part closed.
+fn closed(key: &RecordKey) -> Error {
+    Error::internal(format!("record {}/{} was planned again after a part cut off its writes", key.0, key.1))
 }
 
 /// Whether the events of `writes` take the seqs after `start` in order, each chain hash folding the
@@ -744,5 +818,126 @@ mod tests {
         let flags: Vec<(&str, bool)> =
             ws.states.iter().map(|s| s.id.as_str()).zip(ws.new_states.iter().copied()).collect();
         assert_eq!(flags, [("x", false), ("y", true)]);
+    }
+
+    /// A revision of `t/<id>` with body `n`, on `parent` (whose own ancestry follows in `ancestry`).
+    fn revision(id: &str, ancestry: &[RevId], deleted: bool, n: i64) -> RevisionData {
+        let b = body(n);
+        let rev = revision_id("t", id, ancestry.first(), deleted, &b);
+        RevisionData {
+            table: "t".into(),
+            id: id.into(),
+            rev,
+            deleted,
+            attributes: Some(Body::new(&b)),
+            ancestry: ancestry.to_vec(),
+            foreign: None,
+        }
+    }
+
+    /// A batch with what cutting must keep whole: records with several revisions some way apart (a
+    /// line, a branch, a tombstone), stubs from a cut-short ancestry, and records of one revision.
+    fn spread_batch() -> Vec<RevisionData> {
+        let mut batch = Vec::new();
+        let mut firsts: Vec<RevId> = Vec::new();
+        for round in 0..8usize {
+            // The second revision of each line begun in the round before (one a tombstone, one a
+            // branch beside a second child), then new lines, then records of one revision.
+            for (k, first) in std::mem::take(&mut firsts).into_iter().enumerate() {
+                let id = format!("line{}-{k}", round - 1);
+                batch.push(revision(&id, &[first], round == 3 && k == 0, 2));
+                if round == 4 && k == 1 {
+                    batch.push(revision(&id, &[first], false, 3));
+                }
+            }
+            for k in 0..3 {
+                let r = revision(&format!("line{round}-{k}"), &[], false, 1);
+                firsts.push(r.rev);
+                batch.push(r);
+            }
+            for j in 0..2 {
+                batch.push(revision(&format!("one{round}-{j}"), &[], false, 1));
+            }
+            if round == 5 {
+                batch.push(revision("deep", &[RevId::new(2, [7; 16]), RevId::new(1, [8; 16])], false, 1));
+            }
+        }
+        batch
+    }
+
+    #[test]
+    fn parts_keep_every_record_whole_and_cut_near_their_size() {
+        let keys = |ids: &[&'static str]| ids.iter().map(|id| ("t", *id, false)).collect::<Vec<_>>();
+        assert_eq!(part_lengths(keys(&["a", "b", "c", "d", "e"]), 2), vec![2, 2, 1]);
+        assert_eq!(part_lengths(keys(&["a", "b", "a", "c", "d"]), 2), vec![3, 2], "a's revisions in one part");
+        assert_eq!(part_lengths(keys(&["a", "b", "c", "b", "d", "a"]), 2), vec![6], "b inside a's span");
+        assert_eq!(part_lengths(keys(&["a", "b"]), 2), vec![2]);
+        assert_eq!(part_lengths(keys(&[]), 2), vec![0]);
+        let mut foreign = keys(&["a", "b", "c", "d", "e"]);
+        foreign[4].2 = true;
+        assert_eq!(part_lengths(foreign, 2), vec![5], "a batch with a foreign revision is not cut");
+        let batch = spread_batch();
+        let lengths = part_lengths(batch.iter().map(|r| (r.table.as_str(), r.id.as_str(), false)), 7);
+        assert_eq!(lengths.iter().sum::<usize>(), batch.len());
+        assert!(lengths.len() > 1 && lengths[..lengths.len() - 1].iter().all(|n| *n >= 7), "{lengths:?}");
+    }
+
+    /// Planned in parts, a batch gives the write set it gives planned whole, in pieces: the same
+    /// revisions, states and bodies in the same order, the same counts, ending at the same head.
+    #[test]
+    fn a_plan_cut_into_parts_stores_what_the_whole_plan_stores() {
+        let batch = spread_batch();
+        let whole = {
+            let mut planner = Planner::new(&head(), HashMap::new(), batch.len());
+            for r in batch.clone() {
+                planner.replicated(verified(r)).unwrap();
+            }
+            planner.finish().unwrap()
+        };
+        let lengths = part_lengths(batch.iter().map(|r| (r.table.as_str(), r.id.as_str(), false)), 5);
+        assert!(lengths.len() > 3, "{lengths:?}");
+        let mut planner = Planner::new(&head(), HashMap::new(), batch.len());
+        let mut parts = Vec::new();
+        let mut revisions = batch.into_iter();
+        for length in &lengths {
+            for r in revisions.by_ref().take(*length) {
+                planner.replicated(verified(r)).unwrap();
+            }
+            parts.push(planner.cut().unwrap().expect("no foreign revision"));
+        }
+        parts.push(planner.finish().unwrap());
+        let last = parts.last().unwrap();
+        assert!(last.revisions.is_empty() && last.states.is_empty(), "everything was cut off before");
+        assert_eq!(last.head, whole.head, "the commit after the parts carries the head");
+        let mut joined = WriteSet { head: last.head, ..WriteSet::default() };
+        for part in &parts {
+            joined.revisions.extend(part.revisions.iter().cloned());
+            joined.states.extend(part.states.iter().cloned());
+            joined.new_states.extend(part.new_states.iter().copied());
+            joined.views.extend(part.views.iter().cloned());
+            joined.fill_bodies.extend(part.fill_bodies.iter().cloned());
+            joined.fills_stubs |= part.fills_stubs;
+            joined.live_records += part.live_records;
+        }
+        assert!(joined == whole, "the parts, joined, are the whole plan");
+        // Each part extends the one before it.
+        let mut at = head();
+        for part in &parts[..parts.len() - 1] {
+            assert!(extends(part, (at.update_seq, at.chain)));
+            (at.update_seq, at.chain) = part.head.unwrap_or((at.update_seq, at.chain));
+        }
+    }
+
+    #[test]
+    fn a_record_a_part_closed_is_planned_again_only_as_an_error() {
+        let mut planner = Planner::new(&head(), HashMap::new(), 2);
+        let first = revision("x", &[], false, 1);
+        let second = revision("x", &[first.rev], false, 2);
+        planner.replicated(verified(first)).unwrap();
+        planner.cut().unwrap().expect("a part");
+        let e = planner.replicated(verified(second)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal, "{e}");
+        let e = planner.local_write(write(None, false, body(3)), ReconcilePolicy::KeepConflicts).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal, "{e}");
     }
 }

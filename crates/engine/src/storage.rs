@@ -473,9 +473,10 @@ pub mod stored {
         text.parse().map_err(|_| Error::corrupt(format!("a stored revision id {text:?} does not parse")))
     }
 
-    /// A list of revision ids stored as one space-separated text.
+    /// A list of revision ids stored as one space-separated text (the ids are ASCII: no Unicode
+    /// whitespace to look for).
     pub fn rev_list(text: &str) -> Result<Vec<RevId>> {
-        text.split_whitespace().map(rev).collect()
+        text.split_ascii_whitespace().map(rev).collect()
     }
 
     /// The text a list of revision ids is stored as: space-separated, made without allocating for

@@ -207,10 +207,17 @@ pub fn replayed(r: RevisionData, limits: &Limits) -> Result<VerifiedRevision> {
     verify(r, limits, true)
 }
 
-fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedRevision> {
+/// The table name and record id of a replicated revision: what [`replicated`] checks first, and what
+/// a write checks of a whole batch before it reads the trees of its records.
+pub fn revision_key(r: &RevisionData) -> Result<()> {
     let context = |e: Error| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id));
     names::validate_any_table_name(&r.table).map_err(context)?;
-    names::validate_record_id(&r.id, names::MAX_ID_BYTES).map_err(context)?;
+    names::validate_record_id(&r.id, names::MAX_ID_BYTES).map_err(context)
+}
+
+fn verify(r: RevisionData, limits: &Limits, compacted: bool) -> Result<VerifiedRevision> {
+    let context = |e: Error| e.context(format!("revision {} of {}/{}", r.rev, r.table, r.id));
+    revision_key(&r)?;
     // The canonical bytes measured here are the ones the id is recomputed from below.
     if let Some(body) = &r.attributes {
         body.check_names().map_err(context)?;

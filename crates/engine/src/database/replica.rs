@@ -12,10 +12,14 @@ use outpost_api::{
 use super::{check_page, stored_body, Engine};
 use crate::hash::genesis_chain;
 use crate::knowledge;
-use crate::plan::Planner;
-use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage};
+use crate::plan::{self, Planner};
+use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage, WriteSet};
 use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::{self, VerifiedRevision};
+
+/// Revisions to a part of a replicated write ([`Planner::cut`]): a few of the backend's multi-row
+/// statements each, and small enough that storing the first part does not wait long for planning.
+const PART: usize = 250;
 
 impl<S: Storage> Engine<S> {
     /// Store replicated revisions and, atomically with them, a resume point or what a batch proves
@@ -40,10 +44,8 @@ impl<S: Storage> Engine<S> {
         knowledge: Option<KnowledgeUpdate>,
     ) -> Result<PutRevisionsResult> {
         validate::batch(revisions.len(), &self.limits, "revisions")?;
-        // Validation encodes every body to measure it: off the async workers, like the planning below.
-        let limits = self.limits;
-        let revisions: Vec<VerifiedRevision> =
-            blocking_map(revisions, move |r| verify(r, &limits)).await?.into_iter().collect::<Result<_>>()?;
+        // The records' names before any storage is read for them; the rest of each revision below.
+        revisions.iter().try_for_each(validate::revision_key)?;
         if let Some(point) = &resume {
             validate::resume_point(point)?;
         }
@@ -59,30 +61,62 @@ impl<S: Storage> Engine<S> {
         let fork = if rows.is_empty() { None } else { self.fork_point(&rows).await? };
         // The rows held now, for pruning: few per peer once pruned (`knowledge::retained`).
         let held = if rows.is_empty() { Vec::new() } else { self.store()?.knowledge(None).await? };
-        let mut txn = self.begin().await?;
-        let head = txn.head().await?;
-        let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table().to_owned(), r.id().to_owned())).collect();
+        let mut keys: Vec<RecordKey> = revisions.iter().map(|r| (r.table.clone(), r.id.clone())).collect();
         // The planner checks a foreign revision's table by its definition (`Planner::finish`).
         keys.extend(
-            revisions
-                .iter()
-                .filter(|r| r.foreign().is_some())
-                .map(|r| (names::TABLES_TABLE.to_owned(), r.table().to_owned())),
+            revisions.iter().filter(|r| r.foreign.is_some()).map(|r| (names::TABLES_TABLE.to_owned(), r.table.clone())),
         );
         keys.sort();
         keys.dedup();
-        let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
+        // Each body re-hashed (CPU work, off the async workers) while the write begins and the
+        // trees are read: the transaction is rolled back unused when a revision is refused.
+        let limits = self.limits;
+        let verifying = blocking_map(revisions, move |r| verify(r, &limits));
+        let opening = async {
+            let mut txn = self.begin().await?;
+            let head = txn.head().await?;
+            let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
+            Ok::<_, Error>((txn, head, trees))
+        };
+        let (verified, opened) = tokio::join!(verifying, opening);
+        let revisions: Vec<VerifiedRevision> = verified?.into_iter().collect::<Result<_>>()?;
+        let (mut txn, head, trees) = opened?;
         let (planned, records) = (head.clone(), keys.len());
-        let (mut writes, spent, written) = blocking(move || {
+        // Planned in parts, each stored in the transaction while the next is planned: the planner's
+        // work overlaps the backend's. The channel holds at most the batch's writes, as one write
+        // set did before.
+        let lengths = plan::part_lengths(revisions.iter().map(|r| (r.table(), r.id(), r.foreign().is_some())), PART);
+        let (parts, mut cut) = tokio::sync::mpsc::unbounded_channel::<WriteSet>();
+        let planning = blocking(move || {
             let mut planner = Planner::new(&planned, trees, records);
             let mut written = 0;
-            for r in revisions {
-                written += planner.replicated(r)? as u64;
+            let mut revisions = revisions.into_iter();
+            for (i, length) in lengths.iter().enumerate() {
+                for r in revisions.by_ref().take(*length) {
+                    written += planner.replicated(r)? as u64;
+                }
+                if i + 1 < lengths.len() {
+                    if let Some(part) = planner.cut()? {
+                        // A store that failed has its error; planning on would be for nothing.
+                        if parts.send(part).is_err() {
+                            break;
+                        }
+                    }
+                }
             }
+            drop(parts);
             let (writes, spent) = planner.finish_apart()?;
             Ok::<_, Error>((writes, spent, written))
-        })
-        .await??;
+        });
+        let storing = async {
+            while let Some(part) = cut.recv().await {
+                txn.apply(part).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let (planned, stored) = tokio::join!(planning, storing);
+        let (mut writes, spent, written) = planned??;
+        stored?;
         drop_aside(spent);
         writes.resume = resume;
         let update_seq = writes.head.map_or(head.update_seq, |h| h.0);

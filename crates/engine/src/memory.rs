@@ -122,6 +122,26 @@ impl Data {
             if taken || !state_seqs.insert(state.seq) {
                 return refuse(format!("state seq {} is taken (UNIQUE _records.seq)", state.seq));
             }
+            // A live state's body is its winner's event's: in this write set, or stored.
+            let key = (state.table.clone(), state.id.clone());
+            let written = writes.revisions.iter().any(|r| {
+                r.table == state.table
+                    && r.id == state.id
+                    && r.rev == state.rev
+                    && r.event.is_some()
+                    && r.body.is_some()
+            });
+            let held = self.revisions.get(&key).and_then(|rows| rows.get(&state.rev));
+            // Held with its body, or a pending one whose body this write set fills in.
+            let stored = held.is_some_and(|r| {
+                r.body.is_some() || writes.fill_bodies.iter().any(|(seq, _)| r.event.is_some_and(|(s, _)| s == *seq))
+            });
+            if !state.deleted && (!state.body.is_empty() || !(written || stored)) {
+                return refuse(format!(
+                    "the live state of {}/{} does not name its winner's body",
+                    state.table, state.id
+                ));
+            }
         }
         if let Some(e) = &writes.epoch {
             if self.head.epochs.iter().any(|old| old.uuid == e.uuid) {
@@ -209,8 +229,13 @@ impl Data {
                 }
             }
         }
-        for state in writes.states {
+        for mut state in writes.states {
             let key = (state.table.clone(), state.id.clone());
+            if !state.deleted {
+                // The winner's event holds the body (`check`ed): the state read back carries it.
+                let winner = self.revisions.get(&key).and_then(|rows| rows.get(&state.rev));
+                state.body = winner.and_then(|r| r.body.clone()).expect("checked: the winner's body is held");
+            }
             if let Some(old) = self.states.get(&key) {
                 self.by_seq.remove(&old.seq);
             }
@@ -366,6 +391,11 @@ impl Storage for MemoryStorage {
         let data = self.data.clone().lock_owned().await;
         open(&data)?;
         Ok(Box::new(MemoryWriteTxn { data, applied: Vec::new() }))
+    }
+
+    fn takes_parts(&self) -> bool {
+        // Several write sets in one transaction are stored into a copy of the whole database.
+        false
     }
 
     async fn close(&self) {

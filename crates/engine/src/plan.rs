@@ -44,12 +44,10 @@ impl Planned {
 
 /// Accumulates the writes of one transaction.
 pub struct Planner {
-    /// The head the transaction started from.
-    start: (u64, ChainHash),
     /// The head the part being planned started from: the transaction's, or where the last part cut
-    /// off ([`Planner::cut`]).
+    /// off ([`Planner::cut`]). Events after it are this part's; those up to it are stored.
     part: (u64, ChainHash),
-    /// Whether a part was cut off.
+    /// Whether a part was cut off (with something to store).
     cut: bool,
     update_seq: u64,
     chain: ChainHash,
@@ -81,7 +79,6 @@ impl Planner {
             (key, Planned { tree, touched: false, stored, closed: false })
         }));
         Planner {
-            start: (head.update_seq, head.chain),
             part: (head.update_seq, head.chain),
             cut: false,
             update_seq: head.update_seq,
@@ -107,7 +104,7 @@ impl Planner {
         self.trees.get(&(table.to_owned(), id.to_owned())).map(|p| &p.tree)
     }
 
-    /// Revision events planned so far.
+    /// Revision events planned since the last part was cut off (or the plan began).
     pub fn events(&self) -> usize {
         self.revisions.iter().filter(|r| r.event.is_some()).count()
     }
@@ -174,8 +171,9 @@ impl Planner {
         if let (Some(node), Some(json)) = (tree.get(&rev), &body) {
             if node.body.is_none() && !node.deleted && node.foreign == foreign && tree.is_pending(&rev) {
                 let seq = node.seq.expect("a pending revision has an event");
-                // An event planned in this transaction takes its body when the plan is finished.
-                if seq <= self.start.0 {
+                // An event planned in this part takes its body when the part is cut off; one stored
+                // before (also by an earlier part of this transaction) has it filled in.
+                if seq <= self.part.0 {
                     self.fill_bodies.push((seq, json.clone()));
                 }
                 tree.get_mut(&rev).expect("held").body = body;
@@ -257,7 +255,7 @@ impl Planner {
     fn supersede(&mut self, old: Option<u64>) {
         let last = self.revisions.last_mut().expect("the event just planned");
         last.replaces = old;
-        if let Some(old) = old.filter(|seq| *seq > self.start.0) {
+        if let Some(old) = old.filter(|seq| *seq > self.part.0) {
             let planned = self.revisions.iter_mut().find(|r| r.event.is_some_and(|(seq, _)| seq == old));
             let planned = planned.expect("an event of this transaction is planned");
             planned.superseded = true;
@@ -357,7 +355,7 @@ impl Planner {
     /// freeing was a tenth of a replicated write of new records. After parts were cut off
     /// ([`Planner::cut`]), the write set is what was planned since, and it carries the head even
     /// when that did not move since: the commit after the parts is never skipped as empty, and it
-    /// wakes those who wait for the feed to move.
+    /// wakes those who wait for the feed to move. With nothing planned at all, it is empty.
     pub fn finish_apart(mut self) -> Result<(WriteSet, Spent)> {
         for table in &self.foreign_tables {
             self.takes_foreign(table)?;
@@ -379,6 +377,10 @@ impl Planner {
             return Ok(None);
         }
         let writes = self.take()?;
+        if writes.is_empty() {
+            // Nothing planned since (known revisions only): nothing to store, no record closed.
+            return Ok(None);
+        }
         self.cut = true;
         Ok(Some(writes))
     }
@@ -415,11 +417,12 @@ impl Planner {
             if counts(&key) {
                 live_records += i64::from(!deleted) - i64::from(self.live_before.contains(&key));
             }
-            // The winner's stored JSON (keep-conflicts: a merge-fields table merges on read). A
+            // A live record's body is its winner's stored JSON (keep-conflicts: a merge-fields table
+            // merges on read), which the winner's event holds: the state names it, uncopied. A
             // deleted record's body is `{}`, whatever its tombstone carries.
             let body = match &node.body {
                 _ if deleted => "{}".to_owned(),
-                Some(json) => json.clone(),
+                Some(_) => String::new(),
                 None => return Err(Error::corrupt(format!("winning revision {winner} has no body"))),
             };
             let (table, id) = key;
@@ -460,23 +463,30 @@ impl Planner {
     }
 }
 
-/// How to cut a batch of revisions, of the records `keys` in planning order (each with whether it is
-/// foreign), into parts of about `size` for [`Planner::cut`]: the length of each part, every revision of
-/// a record in the same part. One part when any revision is foreign.
-pub fn part_lengths<'k>(keys: impl IntoIterator<Item = (&'k str, &'k str, bool)>, size: usize) -> Vec<usize> {
-    let keys: Vec<(&str, &str, bool)> = keys.into_iter().collect();
-    if keys.len() <= size || keys.iter().any(|k| k.2) {
+/// A write's record and whether it is a foreign revision, or None for one that plans nothing (a
+/// local write refused before planning): what [`part_lengths`] cuts a batch by.
+pub type PartKey<I> = fn(&I) -> Option<(&str, &str, bool)>;
+
+/// How to cut a batch of writes, in planning order, into parts of about `size` for [`Planner::cut`]:
+/// the length of each part, every write of a record in the same part. `keys` gives each write's
+/// record and whether it is a foreign revision, or None for one that plans nothing (a local write
+/// refused before planning). One part when any revision is foreign.
+pub fn part_lengths<'k>(keys: impl IntoIterator<Item = Option<(&'k str, &'k str, bool)>>, size: usize) -> Vec<usize> {
+    let keys: Vec<Option<(&str, &str, bool)>> = keys.into_iter().collect();
+    if keys.len() <= size || keys.iter().flatten().any(|k| k.2) {
         return vec![keys.len()];
     }
     let mut last: FastMap<(&str, &str), usize> = FastMap::with_capacity(keys.len());
-    for (i, (table, id, _)) in keys.iter().enumerate() {
+    for (i, (table, id, _)) in keys.iter().enumerate().filter_map(|(i, k)| Some((i, (*k)?))) {
         last.insert((table, id), i);
     }
     let (mut lengths, mut start, mut reach) = (Vec::new(), 0, 0);
-    for (i, (table, id, _)) in keys.iter().enumerate() {
-        // A cut after `i` splits no record when no revision up to it has a later one of its record.
-        reach = reach.max(last[&(*table, *id)]);
-        if reach == i && i + 1 - start >= size {
+    for (i, key) in keys.iter().enumerate() {
+        // A cut after `i` splits no record when no write up to it has a later one of its record.
+        if let Some((table, id, _)) = key {
+            reach = reach.max(last[&(*table, *id)]);
+        }
+        if reach <= i && i + 1 - start >= size {
             lengths.push(i + 1 - start);
             start = i + 1;
         }
@@ -867,17 +877,20 @@ mod tests {
 
     #[test]
     fn parts_keep_every_record_whole_and_cut_near_their_size() {
-        let keys = |ids: &[&'static str]| ids.iter().map(|id| ("t", *id, false)).collect::<Vec<_>>();
+        let keys = |ids: &[&'static str]| {
+            ids.iter().map(|id| (!id.is_empty()).then_some(("t", *id, false))).collect::<Vec<_>>()
+        };
         assert_eq!(part_lengths(keys(&["a", "b", "c", "d", "e"]), 2), vec![2, 2, 1]);
         assert_eq!(part_lengths(keys(&["a", "b", "a", "c", "d"]), 2), vec![3, 2], "a's revisions in one part");
         assert_eq!(part_lengths(keys(&["a", "b", "c", "b", "d", "a"]), 2), vec![6], "b inside a's span");
+        assert_eq!(part_lengths(keys(&["a", "", "", "b", ""]), 2), vec![2, 2, 1], "writes of no record anywhere");
         assert_eq!(part_lengths(keys(&["a", "b"]), 2), vec![2]);
         assert_eq!(part_lengths(keys(&[]), 2), vec![0]);
         let mut foreign = keys(&["a", "b", "c", "d", "e"]);
-        foreign[4].2 = true;
+        foreign[4] = Some(("t", "e", true));
         assert_eq!(part_lengths(foreign, 2), vec![5], "a batch with a foreign revision is not cut");
         let batch = spread_batch();
-        let lengths = part_lengths(batch.iter().map(|r| (r.table.as_str(), r.id.as_str(), false)), 7);
+        let lengths = part_lengths(batch.iter().map(|r| Some((r.table.as_str(), r.id.as_str(), false))), 7);
         assert_eq!(lengths.iter().sum::<usize>(), batch.len());
         assert!(lengths.len() > 1 && lengths[..lengths.len() - 1].iter().all(|n| *n >= 7), "{lengths:?}");
     }
@@ -894,7 +907,7 @@ mod tests {
             }
             planner.finish().unwrap()
         };
-        let lengths = part_lengths(batch.iter().map(|r| (r.table.as_str(), r.id.as_str(), false)), 5);
+        let lengths = part_lengths(batch.iter().map(|r| Some((r.table.as_str(), r.id.as_str(), false))), 5);
         assert!(lengths.len() > 3, "{lengths:?}");
         let mut planner = Planner::new(&head(), HashMap::new(), batch.len());
         let mut parts = Vec::new();

@@ -153,8 +153,9 @@ pub struct StoredState {
     /// Whether the winner is a tombstone.
     pub deleted: bool,
     /// The reconciled body in wire JSON: for a live record always the winner's own, as the winner's
-    /// revision stores it (the engine reconciles `merge-fields` on read), so a backend may keep it
-    /// there only; `{}` for a deleted one.
+    /// revision stores it (the engine reconciles `merge-fields` on read), so a backend keeps it
+    /// there only; `{}` for a deleted one. In a [`WriteSet`] a live record's is empty (its winner's
+    /// event holds it, in the write set or stored): read back, it is the winner's.
     pub body: String,
     /// Every leaf.
     pub leaves: Vec<RevId>,
@@ -171,7 +172,7 @@ pub struct StoredState {
 /// What a backend may assume of a write set the engine gives it: revision events take the seqs after
 /// the head in the order listed, each chain hash extending the one before, `head` the last of them;
 /// each revision has at most one event entry and one stub entry, a stub entry never after its event;
-/// `states` are in seq order, one per record, a live one's body its winner's stored body; knowledge rows hold
+/// `states` are in seq order, one per record, a live one's body empty (its winner's event holds it); knowledge rows hold
 /// from the new head's seq. A backend
 /// stores them as given, in one transaction, and decides nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -345,6 +346,12 @@ pub trait Storage: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Begin a write transaction; waits for any other writer of this database.
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
+    /// Whether the engine should store a large write in parts while it plans the rest
+    /// ([`WriteTxn::apply`] more than once): true unless applying several write sets costs the
+    /// backend more than one (the memory backend copies its data to make them all-or-nothing).
+    fn takes_parts(&self) -> bool {
+        true
+    }
     /// Close the storage of a database being deleted, once the write in progress (if any) has ended,
     /// so that nothing holds its files when they are removed; every later call fails. The default, for
     /// a backend whose connections are pooled, only waits for the writer.

@@ -10,8 +10,8 @@ use outpost_api::{
 };
 
 use super::{table_def_of, Engine};
-use crate::plan::{LocalWrite, Planner};
-use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage};
+use crate::plan::{LocalWrite, PartKey};
+use crate::storage::{blocking_map, drop_aside, RecordKey, Storage};
 use crate::validate;
 
 impl<S: Storage> Engine<S> {
@@ -32,15 +32,15 @@ impl<S: Storage> Engine<S> {
             }
         }
         let trees = txn.load_trees(&keys).await?;
-        let records = keys.len();
-        // Planning hashes the chain and reconciles each record: CPU work, kept off the async workers.
-        let (writes, spent, results) = blocking(move || {
-            let mut planner = Planner::new(&head, trees, records);
-            let mut results = Vec::with_capacity(ops.len());
-            // The typed attributes, once their fields are checked (the planner takes the encodings),
-            // freed with the trees, off the writer's path.
-            let mut checked = Vec::with_capacity(ops.len());
-            for w in ops {
+        // Planning hashes the chain and reconciles each record: CPU work, kept off the async workers,
+        // in parts stored while the next is planned. Each write's typed attributes, once their fields
+        // are checked (the planner takes the encodings), are freed with the trees, off the writer's
+        // path.
+        let loaded = (head, trees, keys.len());
+        let key: PartKey<Result<LocalWrite>> = |w| w.as_ref().ok().map(|w| (&*w.table, &*w.id, false));
+        let (writes, spent, planned) = self
+            .plan_in_parts(&mut txn, loaded, (ops, key), move |planner, w| {
+                let mut checked = Attributes::new();
                 let outcome = w.and_then(|mut w| {
                     let policy = if w.table == names::TABLES_TABLE {
                         ReconcilePolicy::KeepConflicts
@@ -51,16 +51,14 @@ impl<S: Storage> Engine<S> {
                         }
                         def.policy
                     };
-                    checked.push(std::mem::take(&mut w.attributes));
+                    checked = std::mem::take(&mut w.attributes);
                     planner.local_write(w, policy)
                 });
-                results.push(outcome);
-            }
-            let (writes, spent) = planner.finish_apart()?;
-            Ok::<_, Error>((writes, (spent, checked), results))
-        })
-        .await??;
-        drop_aside(spent);
+                Ok((outcome, checked))
+            })
+            .await?;
+        let (results, checked): (Vec<Result<WriteResult>>, Vec<Attributes>) = planned.into_iter().unzip();
+        drop_aside((spent, checked));
         self.commit(txn, writes).await?;
         Ok(results)
     }

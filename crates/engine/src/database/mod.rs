@@ -10,12 +10,19 @@
 //! - `maintenance.rs`: compaction;
 //! - `local_docs.rs`: local documents (CouchDB-protocol checkpoints, never replicated).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use outpost_api::{Attributes, Epoch, Error, Limits, Result, TableDef, Uuid};
 use tokio::sync::watch;
 
-use crate::storage::{Storage, StoredState, WriteSet, WriteTxn};
+use crate::plan::{PartKey, Planner, Spent};
+use crate::storage::{blocking, Head, RecordKey, Storage, StoredState, WriteSet, WriteTxn};
+use crate::tree::RevisionTree;
+
+/// Items to a part of a write ([`Planner::cut`]): a few of the backend's multi-row statements each,
+/// and small enough that storing the first part does not wait long for planning.
+const PART: usize = 250;
 
 mod check;
 mod local;
@@ -125,6 +132,64 @@ impl<S: Storage> Engine<S> {
     /// Validate a body for a local or replicated write: nesting depth and encoded size.
     fn check_body(&self, attributes: &Attributes) -> Result<()> {
         crate::validate::within(&outpost_api::Body::new(attributes), &self.limits)
+    }
+
+    /// Plan `items` with `plan` on the blocking pool, from `head` and the `trees` of the `records`
+    /// they may touch, in parts (`plan::part_lengths` of each item's `key`) when the backend takes
+    /// them: each part's write set is stored in `txn` while the next is planned, so planning overlaps
+    /// the backend's work. Returns the last write set (to commit), what the plan no longer needs, and
+    /// each item's outcome. An error of `plan` or of storing a part fails the whole write: `txn`,
+    /// dropped uncommitted, rolls back every part.
+    async fn plan_in_parts<I, O>(
+        &self,
+        txn: &mut Box<dyn WriteTxn>,
+        (head, trees, records): (Head, HashMap<RecordKey, RevisionTree<String>>, usize),
+        (items, key): (Vec<I>, PartKey<I>),
+        mut plan: impl FnMut(&mut Planner, I) -> Result<O> + Send + 'static,
+    ) -> Result<(WriteSet, Spent, Vec<O>)>
+    where
+        I: Send + 'static,
+        O: Send + 'static,
+    {
+        let size = if self.storage.takes_parts() { PART } else { usize::MAX };
+        // At most the batch's writes wait here, as one write set did before: planning stops at the
+        // first part it cannot hand over (storing failed).
+        let (parts, mut cut) = tokio::sync::mpsc::unbounded_channel::<WriteSet>();
+        let planning = blocking(move || {
+            let lengths = crate::plan::part_lengths(items.iter().map(key), size);
+            let mut planner = Planner::new(&head, trees, records);
+            let mut outcomes = Vec::with_capacity(items.len());
+            let mut items = items.into_iter();
+            for (i, length) in lengths.iter().enumerate() {
+                for item in items.by_ref().take(*length) {
+                    outcomes.push(plan(&mut planner, item)?);
+                }
+                if i + 1 < lengths.len() {
+                    if let Some(part) = planner.cut()? {
+                        // A store that failed has its error; planning on would be for nothing.
+                        if parts.send(part).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(parts);
+            let (writes, spent) = planner.finish_apart()?;
+            Ok::<_, Error>((writes, spent, outcomes))
+        });
+        let storing = async {
+            while let Some(part) = cut.recv().await {
+                if let Err(e) = txn.apply(part).await {
+                    cut.close();
+                    return Err(e);
+                }
+            }
+            Ok::<_, Error>(())
+        };
+        let (planned, stored) = tokio::join!(planning, storing);
+        let planned = planned??;
+        stored?;
+        Ok(planned)
     }
 
     async fn commit(&self, mut txn: Box<dyn WriteTxn>, writes: WriteSet) -> Result<()> {

@@ -12,14 +12,10 @@ use outpost_api::{
 use super::{check_page, stored_body, Engine};
 use crate::hash::genesis_chain;
 use crate::knowledge;
-use crate::plan::{self, Planner};
-use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage, WriteSet};
+use crate::plan::PartKey;
+use crate::storage::{blocking, blocking_map, drop_aside, RecordKey, Storage};
 use crate::tree::{RevisionNode, RevisionTree};
 use crate::validate::{self, VerifiedRevision};
-
-/// Revisions to a part of a replicated write ([`Planner::cut`]): a few of the backend's multi-row
-/// statements each, and small enough that storing the first part does not wait long for planning.
-const PART: usize = 250;
 
 impl<S: Storage> Engine<S> {
     /// Store replicated revisions and, atomically with them, a resume point or what a batch proves
@@ -71,52 +67,22 @@ impl<S: Storage> Engine<S> {
         // Each body re-hashed (CPU work, off the async workers) while the write begins and the
         // trees are read: the transaction is rolled back unused when a revision is refused.
         let limits = self.limits;
-        let verifying = blocking_map(revisions, move |r| verify(r, &limits));
+        let verifying = async move {
+            blocking_map(revisions, move |r| verify(r, &limits)).await?.into_iter().collect::<Result<Vec<_>>>()
+        };
         let opening = async {
             let mut txn = self.begin().await?;
             let head = txn.head().await?;
             let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
             Ok::<_, Error>((txn, head, trees))
         };
-        let (verified, opened) = tokio::join!(verifying, opening);
-        let revisions: Vec<VerifiedRevision> = verified?.into_iter().collect::<Result<_>>()?;
-        let (mut txn, head, trees) = opened?;
-        let (planned, records) = (head.clone(), keys.len());
-        // Planned in parts, each stored in the transaction while the next is planned: the planner's
-        // work overlaps the backend's. The channel holds at most the batch's writes, as one write
-        // set did before.
-        let lengths = plan::part_lengths(revisions.iter().map(|r| (r.table(), r.id(), r.foreign().is_some())), PART);
-        let (parts, mut cut) = tokio::sync::mpsc::unbounded_channel::<WriteSet>();
-        let planning = blocking(move || {
-            let mut planner = Planner::new(&planned, trees, records);
-            let mut written = 0;
-            let mut revisions = revisions.into_iter();
-            for (i, length) in lengths.iter().enumerate() {
-                for r in revisions.by_ref().take(*length) {
-                    written += planner.replicated(r)? as u64;
-                }
-                if i + 1 < lengths.len() {
-                    if let Some(part) = planner.cut()? {
-                        // A store that failed has its error; planning on would be for nothing.
-                        if parts.send(part).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            drop(parts);
-            let (writes, spent) = planner.finish_apart()?;
-            Ok::<_, Error>((writes, spent, written))
-        });
-        let storing = async {
-            while let Some(part) = cut.recv().await {
-                txn.apply(part).await?;
-            }
-            Ok::<_, Error>(())
-        };
-        let (planned, stored) = tokio::join!(planning, storing);
-        let (mut writes, spent, written) = planned??;
-        stored?;
+        // A refused revision ends the write at once (the transaction begun meanwhile rolls back).
+        let (revisions, (mut txn, head, trees)) = tokio::try_join!(verifying, opening)?;
+        let loaded = (head.clone(), trees, keys.len());
+        let key: PartKey<VerifiedRevision> = |r| Some((r.table(), r.id(), r.foreign().is_some()));
+        let (mut writes, spent, new) =
+            self.plan_in_parts(&mut txn, loaded, (revisions, key), |planner, r| planner.replicated(r)).await?;
+        let written = new.into_iter().filter(|new| *new).count() as u64;
         drop_aside(spent);
         writes.resume = resume;
         let update_seq = writes.head.map_or(head.update_seq, |h| h.0);

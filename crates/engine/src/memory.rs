@@ -103,8 +103,8 @@ impl Data {
     }
 
     /// Refuse what the SQL backends' unique indexes refuse (a seq taken by another revision or
-    /// record, an epoch's uuid again), and a live-record count below zero: a reference backend shows
-    /// an engine bug instead of storing it.
+    /// record, an epoch's uuid again), a live-record count below zero, and a live state whose
+    /// winner's body is held nowhere: a reference backend shows an engine bug instead of storing it.
     fn check(&self, writes: &WriteSet) -> Result<()> {
         let refuse = |what: String| Err(Error::internal(format!("memory: {what}")));
         let mut seqs = HashSet::new();
@@ -117,6 +117,13 @@ impl Data {
             }
         }
         let mut state_seqs = HashSet::new();
+        let bodies: HashSet<(&str, &str, RevId)> = writes
+            .revisions
+            .iter()
+            .filter(|r| r.event.is_some() && r.body.is_some())
+            .map(|r| (r.table.as_str(), r.id.as_str(), r.rev))
+            .collect();
+        let filled: HashSet<u64> = writes.fill_bodies.iter().map(|(seq, _)| *seq).collect();
         for state in &writes.states {
             let taken = self.by_seq.get(&state.seq).is_some_and(|key| key.0 != state.table || key.1 != state.id);
             if taken || !state_seqs.insert(state.seq) {
@@ -124,18 +131,11 @@ impl Data {
             }
             // A live state's body is its winner's event's: in this write set, or stored.
             let key = (state.table.clone(), state.id.clone());
-            let written = writes.revisions.iter().any(|r| {
-                r.table == state.table
-                    && r.id == state.id
-                    && r.rev == state.rev
-                    && r.event.is_some()
-                    && r.body.is_some()
-            });
+            let written = bodies.contains(&(state.table.as_str(), state.id.as_str(), state.rev));
             let held = self.revisions.get(&key).and_then(|rows| rows.get(&state.rev));
             // Held with its body, or a pending one whose body this write set fills in.
-            let stored = held.is_some_and(|r| {
-                r.body.is_some() || writes.fill_bodies.iter().any(|(seq, _)| r.event.is_some_and(|(s, _)| s == *seq))
-            });
+            let stored =
+                held.is_some_and(|r| r.body.is_some() || r.event.is_some_and(|(seq, _)| filled.contains(&seq)));
             if !state.deleted && (!state.body.is_empty() || !(written || stored)) {
                 return refuse(format!(
                     "the live state of {}/{} does not name its winner's body",

@@ -327,6 +327,16 @@ pub(crate) fn local(limits: &Limits, op: WriteOp) -> Result<LocalWrite> {
     })
 }
 
+/// The record a local operation names (after `assign_ids`) when its table name and id pass the
+/// checks [`local`] makes of them (the id against the protocol's limit, which binds every id): the
+/// only records whose storage a write reads before its operations are validated.
+pub(crate) fn named(op: &WriteOp) -> Option<crate::storage::RecordKey> {
+    let id = op.id.as_ref()?;
+    let valid =
+        names::validate_table_name(&op.table).is_ok() && names::validate_record_id(id, names::MAX_ID_BYTES).is_ok();
+    valid.then(|| (op.table.clone(), id.clone()))
+}
+
 /// The id of a record put without one: a UUID v7, which sorts by when it was made.
 pub(crate) fn new_id() -> String {
     Uuid::now_v7().to_string()

@@ -2,11 +2,12 @@
 //! [`crate::validate::local`], planned in one transaction by [`Planner::local_write`].
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use async_trait::async_trait;
 use outpost_api::{
-    names, Attributes, BatchResult, Error, NewTable, PutRecord, ReconcilePolicy, RecordWriter, Result, RevId, TableDef,
-    TableReader, TableUpdate, TableWriter, Timestamp, WriteOp, WriteResult,
+    names, Attributes, BatchResult, Error, ErrorKind, NewTable, PutRecord, ReconcilePolicy, RecordWriter, Result,
+    RevId, TableDef, TableReader, TableUpdate, TableWriter, Timestamp, WriteOp, WriteResult,
 };
 
 use super::{table_def_of, Engine};
@@ -15,28 +16,40 @@ use crate::storage::{blocking_map, drop_aside, RecordKey, Storage};
 use crate::validate;
 
 impl<S: Storage> Engine<S> {
-    /// Run local writes in one transaction; per-operation results in order.
-    async fn write_local(&self, ops: Vec<Result<LocalWrite>>, check_fields: bool) -> Result<BatchResult> {
-        let mut txn = self.begin().await?;
-        let head = txn.head().await?;
-        let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
-        let mut keys: Vec<RecordKey> = Vec::with_capacity(ops.len());
-        let mut seen = ahash::HashSet::with_capacity_and_hasher(ops.len(), ahash::RandomState::new());
-        for w in ops.iter().flatten() {
-            if w.table != names::TABLES_TABLE && !defs.contains_key(&w.table) {
-                let state = txn.load_state(names::TABLES_TABLE, &w.table).await?;
-                defs.insert(w.table.clone(), table_def_of(&w.table, state.as_ref()));
+    /// Run local writes in one transaction; per-operation results in order. `named` are the records
+    /// the writes name (`validate::named`: only well-named ones), known before `ops` are validated, so
+    /// the write begins and reads their tables' definitions and their trees meanwhile.
+    async fn write_local(
+        &self,
+        named: Vec<RecordKey>,
+        ops: impl Future<Output = Result<Vec<Result<LocalWrite>>>> + Send,
+        check_fields: bool,
+    ) -> Result<BatchResult> {
+        let opening = async {
+            let mut txn = self.begin().await?;
+            let head = txn.head().await?;
+            let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
+            let mut keys: Vec<RecordKey> = Vec::with_capacity(named.len());
+            let mut seen = ahash::HashSet::with_capacity_and_hasher(named.len(), ahash::RandomState::new());
+            for (table, id) in &named {
+                if table != names::TABLES_TABLE && !defs.contains_key(table) {
+                    let state = txn.load_state(names::TABLES_TABLE, table).await?;
+                    defs.insert(table.clone(), table_def_of(table, state.as_ref()));
+                }
+                if seen.insert((table.as_str(), id.as_str())) {
+                    keys.push((table.clone(), id.clone()));
+                }
             }
-            if seen.insert((w.table.as_str(), w.id.as_str())) {
-                keys.push((w.table.clone(), w.id.clone()));
-            }
-        }
-        let trees = txn.load_trees(&keys).await?;
+            let trees = txn.load_trees(&keys).await?;
+            Ok::<_, Error>((txn, head, defs, keys.len(), trees))
+        };
+        // A failure on either side ends the write at once (a transaction begun rolls back).
+        let (ops, (mut txn, head, defs, records, trees)) = tokio::try_join!(ops, opening)?;
         // Planning hashes the chain and reconciles each record: CPU work, kept off the async workers,
         // in parts stored while the next is planned. Each write's typed attributes, once their fields
         // are checked (the planner takes the encodings), are freed with the trees, off the writer's
         // path.
-        let loaded = (head, trees, keys.len());
+        let loaded = (head, trees, records);
         let key: PartKey<Result<LocalWrite>> = |w| w.as_ref().ok().map(|w| (&*w.table, &*w.id, false));
         let (writes, spent, planned) = self
             .plan_in_parts(&mut txn, loaded, (ops, key), move |planner, w| {
@@ -45,7 +58,8 @@ impl<S: Storage> Engine<S> {
                     let policy = if w.table == names::TABLES_TABLE {
                         ReconcilePolicy::KeepConflicts
                     } else {
-                        let def = defs[&w.table].as_ref().map_err(Clone::clone)?;
+                        let def = defs.get(&w.table).ok_or_else(|| Error::internal("a write's table was not named"))?;
+                        let def = def.as_ref().map_err(Clone::clone)?;
                         if check_fields && !w.deleted {
                             def.check_fields(&w.attributes)?;
                         }
@@ -54,7 +68,12 @@ impl<S: Storage> Engine<S> {
                     checked = std::mem::take(&mut w.attributes);
                     planner.local_write(w, policy)
                 });
-                Ok((outcome, checked))
+                // An internal error (a record planned again after a part closed it) is the whole
+                // write's, not one operation's.
+                match outcome {
+                    Err(e) if e.kind == ErrorKind::Internal => Err(e),
+                    outcome => Ok((outcome, checked)),
+                }
             })
             .await?;
         let (results, checked): (Vec<Result<WriteResult>>, Vec<Attributes>) = planned.into_iter().unzip();
@@ -64,7 +83,8 @@ impl<S: Storage> Engine<S> {
     }
 
     async fn write_one(&self, w: Result<LocalWrite>) -> Result<WriteResult> {
-        self.write_local(vec![w], true).await?.pop().expect("one result per operation")
+        let named = w.as_ref().ok().map(|w| (w.table.clone(), w.id.clone())).into_iter().collect();
+        self.write_local(named, std::future::ready(Ok(vec![w])), true).await?.pop().expect("one result per operation")
     }
 
     async fn write_table(&self, name: &str, parent: Option<RevId>, deleted: bool, body: Attributes) -> Result<RevId> {
@@ -121,9 +141,11 @@ impl<S: Storage> RecordWriter for Engine<S> {
     async fn write_batch(&self, mut ops: Vec<WriteOp>) -> Result<BatchResult> {
         validate::batch(ops.len(), &self.limits, "operations")?;
         validate::assign_ids(&mut ops);
+        let named = ops.iter().filter_map(validate::named).collect();
         let limits = self.limits;
-        let prepared = blocking_map(ops, move |op| validate::local(&limits, op)).await?;
-        self.write_local(prepared, true).await
+        // Each body encoded and measured on the blocking pool while the write begins.
+        let prepared = blocking_map(ops, move |op| validate::local(&limits, op));
+        self.write_local(named, prepared, true).await
     }
 }
 

@@ -6,16 +6,25 @@
 //! views read, and it takes new writes.
 //!
 //! The fixture was made by `format_scenario::scenario` at format 2; `OUTPOST_WRITE_FORMAT2_FIXTURE=1` makes it
-//! again, and only a build whose format is 2 can.
+//! again, and only a build whose format is 2 can. A format-4 fixture, made the same way at format 4
+//! (`OUTPOST_WRITE_FORMAT4_FIXTURE=1`) with foreign revisions, superseded events and a local document
+//! added (`foreign_scenario`), proves the migrations after it.
 
 use std::path::{Path, PathBuf};
 
-use outpost_api::{InfoReader, Limits, RecordWriter};
+use outpost_api::{
+    Attributes, Body, InfoReader, Limits, LocalDocs, NewTable, RecordWriter, ReplicaTarget, RevId, RevisionData,
+    TableWriter,
+};
+use outpost_engine::foreign::digest;
+use outpost_engine::hash::revision_id;
+use outpost_engine::storage::Storage;
+use outpost_engine::Engine;
 use serde_json::Value as Json;
 
 #[path = "common/format_scenario.rs"]
 mod format_scenario;
-use format_scenario::{answers, check_views, scenario, takes_writes};
+use format_scenario::{answers, body, check_views, scenario, takes_writes};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -94,24 +103,40 @@ async fn a_migration_that_fails_leaves_the_file_as_it_was() {
 
 #[tokio::test]
 async fn a_format_2_file_opens_migrated_with_everything_it_held() {
+    opens_migrated_with_everything_it_held(2).await;
+}
+
+#[tokio::test]
+async fn a_format_4_file_opens_migrated_with_everything_it_held() {
+    opens_migrated_with_everything_it_held(4).await;
+}
+
+/// The fixture of format `format` (made again by the code of that format when
+/// `OUTPOST_WRITE_FORMAT{format}_FIXTURE` is set) opens migrated and answers as it did.
+async fn opens_migrated_with_everything_it_held(format: i64) {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = fixtures().join("format2.outpost");
-    let expected_path = fixtures().join("format2.json");
-    if std::env::var_os("OUTPOST_WRITE_FORMAT2_FIXTURE").is_some() {
-        assert_eq!(outpost_sqlite::FORMAT_VERSION, 2, "the fixture is made by the format-2 code only");
+    let fixture = fixtures().join(format!("format{format}.outpost"));
+    let expected_path = fixtures().join(format!("format{format}.json"));
+    if std::env::var_os(format!("OUTPOST_WRITE_FORMAT{format}_FIXTURE")).is_some() {
+        assert_eq!(outpost_sqlite::FORMAT_VERSION, format, "the fixture is made by the format-{format} code only");
         let made = dir.path().join("made.outpost");
         let db = outpost_sqlite::create_file(&made, "fixture", Limits::default()).await.unwrap();
         scenario(&db).await;
-        let text = serde_json::to_string_pretty(&answers(&db).await).unwrap();
+        if format >= 4 {
+            foreign_scenario(&db).await;
+        }
+        let text = serde_json::to_string_pretty(&all_answers(&db, format).await).unwrap();
         std::fs::create_dir_all(fixtures()).unwrap();
         let _ = std::fs::remove_file(&fixture);
         // VACUUM INTO: one compact file, no WAL beside it.
         outpost_sqlite::backup(&db, &fixture).await.unwrap();
         std::fs::write(&expected_path, text + "\n").unwrap();
     }
-    let (path, expected) = copy_fixture(dir.path());
+    let path = dir.path().join("fixture.outpost");
+    std::fs::copy(&fixture, &path).unwrap();
+    let expected: Json = serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
     let db = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
-    assert_eq!(answers(&db).await, expected);
+    assert_eq!(all_answers(&db, format).await, expected);
     let report = db.check().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let (format, live, history): (i64, i64, i64) = db
@@ -132,4 +157,54 @@ async fn a_format_2_file_opens_migrated_with_everything_it_held() {
     let on_disk = std::fs::metadata(&path).unwrap().len();
     let size = db.size_bytes().await.unwrap().expect("SQLite knows its size");
     assert!(size >= on_disk, "{size} bytes, the file alone {on_disk}");
+}
+
+/// What a format-4 file holds besides the shared scenario (SPEC §3, §17): foreign revisions in a
+/// table open to CouchDB peers, one with a child; a foreign body replaced by a smaller-digest one,
+/// and one by the native body of its id (both leave a superseded event); a local document.
+async fn foreign_scenario<S: Storage + 'static>(db: &Engine<S>) {
+    let pouch = NewTable { name: "pouch".into(), couch: true, ..NewTable::default() };
+    db.create_table(pouch).await.unwrap();
+    let foreign = |id: &str, rev: RevId, ancestry: Vec<RevId>, attributes: Attributes| RevisionData {
+        table: "pouch".into(),
+        id: id.into(),
+        rev,
+        deleted: false,
+        foreign: Some(digest("pouch", id, ancestry.first(), false, &attributes)),
+        attributes: Some(Body::new(&attributes)),
+        ancestry,
+    };
+    // x: a foreign first revision and its foreign child.
+    let x1 = RevId::new(1, [0x11; 16]);
+    let x2 = RevId::new(2, [0x22; 16]);
+    db.put_revisions(vec![foreign("x", x1, vec![], body(&[("n", 1)]))], None).await.unwrap();
+    db.put_revisions(vec![foreign("x", x2, vec![x1], body(&[("n", 2)]))], None).await.unwrap();
+    // y: two foreign bodies for one id, the larger digest first, so the second replaces it.
+    let y1 = RevId::new(1, [0x33; 16]);
+    let (mut first, mut second) =
+        (foreign("y", y1, vec![], body(&[("n", 1)])), foreign("y", y1, vec![], body(&[("n", 2)])));
+    if second.foreign > first.foreign {
+        std::mem::swap(&mut first, &mut second);
+    }
+    db.put_revisions(vec![first], None).await.unwrap();
+    db.put_revisions(vec![second], None).await.unwrap();
+    // z: a foreign body under the id a native body hashes to; the native body replaces it.
+    let native = body(&[("n", 3)]);
+    let z1 = revision_id("pouch", "z", None, false, &native);
+    db.put_revisions(vec![foreign("z", z1, vec![], body(&[("n", 4)]))], None).await.unwrap();
+    let mut replacing = foreign("z", z1, vec![], native);
+    replacing.foreign = None;
+    db.put_revisions(vec![replacing], None).await.unwrap();
+    let map = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let one = db.put_local("pouch", "checkpoint", None, Some(map(serde_json::json!({"seq": 1})))).await.unwrap();
+    db.put_local("pouch", "checkpoint", Some(one), Some(map(serde_json::json!({"seq": 2})))).await.unwrap();
+}
+
+/// [`answers`], and for a format-4 fixture its local document too.
+async fn all_answers<S: Storage + 'static>(db: &Engine<S>, format: i64) -> Json {
+    let mut all = answers(db).await;
+    if format >= 4 {
+        all["local"] = serde_json::to_value(db.get_local("pouch", "checkpoint").await.unwrap()).unwrap();
+    }
+    all
 }

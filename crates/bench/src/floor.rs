@@ -7,23 +7,23 @@
 //!
 //! - `format2`: the file format before format 3 (its tables and the statements its `write.rs` ran):
 //!   six B-tree inserts per new record, its body stored twice.
-//! - `format3`: today's file format, the statements of `outpost-sqlite`'s `write.rs` on a file made by
-//!   `outpost-sqlite` itself. Events keyed by their seq (append-only, the rowid), the body stored
-//!   once there, the tree's keys an index on them and stubs in a table apart; the reconciled state
+//! - `format4`: formats 3 and 4 (tables made here as their migrations made them, and the statements
+//!   their `write.rs` ran). Events keyed by their seq (append-only, the rowid), the body stored once
+//!   there, the tree's keys an index on them and stubs in a table apart; the reconciled state
 //!   (`WITHOUT ROWID`) without a copy of the body when it is the winner's own: four B-tree inserts.
-//!   (A fifth candidate, the tree's keys in a table of their own instead of an index, measured no
-//!   faster and is gone.)
-//! - `format3-lean`: as `format3`, without the seq index on the states: the changes feed would scan
+//!   Revision ids as their 33-character text. (A candidate with the tree's keys in a table of their
+//!   own instead of an index measured no faster and is gone.)
+//! - `format5`: today's file format, the statements of `outpost-sqlite`'s `write.rs` on a file made by
+//!   `outpost-sqlite` itself: format 4 with revision ids as a generation and a 16-byte hash, and no
+//!   leaves list for a record whose only leaf is its winner.
+//! - `format5-lean`: as `format5`, without the seq index on the states: the changes feed would scan
 //!   the events by seq and keep those that are their record's latest (three B-tree inserts per new
 //!   record).
-//! - `format3-compact`: as `format3-lean`, with revision ids stored as 24-byte blobs (generation and
-//!   hash) instead of their 33-character text, and no leaves list for a record whose only leaf is its
-//!   winner.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_api::{Attributes, ChainHash, Uuid};
+use outpost_api::{Attributes, ChainHash, RevId, Uuid};
 use outpost_engine::hash::{genesis_chain, next_chain, revision_id};
 use rusqlite::{params, Connection};
 
@@ -35,26 +35,31 @@ use crate::worker::{peak_rss, Measured, Rows, TABLE};
 pub enum Schema {
     /// The format before format 3.
     Format2,
-    /// Today's format 3.
-    Format3,
-    /// As `Format3`, without the states' seq index.
-    Format3Lean,
-    /// As `Format3Lean`, with binary revision ids and no one-leaf lists.
-    Format3Compact,
+    /// Formats 3 and 4: revision ids as text.
+    Format4,
+    /// Today's format 5.
+    Format5,
+    /// As `Format5`, without the states' seq index.
+    Format5Lean,
 }
 
 impl Schema {
     /// Every candidate, in the order they are reported.
-    pub const ALL: [Schema; 4] = [Schema::Format2, Schema::Format3, Schema::Format3Lean, Schema::Format3Compact];
+    pub const ALL: [Schema; 4] = [Schema::Format2, Schema::Format4, Schema::Format5, Schema::Format5Lean];
 
     /// The name on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
             Schema::Format2 => "format2",
-            Schema::Format3 => "format3",
-            Schema::Format3Lean => "format3-lean",
-            Schema::Format3Compact => "format3-compact",
+            Schema::Format4 => "format4",
+            Schema::Format5 => "format5",
+            Schema::Format5Lean => "format5-lean",
         }
+    }
+
+    /// Whether the file is today's format, made by `outpost-sqlite`.
+    fn is_todays(self) -> bool {
+        matches!(self, Schema::Format5 | Schema::Format5Lean)
     }
 }
 
@@ -73,30 +78,27 @@ const FORMAT2: &str = "
     CREATE UNIQUE INDEX _records_seq ON _records (seq);
     INSERT INTO _meta (key, value) VALUES ('update_seq', 0), ('chain', x''), ('record_count', 0);";
 
-/// The exploratory candidates' tables (format 3's are made by `outpost-sqlite`).
-const FORMAT3: &str = "
+/// Format 4's tables that a new record's write touches, as its migrations made them.
+const FORMAT4: &str = "
     CREATE TABLE _meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     CREATE TABLE _events (
         seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
-        deleted INTEGER NOT NULL, body TEXT, chain BLOB NOT NULL);
+        deleted INTEGER NOT NULL, body TEXT, chain BLOB NOT NULL, digest BLOB);
+    CREATE UNIQUE INDEX _events_key ON _events (tbl, id, rev);
+    CREATE TABLE _stubs (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
+        PRIMARY KEY (tbl, id, rev)) WITHOUT ROWID;
     CREATE TABLE _records (
         tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, deleted INTEGER NOT NULL, body TEXT,
         leaves TEXT NOT NULL, conflicts TEXT NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;
+    CREATE UNIQUE INDEX _records_seq ON _records (seq);
     INSERT INTO _meta (key, value) VALUES ('update_seq', 0), ('chain', x''), ('record_count', 0);";
-
-const TREE_INDEX: &str = "
-    CREATE UNIQUE INDEX _events_key ON _events (tbl, id, rev);
-    CREATE TABLE _stubs (
-        tbl TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL, parent TEXT,
-        PRIMARY KEY (tbl, id, rev)) WITHOUT ROWID;";
 
 /// One new record as Outpost would store it, made untimed.
 struct Prepared {
     id: String,
-    rev: String,
-    /// The revision id as 24 bytes: the generation (big-endian) and the hash.
-    rev_blob: Vec<u8>,
+    rev: RevId,
     body: String,
     seq: i64,
     chain: ChainHash,
@@ -114,8 +116,7 @@ fn prepare(rows: &Rows, chunk: std::ops::Range<u64>, next_seq: &mut i64, prev: &
             let chain = next_chain(prev, *next_seq as u64, TABLE, &id, &rev, false);
             *prev = chain;
             let body = serde_json::to_string(&attributes).expect("attributes encode");
-            let rev_blob = [&rev.generation.to_be_bytes()[..], &rev.hash[..]].concat();
-            Prepared { id, rev: rev.to_string(), rev_blob, body, seq: *next_seq, chain }
+            Prepared { id, rev, body, seq: *next_seq, chain }
         })
         .collect()
 }
@@ -127,9 +128,9 @@ pub fn floor(path: &Path, rows: Rows, schema: Schema) -> Result<Measured, String
     }
     let conn = open(path, schema)?;
     let sql = |e: rusqlite::Error| format!("sqlite: {e}");
-    // Format 3's file has its own identity: its chain continues from the genesis stored there.
+    // Today's file has its own identity: its chain continues from the genesis stored there.
     let mut prev = match schema {
-        Schema::Format3 => {
+        _ if schema.is_todays() => {
             let stored: Vec<u8> =
                 conn.query_row("SELECT value FROM _meta WHERE key = 'chain'", [], |r| r.get(0)).map_err(sql)?;
             ChainHash(stored.try_into().map_err(|_| "the stored chain is not 32 bytes".to_owned())?)
@@ -157,7 +158,7 @@ pub fn floor(path: &Path, rows: Rows, schema: Schema) -> Result<Measured, String
 /// A fresh file in `schema`, with Outpost's connection settings.
 fn open(path: &Path, schema: Schema) -> Result<Connection, String> {
     let sql = |e: rusqlite::Error| format!("sqlite: {e}");
-    if schema == Schema::Format3 {
+    if schema.is_todays() {
         // The real format: made by outpost-sqlite, then written here with its own statements.
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("floor").replace(['.', '-'], "_");
         let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
@@ -168,11 +169,10 @@ fn open(path: &Path, schema: Schema) -> Result<Connection, String> {
     conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
     match schema {
-        Schema::Format3 => {}
+        Schema::Format5 => {}
+        Schema::Format5Lean => conn.execute_batch("DROP INDEX _records_seq").map_err(sql)?,
         Schema::Format2 => conn.execute_batch(FORMAT2).map_err(sql)?,
-        Schema::Format3Lean | Schema::Format3Compact => {
-            conn.execute_batch(&format!("{FORMAT3}{TREE_INDEX}")).map_err(sql)?
-        }
+        Schema::Format4 => conn.execute_batch(FORMAT4).map_err(sql)?,
     }
     Ok(conn)
 }
@@ -196,49 +196,43 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
                    field_conflicts = excluded.field_conflicts, seq = excluded.seq",
             )?;
             for p in batch {
-                event.execute(params![TABLE, p.id, p.rev, None::<String>, false, p.body, p.seq, &p.chain.0[..]])?;
-            }
-            for p in batch {
-                state.execute(params![TABLE, p.id, p.rev, false, p.body, p.rev, NO_CONFLICTS, "[]", p.seq])?;
-            }
-        }
-        Schema::Format3Compact => {
-            let mut event = conn.prepare_cached(
-                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for p in batch {
+                let rev = p.rev.text();
                 event.execute(params![
-                    p.seq,
                     TABLE,
                     p.id,
-                    p.rev_blob,
-                    None::<Vec<u8>>,
+                    rev.as_str(),
+                    None::<String>,
                     false,
                     p.body,
+                    p.seq,
                     &p.chain.0[..]
                 ])?;
             }
-            // One leaf, the winner: no leaves list (NULL); no conflicts, no field conflicts.
-            let mut state = conn.prepare_cached(
-                "INSERT INTO _records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
-                 VALUES (?1, ?2, ?3, ?4, NULL, '', '', '', ?5)
-                 ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
-                   body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
-                   field_conflicts = excluded.field_conflicts, seq = excluded.seq",
-            )?;
             for p in batch {
-                state.execute(params![TABLE, p.id, p.rev_blob, false, p.seq])?;
+                let rev = p.rev.text();
+                state.execute(params![
+                    TABLE,
+                    p.id,
+                    rev.as_str(),
+                    false,
+                    p.body,
+                    rev.as_str(),
+                    NO_CONFLICTS,
+                    "[]",
+                    p.seq
+                ])?;
             }
         }
-        Schema::Format3 | Schema::Format3Lean => {
-            // As write.rs for new records: no stub to replace (the engine says so), the event.
+        Schema::Format4 => {
+            // As its write.rs for new records: no stub to replace (the engine says so), the event.
             let mut event = conn.prepare_cached(
-                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for p in batch {
-                event.execute(params![p.seq, TABLE, p.id, p.rev, None::<String>, false, p.body, &p.chain.0[..]])?;
+                let rev = p.rev.text();
+                let row = (p.seq, TABLE, &p.id, rev.as_str(), None::<String>, false, &p.body, &p.chain.0[..]);
+                event.execute(params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, None::<Vec<u8>>])?;
             }
             // The winner's own body is not copied: the state reads it from the winner's event.
             let mut state = conn.prepare_cached(
@@ -249,7 +243,30 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
                    field_conflicts = excluded.field_conflicts, seq = excluded.seq",
             )?;
             for p in batch {
-                state.execute(params![TABLE, p.id, p.rev, false, p.rev, NO_CONFLICTS, "[]", p.seq])?;
+                let rev = p.rev.text();
+                state.execute(params![TABLE, p.id, rev.as_str(), false, rev.as_str(), NO_CONFLICTS, "[]", p.seq])?;
+            }
+        }
+        Schema::Format5 | Schema::Format5Lean => {
+            // As write.rs for new records: the event, then the state without the winner's body, with
+            // its only leaf implied (an empty list) and no conflicts.
+            let mut event = conn.prepare_cached(
+                "INSERT INTO _events (seq, tbl, id, gen, hash, parent, deleted, body, chain, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0, ?6, ?7, NULL)",
+            )?;
+            for p in batch {
+                let generation = p.rev.generation as i64;
+                event.execute(params![p.seq, TABLE, p.id, generation, &p.rev.hash[..], p.body, &p.chain.0[..]])?;
+            }
+            let mut state = conn.prepare_cached(
+                "INSERT INTO _records (tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq)
+                 VALUES (?1, ?2, ?3, ?4, 0, NULL, x'', x'', '[]', ?5)
+                 ON CONFLICT (tbl, id) DO UPDATE SET gen = excluded.gen, hash = excluded.hash,
+                   deleted = excluded.deleted, body = excluded.body, leaves = excluded.leaves,
+                   conflicts = excluded.conflicts, field_conflicts = excluded.field_conflicts, seq = excluded.seq",
+            )?;
+            for p in batch {
+                state.execute(params![TABLE, p.id, p.rev.generation as i64, &p.rev.hash[..], p.seq])?;
             }
         }
     }
@@ -259,9 +276,10 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outpost_api::{ChangeReader, ChangesRequest};
 
     #[test]
-    fn every_schema_holds_the_rows_and_a_format3_floor_is_a_sound_database() {
+    fn every_schema_holds_the_rows_and_todays_floor_is_a_sound_database() {
         let dir = tempfile::tempdir().unwrap();
         let rows = Rows { seed: 5, from: 0, count: 120, version: 0, batch: 50 };
         for schema in Schema::ALL {
@@ -275,13 +293,17 @@ mod tests {
                 conn.query_row("SELECT value FROM _meta WHERE key = 'update_seq'", [], |r| r.get(0)).unwrap();
             assert_eq!(seq, 120, "{schema:?}");
         }
-        // Format 3's floor wrote what Outpost writes: the file passes Outpost's own check.
+        // Today's floor wrote what Outpost writes: the file passes Outpost's own check, and reads back.
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let report = runtime.block_on(async {
-            let db = outpost_sqlite::open_file(&dir.path().join("format3.outpost"), Default::default()).await.unwrap();
-            db.check().await.unwrap()
+        let (report, change) = runtime.block_on(async {
+            let db = outpost_sqlite::open_file(&dir.path().join("format5.outpost"), Default::default()).await.unwrap();
+            let changes = db.changes(ChangesRequest { since: 0, limit: 200, tables: None }).await.unwrap();
+            (db.check().await.unwrap(), changes.changes.into_iter().find(|c| c.id == records::id(7)).unwrap())
         });
         assert_eq!((report.events, report.records), (120, 120));
         assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let attributes = Attributes::from_plain(&records::attributes(5, 7, 0)).unwrap();
+        let rev = revision_id(TABLE, &records::id(7), None, false, &attributes);
+        assert_eq!((change.rev, change.leaves), (rev, vec![rev]));
     }
 }

@@ -1,7 +1,7 @@
 //! Outpost storage on SQLite (rusqlite with the bundled library): the embedded default.
 //!
 //! One database is one file (WAL mode). The file holds internal tables whose names start with `_`
-//! (`_events`, `_stubs`, `_records`, `_meta`, ...; format 4, see `schema.rs`) and, for each user
+//! (`_events`, `_stubs`, `_records`, `_meta`, ...; format 5, see `schema.rs`) and, for each user
 //! table, two SQL views for direct reading: `<table>` (reconciled live records) and `<table>_history`
 //! (every stored revision).
 //!

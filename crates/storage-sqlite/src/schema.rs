@@ -1,11 +1,11 @@
 //! The file format: versioned schema migrations (`PRAGMA user_version`) and per-table SQL views.
 //!
 //! Internal tables start with `_` so they never collide with a view of a user table (user table names
-//! cannot start with `_`). Format 4's tables:
+//! cannot start with `_`). Format 5's tables:
 //!
 //! - `_events`: one row per revision event, keyed by its seq (the rowid: appended in order, no seq
 //!   index of its own), with the revision's body, the only copy of it, and (format 4) a foreign
-//!   revision's digest (SPEC §3); `_events_key` finds a revision by (table, id, rev).
+//!   revision's digest (SPEC §3); `_events_key` finds a revision by (table, id, gen, hash).
 //! - `_stubs`: revisions known only by id (ancestors from a peer's ancestry), apart from the events;
 //!   a revision is in one of the two, and leaves `_stubs` when its event arrives.
 //! - `_records`: the reconciled state of each record, keyed by (table, id) without a rowid, a live
@@ -15,14 +15,23 @@
 //! - `_superseded` (format 4): events whose revision's body a later event replaced (SPEC §3), keyed
 //!   by seq, without their bodies: the history's fold to the chain hash needs them.
 //! - `_local` (format 4): the local documents of CouchDB-protocol peers (SPEC §17), by (table, id).
+//!
+//! Revision ids (format 5) are stored compactly (a file of new records is about a fifth smaller than
+//! with their text): each as its
+//! generation (`gen`, an integer) and its 16-byte hash (`hash`), a parent as its hash alone (its
+//! generation is one less than its child's, so no parent of the wrong generation can be stored), and a
+//! state's `leaves` and `conflicts` packed by `stored::pack_revs`, the leaves as nothing when the winner
+//! is the only one. The views show them as the text the api does, in plain SQL.
 
-use outpost_api::{names, Error, Result};
-use rusqlite::{Connection, TransactionBehavior};
+use outpost_api::{names, Error, Result, RevId};
+use outpost_engine::storage::stored;
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::SqlResultExt;
 
 /// The newest file format this build reads and writes.
-pub const FORMAT_VERSION: i64 = 4;
+pub const FORMAT_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first format.
@@ -80,7 +89,123 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE _local (
         tbl TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, body TEXT NOT NULL,
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;",
+    // 5: revision ids compact (see the module's doc): each text `gen-hex` becomes its generation and
+    // its 16-byte hash, a parent its hash alone. Lists of them are packed by `pack_rev_lists` after
+    // this: here a state's leaves become nothing when the winner is the only one, its conflicts
+    // nothing when there are none, and any other list stays text for that pass. `check_rev_texts`
+    // refuses a file whose ids this would not convert exactly.
+    "CREATE TABLE _events5 (
+        seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, gen INTEGER NOT NULL, hash BLOB NOT NULL,
+        parent BLOB, deleted INTEGER NOT NULL, body TEXT, chain BLOB NOT NULL, digest BLOB);
+     INSERT INTO _events5 (seq, tbl, id, gen, hash, parent, deleted, body, chain, digest)
+        SELECT seq, tbl, id, CAST(substr(rev, 1, instr(rev, '-') - 1) AS INTEGER), unhex(substr(rev, instr(rev, '-') + 1)),
+               unhex(substr(parent, instr(parent, '-') + 1)), deleted, body, chain, digest
+        FROM _events ORDER BY seq;
+     DROP TABLE _events;
+     ALTER TABLE _events5 RENAME TO _events;
+     CREATE UNIQUE INDEX _events_key ON _events (tbl, id, gen, hash);
+     CREATE TABLE _superseded5 (
+        seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, gen INTEGER NOT NULL, hash BLOB NOT NULL,
+        parent BLOB, deleted INTEGER NOT NULL, chain BLOB NOT NULL, digest BLOB);
+     INSERT INTO _superseded5 (seq, tbl, id, gen, hash, parent, deleted, chain, digest)
+        SELECT seq, tbl, id, CAST(substr(rev, 1, instr(rev, '-') - 1) AS INTEGER), unhex(substr(rev, instr(rev, '-') + 1)),
+               unhex(substr(parent, instr(parent, '-') + 1)), deleted, chain, digest
+        FROM _superseded ORDER BY seq;
+     DROP TABLE _superseded;
+     ALTER TABLE _superseded5 RENAME TO _superseded;
+     CREATE TABLE _stubs5 (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, gen INTEGER NOT NULL, hash BLOB NOT NULL, parent BLOB,
+        PRIMARY KEY (tbl, id, gen, hash)) WITHOUT ROWID;
+     INSERT INTO _stubs5 (tbl, id, gen, hash, parent)
+        SELECT tbl, id, CAST(substr(rev, 1, instr(rev, '-') - 1) AS INTEGER), unhex(substr(rev, instr(rev, '-') + 1)),
+               unhex(substr(parent, instr(parent, '-') + 1))
+        FROM _stubs;
+     DROP TABLE _stubs;
+     ALTER TABLE _stubs5 RENAME TO _stubs;
+     CREATE TABLE _records5 (
+        tbl TEXT NOT NULL, id TEXT NOT NULL, gen INTEGER NOT NULL, hash BLOB NOT NULL, deleted INTEGER NOT NULL,
+        body TEXT, leaves BLOB NOT NULL, conflicts BLOB NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (tbl, id)) WITHOUT ROWID;
+     INSERT INTO _records5 (tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq)
+        SELECT tbl, id, CAST(substr(rev, 1, instr(rev, '-') - 1) AS INTEGER), unhex(substr(rev, instr(rev, '-') + 1)),
+               deleted, body, CASE WHEN leaves = rev THEN x'' ELSE leaves END,
+               CASE WHEN conflicts = '' THEN x'' ELSE conflicts END, field_conflicts, seq
+        FROM _records;
+     DROP TABLE _records;
+     ALTER TABLE _records5 RENAME TO _records;
+     CREATE UNIQUE INDEX _records_seq ON _records (seq);",
 ];
+
+/// The first format with compact revision ids: migrating to it converts them (`check_rev_texts`
+/// before, `pack_rev_lists` after its SQL).
+const COMPACT_FORMAT: i64 = 5;
+
+/// The tables holding revision ids as text before [`COMPACT_FORMAT`], each with its columns of one
+/// id (the first its own, a second its parent).
+const REV_TEXT_COLUMNS: &[(&str, &[&str])] = &[
+    ("_events", &["rev", "parent"]),
+    ("_superseded", &["rev", "parent"]),
+    ("_stubs", &["rev", "parent"]),
+    ("_records", &["rev"]),
+];
+
+/// Refuse (as corrupt, before anything is converted) a file whose revision ids are not each exactly
+/// `gen-hex` with a 16-byte hash, or whose parents are not one generation below their child: the
+/// conversion would lose or change them.
+fn check_rev_texts(conn: &Connection) -> Result<()> {
+    let generation = |c: &str| format!("CAST(substr({c}, 1, instr({c}, '-') - 1) AS INTEGER)");
+    let hash = |c: &str| format!("unhex(substr({c}, instr({c}, '-') + 1))");
+    for (table, columns) in REV_TEXT_COLUMNS {
+        for column in columns.iter() {
+            let (g, h) = (generation(column), hash(column));
+            let mut bad = format!("{g} < 1 OR length({h}) IS NOT 16 OR {g} || '-' || lower(hex({h})) IS NOT {column}");
+            if *column == "parent" {
+                bad = format!("{bad} OR {g} IS NOT {} - 1", generation("rev"));
+            }
+            let sql = format!("SELECT rev FROM {table} WHERE {column} IS NOT NULL AND ({bad}) LIMIT 1");
+            if let Some(rev) = conn.query_row(&sql, [], |r| r.get::<_, String>(0)).optional().sql()? {
+                return Err(Error::corrupt(format!(
+                    "{table}: the {column} of revision {rev:?} is not a revision id this format can hold"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pack the states' lists of revision ids the migration's SQL left as text (leaves other than the
+/// winner alone, and conflicts): few rows, parsed and packed one by one.
+fn pack_rev_lists(conn: &Connection) -> Result<()> {
+    let mut read = conn
+        .prepare(
+            "SELECT tbl, id, gen, hash, leaves, conflicts FROM _records
+             WHERE typeof(leaves) = 'text' OR typeof(conflicts) = 'text'",
+        )
+        .sql()?;
+    let mut write = conn.prepare("UPDATE _records SET leaves = ?3, conflicts = ?4 WHERE tbl = ?1 AND id = ?2").sql()?;
+    let mut rows = read.query([]).sql()?;
+    while let Some(row) = rows.next().sql()? {
+        let (table, id): (String, String) = (row.get(0).sql()?, row.get(1).sql()?);
+        let winner = stored::rev_of(row.get(2).sql()?, &row.get::<_, Vec<u8>>(3).sql()?)?;
+        let list = |i: usize| -> Result<Vec<RevId>> {
+            match row.get_ref(i).sql()? {
+                ValueRef::Text(t) => {
+                    stored::rev_list(std::str::from_utf8(t).map_err(|_| Error::corrupt("a stored list is not UTF-8"))?)
+                }
+                ValueRef::Blob(b) => stored::unpack_revs(b, None),
+                _ => Err(Error::corrupt(format!("record {table}/{id}: a stored list of revision ids is not text"))),
+            }
+        };
+        let (leaves, conflicts) = (list(4)?, list(5)?);
+        if leaves.is_empty() {
+            return Err(Error::corrupt(format!("record {table}/{id} has no leaf")));
+        }
+        write
+            .execute(params![table, id, stored::pack_revs(&leaves, Some(&winner)), stored::pack_revs(&conflicts, None)])
+            .sql()?;
+    }
+    Ok(())
+}
 
 /// Indexes that no write reads, which a bootstrap builds once after loading instead of keeping them
 /// up row by row (`staging::Bootstrap`): the changes feed's index on the states' seq. Each is its
@@ -88,7 +213,7 @@ const MIGRATIONS: &[&str] = &[
 pub(crate) const DEFERRED_INDEXES: &[(&str, &str)] =
     &[("_records_seq", "CREATE UNIQUE INDEX _records_seq ON _records (seq)")];
 
-/// The first format whose views read `_events`: migrating to it from before makes them again.
+/// The first format whose tables of revisions are `_events` and `_stubs` (before it, `_revisions`).
 const EVENTS_FORMAT: i64 = 3;
 
 /// Bring a file to [`FORMAT_VERSION`]; fails clearly on a file of a newer format.
@@ -111,13 +236,21 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     if version > FORMAT_VERSION {
         return Err(newer(version));
     }
-    let remake_views = version > 0 && version < EVENTS_FORMAT;
-    let views = if remake_views { drop_views(&tx)? } else { Vec::new() };
+    // Outpost's views read the columns the migrations change: they are dropped before and made again
+    // after.
+    let views = if version > 0 { drop_views(&tx, version)? } else { Vec::new() };
     // A view someone made on the internal tables must not stop the renames (nor be rewritten).
     tx.pragma_update(None, "legacy_alter_table", true).sql()?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = i as i64 + 1;
+        if to == COMPACT_FORMAT {
+            check_rev_texts(&tx)?;
+        }
         tx.execute_batch(sql).sql()?;
-        tx.pragma_update(None, "user_version", i as i64 + 1).sql()?;
+        if to == COMPACT_FORMAT {
+            pack_rev_lists(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", to).sql()?;
     }
     tx.pragma_update(None, "legacy_alter_table", false).sql()?;
     for table in views {
@@ -128,9 +261,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 /// Drop the views Outpost made (`<table>` and `<table>_history` of each table ever defined; other
-/// views are left), returning the tables whose views they were in the order the tables were first
-/// defined: which decides, as when they were made, who has a name two tables could claim.
-fn drop_views(conn: &Connection) -> Result<Vec<String>> {
+/// views are left) in a file of format `version`, returning the tables whose views they were in the
+/// order the tables were first defined: which decides, as when they were made, who has a name two
+/// tables could claim.
+fn drop_views(conn: &Connection, version: i64) -> Result<Vec<String>> {
     let views: std::collections::HashSet<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'view'")
         .sql()?
@@ -138,8 +272,13 @@ fn drop_views(conn: &Connection) -> Result<Vec<String>> {
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()?;
+    let tables = if version < EVENTS_FORMAT {
+        "SELECT id FROM _revisions WHERE tbl = ?1 AND seq IS NOT NULL GROUP BY id ORDER BY min(seq)"
+    } else {
+        "SELECT id FROM _events WHERE tbl = ?1 GROUP BY id ORDER BY min(seq)"
+    };
     let tables: Vec<String> = conn
-        .prepare("SELECT id FROM _revisions WHERE tbl = ?1 AND seq IS NOT NULL GROUP BY id ORDER BY min(seq)")
+        .prepare(tables)
         .sql()?
         .query_map([names::TABLES_TABLE], |r| r.get(0))
         .sql()?
@@ -167,12 +306,14 @@ pub fn ensure_views(conn: &Connection, table: &str) -> Result<()> {
     names::validate_table_name(table)?;
     conn.execute_batch(&format!(
         "CREATE VIEW IF NOT EXISTS \"{table}\" AS
-           SELECT r.id, r.rev, coalesce(r.body, e.body) AS attributes, r.seq
-           FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev
+           SELECT r.id, r.gen || '-' || lower(hex(r.hash)) AS rev, coalesce(r.body, e.body) AS attributes, r.seq
+           FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.gen = r.gen AND e.hash = r.hash
            WHERE r.tbl = '{table}' AND r.deleted = 0;
          CREATE VIEW IF NOT EXISTS \"{table}_history\" AS
-           SELECT id, rev, parent, deleted, body AS attributes, seq FROM _events WHERE tbl = '{table}'
-           UNION ALL SELECT id, rev, parent, 0, NULL, NULL FROM _stubs WHERE tbl = '{table}';"
+           SELECT id, {rev}, {parent}, deleted, body AS attributes, seq FROM _events WHERE tbl = '{table}'
+           UNION ALL SELECT id, {rev}, {parent}, 0, NULL, NULL FROM _stubs WHERE tbl = '{table}';",
+        rev = "gen || '-' || lower(hex(hash)) AS rev",
+        parent = "CASE WHEN parent IS NOT NULL THEN (gen - 1) || '-' || lower(hex(parent)) END AS parent"
     ))
     .sql()
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use outpost_api::{ChainHash, Change, Digest, Epoch, Error, KnowledgeRow, Result, ResumePoint, RevId, Uuid};
-use outpost_engine::storage::stored::{self, rev as parse_rev};
+use outpost_engine::storage::stored;
 use outpost_engine::storage::{
     blocking, ChangesRead, FeedFilter, Head, RecordKey, Storage, StoredEvent, StoredRevision, StoredState, WriteTxn,
 };
@@ -27,7 +27,7 @@ use crate::config::Durability;
 use crate::error::SqlResultExt;
 use crate::read::Readers;
 pub(crate) use crate::trees::load_trees;
-use crate::trees::{held_revs, improvable_revs, rev_at, revs_at, text, trees};
+use crate::trees::{held_revs, improvable_revs, parent_at, rev_at, revs_at, trees};
 
 /// One database in one SQLite file. The connection is taken out (and closed) by [`Storage::close`].
 pub struct SqliteStorage {
@@ -151,7 +151,9 @@ pub(crate) fn read_head(conn: &Connection) -> Result<Head> {
 
 /// The changes page query: an index range scan on `_records_seq`, so its cost follows the page size.
 pub(crate) fn changes_sql(filter: &str) -> String {
-    format!("SELECT seq, tbl, id, rev, deleted, leaves FROM _records WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2")
+    format!(
+        "SELECT seq, tbl, id, gen, hash, deleted, leaves FROM _records WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2"
+    )
 }
 
 /// Entries after a page, counted up to a cap (?2) so the count costs at most the cap.
@@ -159,29 +161,29 @@ pub(crate) fn pending_sql(filter: &str) -> String {
     format!("SELECT count(*) FROM (SELECT 1 FROM _records WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2)")
 }
 
-pub(crate) const STATE_COLUMNS: &str = "tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq";
+pub(crate) const STATE_COLUMNS: &str = "tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq";
 
 /// The states as read (`r`), each body from its winner's event (`e`) when the state holds none.
-const STATES: &str = "SELECT r.tbl, r.id, r.rev, r.deleted, coalesce(r.body, e.body), r.leaves, r.conflicts,
+const STATES: &str = "SELECT r.tbl, r.id, r.gen, r.hash, r.deleted, coalesce(r.body, e.body), r.leaves, r.conflicts,
        r.field_conflicts, r.seq
-     FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.rev = r.rev";
+     FROM _records r LEFT JOIN _events e ON e.tbl = r.tbl AND e.id = r.id AND e.gen = r.gen AND e.hash = r.hash";
 
 fn state_of(row: &Row<'_>) -> Result<StoredState> {
-    let field_conflicts: String = row.get(7).sql()?;
-    let (table, id, rev): (String, String, String) = (row.get(0).sql()?, row.get(1).sql()?, row.get(2).sql()?);
-    let body = row.get::<_, Option<String>>(4).sql()?.ok_or_else(|| {
+    let field_conflicts: String = row.get(8).sql()?;
+    let (table, id, rev): (String, String, RevId) = (row.get(0).sql()?, row.get(1).sql()?, rev_at(row, 2)?);
+    let body = row.get::<_, Option<String>>(5).sql()?.ok_or_else(|| {
         Error::corrupt(format!("record {table}/{id}: neither its state nor its winner {rev} holds a body"))
     })?;
     Ok(StoredState {
-        rev: parse_rev(&rev)?,
         table,
         id,
-        deleted: row.get(3).sql()?,
+        deleted: row.get(4).sql()?,
         body,
-        leaves: revs_at(row, 5)?,
-        conflicts: revs_at(row, 6)?,
+        leaves: revs_at(row, 6, Some(&rev))?,
+        conflicts: revs_at(row, 7, None)?,
         field_conflicts: stored::field_conflicts(&field_conflicts)?,
-        seq: row.get::<_, i64>(8).sql()? as u64,
+        seq: row.get::<_, i64>(9).sql()? as u64,
+        rev,
     })
 }
 
@@ -477,13 +479,14 @@ fn changes_in(
     let mut rows = stmt.query(rusqlite::params_from_iter(all_args.iter())).sql()?;
     let mut changes = Vec::new();
     while let Some(row) = rows.next().sql()? {
+        let rev = rev_at(row, 3)?;
         changes.push(Change {
             seq: row.get::<_, i64>(0).sql()? as u64,
             table: row.get(1).sql()?,
             id: row.get(2).sql()?,
-            rev: rev_at(row, 3)?,
-            deleted: row.get(4).sql()?,
-            leaves: revs_at(row, 5)?,
+            deleted: row.get(5).sql()?,
+            leaves: revs_at(row, 6, Some(&rev))?,
+            rev,
         });
     }
     drop(rows);
@@ -527,8 +530,8 @@ fn events(conn: &Connection, after: u64, limit: usize) -> Result<Vec<StoredEvent
 fn events_of(conn: &Connection, table: &str, body: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT seq, chain, tbl, id, rev, parent, deleted, {body}, digest FROM {table} WHERE seq > ?1 ORDER BY seq \
-             LIMIT ?2"
+            "SELECT seq, chain, tbl, id, gen, hash, parent, deleted, {body}, digest FROM {table} WHERE seq > ?1 \
+             ORDER BY seq LIMIT ?2"
         ))
         .sql()?;
     let mut rows = stmt.query(params![after as i64, limit as i64]).sql()?;
@@ -543,11 +546,11 @@ fn events_of(conn: &Connection, table: &str, body: &str, after: u64, limit: usiz
                 table: row.get(2).sql()?,
                 id: row.get(3).sql()?,
                 rev: rev_at(row, 4)?,
-                parent: text(row, 5)?.map(parse_rev).transpose()?,
-                deleted: row.get(6).sql()?,
-                body: row.get(7).sql()?,
+                parent: parent_at(row, 4, 6)?,
+                deleted: row.get(7).sql()?,
+                body: row.get(8).sql()?,
                 event: Some((seq, chain)),
-                foreign: blob_digest(row.get(8).sql()?)?,
+                foreign: blob_digest(row.get(9).sql()?)?,
                 replaces: None,
                 superseded: false,
             },
@@ -565,8 +568,8 @@ mod tests {
     fn fill(conn: &Connection, from: u64, to: u64) {
         conn.execute(
             "WITH RECURSIVE n(x) AS (SELECT ?1 UNION ALL SELECT x + 1 FROM n WHERE x < ?2)
-             INSERT INTO _records (tbl, id, rev, deleted, body, leaves, conflicts, field_conflicts, seq)
-             SELECT 't', 'id' || x, '1-00000000000000000000000000000000', 0, '{}', '', '', '[]', x FROM n",
+             INSERT INTO _records (tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq)
+             SELECT 't', 'id' || x, 1, zeroblob(16), 0, '{}', x'', x'', '[]', x FROM n",
             params![from as i64, to as i64],
         )
         .unwrap();
@@ -588,7 +591,8 @@ mod tests {
         let storage = SqliteStorage::create(&dir.path().join("k.outpost"), &Genesis::new("k").unwrap()).unwrap();
         let slot = storage.conn.try_lock().unwrap();
         let conn = slot.as_ref().unwrap();
-        for columns in [("rev, parent, deleted, body, seq", Some("rev, parent, 0, NULL, NULL")), ("rev", Some("rev"))] {
+        let all = ("gen, hash, parent, deleted, body, seq", Some("gen, hash, parent, 0, NULL, NULL"));
+        for columns in [all, ("gen, hash", Some("gen, hash"))] {
             let sql = crate::trees::revisions_sql(columns, crate::trees::KEYS);
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

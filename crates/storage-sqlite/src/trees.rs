@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use outpost_api::{Result, RevId};
-use outpost_engine::storage::stored::{self, rev as parse_rev};
+use outpost_api::{Error, Result, RevId};
+use outpost_engine::storage::stored;
 use outpost_engine::storage::RecordKey;
 use outpost_engine::tree::{RevisionNode, RevisionTree};
 use rusqlite::{Connection, Row};
@@ -73,24 +73,31 @@ pub(crate) fn revisions_sql((events, stubs): (&str, Option<&str>), n: usize) -> 
     sql
 }
 
-/// A text column (or NULL) borrowed from its row: no `String` made for text parsed at once.
-pub(crate) fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>> {
+/// A blob column (or NULL) borrowed from its row.
+pub(crate) fn blob<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r [u8]>> {
     row.get_ref(i)
         .and_then(|v| {
-            v.as_str_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
+            v.as_blob_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
         })
         .sql()
 }
 
-/// A revision id column, parsed where it lies (NULL is corrupt).
+/// A revision id from its two columns, the generation at `i` and the hash after it (NULL is corrupt).
 pub(crate) fn rev_at(row: &Row<'_>, i: usize) -> Result<RevId> {
-    parse_rev(text(row, i)?.ok_or_else(|| outpost_api::Error::corrupt("a stored revision id is NULL"))?)
+    let generation: i64 = row.get(i).sql()?;
+    stored::rev_of(generation, blob(row, i + 1)?.ok_or_else(|| Error::corrupt("a stored revision hash is NULL"))?)
 }
 
-/// A column holding a list of revision ids, parsed where it lies (NULL is corrupt).
-pub(crate) fn revs_at(row: &Row<'_>, i: usize) -> Result<Vec<RevId>> {
-    let list = text(row, i)?.ok_or_else(|| outpost_api::Error::corrupt("a stored list of revision ids is NULL"))?;
-    stored::rev_list(list)
+/// A revision's parent from its hash column `i`, the revision's generation at `generation`.
+pub(crate) fn parent_at(row: &Row<'_>, generation: usize, i: usize) -> Result<Option<RevId>> {
+    stored::parent_of(row.get(generation).sql()?, blob(row, i)?)
+}
+
+/// A column holding a packed list of revision ids (`stored::pack_revs` with `implied`; NULL is
+/// corrupt).
+pub(crate) fn revs_at(row: &Row<'_>, i: usize, implied: Option<&RevId>) -> Result<Vec<RevId>> {
+    let list = blob(row, i)?.ok_or_else(|| Error::corrupt("a stored list of revision ids is NULL"))?;
+    stored::unpack_revs(list, implied)
 }
 
 pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {
@@ -104,18 +111,18 @@ pub(crate) fn trees<B>(
     mut body: impl FnMut(String, &str, &str, &RevId) -> Result<B>,
 ) -> Result<HashMap<RecordKey, RevisionTree<B>>> {
     let mut out: HashMap<RecordKey, RevisionTree<B>> = HashMap::with_capacity(keys.len());
-    let columns = ("rev, parent, deleted, body, seq, digest", "rev, parent, 0, NULL, NULL, NULL");
+    let columns = ("gen, hash, parent, deleted, body, seq, digest", "gen, hash, parent, 0, NULL, NULL, NULL");
     revision_rows(conn, keys, columns, |table, row| {
         let id: String = row.get(0).sql()?;
         let rev = rev_at(row, 1)?;
-        let parent = text(row, 2)?.map(parse_rev).transpose()?;
-        let text = row.get::<_, Option<String>>(4).sql()?;
+        let parent = parent_at(row, 1, 3)?;
+        let text = row.get::<_, Option<String>>(5).sql()?;
         let node = RevisionNode {
             parent,
-            deleted: row.get(3).sql()?,
+            deleted: row.get(4).sql()?,
             body: text.map(|b| body(b, table, &id, &rev)).transpose()?,
-            seq: row.get::<_, Option<i64>>(5).sql()?.map(|s| s as u64),
-            foreign: stored::digest(row.get::<_, Option<Vec<u8>>>(6).sql()?.as_deref())?,
+            seq: row.get::<_, Option<i64>>(6).sql()?.map(|s| s as u64),
+            foreign: stored::digest(blob(row, 7)?)?,
         };
         out.entry((table.to_owned(), id)).or_default().insert(rev, node);
         Ok(())
@@ -126,7 +133,7 @@ pub(crate) fn trees<B>(
 /// The revision ids of each record, read from the `_events_key` index and `_stubs` alone.
 pub(crate) fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
     let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::with_capacity(keys.len());
-    revision_rows(conn, keys, ("rev", "rev"), |table, row| {
+    revision_rows(conn, keys, ("gen, hash", "gen, hash"), |table, row| {
         let id: String = row.get(0).sql()?;
         out.entry((table.to_owned(), id)).or_default().insert(rev_at(row, 1)?);
         Ok(())
@@ -136,11 +143,11 @@ pub(crate) fn held_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap
 
 pub(crate) fn improvable_revs(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, HashSet<RevId>>> {
     let mut out: HashMap<RecordKey, HashSet<RevId>> = HashMap::new();
-    let columns = ("CASE WHEN (body IS NULL AND deleted = 0) OR digest IS NOT NULL THEN rev END", "NULL");
+    let columns = ("(body IS NULL AND deleted = 0) OR digest IS NOT NULL, gen, hash", "0, NULL, NULL");
     revision_rows(conn, keys, columns, |table, row| {
-        if let Some(rev) = text(row, 1)? {
+        if row.get::<_, bool>(1).sql()? {
             let id: String = row.get(0).sql()?;
-            out.entry((table.to_owned(), id)).or_default().insert(parse_rev(rev)?);
+            out.entry((table.to_owned(), id)).or_default().insert(rev_at(row, 2)?);
         }
         Ok(())
     })?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use outpost_api::{Error, Result};
-use outpost_engine::storage::stored::{self, join_revs};
+use outpost_engine::storage::stored;
 use outpost_engine::storage::{blocking, Head, RecordKey, StoredRevision, StoredState, WriteSet, WriteTxn};
 use outpost_engine::tree::RevisionTree;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -38,10 +38,11 @@ pub(crate) async fn begin(
 /// Rows per multi-row `INSERT`: one statement's setup and teardown shared by this many rows.
 const ROWS: usize = 50;
 
-const EVENTS: &str = "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain, digest)";
-const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const STATE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const STATES_ON_CONFLICT: &str = "ON CONFLICT (tbl, id) DO UPDATE SET rev = excluded.rev, deleted = excluded.deleted,
+const EVENTS: &str = "INSERT INTO _events (seq, tbl, id, gen, hash, parent, deleted, body, chain, digest)";
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const STATE_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const STATES_ON_CONFLICT: &str = "ON CONFLICT (tbl, id) DO UPDATE SET gen = excluded.gen, hash = excluded.hash,
+    deleted = excluded.deleted,
     body = excluded.body, leaves = excluded.leaves, conflicts = excluded.conflicts,
     field_conflicts = excluded.field_conflicts, seq = excluded.seq";
 
@@ -102,8 +103,8 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
     for r in writes.revisions.iter().filter(|r| r.event.is_some()) {
         if let Some(old) = r.replaces {
             conn.prepare_cached(
-                "INSERT INTO _superseded (seq, tbl, id, rev, parent, deleted, chain, digest)
-                 SELECT seq, tbl, id, rev, parent, deleted, chain, digest FROM _events WHERE seq = ?1",
+                "INSERT INTO _superseded (seq, tbl, id, gen, hash, parent, deleted, chain, digest)
+                 SELECT seq, tbl, id, gen, hash, parent, deleted, chain, digest FROM _events WHERE seq = ?1",
             )
             .sql()?
             .execute([old as i64])
@@ -113,16 +114,17 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         // An event whose body a later one of this set replaces goes straight to the superseded.
         if let (true, Some((seq, chain))) = (r.superseded, r.event) {
             conn.prepare_cached(
-                "INSERT INTO _superseded (seq, tbl, id, rev, parent, deleted, chain, digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO _superseded (seq, tbl, id, gen, hash, parent, deleted, chain, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .sql()?
             .execute(params![
                 seq as i64,
                 r.table,
                 r.id,
-                r.rev.text().as_str(),
-                r.parent.map(|p| p.text()).as_deref(),
+                r.rev.generation as i64,
+                &r.rev.hash[..],
+                r.parent.as_ref().map(|p| &p.hash[..]),
                 r.deleted,
                 &chain.0[..],
                 r.foreign.as_ref().map(|d| &d.0[..])
@@ -143,8 +145,9 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
             b.put(seq as i64)?;
             b.put(&r.table)?;
             b.put(&r.id)?;
-            b.put(r.rev.text().as_str())?;
-            b.put(r.parent.map(|p| p.text()).as_deref())?;
+            b.put(r.rev.generation as i64)?;
+            b.put(&r.rev.hash[..])?;
+            b.put(r.parent.as_ref().map(|p| &p.hash[..]))?;
             b.put(r.deleted)?;
             b.put(&r.body)?;
             b.put(&chain.0[..])?;
@@ -155,13 +158,14 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
     insert_rows(conn, (&states, STATE_ROW, STATES_ON_CONFLICT), &writes.states, |b, s| {
         b.put(&s.table)?;
         b.put(&s.id)?;
-        b.put(s.rev.text().as_str())?;
+        b.put(s.rev.generation as i64)?;
+        b.put(&s.rev.hash[..])?;
         b.put(s.deleted)?;
         // A live state's body is its winner's (the write set's rule), which the winner's event holds;
         // a deleted one's is `{}`, whatever its tombstone carries.
         b.put(s.deleted.then_some(&s.body))?;
-        b.put(&*join_revs(&s.leaves))?;
-        b.put(&*join_revs(&s.conflicts))?;
+        b.put(stored::pack_revs(&s.leaves, Some(&s.rev)))?;
+        b.put(stored::pack_revs(&s.conflicts, None))?;
         b.put(&*stored::encode_field_conflicts(&s.field_conflicts))?;
         b.put(s.seq as i64)
     })?;
@@ -251,18 +255,20 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
 /// room would never be used again), while a delete merges pages left nearly empty, which then go to
 /// the free list that `reclaim_space` returns to the file system.
 fn drop_body(conn: &Connection, seq: i64) -> Result<()> {
-    type Event = (String, String, String, Option<String>, bool, Vec<u8>, Option<Vec<u8>>);
+    type Event = (String, String, i64, Vec<u8>, Option<Vec<u8>>, bool, Vec<u8>, Option<Vec<u8>>);
     let event: Option<Event> = conn
-        .prepare_cached("SELECT tbl, id, rev, parent, deleted, chain, digest FROM _events WHERE seq = ?1")
+        .prepare_cached("SELECT tbl, id, gen, hash, parent, deleted, chain, digest FROM _events WHERE seq = ?1")
         .sql()?
-        .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .query_row([seq], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })
         .optional()
         .sql()?;
-    let Some((table, id, rev, parent, deleted, chain, digest)) = event else { return Ok(()) };
+    let Some((table, id, generation, hash, parent, deleted, chain, digest)) = event else { return Ok(()) };
     conn.prepare_cached("DELETE FROM _events WHERE seq = ?1").sql()?.execute([seq]).sql()?;
-    conn.prepare_cached(&format!("{EVENTS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)"))
+    conn.prepare_cached(&format!("{EVENTS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9)"))
         .sql()?
-        .execute(params![seq, table, id, rev, parent, deleted, chain, digest])
+        .execute(params![seq, table, id, generation, hash, parent, deleted, chain, digest])
         .sql()?;
     Ok(())
 }
@@ -274,33 +280,36 @@ fn store_revisions_one_by_one<'r>(
 ) -> Result<()> {
     // A stub entry for a revision held as an event only teaches the event its parent.
     let mut event_parent = conn
-        .prepare_cached("UPDATE _events SET parent = coalesce(parent, ?4) WHERE tbl = ?1 AND id = ?2 AND rev = ?3")
+        .prepare_cached(
+            "UPDATE _events SET parent = coalesce(parent, ?5) WHERE tbl = ?1 AND id = ?2 AND gen = ?3 AND hash = ?4",
+        )
         .sql()?;
     let mut stub = conn
         .prepare_cached(
-            "INSERT INTO _stubs (tbl, id, rev, parent) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tbl, id, rev) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
+            "INSERT INTO _stubs (tbl, id, gen, hash, parent) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tbl, id, gen, hash) DO UPDATE SET parent = coalesce(parent, excluded.parent)",
         )
         .sql()?;
     // An event for a revision held as a stub takes its place, and its parent when it names none (a
     // probe, then a delete when there is one: cheaper than DELETE … RETURNING, whose results go
     // through a temporary table).
-    let mut stubbed = conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
-    let mut unstub = conn.prepare_cached("DELETE FROM _stubs WHERE tbl = ?1 AND id = ?2 AND rev = ?3").sql()?;
+    let mut stubbed =
+        conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND gen = ?3 AND hash = ?4").sql()?;
+    let mut unstub =
+        conn.prepare_cached("DELETE FROM _stubs WHERE tbl = ?1 AND id = ?2 AND gen = ?3 AND hash = ?4").sql()?;
     let mut event = conn.prepare_cached(&rows_sql(EVENTS, EVENT_ROW, 1, "")).sql()?;
     for r in revisions {
-        let rev = r.rev.text();
-        let parent = r.parent.map(|p| p.text());
-        let parent = parent.as_deref();
+        let (generation, hash) = (r.rev.generation as i64, &r.rev.hash[..]);
+        let parent = r.parent.as_ref().map(|p| &p.hash[..]);
         match r.event {
             None => {
-                if event_parent.execute(params![r.table, r.id, rev.as_str(), parent]).sql()? == 0 {
-                    stub.execute(params![r.table, r.id, rev.as_str(), parent]).sql()?;
+                if event_parent.execute(params![r.table, r.id, generation, hash, parent]).sql()? == 0 {
+                    stub.execute(params![r.table, r.id, generation, hash, parent]).sql()?;
                 }
             }
             Some((seq, chain)) => {
-                let key = params![r.table, r.id, rev.as_str()];
-                let stub: Option<Option<String>> = stubbed.query_row(key, |row| row.get(0)).optional().sql()?;
+                let key = params![r.table, r.id, generation, hash];
+                let stub: Option<Option<Vec<u8>>> = stubbed.query_row(key, |row| row.get(0)).optional().sql()?;
                 if stub.is_some() {
                     unstub.execute(key).sql()?;
                 }
@@ -313,7 +322,8 @@ fn store_revisions_one_by_one<'r>(
                         seq as i64,
                         r.table,
                         r.id,
-                        rev.as_str(),
+                        generation,
+                        hash,
                         parent,
                         r.deleted,
                         r.body,

@@ -152,6 +152,7 @@ async fn opens_migrated_with_everything_it_held(format: i64) {
         .await;
     assert_eq!(format, outpost_sqlite::FORMAT_VERSION);
     check_views(&expected, live, history);
+    views_show_revision_ids_as_text(&db, &expected).await;
     takes_writes(&db, &expected).await;
     // Its size in storage: the file and its WAL.
     let on_disk = std::fs::metadata(&path).unwrap().len();
@@ -207,4 +208,66 @@ async fn all_answers<S: Storage + 'static>(db: &Engine<S>, format: i64) -> Json 
         all["local"] = serde_json::to_value(db.get_local("pouch", "checkpoint").await.unwrap()).unwrap();
     }
     all
+}
+
+/// The views show revision ids as the api does, as text a plain `sqlite3` user reads (no Outpost
+/// function): each live record's winner, and each event's id and parent.
+async fn views_show_revision_ids_as_text(db: &Engine<outpost_sqlite::SqliteStorage>, expected: &Json) {
+    type History = Vec<(String, String, Option<String>)>;
+    let (live, history): (Vec<(String, String)>, History) = db
+        .storage()
+        .with_connection(|c| {
+            let mut live = c.prepare("SELECT id, rev FROM items").unwrap();
+            let live = live.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            let live = live.collect::<rusqlite::Result<_>>().unwrap();
+            let mut history = c.prepare("SELECT id, rev, parent FROM items_history WHERE seq IS NOT NULL").unwrap();
+            let history = history.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+            (live, history.collect::<rusqlite::Result<_>>().unwrap())
+        })
+        .await;
+    let records = expected["records"]["items"].as_array().unwrap();
+    let winners: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["deleted"] == false)
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["rev"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut live = live;
+    live.sort();
+    let mut winners = winners;
+    winners.sort();
+    assert_eq!(live, winners);
+    for e in expected["events"].as_array().unwrap().iter().map(|e| &e["revision"]).filter(|r| r["table"] == "items") {
+        let (id, rev) = (e["id"].as_str().unwrap(), e["rev"].as_str().unwrap());
+        let parent = e["ancestry"].as_array().unwrap().first().map(|p| p.as_str().unwrap().to_owned());
+        let row = history.iter().find(|(i, r, _)| i == id && r == rev).unwrap_or_else(|| panic!("{id} {rev}"));
+        assert_eq!(row.2, parent, "{id} {rev}");
+    }
+}
+
+#[tokio::test]
+async fn a_format_4_file_whose_revision_ids_do_not_convert_is_refused_and_left_as_it_was() {
+    for (what, sql) in [
+        ("rev", "UPDATE _events SET rev = '1-0123' WHERE seq = 6"),
+        ("rev", "UPDATE _records SET rev = '01-' || substr(rev, 3) WHERE id = 'bulk-00'"),
+        ("parent", "UPDATE _events SET parent = '7-' || substr(parent, 3) WHERE seq = (SELECT min(seq) FROM _events WHERE parent IS NOT NULL)"),
+        ("parent", "UPDATE _stubs SET parent = 'not an id' WHERE rev = (SELECT min(rev) FROM _stubs WHERE parent IS NOT NULL)"),
+        ("list", "UPDATE _records SET leaves = leaves || ' 2-xyz' WHERE id = 'd'"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fixture.outpost");
+        std::fs::copy(fixtures().join("format4.outpost"), &path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
+        let before: i64 = conn.query_row("SELECT sum(length(rev)) FROM _events", [], |r| r.get(0)).unwrap();
+        drop(conn);
+        let err = outpost_sqlite::open_file(&path, Limits::default()).await.err().expect(sql);
+        assert_eq!(err.kind, outpost_api::ErrorKind::Corrupt, "{sql}: {err}");
+        if what != "list" {
+            assert!(err.message.contains(what), "{sql}: {err}");
+        }
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let after: i64 = conn.query_row("SELECT sum(length(rev)) FROM _events", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, after), (4, before), "{sql}: format 4 as it was");
+    }
 }

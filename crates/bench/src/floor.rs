@@ -249,7 +249,7 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
         }
         Schema::Format5 | Schema::Format5Lean => {
             // As write.rs for new records: the event, then the state without the winner's body, with
-            // its only leaf implied (an empty list) and no conflicts.
+            // its only leaf implied and no conflicts (both NULL).
             let mut event = conn.prepare_cached(
                 "INSERT INTO _events (seq, tbl, id, gen, hash, parent, deleted, body, chain, digest)
                  VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0, ?6, ?7, NULL)",
@@ -260,7 +260,7 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
             }
             let mut state = conn.prepare_cached(
                 "INSERT INTO _records (tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq)
-                 VALUES (?1, ?2, ?3, ?4, 0, NULL, x'', x'', '[]', ?5)
+                 VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL, NULL, '[]', ?5)
                  ON CONFLICT (tbl, id) DO UPDATE SET gen = excluded.gen, hash = excluded.hash,
                    deleted = excluded.deleted, body = excluded.body, leaves = excluded.leaves,
                    conflicts = excluded.conflicts, field_conflicts = excluded.field_conflicts, seq = excluded.seq",

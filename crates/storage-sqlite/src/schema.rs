@@ -20,8 +20,8 @@
 //! with their text): each as its
 //! generation (`gen`, an integer) and its 16-byte hash (`hash`), a parent as its hash alone (its
 //! generation is one less than its child's, so no parent of the wrong generation can be stored), and a
-//! state's `leaves` and `conflicts` packed by `stored::pack_revs`, the leaves as nothing when the winner
-//! is the only one. The views show them as the text the api does, in plain SQL.
+//! state's `leaves` and `conflicts` packed by `stored::pack_revs`, NULL for none and the leaves NULL when
+//! the winner is the only one. The views show them as the text the api does, in plain SQL.
 
 use outpost_api::{names, Error, Result, RevId};
 use outpost_engine::storage::stored;
@@ -91,8 +91,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;",
     // 5: revision ids compact (see the module's doc): each text `gen-hex` becomes its generation and
     // its 16-byte hash, a parent its hash alone. Lists of them are packed by `pack_rev_lists` after
-    // this: here a state's leaves become nothing when the winner is the only one, its conflicts
-    // nothing when there are none, and any other list stays text for that pass. `check_rev_texts`
+    // this: here a state's leaves become NULL when the winner is the only one, its conflicts NULL
+    // when there are none, and any other list stays text for that pass. `check_rev_texts`
     // refuses a file whose ids this would not convert exactly.
     "CREATE TABLE _events5 (
         seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, id TEXT NOT NULL, gen INTEGER NOT NULL, hash BLOB NOT NULL,
@@ -124,12 +124,12 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE _stubs5 RENAME TO _stubs;
      CREATE TABLE _records5 (
         tbl TEXT NOT NULL, id TEXT NOT NULL, gen INTEGER NOT NULL, hash BLOB NOT NULL, deleted INTEGER NOT NULL,
-        body TEXT, leaves BLOB NOT NULL, conflicts BLOB NOT NULL, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
+        body TEXT, leaves BLOB, conflicts BLOB, field_conflicts TEXT NOT NULL, seq INTEGER NOT NULL,
         PRIMARY KEY (tbl, id)) WITHOUT ROWID;
      INSERT INTO _records5 (tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq)
         SELECT tbl, id, CAST(substr(rev, 1, instr(rev, '-') - 1) AS INTEGER), unhex(substr(rev, instr(rev, '-') + 1)),
-               deleted, body, CASE WHEN leaves = rev THEN x'' ELSE leaves END,
-               CASE WHEN conflicts = '' THEN x'' ELSE conflicts END, field_conflicts, seq
+               deleted, body, CASE WHEN leaves IS NOT rev THEN leaves END,
+               CASE WHEN conflicts IS NOT '' THEN conflicts END, field_conflicts, seq
         FROM _records;
      DROP TABLE _records;
      ALTER TABLE _records5 RENAME TO _records;
@@ -187,16 +187,17 @@ fn pack_rev_lists(conn: &Connection) -> Result<()> {
     while let Some(row) = rows.next().sql()? {
         let (table, id): (String, String) = (row.get(0).sql()?, row.get(1).sql()?);
         let winner = stored::rev_of(row.get(2).sql()?, &row.get::<_, Vec<u8>>(3).sql()?)?;
-        let list = |i: usize| -> Result<Vec<RevId>> {
+        // NULL: what the SQL made of a list of the winner alone (leaves) or of none (conflicts).
+        let list = |i: usize, implied: Option<&RevId>| -> Result<Vec<RevId>> {
             match row.get_ref(i).sql()? {
                 ValueRef::Text(t) => {
                     stored::rev_list(std::str::from_utf8(t).map_err(|_| Error::corrupt("a stored list is not UTF-8"))?)
                 }
-                ValueRef::Blob(b) => stored::unpack_revs(b, None),
+                ValueRef::Null => Ok(implied.into_iter().copied().collect()),
                 _ => Err(Error::corrupt(format!("record {table}/{id}: a stored list of revision ids is not text"))),
             }
         };
-        let (leaves, conflicts) = (list(4)?, list(5)?);
+        let (leaves, conflicts) = (list(4, Some(&winner))?, list(5, None)?);
         if leaves.is_empty() {
             return Err(Error::corrupt(format!("record {table}/{id} has no leaf")));
         }

@@ -569,7 +569,7 @@ mod tests {
         conn.execute(
             "WITH RECURSIVE n(x) AS (SELECT ?1 UNION ALL SELECT x + 1 FROM n WHERE x < ?2)
              INSERT INTO _records (tbl, id, gen, hash, deleted, body, leaves, conflicts, field_conflicts, seq)
-             SELECT 't', 'id' || x, 1, zeroblob(16), 0, '{}', x'', x'', '[]', x FROM n",
+             SELECT 't', 'id' || x, 1, zeroblob(16), 0, '{}', NULL, NULL, '[]', x FROM n",
             params![from as i64, to as i64],
         )
         .unwrap();

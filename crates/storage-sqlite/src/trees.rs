@@ -93,11 +93,9 @@ pub(crate) fn parent_at(row: &Row<'_>, generation: usize, i: usize) -> Result<Op
     stored::parent_of(row.get(generation).sql()?, blob(row, i)?)
 }
 
-/// A column holding a packed list of revision ids (`stored::pack_revs` with `implied`; NULL is
-/// corrupt).
+/// A column holding a packed list of revision ids (`stored::pack_revs` with `implied`).
 pub(crate) fn revs_at(row: &Row<'_>, i: usize, implied: Option<&RevId>) -> Result<Vec<RevId>> {
-    let list = blob(row, i)?.ok_or_else(|| Error::corrupt("a stored list of revision ids is NULL"))?;
-    stored::unpack_revs(list, implied)
+    stored::unpack_revs(blob(row, i)?, implied)
 }
 
 pub(crate) fn load_trees(conn: &Connection, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree>> {

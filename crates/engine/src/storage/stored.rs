@@ -43,27 +43,25 @@ pub fn parent_of(generation: i64, hash: Option<&[u8]>) -> Result<Option<RevId>> 
 const PACKED: usize = 24;
 
 /// A list of revision ids packed as bytes (SQLite's format 5): each its generation as 8 bytes
-/// big-endian, then its hash. `implied` when the list is exactly `[implied]` (a state's leaves when
-/// the winner is the only one, nearly always) packs to nothing, without allocating.
-pub fn pack_revs(revs: &[RevId], implied: Option<&RevId>) -> Vec<u8> {
+/// big-endian, then its hash. No bytes at all (stored as NULL) for no revision, or for exactly
+/// `[implied]` (a state's leaves when the winner is the only one, nearly always), without allocating.
+pub fn pack_revs(revs: &[RevId], implied: Option<&RevId>) -> Option<Vec<u8>> {
     if revs.is_empty() || (revs.len() == 1 && Some(&revs[0]) == implied) {
-        return Vec::new();
+        return None;
     }
     let mut out = Vec::with_capacity(revs.len() * PACKED);
     for r in revs {
         out.extend_from_slice(&r.generation.to_be_bytes());
         out.extend_from_slice(&r.hash);
     }
-    out
+    Some(out)
 }
 
-/// A list packed by [`pack_revs`] with the same `implied` (nothing unpacks to `[implied]`, or to
-/// no revision when there is none).
-pub fn unpack_revs(bytes: &[u8], implied: Option<&RevId>) -> Result<Vec<RevId>> {
-    if bytes.is_empty() {
-        return Ok(implied.into_iter().copied().collect());
-    }
-    if !bytes.len().is_multiple_of(PACKED) {
+/// A list packed by [`pack_revs`] with the same `implied` (none unpacks to `[implied]`, or to no
+/// revision when there is none).
+pub fn unpack_revs(bytes: Option<&[u8]>, implied: Option<&RevId>) -> Result<Vec<RevId>> {
+    let Some(bytes) = bytes else { return Ok(implied.into_iter().copied().collect()) };
+    if bytes.is_empty() || !bytes.len().is_multiple_of(PACKED) {
         return Err(Error::corrupt(format!("a stored list of revision ids is {} bytes", bytes.len())));
     }
     bytes
@@ -155,15 +153,15 @@ mod tests {
     #[test]
     fn packed_lists_read_back_and_the_implied_one_packs_to_nothing() {
         let winner = r(3, 1);
-        assert!(pack_revs(&[winner], Some(&winner)).is_empty());
-        assert_eq!(unpack_revs(&[], Some(&winner)).unwrap(), vec![winner]);
-        assert!(pack_revs(&[], None).is_empty());
-        assert_eq!(unpack_revs(&[], None).unwrap(), vec![]);
+        assert_eq!(pack_revs(&[winner], Some(&winner)), None);
+        assert_eq!(unpack_revs(None, Some(&winner)).unwrap(), vec![winner]);
+        assert_eq!(pack_revs(&[], None), None);
+        assert_eq!(unpack_revs(None, None).unwrap(), vec![]);
         for list in [vec![r(1, 9)], vec![winner, r(2, 7)], vec![r(1 << 40, 0xff), r(1, 0)]] {
-            let packed = pack_revs(&list, Some(&winner));
+            let packed = pack_revs(&list, Some(&winner)).unwrap();
             assert_eq!(packed.len(), list.len() * PACKED);
-            assert_eq!(unpack_revs(&packed, Some(&winner)).unwrap(), list);
-            assert_eq!(unpack_revs(&pack_revs(&list, None), None).unwrap(), list);
+            assert_eq!(unpack_revs(Some(&packed), Some(&winner)).unwrap(), list);
+            assert_eq!(unpack_revs(pack_revs(&list, None).as_deref(), None).unwrap(), list);
         }
     }
 
@@ -176,11 +174,12 @@ mod tests {
         assert_eq!(parent_of(3, Some(&[4; 16])).unwrap(), Some(r(2, 4)));
         assert_eq!(parent_of(1, None).unwrap(), None);
         assert!(parent_of(1, Some(&[4; 16])).is_err(), "a first revision has no parent");
-        assert!(unpack_revs(&[0; 23], None).is_err());
+        assert!(unpack_revs(Some(&[0; 23]), None).is_err());
+        assert!(unpack_revs(Some(&[]), None).is_err(), "an empty list is stored as none");
         let zero_generation = [0u8; 24];
-        assert!(unpack_revs(&zero_generation, None).is_err());
+        assert!(unpack_revs(Some(&zero_generation), None).is_err());
         let mut huge = [0xffu8; 24];
         huge[..8].copy_from_slice(&u64::MAX.to_be_bytes());
-        assert!(unpack_revs(&huge, None).is_err());
+        assert!(unpack_revs(Some(&huge), None).is_err());
     }
 }

@@ -232,10 +232,14 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     }
     // Under the write lock, read again: a second process opening the same old file waits, then
     // finds it migrated.
+    let started = std::time::Instant::now();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).sql()?;
     let version = version(&tx)?;
     if version > FORMAT_VERSION {
         return Err(newer(version));
+    }
+    if version > 0 {
+        tracing::info!(from = version, to = FORMAT_VERSION, "migrating a database file (seconds per million records)");
     }
     // Outpost's views read the columns the migrations change: they are dropped before and made again
     // after.
@@ -257,8 +261,31 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     for table in views {
         ensure_views(&tx, &table)?;
     }
+    if version > 0 && version < COMPACT_FORMAT {
+        return_free_pages(&tx)?;
+    }
     // All of it or none: a migration interrupted anywhere leaves the file as it was.
-    tx.commit().sql()
+    tx.commit().sql()?;
+    if version > 0 {
+        tracing::info!(
+            from = version,
+            to = FORMAT_VERSION,
+            seconds = started.elapsed().as_secs_f64(),
+            "migrated a database file"
+        );
+    }
+    Ok(())
+}
+
+/// Return to the file system the pages a migration that rewrote tables left free (the old tables'),
+/// when the file returns free pages at all (`auto_vacuum` incremental, as files are made): a file of
+/// format 4 would otherwise stay about two thirds larger after its move to format 5.
+fn return_free_pages(conn: &Connection) -> Result<()> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).sql()?;
+    if mode != crate::store::INCREMENTAL_VACUUM {
+        return Ok(());
+    }
+    crate::store::incremental_vacuum(conn, None)
 }
 
 /// Drop the views Outpost made (`<table>` and `<table>_history` of each table ever defined; other

@@ -46,7 +46,21 @@ pub(crate) fn open_in(slot: &Option<Connection>) -> Result<&Connection> {
 }
 
 /// `PRAGMA auto_vacuum`'s value for incremental vacuum (files made before it have 0, none).
-const INCREMENTAL_VACUUM: i64 = 2;
+pub(crate) const INCREMENTAL_VACUUM: i64 = 2;
+
+/// Return up to `pages` free pages (all, for `None`) to the file system, in a file whose `auto_vacuum`
+/// is incremental (in any other, nothing).
+pub(crate) fn incremental_vacuum(conn: &Connection, pages: Option<i64>) -> Result<()> {
+    let sql = match pages {
+        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
+        None => "PRAGMA incremental_vacuum".to_owned(),
+    };
+    // Each step of the statement frees one page: run it to its end.
+    let mut stmt = conn.prepare(&sql).sql()?;
+    let mut rows = stmt.query([]).sql()?;
+    while rows.next().sql()?.is_some() {}
+    Ok(())
+}
 
 fn blob_uuid(bytes: Vec<u8>) -> Result<Uuid> {
     stored::uuid(&bytes)
@@ -265,11 +279,7 @@ impl Storage for SqliteStorage {
                     if mode != INCREMENTAL_VACUUM || before == 0 {
                         return Ok((before, before));
                     }
-                    // Each step of the statement frees one page: run it to its end.
-                    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({STEP})")).sql()?;
-                    let mut rows = stmt.query([]).sql()?;
-                    while rows.next().sql()?.is_some() {}
-                    drop(rows);
+                    incremental_vacuum(conn, Some(STEP))?;
                     Ok((before, free(conn).sql()?))
                 })
                 .await?;

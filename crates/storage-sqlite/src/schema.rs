@@ -158,7 +158,10 @@ fn check_rev_texts(conn: &Connection) -> Result<()> {
     for (table, columns) in REV_TEXT_COLUMNS {
         for column in columns.iter() {
             let (g, h) = (generation(column), hash(column));
-            let mut bad = format!("{g} < 1 OR length({h}) IS NOT 16 OR {g} || '-' || lower(hex({h})) IS NOT {column}");
+            let mut bad = format!(
+                "{g} < 1 OR {g} > {max} OR length({h}) IS NOT 16 OR {g} || '-' || lower(hex({h})) IS NOT {column}",
+                max = outpost_api::MAX_GENERATION
+            );
             if *column == "parent" {
                 bad = format!("{bad} OR {g} IS NOT {} - 1", generation("rev"));
             }
@@ -169,6 +172,12 @@ fn check_rev_texts(conn: &Connection) -> Result<()> {
                 )));
             }
         }
+    }
+    // The lists are text (which `pack_rev_lists` parses); anything else would be copied unread.
+    let lists =
+        "SELECT rev FROM _records WHERE typeof(leaves) IS NOT 'text' OR typeof(conflicts) IS NOT 'text' LIMIT 1";
+    if let Some(rev) = conn.query_row(lists, [], |r| r.get::<_, String>(0)).optional().sql()? {
+        return Err(Error::corrupt(format!("_records: the leaves or conflicts of revision {rev:?} are not text")));
     }
     Ok(())
 }
@@ -282,21 +291,30 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
 /// format 4 would otherwise stay about two thirds larger after its move to format 5.
 fn return_free_pages(conn: &Connection) -> Result<()> {
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).sql()?;
-    if mode != crate::store::INCREMENTAL_VACUUM {
-        return Ok(());
+    if mode == crate::store::INCREMENTAL_VACUUM {
+        return crate::store::incremental_vacuum(conn, None);
     }
-    crate::store::incremental_vacuum(conn, None)
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).sql()?;
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).sql()?;
+    tracing::warn!(
+        free_bytes = free * page,
+        "a file made before files returned free space keeps its old tables' pages after the migration, \
+         for new rows; `outpost db compact --vacuum` returns them to the file system"
+    );
+    Ok(())
 }
 
-/// Drop the views Outpost made (`<table>` and `<table>_history` of each table ever defined; other
-/// views are left) in a file of format `version`, returning the tables whose views they were in the
-/// order the tables were first defined: which decides, as when they were made, who has a name two
-/// tables could claim.
+/// Drop the views Outpost made (`<table>` and `<table>_history` of each table ever defined) in a file
+/// of format `version`, returning the tables whose views they were in the order the tables were first
+/// defined: which decides, as when they were made, who has a name two tables could claim. A view is
+/// Outpost's when its name is one of a table's two and its SQL selects that table's rows (`tbl =
+/// '<table>'`, as every format's views have): a view someone else made under such a name is left,
+/// and each view is dropped once, even when two tables could claim its name (`t` and `t_history`).
 fn drop_views(conn: &Connection, version: i64) -> Result<Vec<String>> {
-    let views: std::collections::HashSet<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'view'")
+    let views: Vec<(String, String)> = conn
+        .prepare("SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'view'")
         .sql()?
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()?;
@@ -312,14 +330,21 @@ fn drop_views(conn: &Connection, version: i64) -> Result<Vec<String>> {
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()?;
-    for table in &tables {
-        for view in [table.clone(), format!("{table}_history")] {
-            if views.contains(&view) {
-                conn.execute_batch(&format!("DROP VIEW \"{}\"", view.replace('"', "\"\""))).sql()?;
+    let mut remade = Vec::new();
+    for table in tables {
+        let rows = format!("tbl = '{table}'");
+        let mut any = false;
+        for name in [table.clone(), format!("{table}_history")] {
+            if views.iter().any(|(view, sql)| *view == name && sql.contains(&rows)) {
+                conn.execute_batch(&format!("DROP VIEW \"{}\"", name.replace('"', "\"\""))).sql()?;
+                any = true;
             }
         }
+        if any {
+            remade.push(table);
+        }
     }
-    Ok(tables.into_iter().filter(|t| views.contains(t)).collect())
+    Ok(remade)
 }
 
 /// The format version of an open file.

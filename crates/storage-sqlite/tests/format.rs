@@ -260,6 +260,9 @@ async fn a_format_4_file_whose_revision_ids_do_not_convert_is_refused_and_left_a
         ("parent", "UPDATE _events SET parent = '7-' || substr(parent, 3) WHERE seq = (SELECT min(seq) FROM _events WHERE parent IS NOT NULL)"),
         ("parent", "UPDATE _stubs SET parent = 'not an id' WHERE rev = (SELECT min(rev) FROM _stubs WHERE parent IS NOT NULL)"),
         ("list", "UPDATE _records SET leaves = leaves || ' 2-xyz' WHERE id = 'd'"),
+        ("rev", "UPDATE _events SET rev = '9007199254740992-' || substr(rev, 3) WHERE seq = 6"),
+        ("leaves", "UPDATE _records SET leaves = zeroblob(24) WHERE id = 'bulk-01'"),
+        ("leaves", "UPDATE _records SET conflicts = x'00' WHERE id = 'bulk-02'"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fixture.outpost");
@@ -278,4 +281,40 @@ async fn a_format_4_file_whose_revision_ids_do_not_convert_is_refused_and_left_a
         let after: i64 = conn.query_row("SELECT sum(length(rev)) FROM _events", [], |r| r.get(0)).unwrap();
         assert_eq!((version, after), (4, before), "{sql}: format 4 as it was");
     }
+}
+
+#[tokio::test]
+async fn views_are_remade_once_each_and_only_outposts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fixture.outpost");
+    std::fs::copy(fixtures().join("format4.outpost"), &path).unwrap();
+    // Two tables whose views could claim one name (`items_history`: the history of `items`, made first,
+    // has it), and a view of someone else's under the name of a table defined after it (`report`).
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for table in ["items_history", "report"] {
+        conn.execute(
+            "INSERT INTO _events (seq, tbl, id, rev, parent, deleted, body, chain, digest)
+             VALUES ((SELECT max(seq) + 1 FROM _events), '_tables', ?1, '1-' || lower(hex(randomblob(16))), NULL, 1,
+                     '{}', zeroblob(32), NULL)",
+            [table],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("CREATE VIEW report AS SELECT 42 AS answer").unwrap();
+    drop(conn);
+    let db = outpost_sqlite::open_file(&path, Limits::default()).await.unwrap();
+    let (answer, history, views): (i64, i64, i64) = db
+        .storage()
+        .with_connection(|c| {
+            let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+            (
+                one("SELECT answer FROM report"),
+                one("SELECT count(*) FROM items_history WHERE rev LIKE '%-%'"),
+                one("SELECT count(*) FROM sqlite_master WHERE type = 'view'"),
+            )
+        })
+        .await;
+    assert_eq!(answer, 42, "someone else's view is left as it was");
+    assert!(history > 40, "items' history keeps its name: {history} rows");
+    assert_eq!(views, 8 + 1, "Outpost's eight views (four tables), and the other");
 }

@@ -19,6 +19,12 @@
 //! - `format5-lean`: as `format5`, without the seq index on the states: the changes feed would scan
 //!   the events by seq and keep those that are their record's latest (three B-tree inserts per new
 //!   record).
+//! - `tree-in-state`: as `format5`, without the index over every revision (`_events_key`): a model of a
+//!   format that keeps each record's revision tree (ids, parents, seqs, stubs) packed in its state row,
+//!   as CouchDB keeps a document's tree in its by-id index, so that reading a tree or answering a
+//!   revs-diff is one lookup of the state. A new record's state row is format 5's (a one-revision tree
+//!   is its winner, implied), so only the index goes: three B-tree inserts, with the changes feed's
+//!   index kept.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,11 +47,14 @@ pub enum Schema {
     Format5,
     /// As `Format5`, without the states' seq index.
     Format5Lean,
+    /// As `Format5`, without the index over every revision (trees in the state rows).
+    TreeInState,
 }
 
 impl Schema {
     /// Every candidate, in the order they are reported.
-    pub const ALL: [Schema; 4] = [Schema::Format2, Schema::Format4, Schema::Format5, Schema::Format5Lean];
+    pub const ALL: [Schema; 5] =
+        [Schema::Format2, Schema::Format4, Schema::Format5, Schema::Format5Lean, Schema::TreeInState];
 
     /// The name on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -54,12 +63,13 @@ impl Schema {
             Schema::Format4 => "format4",
             Schema::Format5 => "format5",
             Schema::Format5Lean => "format5-lean",
+            Schema::TreeInState => "tree-in-state",
         }
     }
 
     /// Whether the file is today's format, made by `outpost-sqlite`.
     fn is_todays(self) -> bool {
-        matches!(self, Schema::Format5 | Schema::Format5Lean)
+        matches!(self, Schema::Format5 | Schema::Format5Lean | Schema::TreeInState)
     }
 }
 
@@ -171,6 +181,7 @@ fn open(path: &Path, schema: Schema) -> Result<Connection, String> {
     match schema {
         Schema::Format5 => {}
         Schema::Format5Lean => conn.execute_batch("DROP INDEX _records_seq").map_err(sql)?,
+        Schema::TreeInState => conn.execute_batch("DROP INDEX _events_key").map_err(sql)?,
         Schema::Format2 => conn.execute_batch(FORMAT2).map_err(sql)?,
         Schema::Format4 => conn.execute_batch(FORMAT4).map_err(sql)?,
     }
@@ -247,7 +258,7 @@ fn insert(conn: &Connection, schema: Schema, batch: &[Prepared]) -> rusqlite::Re
                 state.execute(params![TABLE, p.id, rev.as_str(), false, rev.as_str(), NO_CONFLICTS, "[]", p.seq])?;
             }
         }
-        Schema::Format5 | Schema::Format5Lean => {
+        Schema::Format5 | Schema::Format5Lean | Schema::TreeInState => {
             // As write.rs for new records: the event, then the state without the winner's body, with
             // its only leaf implied and no conflicts (both NULL).
             let mut event = conn.prepare_cached(

@@ -21,6 +21,22 @@ pub fn put_lb(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Run `f` on an empty buffer of this thread's, kept between calls: the inputs of the hashes made
+/// for every event (a chain step, a revision id's head) put together without an allocation each.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            f(&mut buf)
+        }
+        // Called again from inside `f`: a buffer of its own.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
 /// A decimal's canonical bytes, from its canonical text.
 pub(crate) fn put_decimal(out: &mut Vec<u8>, text: &str) {
     out.push(0x04);

@@ -240,20 +240,21 @@ impl ChainHash {
         (table, id, rev, deleted): (&str, &str, &RevId, bool),
         foreign: Option<&[u8; 16]>,
     ) -> ChainHash {
-        use crate::canonical::put_lb;
-        let mut buf = Vec::with_capacity(96 + table.len() + id.len());
-        buf.extend_from_slice(b"outpost/chain/v1");
-        buf.extend_from_slice(&self.0);
-        buf.extend_from_slice(&seq.to_be_bytes());
-        put_lb(&mut buf, table.as_bytes());
-        put_lb(&mut buf, id.as_bytes());
-        put_lb(&mut buf, rev.text().as_bytes());
-        buf.push(deleted as u8);
-        if let Some(digest) = foreign {
-            buf.push(0x01);
-            buf.extend_from_slice(digest);
-        }
-        ChainHash(*blake3::hash(&buf).as_bytes())
+        use crate::canonical::{put_lb, with_scratch};
+        with_scratch(|buf| {
+            buf.extend_from_slice(b"outpost/chain/v1");
+            buf.extend_from_slice(&self.0);
+            buf.extend_from_slice(&seq.to_be_bytes());
+            put_lb(buf, table.as_bytes());
+            put_lb(buf, id.as_bytes());
+            put_lb(buf, rev.text().as_bytes());
+            buf.push(deleted as u8);
+            if let Some(digest) = foreign {
+                buf.push(0x01);
+                buf.extend_from_slice(digest);
+            }
+            ChainHash(*blake3::hash(buf).as_bytes())
+        })
     }
 }
 

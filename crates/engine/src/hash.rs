@@ -2,7 +2,7 @@
 
 use outpost_api::{Attributes, ChainHash, RevId, Uuid};
 
-use crate::canonical::{encode_map, put_lb};
+use crate::canonical::{encode_map, put_lb, with_scratch};
 
 /// The revision id of a revision: generation = parent's + 1 (1 without a parent); hash = the first 16
 /// bytes of `blake3("outpost/rev/v1" || lb(table) || lb(id) || lb(parent or "") || deleted:u8 ||
@@ -23,13 +23,14 @@ pub(crate) fn revision_id_of_encoded(
 ) -> RevId {
     let mut h = blake3::Hasher::new();
     h.update(b"outpost/rev/v1");
-    let mut head = Vec::with_capacity(table.len() + id.len() + 64);
-    put_lb(&mut head, table.as_bytes());
-    put_lb(&mut head, id.as_bytes());
-    let parent_text = parent.map(RevId::text);
-    put_lb(&mut head, parent_text.as_deref().unwrap_or("").as_bytes());
-    head.push(deleted as u8);
-    h.update(&head);
+    with_scratch(|head| {
+        put_lb(head, table.as_bytes());
+        put_lb(head, id.as_bytes());
+        let parent_text = parent.map(RevId::text);
+        put_lb(head, parent_text.as_deref().unwrap_or("").as_bytes());
+        head.push(deleted as u8);
+        h.update(head);
+    });
     h.update(body);
     let digest = h.finalize();
     let mut hash = [0u8; 16];

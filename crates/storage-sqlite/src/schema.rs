@@ -17,11 +17,11 @@
 //! - `_local` (format 4): the local documents of CouchDB-protocol peers (SPEC §17), by (table, id).
 //!
 //! Revision ids (format 5) are stored compactly (a file of new records is about a fifth smaller than
-//! with their text): each as its
-//! generation (`gen`, an integer) and its 16-byte hash (`hash`), a parent as its hash alone (its
-//! generation is one less than its child's, so no parent of the wrong generation can be stored), and a
-//! state's `leaves` and `conflicts` packed by `stored::pack_revs`, NULL for none and the leaves NULL when
-//! the winner is the only one. The views show them as the text the api does, in plain SQL.
+//! with their text): each as its generation (`gen`, an integer) and its 16-byte hash (`hash`), a
+//! parent as its hash alone (its generation is one less than its child's, so no parent of the wrong
+//! generation can be stored), and a state's `leaves` and `conflicts` packed by `stored::pack_revs`,
+//! NULL for none and the leaves NULL when the winner is the only one. The views show them as the text
+//! the api does, in plain SQL.
 
 use outpost_api::{names, Error, Result, RevId};
 use outpost_engine::storage::stored;

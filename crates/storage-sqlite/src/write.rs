@@ -1,7 +1,7 @@
 //! Writes: a [`WriteTxn`] holding the connection inside `BEGIN IMMEDIATE … COMMIT`, each step run on
 //! the blocking pool, and `apply`, which stores a write set row by row with cached statements.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use outpost_api::{Error, Result};
@@ -62,6 +62,19 @@ fn rows_sql(head: &str, row: &str, n: usize, tail: &str) -> String {
     sql
 }
 
+/// An `INSERT`'s SQL for [`ROWS`] rows (first) and for one (second), made once per process: each
+/// statement is looked up in the connection's cache by its text, which need not be built for every
+/// chunk.
+type RowsSql = LazyLock<[String; 2]>;
+
+static EVENT_ROWS: RowsSql =
+    LazyLock::new(|| [rows_sql(EVENTS, EVENT_ROW, ROWS, ""), rows_sql(EVENTS, EVENT_ROW, 1, "")]);
+
+static STATE_ROWS: RowsSql = LazyLock::new(|| {
+    let head = format!("INSERT INTO _records ({STATE_COLUMNS})");
+    [rows_sql(&head, STATE_ROW, ROWS, STATES_ON_CONFLICT), rows_sql(&head, STATE_ROW, 1, STATES_ON_CONFLICT)]
+});
+
 /// Binds one row's values after the last, in order.
 struct Binder<'s, 'c> {
     stmt: &'s mut rusqlite::CachedStatement<'c>,
@@ -75,17 +88,17 @@ impl Binder<'_, '_> {
     }
 }
 
-/// Insert `items` with `head VALUES row… tail`, [`ROWS`] to a statement (the rest one to a
-/// statement), `bind` giving each item's values.
+/// Insert `items` with `sql`, [`ROWS`] to a statement (the rest one to a statement), `bind` giving
+/// each item's values.
 fn insert_rows<T>(
     conn: &Connection,
-    (head, row, tail): (&str, &str, &str),
+    sql: &RowsSql,
     items: &[T],
     bind: impl Fn(&mut Binder<'_, '_>, &T) -> Result<()>,
 ) -> Result<()> {
     for chunk in items.chunks(ROWS) {
-        let per_statement = if chunk.len() == ROWS { ROWS } else { 1 };
-        let mut stmt = conn.prepare_cached(&rows_sql(head, row, per_statement, tail)).sql()?;
+        let (per_statement, sql) = if chunk.len() == ROWS { (ROWS, &sql[0]) } else { (1, &sql[1]) };
+        let mut stmt = conn.prepare_cached(sql).sql()?;
         for rows in chunk.chunks(per_statement) {
             let mut binder = Binder { stmt: &mut stmt, next: 0 };
             for item in rows {
@@ -140,7 +153,7 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         store_revisions_one_by_one(conn, writes.revisions.iter().filter(|r| r.event.is_none()))?;
         let events: Vec<&StoredRevision> =
             writes.revisions.iter().filter(|r| r.event.is_some() && !r.superseded).collect();
-        insert_rows(conn, (EVENTS, EVENT_ROW, ""), &events, |b, r| {
+        insert_rows(conn, &EVENT_ROWS, &events, |b, r| {
             let (seq, chain) = r.event.expect("an event");
             b.put(seq as i64)?;
             b.put(&r.table)?;
@@ -154,8 +167,7 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
             b.put(r.foreign.as_ref().map(|d| &d.0[..]))
         })?;
     }
-    let states = format!("INSERT INTO _records ({STATE_COLUMNS})");
-    insert_rows(conn, (&states, STATE_ROW, STATES_ON_CONFLICT), &writes.states, |b, s| {
+    insert_rows(conn, &STATE_ROWS, &writes.states, |b, s| {
         b.put(&s.table)?;
         b.put(&s.id)?;
         b.put(s.rev.generation as i64)?;
@@ -170,8 +182,11 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         b.put(s.seq as i64)
     })?;
     if let Some((seq, chain)) = writes.head {
-        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'update_seq'", [seq as i64]).sql()?;
-        conn.execute("UPDATE _meta SET value = ?1 WHERE key = 'chain'", [&chain.0[..]]).sql()?;
+        conn.prepare_cached("UPDATE _meta SET value = ?1 WHERE key = 'update_seq'")
+            .sql()?
+            .execute([seq as i64])
+            .sql()?;
+        conn.prepare_cached("UPDATE _meta SET value = ?1 WHERE key = 'chain'").sql()?.execute([&chain.0[..]]).sql()?;
     }
     if let Some(n) = writes.record_count {
         conn.execute(
@@ -182,7 +197,10 @@ fn apply(conn: &Connection, writes: &WriteSet) -> Result<()> {
         .sql()?;
     }
     if writes.live_records != 0 {
-        conn.execute("UPDATE _meta SET value = value + ?1 WHERE key = 'record_count'", [writes.live_records]).sql()?;
+        conn.prepare_cached("UPDATE _meta SET value = value + ?1 WHERE key = 'record_count'")
+            .sql()?
+            .execute([writes.live_records])
+            .sql()?;
     }
     if let Some(p) = writes.resume {
         conn.execute(
@@ -297,7 +315,7 @@ fn store_revisions_one_by_one<'r>(
         conn.prepare_cached("SELECT parent FROM _stubs WHERE tbl = ?1 AND id = ?2 AND gen = ?3 AND hash = ?4").sql()?;
     let mut unstub =
         conn.prepare_cached("DELETE FROM _stubs WHERE tbl = ?1 AND id = ?2 AND gen = ?3 AND hash = ?4").sql()?;
-    let mut event = conn.prepare_cached(&rows_sql(EVENTS, EVENT_ROW, 1, "")).sql()?;
+    let mut event = conn.prepare_cached(&EVENT_ROWS[1]).sql()?;
     for r in revisions {
         let (generation, hash) = (r.rev.generation as i64, &r.rev.hash[..]);
         let parent = r.parent.as_ref().map(|p| &p.hash[..]);

@@ -34,12 +34,12 @@ impl Body {
     /// The encodings of `attributes`.
     pub fn new(attributes: &Attributes) -> Body {
         let bad_name = attributes.keys().find_map(|k| crate::names::validate_attribute_name(k).err());
-        Body {
-            canonical: crate::canonical::encode_attributes(attributes),
-            json: attributes.to_json(),
-            depth: attributes.depth(),
-            bad_name: bad_name.map(|e| e.message),
-        }
+        let json = attributes.to_json();
+        // The canonical bytes are about as long as the wire JSON or shorter (a length where the JSON
+        // has quotes, a tag byte for each `{"type":…}`): sized by it, the buffer is seldom grown.
+        let mut canonical = Vec::with_capacity(json.len());
+        crate::canonical::encode_map(&mut canonical, attributes);
+        Body { canonical, json, depth: attributes.depth(), bad_name: bad_name.map(|e| e.message) }
     }
 
     /// The empty body (a tombstone's).

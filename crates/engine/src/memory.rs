@@ -335,8 +335,8 @@ impl WriteTxn for MemoryWriteTxn {
     async fn head(&mut self) -> Result<Head> {
         Ok(self.data()?.head.clone())
     }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
-        self.data()?.stored_trees(keys)
+    async fn load_trees(&mut self, keys: Vec<RecordKey>) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        self.data()?.stored_trees(&keys)
     }
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>> {
         Ok(self.data()?.states.get(&(table.to_owned(), id.to_owned())).cloned())

@@ -322,8 +322,9 @@ pub trait WriteTxn: Send {
     async fn head(&mut self) -> Result<Head>;
     /// The revision trees of these records, each body as the wire JSON it is stored as (the planner
     /// reads values only where a rule needs them); a record with no revisions has no entry or an
-    /// empty tree.
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>>;
+    /// empty tree. The keys are given, not lent: a backend reading on another thread takes them
+    /// there without copying each name.
+    async fn load_trees(&mut self, keys: Vec<RecordKey>) -> Result<HashMap<RecordKey, RevisionTree<String>>>;
     /// The reconciled state of one record, if any.
     async fn load_state(&mut self, table: &str, id: &str) -> Result<Option<StoredState>>;
     /// The revision of `table`'s local document `id`, if there is one.

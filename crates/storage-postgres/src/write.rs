@@ -204,8 +204,8 @@ impl WriteTxn for PgWriteTxn {
     async fn head(&mut self) -> Result<Head> {
         read_head(&self.inner, self.client()?).await
     }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
-        trees(&self.inner, self.client()?, keys, |text, _, _| Ok(text.to_owned())).await
+    async fn load_trees(&mut self, keys: Vec<RecordKey>) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        trees(&self.inner, self.client()?, &keys, |text, _, _| Ok(text.to_owned())).await
     }
     async fn live_states_by_table(&mut self) -> Result<Vec<(String, u64)>> {
         let rows = self.inner.query(self.client()?, &self.inner.sql.live_states_by_table, &[]).await?;

@@ -417,15 +417,12 @@ impl WriteTxn for SqliteWriteTxn {
     async fn head(&mut self) -> Result<Head> {
         self.run(|t| read_head(t.conn())).await
     }
-    async fn load_trees(&mut self, keys: &[RecordKey]) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
-        let keys: Vec<RecordKey> = match &self.written {
+    async fn load_trees(&mut self, mut keys: Vec<RecordKey>) -> Result<HashMap<RecordKey, RevisionTree<String>>> {
+        if let Some(written) = &self.written {
             // A bootstrap reads the trees only of records its writes may have named: others have none.
-            Some(written) => {
-                let written = written.lock().unwrap_or_else(|e| e.into_inner());
-                keys.iter().filter(|(table, id)| written.may_hold(table, id)).cloned().collect()
-            }
-            None => keys.to_vec(),
-        };
+            let written = written.lock().unwrap_or_else(|e| e.into_inner());
+            keys.retain(|(table, id)| written.may_hold(table, id));
+        }
         if keys.is_empty() {
             return Ok(HashMap::new());
         }

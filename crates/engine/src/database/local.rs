@@ -29,19 +29,19 @@ impl<S: Storage> Engine<S> {
             let mut txn = self.begin().await?;
             let head = txn.head().await?;
             let mut defs: HashMap<String, Result<TableDef>> = HashMap::new();
-            let mut keys: Vec<RecordKey> = Vec::with_capacity(named.len());
-            let mut seen = ahash::HashSet::with_capacity_and_hasher(named.len(), ahash::RandomState::new());
-            for (table, id) in &named {
+            // Each record once, its names moved (a batch's ids mostly come sorted already).
+            let mut keys = named;
+            keys.sort_unstable();
+            keys.dedup();
+            for (table, _) in &keys {
                 if table != names::TABLES_TABLE && !defs.contains_key(table) {
                     let state = txn.load_state(names::TABLES_TABLE, table).await?;
                     defs.insert(table.clone(), table_def_of(table, state.as_ref()));
                 }
-                if seen.insert((table.as_str(), id.as_str())) {
-                    keys.push((table.clone(), id.clone()));
-                }
             }
-            let trees = txn.load_trees(&keys).await?;
-            Ok::<_, Error>((txn, head, defs, keys.len(), trees))
+            let records = keys.len();
+            let trees = txn.load_trees(keys).await?;
+            Ok::<_, Error>((txn, head, defs, records, trees))
         };
         // A failure on either side ends the write at once (a transaction begun rolls back).
         let (ops, (mut txn, head, defs, records, trees)) = tokio::try_join!(ops, opening)?;

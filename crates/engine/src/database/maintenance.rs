@@ -100,7 +100,8 @@ impl<S: Storage> Engine<S> {
             return Ok((0, 0, 0));
         }
         let mut txn = self.begin().await?;
-        let trees = txn.load_trees(&keys).await?;
+        let records = keys.len() as u64;
+        let trees = txn.load_trees(keys).await?;
         let keep = keep.clone();
         let (seqs, bytes) = blocking(move || {
             let (mut seqs, mut bytes) = (Vec::new(), 0);
@@ -120,7 +121,7 @@ impl<S: Storage> Engine<S> {
         .await?;
         let dropped = seqs.len() as u64;
         self.commit(txn, WriteSet { drop_bodies: seqs, ..WriteSet::default() }).await?;
-        Ok((keys.len() as u64, dropped, bytes))
+        Ok((records, dropped, bytes))
     }
 }
 

@@ -70,15 +70,16 @@ impl<S: Storage> Engine<S> {
         let verifying = async move {
             blocking_map(revisions, move |r| verify(r, &limits)).await?.into_iter().collect::<Result<Vec<_>>>()
         };
+        let records = keys.len();
         let opening = async {
             let mut txn = self.begin().await?;
             let head = txn.head().await?;
-            let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(&keys).await? };
+            let trees = if keys.is_empty() { HashMap::new() } else { txn.load_trees(keys).await? };
             Ok::<_, Error>((txn, head, trees))
         };
         // A refused revision ends the write at once (the transaction begun meanwhile rolls back).
         let (revisions, (mut txn, head, trees)) = tokio::try_join!(verifying, opening)?;
-        let loaded = (head.clone(), trees, keys.len());
+        let loaded = (head.clone(), trees, records);
         let key: PartKey<VerifiedRevision> = |r| Some((r.table(), r.id(), r.foreign().is_some()));
         let (mut writes, spent, new) =
             self.plan_in_parts(&mut txn, loaded, (revisions, key), |planner, r| planner.replicated(r)).await?;
